@@ -1,0 +1,666 @@
+//! The configuration file: one TOML document, the single source of truth for a
+//! gateway (site, gates, cameras, models, uplink, logging).
+//!
+//! Parsing rejects unknown keys and names the file and key path of every
+//! problem (`config/x.toml: gates[1].relay_pin: expected an integer 0..=27,
+//! got "abc"`). After parsing, [`Config::validate`] checks what serde cannot
+//! (unique ids, references between sections).
+
+mod pin;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{validate_slug, GateId};
+
+pub use pin::GpioPin;
+
+/// Where the daemon looks when neither `--config` nor `GATEHOUSE_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gatehouse/gatehouse.toml";
+
+/// The configuration `gatehouse demo` runs with, compiled into the binary.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub site: Site,
+    #[serde(default)]
+    pub store: Store,
+    #[serde(default)]
+    pub gates: Vec<Gate>,
+    #[serde(default)]
+    pub cameras: Vec<Camera>,
+    #[serde(default)]
+    pub models: Models,
+    #[serde(default)]
+    pub face: Face,
+    #[serde(default)]
+    pub access: Access,
+    #[serde(default)]
+    pub uplink: Uplink,
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Site id, used in MQTT topics (`gatehouse/v1/{site}/{gateway}/…`).
+    pub id: String,
+    /// This gateway's id within the site.
+    pub gateway_id: String,
+    /// Human name of the compound, shown in the console and reports.
+    pub name: String,
+    /// Local time offset from UTC in minutes, used for weekly time windows.
+    /// China Standard Time (+08:00, no daylight saving) is 480.
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset_minutes: i32,
+}
+
+fn default_utc_offset() -> i32 {
+    480
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// Directory for the database, device keys, control socket, snapshots and models.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// SQLite file name, relative to `data_dir` unless absolute.
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// Events and snapshots older than this are purged.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Audit rows are kept for the longer of this and `retention_days`.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/gatehouse")
+}
+fn default_database() -> PathBuf {
+    PathBuf::from("gatehouse.db")
+}
+fn default_retention_days() -> u32 {
+    180
+}
+fn default_audit_retention_days() -> u32 {
+    365
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            data_dir: default_data_dir(),
+            database: default_database(),
+            retention_days: default_retention_days(),
+            audit_retention_days: default_audit_retention_days(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    Pedestrian,
+    Vehicle,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Raspberry Pi GPIO through rppal.
+    Rppal,
+    /// In-process simulated pins, driven through the control socket.
+    Simulated,
+}
+
+/// What the lock does without power.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    /// Unlocks without power (fire exits): the relay energises to lock.
+    FailSafe,
+    /// Stays locked without power: the relay energises to unlock.
+    FailSecure,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub id: GateId,
+    pub name: String,
+    pub kind: GateKind,
+    pub direction: Direction,
+    pub backend: Backend,
+    /// Relay driving the lock or barrier.
+    pub relay_pin: GpioPin,
+    /// True when the relay board switches on a low level (most opto-isolated boards).
+    #[serde(default)]
+    pub relay_active_low: bool,
+    #[serde(default = "default_lock")]
+    pub lock: LockKind,
+    pub door_contact_pin: Option<GpioPin>,
+    pub exit_button_pin: Option<GpioPin>,
+    pub tamper_pin: Option<GpioPin>,
+    /// Vehicle-presence loop (vehicle gates): the barrier never closes on a car.
+    pub loop_pin: Option<GpioPin>,
+    pub wiegand_d0_pin: Option<GpioPin>,
+    pub wiegand_d1_pin: Option<GpioPin>,
+    #[serde(default = "default_unlock_ms")]
+    pub unlock_ms: u32,
+    #[serde(default = "default_held_open_s")]
+    pub held_open_s: u32,
+    /// The gate of the opposite direction at the same opening, for anti-passback.
+    pub paired_with: Option<GateId>,
+}
+
+fn default_lock() -> LockKind {
+    LockKind::FailSecure
+}
+fn default_unlock_ms() -> u32 {
+    3000
+}
+fn default_held_open_s() -> u32 {
+    30
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    pub id: String,
+    /// The gate this camera admits people through.
+    pub gate: GateId,
+    /// `/dev/video0`, `rtsp://…`, or a video file path.
+    pub source: String,
+    /// Process at most this many frames per second (the newest frame wins).
+    #[serde(default = "default_camera_fps")]
+    pub max_fps: f32,
+    /// Restart a video file when it ends (demo loops).
+    #[serde(default)]
+    pub loop_file: bool,
+}
+
+fn default_camera_fps() -> f32 {
+    10.0
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    /// Where models are installed; default `<data_dir>/models`.
+    pub dir: Option<PathBuf>,
+    /// Model manifest; default: the one compiled into the binary (`models/models.toml`).
+    pub manifest: Option<PathBuf>,
+    /// Manifest name of the face detector.
+    #[serde(default = "default_detector")]
+    pub detector: String,
+    /// Manifest name of the face embedder.
+    #[serde(default = "default_embedder")]
+    pub embedder: String,
+    /// Path to `libonnxruntime.so`; `ORT_DYLIB_PATH` overrides it.
+    pub onnxruntime: Option<PathBuf>,
+    /// Threads ONNX Runtime may use per model.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+fn default_detector() -> String {
+    "yunet-2023mar".into()
+}
+fn default_embedder() -> String {
+    "sface-2021dec".into()
+}
+fn default_threads() -> usize {
+    1
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        Models {
+            dir: None,
+            manifest: None,
+            detector: default_detector(),
+            embedder: default_embedder(),
+            onnxruntime: None,
+            threads: default_threads(),
+        }
+    }
+}
+
+/// Face pipeline settings. Thresholds default to the embedder's manifest entry.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Face {
+    /// Detector input width in pixels (multiple of 32).
+    #[serde(default = "default_detect_width")]
+    pub detect_width: u32,
+    #[serde(default = "default_detect_score")]
+    pub detect_score: f32,
+    /// Cosine similarity a match must reach; default from the model manifest.
+    pub match_threshold: Option<f32>,
+    /// How far the best identity must beat the second best.
+    #[serde(default = "default_margin")]
+    pub margin: f32,
+    /// K of the last M frames of one tracked face must agree.
+    #[serde(default = "default_confirm_k")]
+    pub confirm_frames: u32,
+    #[serde(default = "default_confirm_m")]
+    pub confirm_window: u32,
+    /// Seconds before the same person opens the same gate again by face.
+    #[serde(default = "default_cooldown")]
+    pub cooldown_s: u32,
+    #[serde(default = "default_min_eye_px")]
+    pub min_eye_distance_px: f32,
+    /// Minimum variance of the Laplacian of the aligned crop.
+    #[serde(default = "default_min_sharpness")]
+    pub min_sharpness: f32,
+    /// Seconds between two "unknown face" events at one gate.
+    #[serde(default = "default_unknown_interval")]
+    pub unknown_event_interval_s: u32,
+}
+
+fn default_detect_width() -> u32 {
+    320
+}
+fn default_detect_score() -> f32 {
+    0.7
+}
+fn default_margin() -> f32 {
+    0.05
+}
+fn default_confirm_k() -> u32 {
+    2
+}
+fn default_confirm_m() -> u32 {
+    3
+}
+fn default_cooldown() -> u32 {
+    5
+}
+fn default_min_eye_px() -> f32 {
+    24.0
+}
+fn default_min_sharpness() -> f32 {
+    15.0
+}
+fn default_unknown_interval() -> u32 {
+    30
+}
+
+impl Default for Face {
+    fn default() -> Self {
+        Face {
+            detect_width: default_detect_width(),
+            detect_score: default_detect_score(),
+            match_threshold: None,
+            margin: default_margin(),
+            confirm_frames: default_confirm_k(),
+            confirm_window: default_confirm_m(),
+            cooldown_s: default_cooldown(),
+            min_eye_distance_px: default_min_eye_px(),
+            min_sharpness: default_min_sharpness(),
+            unknown_event_interval_s: default_unknown_interval(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// Unknown credentials at one reader within `lockout_window_s` before lockout
+    /// and an alarm (GB 50396 asks for at most 5).
+    #[serde(default = "default_lockout_attempts")]
+    pub lockout_attempts: u32,
+    #[serde(default = "default_lockout_window")]
+    pub lockout_window_s: u32,
+    #[serde(default = "default_lockout_s")]
+    pub lockout_s: u32,
+    /// Refuse a second entry through paired gates without an exit in between.
+    #[serde(default)]
+    pub anti_passback: bool,
+}
+
+fn default_lockout_attempts() -> u32 {
+    5
+}
+fn default_lockout_window() -> u32 {
+    60
+}
+fn default_lockout_s() -> u32 {
+    60
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            lockout_attempts: default_lockout_attempts(),
+            lockout_window_s: default_lockout_window(),
+            lockout_s: default_lockout_s(),
+            anti_passback: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uplink {
+    /// `mqtt://host:1883` or `mqtts://host:8883`; absent: events wait in the outbox.
+    pub broker: Option<String>,
+    /// CA certificate (PEM) of the station, for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+    /// This gateway's client certificate and key (PEM).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Ed25519 public keys (base64) of the station allowed to send commands.
+    #[serde(default)]
+    pub station_keys: Vec<String>,
+    /// Largest outbox backlog before the oldest undelivered events are dropped.
+    pub outbox_max_mb: Option<u32>,
+    /// Seconds between status heartbeats.
+    pub heartbeat_s: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// A tracing filter (`info`, `gatehouse=debug`); `GATEHOUSE_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            level: default_log_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration problem, already phrased for the operator.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (or `<built-in demo config>`).
+    pub source_name: String,
+    /// Key path such as `gates[1].relay_pin`; empty for file-level problems.
+    pub key_path: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key_path.is_empty() {
+            write!(f, "{}: {}", self.source_name, self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.source_name, self.key_path, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: source_name.clone(),
+            key_path: String::new(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::parse(&text, &source_name)?;
+        // Relative paths in a file are relative to the file, not to wherever the
+        // daemon happens to be started from.
+        if let Some(dir) = path.parent() {
+            config.resolve_relative_to(dir);
+        }
+        Ok(config)
+    }
+
+    /// The configuration compiled into the binary for `gatehouse demo`.
+    pub fn demo() -> Config {
+        // The demo config is part of the binary and covered by a test, so a
+        // failure here is a build defect, not bad input.
+        Config::parse(DEMO_CONFIG, "<built-in demo config>")
+            .unwrap_or_else(|e| panic!("built-in demo config is invalid: {e}"))
+    }
+
+    /// Parses and validates TOML text; `source_name` is used in errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key_path = display_path(e.path());
+            let inner = e.into_inner();
+            let mut problem = inner.message().to_string();
+            if let Some(span) = inner.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                problem.push_str(&format!(" (line {line})"));
+            }
+            ConfigError {
+                source_name: source_name.to_string(),
+                key_path,
+                problem,
+            }
+        })?;
+        config.validate().map_err(|(key_path, problem)| ConfigError {
+            source_name: source_name.to_string(),
+            key_path,
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks that go beyond types: ids unique and well formed, references resolve.
+    fn validate(&self) -> Result<(), (String, String)> {
+        validate_slug(&self.site.id).map_err(|p| ("site.id".to_string(), p))?;
+        validate_slug(&self.site.gateway_id).map_err(|p| ("site.gateway_id".to_string(), p))?;
+        if !(-720..=840).contains(&self.site.utc_offset_minutes) {
+            return Err((
+                "site.utc_offset_minutes".into(),
+                format!(
+                    "expected -720..=840, got {}",
+                    self.site.utc_offset_minutes
+                ),
+            ));
+        }
+        let mut gate_ids = HashSet::new();
+        for (i, gate) in self.gates.iter().enumerate() {
+            if !gate_ids.insert(gate.id.clone()) {
+                return Err((format!("gates[{i}].id"), format!("duplicate gate id {:?}", gate.id.as_str())));
+            }
+            if gate.wiegand_d0_pin.is_some() != gate.wiegand_d1_pin.is_some() {
+                return Err((
+                    format!("gates[{i}]"),
+                    "wiegand_d0_pin and wiegand_d1_pin must be set together".into(),
+                ));
+            }
+            let mut pins = HashSet::new();
+            for (name, pin) in gate.pins() {
+                if !pins.insert(pin) {
+                    return Err((format!("gates[{i}].{name}"), format!("GPIO {} is used twice in this gate", pin.0)));
+                }
+            }
+            if gate.unlock_ms == 0 || gate.unlock_ms > 60_000 {
+                return Err((format!("gates[{i}].unlock_ms"), format!("expected 1..=60000, got {}", gate.unlock_ms)));
+            }
+        }
+        for (i, gate) in self.gates.iter().enumerate() {
+            if let Some(peer) = &gate.paired_with {
+                if !gate_ids.contains(peer) {
+                    return Err((format!("gates[{i}].paired_with"), format!("no gate with id {:?}", peer.as_str())));
+                }
+            }
+        }
+        let mut camera_ids = HashSet::new();
+        for (i, camera) in self.cameras.iter().enumerate() {
+            validate_slug(&camera.id).map_err(|p| (format!("cameras[{i}].id"), p))?;
+            if !camera_ids.insert(camera.id.clone()) {
+                return Err((format!("cameras[{i}].id"), format!("duplicate camera id {:?}", camera.id)));
+            }
+            if !gate_ids.contains(&camera.gate) {
+                return Err((format!("cameras[{i}].gate"), format!("no gate with id {:?}", camera.gate.as_str())));
+            }
+            if !(camera.max_fps > 0.0 && camera.max_fps <= 60.0) {
+                return Err((format!("cameras[{i}].max_fps"), format!("expected 0 < fps <= 60, got {}", camera.max_fps)));
+            }
+        }
+        if self.face.detect_width < 64 || self.face.detect_width % 32 != 0 {
+            return Err((
+                "face.detect_width".into(),
+                format!("expected a multiple of 32 of at least 64, got {}", self.face.detect_width),
+            ));
+        }
+        if let Some(t) = self.face.match_threshold {
+            if !(-1.0..=1.0).contains(&t) {
+                return Err(("face.match_threshold".into(), format!("expected a cosine similarity -1..=1, got {t}")));
+            }
+        }
+        if self.face.confirm_frames == 0 || self.face.confirm_frames > self.face.confirm_window {
+            return Err((
+                "face.confirm_frames".into(),
+                format!(
+                    "expected 1..=confirm_window ({}), got {}",
+                    self.face.confirm_window, self.face.confirm_frames
+                ),
+            ));
+        }
+        if self.access.lockout_attempts == 0 {
+            return Err(("access.lockout_attempts".into(), "expected at least 1".into()));
+        }
+        if self.models.threads == 0 {
+            return Err(("models.threads".into(), "expected at least 1".into()));
+        }
+        if let Some(broker) = &self.uplink.broker {
+            if !(broker.starts_with("mqtt://") || broker.starts_with("mqtts://")) {
+                return Err((
+                    "uplink.broker".into(),
+                    format!("expected mqtt://host:port or mqtts://host:port, got {broker:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.store.data_dir);
+        for p in [
+            self.models.dir.as_mut(),
+            self.models.manifest.as_mut(),
+            self.models.onnxruntime.as_mut(),
+            self.uplink.ca_file.as_mut(),
+            self.uplink.client_cert.as_mut(),
+            self.uplink.client_key.as_mut(),
+            self.uplink.password_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+
+    /// Points every data path at `dir` (the `--data-dir` flag).
+    pub fn set_data_dir(&mut self, dir: PathBuf) {
+        self.store.data_dir = dir;
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.store.data_dir
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.store.data_dir.join(&self.store.database)
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.models
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.store.data_dir.join("models"))
+    }
+
+    pub fn gate(&self, id: &GateId) -> Option<&Gate> {
+        self.gates.iter().find(|g| &g.id == id)
+    }
+}
+
+impl Gate {
+    /// Every pin this gate uses, with its key name, for conflict checks.
+    pub fn pins(&self) -> Vec<(&'static str, GpioPin)> {
+        let mut pins = vec![("relay_pin", self.relay_pin)];
+        let optional = [
+            ("door_contact_pin", self.door_contact_pin),
+            ("exit_button_pin", self.exit_button_pin),
+            ("tamper_pin", self.tamper_pin),
+            ("loop_pin", self.loop_pin),
+            ("wiegand_d0_pin", self.wiegand_d0_pin),
+            ("wiegand_d1_pin", self.wiegand_d1_pin),
+        ];
+        pins.extend(optional.into_iter().filter_map(|(n, p)| p.map(|p| (n, p))));
+        pins
+    }
+}
+
+/// `gates[1].relay_pin`, the way the operator reads TOML.
+fn display_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(variant);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

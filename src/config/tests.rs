@@ -1,0 +1,109 @@
+use super::*;
+
+fn minimal() -> String {
+    r#"
+[site]
+id = "qingbo"
+gateway_id = "gw1"
+name = "清波小区"
+
+[[gates]]
+id = "east"
+name = "东门"
+kind = "pedestrian"
+direction = "in"
+backend = "simulated"
+relay_pin = 17
+"#
+    .to_string()
+}
+
+fn error_of(text: &str) -> String {
+    Config::parse(text, "x.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn accepts_a_minimal_config_with_defaults() {
+    let config = Config::parse(&minimal(), "x.toml").expect("valid");
+    assert_eq!(config.gates[0].unlock_ms, 3000);
+    assert_eq!(config.access.lockout_attempts, 5);
+    assert_eq!(config.site.utc_offset_minutes, 480);
+}
+
+#[test]
+fn built_in_demo_config_is_valid() {
+    let config = Config::demo();
+    assert!(config.gates.iter().any(|g| g.kind == GateKind::Vehicle));
+}
+
+#[test]
+fn names_file_key_path_and_problem_for_a_bad_pin() {
+    let text = minimal().replace("relay_pin = 17", "relay_pin = \"abc\"");
+    let err = error_of(&text);
+    assert!(
+        err.starts_with("x.toml: gates[0].relay_pin: expected an integer 0..=27, got \"abc\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn rejects_pin_out_of_range() {
+    let err = error_of(&minimal().replace("relay_pin = 17", "relay_pin = 40"));
+    assert!(err.contains("gates[0].relay_pin: expected an integer 0..=27, got 40"), "{err}");
+}
+
+#[test]
+fn rejects_unknown_key_naming_it() {
+    let err = error_of(&minimal().replace("relay_pin = 17", "relay_pin = 17\nrelay_pn = 3"));
+    assert!(err.contains("gates[0]") && err.contains("relay_pn"), "{err}");
+}
+
+#[test]
+fn rejects_missing_required_key() {
+    let err = error_of(&minimal().replace("gateway_id = \"gw1\"\n", ""));
+    assert!(err.contains("site") && err.contains("gateway_id"), "{err}");
+}
+
+#[test]
+fn rejects_duplicate_gate_ids() {
+    let mut text = minimal();
+    text.push_str(
+        "\n[[gates]]\nid = \"east\"\nname = \"x\"\nkind = \"vehicle\"\ndirection = \"out\"\nbackend = \"simulated\"\nrelay_pin = 3\n",
+    );
+    let err = error_of(&text);
+    assert!(err.contains("gates[1].id: duplicate gate id \"east\""), "{err}");
+}
+
+#[test]
+fn rejects_camera_for_unknown_gate() {
+    let mut text = minimal();
+    text.push_str("\n[[cameras]]\nid = \"c1\"\ngate = \"west\"\nsource = \"/dev/video0\"\n");
+    let err = error_of(&text);
+    assert!(err.contains("cameras[0].gate: no gate with id \"west\""), "{err}");
+}
+
+#[test]
+fn rejects_one_wiegand_line_without_the_other() {
+    let err = error_of(&minimal().replace("relay_pin = 17", "relay_pin = 17\nwiegand_d0_pin = 5"));
+    assert!(err.contains("wiegand_d0_pin and wiegand_d1_pin"), "{err}");
+}
+
+#[test]
+fn rejects_broker_without_mqtt_scheme() {
+    let mut text = minimal();
+    text.push_str("\n[uplink]\nbroker = \"http://x\"\n");
+    let err = error_of(&text);
+    assert!(err.contains("uplink.broker"), "{err}");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("gh-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("g.toml");
+    let text = minimal().replace("[[gates]]", "[store]\ndata_dir = \"data\"\n\n[[gates]]");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.data_dir(), dir.join("data"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,89 @@
+//! Finding and loading ONNX Runtime (`libonnxruntime.so`), once per process.
+//!
+//! ort is built with `load-dynamic`: the runtime is a file on disk, taken from
+//! the PyPI `onnxruntime` wheel by `scripts/setup.sh`. A missing or wrong
+//! library is an error that names the path, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{bail, Context, Result};
+
+/// The ONNX Runtime release ort 2.0.0-rc.15 with `api-31` expects.
+pub const ORT_VERSION: &str = "1.31.1";
+
+static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
+static LOADED_FROM: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Where to look for the library, in order: `ORT_DYLIB_PATH`, the config's
+/// `[models] onnxruntime`, the system install, next to the binary, and the
+/// project-local cache that `scripts/setup.sh` fills.
+pub fn candidates(configured: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(env) = std::env::var_os("ORT_DYLIB_PATH") {
+        out.push(PathBuf::from(env));
+    }
+    if let Some(p) = configured {
+        out.push(p.to_path_buf());
+    }
+    out.push(PathBuf::from("/usr/lib/gatehouse/libonnxruntime.so"));
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            out.push(dir.join("libonnxruntime.so"));
+            // target/{debug,release}/gatehouse → <repo>/.cache/onnxruntime
+            out.push(dir.join("../../.cache/onnxruntime/libonnxruntime.so"));
+        }
+    }
+    out.push(PathBuf::from(".cache/onnxruntime/libonnxruntime.so"));
+    out
+}
+
+/// Loads ONNX Runtime if it is not loaded yet; returns the path it came from.
+pub fn init(configured: Option<&Path>) -> Result<PathBuf> {
+    let mut loaded = LOADED_FROM
+        .lock()
+        .map_err(|_| anyhow::anyhow!("ONNX Runtime loader lock poisoned"))?;
+    if let Some(path) = loaded.as_ref() {
+        return Ok(path.clone());
+    }
+    let tried = candidates(configured);
+    let Some(path) = tried.iter().find(|p| p.exists()).cloned() else {
+        let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "ONNX Runtime library not found; looked at: {}. Run scripts/setup.sh, or set ORT_DYLIB_PATH or [models] onnxruntime",
+            list.join(", ")
+        );
+    };
+    let builder = ort::init_from(&path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot load ONNX Runtime from {}", path.display()))?;
+    let environment = builder
+        .with_name("gatehouse")
+        .build()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("ONNX Runtime at {} failed to start (expected version {ORT_VERSION})", path.display()))?;
+    let _ = ENVIRONMENT.set(environment);
+    *loaded = Some(path.clone());
+    Ok(path)
+}
+
+/// Opens a model file as an ONNX Runtime session with `threads` intra-op threads.
+pub fn session(model: &Path, threads: usize) -> Result<ort::session::Session> {
+    let environment = ENVIRONMENT
+        .get()
+        .context("ONNX Runtime is not loaded; call onnx::init first")?;
+    let context = || format!("cannot load model {}", model.display());
+    let mut builder = ort::session::Session::builder(environment)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(context)?
+        .with_intra_threads(threads)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(context)?
+        .with_inter_threads(1)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(context)?;
+    builder
+        .commit_from_file(model)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(context)
+}
