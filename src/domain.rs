@@ -73,3 +73,223 @@ mod tests {
         assert!("".parse::<GateId>().is_err());
     }
 }
+
+/// A person in the register (row id of `person`). Also the pseudonym under
+/// which a removed person's past events remain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResidentId(pub i64);
+
+impl fmt::Display for ResidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "R{}", self.0)
+    }
+}
+
+impl std::str::FromStr for ResidentId {
+    type Err = String;
+    /// Accepts `R42` or `42`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.strip_prefix(['R', 'r']).unwrap_or(s);
+        digits
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(ResidentId)
+            .ok_or_else(|| format!("expected a resident id like R42, got {s:?}"))
+    }
+}
+
+/// A card as the register knows it: facility code and number from a
+/// formatted Wiegand frame, or the raw bits of a frame in an unknown format.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CardNumber {
+    Formatted { facility: u32, number: u64 },
+    Raw(String),
+}
+
+impl CardNumber {
+    /// The canonical key stored in `card.card_key`.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+
+    /// For logs and events: enough to tell cards apart, not enough to clone one.
+    pub fn masked(&self) -> String {
+        match self {
+            CardNumber::Formatted { facility, number } => {
+                let n = number.to_string();
+                let keep = n.len().min(2);
+                format!("{facility}:{}{}", "*".repeat(n.len() - keep), &n[n.len() - keep..])
+            }
+            CardNumber::Raw(bits) => format!("raw:{}bits", bits.len()),
+        }
+    }
+}
+
+impl fmt::Display for CardNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CardNumber::Formatted { facility, number } => write!(f, "{facility}:{number}"),
+            CardNumber::Raw(bits) => write!(f, "raw:{bits}"),
+        }
+    }
+}
+
+impl std::str::FromStr for CardNumber {
+    type Err = String;
+    /// `10:12345` (facility:number), `12345` (facility 0) or `raw:0101…`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(bits) = s.strip_prefix("raw:") {
+            if bits.is_empty() || bits.len() > 128 || !bits.bytes().all(|b| b == b'0' || b == b'1') {
+                return Err(format!("expected raw:<1..128 binary digits>, got {s:?}"));
+            }
+            return Ok(CardNumber::Raw(bits.to_string()));
+        }
+        let (facility, number) = match s.split_once(':') {
+            Some((f, n)) => (f, n),
+            None => ("0", s),
+        };
+        let facility = facility
+            .parse::<u32>()
+            .map_err(|_| format!("card {s:?}: facility code {facility:?} is not a number"))?;
+        let number = number
+            .parse::<u64>()
+            .map_err(|_| format!("card {s:?}: card number {number:?} is not a number"))?;
+        Ok(CardNumber::Formatted { facility, number })
+    }
+}
+
+impl TryFrom<String> for CardNumber {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<CardNumber> for String {
+    fn from(c: CardNumber) -> String {
+        c.to_string()
+    }
+}
+
+/// A mainland Chinese licence plate, normalised (upper case, no spaces or dots).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Plate(String);
+
+/// Province abbreviations that open a plate.
+pub const PLATE_PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
+/// Suffix characters of special plates (police, coach, trailer, consulate, HK, Macao).
+pub const PLATE_SUFFIXES: &str = "警学挂领港澳";
+
+impl Plate {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// New-energy plates have six characters after the letter.
+    pub fn is_new_energy(&self) -> bool {
+        self.0.chars().count() == 8
+    }
+
+    pub fn masked(&self) -> String {
+        // Plates are public on the street; events keep them whole so the station can act.
+        self.0.clone()
+    }
+}
+
+impl std::str::FromStr for Plate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let norm: String = s
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '.' && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let chars: Vec<char> = norm.chars().collect();
+        let bad = |why: &str| Err(format!("plate {s:?}: {why}"));
+        if chars.len() < 7 {
+            return bad("too short: expected a province character, a letter and 5 characters (6 for new-energy)");
+        }
+        if !PLATE_PROVINCES.contains(chars[0]) {
+            return bad("must start with a province character such as 川 or 京");
+        }
+        if !chars[1].is_ascii_uppercase() {
+            return bad("the second character must be a letter (the issuing city)");
+        }
+        let rest = &chars[2..];
+        let alnum = |c: &char| c.is_ascii_digit() || (c.is_ascii_uppercase() && *c != 'I' && *c != 'O');
+        let ok = match rest.len() {
+            5 => {
+                if PLATE_SUFFIXES.contains(rest[4]) {
+                    rest[..4].iter().all(alnum)
+                } else {
+                    rest.iter().all(alnum)
+                }
+            }
+            // New-energy: D/F (and A-K for some series) first or last, digits elsewhere.
+            6 => rest.iter().all(alnum),
+            _ => false,
+        };
+        if !ok {
+            return bad("expected 5 letters/digits (6 for new-energy; I and O are never used) after the city letter");
+        }
+        Ok(Plate(norm))
+    }
+}
+
+impl TryFrom<String> for Plate {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Plate> for String {
+    fn from(p: Plate) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for Plate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod domain_word_tests {
+    use super::*;
+
+    #[test]
+    fn card_numbers_parse_and_print_canonically() {
+        assert_eq!("10:12345".parse::<CardNumber>().unwrap().key(), "10:12345");
+        assert_eq!("12345".parse::<CardNumber>().unwrap().key(), "0:12345");
+        assert_eq!("raw:0101".parse::<CardNumber>().unwrap().key(), "raw:0101");
+        assert!("10:abc".parse::<CardNumber>().is_err());
+        assert!("raw:012".parse::<CardNumber>().is_err());
+        assert_eq!("10:12345".parse::<CardNumber>().unwrap().masked(), "10:***45");
+    }
+
+    #[test]
+    fn plates_accept_regular_new_energy_and_special() {
+        assert_eq!("川a 12345".parse::<Plate>().unwrap().as_str(), "川A12345");
+        assert!("川AD12345".parse::<Plate>().unwrap().is_new_energy());
+        assert!("川A1234警".parse::<Plate>().is_ok());
+        assert!("川A1234".parse::<Plate>().is_err());
+        assert!("XA12345".parse::<Plate>().is_err());
+        assert!("川112345".parse::<Plate>().is_err());
+        assert!("川A12O45".parse::<Plate>().is_err());
+    }
+
+    #[test]
+    fn resident_ids_accept_prefix() {
+        assert_eq!("R42".parse::<ResidentId>().unwrap(), ResidentId(42));
+        assert_eq!("42".parse::<ResidentId>().unwrap(), ResidentId(42));
+        assert!("R0".parse::<ResidentId>().is_err());
+        assert!("x".parse::<ResidentId>().is_err());
+    }
+}

@@ -10,3 +10,4 @@ pub mod domain;
 pub mod logging;
 pub mod models;
 pub mod onnx;
+pub mod store;

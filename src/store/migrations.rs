@@ -1,0 +1,34 @@
+//! Numbered schema migrations, applied in order at open; `PRAGMA user_version`
+//! records how many ran. Never edit a released migration: add the next one.
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+
+/// (name, SQL) in order. Migration N sets user_version to N.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_registers", include_str!("migrations/001_registers.sql")),
+    ("002_events", include_str!("migrations/002_events.sql")),
+];
+
+pub fn count() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > count() {
+        anyhow::bail!(
+            "database schema version {current} is newer than this gatehouse ({}); refusing to touch it",
+            count()
+        );
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).with_context(|| format!("migration {name} failed"))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(migration = name, "applied schema migration");
+    }
+    Ok(())
+}
