@@ -47,7 +47,10 @@ impl fmt::Display for GateId {
 /// Ids that end up in MQTT topics and file names: keep them to a safe alphabet.
 pub fn validate_slug(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 64 {
-        return Err(format!("expected 1..=64 characters, got {} in {s:?}", s.len()));
+        return Err(format!(
+            "expected 1..=64 characters, got {} in {s:?}",
+            s.len()
+        ));
     }
     if let Some(c) = s
         .chars()
@@ -121,7 +124,11 @@ impl CardNumber {
             CardNumber::Formatted { facility, number } => {
                 let n = number.to_string();
                 let keep = n.len().min(2);
-                format!("{facility}:{}{}", "*".repeat(n.len() - keep), &n[n.len() - keep..])
+                format!(
+                    "{facility}:{}{}",
+                    "*".repeat(n.len() - keep),
+                    &n[n.len() - keep..]
+                )
             }
             CardNumber::Raw(bits) => format!("raw:{}bits", bits.len()),
         }
@@ -143,7 +150,8 @@ impl std::str::FromStr for CardNumber {
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Some(bits) = s.strip_prefix("raw:") {
-            if bits.is_empty() || bits.len() > 128 || !bits.bytes().all(|b| b == b'0' || b == b'1') {
+            if bits.is_empty() || bits.len() > 128 || !bits.bytes().all(|b| b == b'0' || b == b'1')
+            {
                 return Err(format!("expected raw:<1..128 binary digits>, got {s:?}"));
             }
             return Ok(CardNumber::Raw(bits.to_string()));
@@ -221,7 +229,8 @@ impl std::str::FromStr for Plate {
             return bad("the second character must be a letter (the issuing city)");
         }
         let rest = &chars[2..];
-        let alnum = |c: &char| c.is_ascii_digit() || (c.is_ascii_uppercase() && *c != 'I' && *c != 'O');
+        let alnum =
+            |c: &char| c.is_ascii_digit() || (c.is_ascii_uppercase() && *c != 'I' && *c != 'O');
         let ok = match rest.len() {
             5 => {
                 if PLATE_SUFFIXES.contains(rest[4]) {
@@ -271,7 +280,10 @@ mod domain_word_tests {
         assert_eq!("raw:0101".parse::<CardNumber>().unwrap().key(), "raw:0101");
         assert!("10:abc".parse::<CardNumber>().is_err());
         assert!("raw:012".parse::<CardNumber>().is_err());
-        assert_eq!("10:12345".parse::<CardNumber>().unwrap().masked(), "10:***45");
+        assert_eq!(
+            "10:12345".parse::<CardNumber>().unwrap().masked(),
+            "10:***45"
+        );
     }
 
     #[test]

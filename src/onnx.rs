@@ -61,7 +61,12 @@ pub fn init(configured: Option<&Path>) -> Result<PathBuf> {
         .with_name("gatehouse")
         .build()
         .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("ONNX Runtime at {} failed to start (expected version {ORT_VERSION})", path.display()))?;
+        .with_context(|| {
+            format!(
+                "ONNX Runtime at {} failed to start (expected version {ORT_VERSION})",
+                path.display()
+            )
+        })?;
     let _ = ENVIRONMENT.set(environment);
     *loaded = Some(path.clone());
     Ok(path)

@@ -41,7 +41,10 @@ fn selected<'m>(
         return Ok(manifest.models.iter().collect());
     }
     let wanted: Vec<String> = if names.is_empty() {
-        vec![config.models.detector.clone(), config.models.embedder.clone()]
+        vec![
+            config.models.detector.clone(),
+            config.models.embedder.clone(),
+        ]
     } else {
         names.to_vec()
     };
@@ -60,7 +63,13 @@ pub fn run(cli: &Cli, cmd: &ModelsCommand) -> Result<ExitCode> {
                     VerifyOutcome::Missing(_) => "-",
                     VerifyOutcome::Mismatch { .. } => "CORRUPT",
                 };
-                println!("{:<18} {:<9} {:<40} {}", m.name, format!("{:?}", m.role).to_lowercase(), m.file, state);
+                println!(
+                    "{:<18} {:<9} {:<40} {}",
+                    m.name,
+                    format!("{:?}", m.role).to_lowercase(),
+                    m.file,
+                    state
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -68,11 +77,15 @@ pub fn run(cli: &Cli, cmd: &ModelsCommand) -> Result<ExitCode> {
             let mut failed = 0;
             for spec in selected(&manifest, &config, names, *all)? {
                 match models::fetch(spec, &dir, mirror.as_deref()) {
-                    Ok(FetchOutcome::AlreadyInstalled) => println!("{}: already installed", spec.name),
+                    Ok(FetchOutcome::AlreadyInstalled) => {
+                        println!("{}: already installed", spec.name)
+                    }
                     Ok(FetchOutcome::CopiedFromMirror(from)) => {
                         println!("{}: copied from {}", spec.name, from.display())
                     }
-                    Ok(FetchOutcome::Downloaded(url)) => println!("{}: downloaded from {url}", spec.name),
+                    Ok(FetchOutcome::Downloaded(url)) => {
+                        println!("{}: downloaded from {url}", spec.name)
+                    }
                     Err(e) => {
                         eprintln!("{}: {e:#}", spec.name);
                         failed += 1;
@@ -80,7 +93,14 @@ pub fn run(cli: &Cli, cmd: &ModelsCommand) -> Result<ExitCode> {
                 }
             }
             if failed > 0 {
-                return Err(Exit { code: 1, message: format!("{failed} model(s) could not be installed into {}", dir.display()) }.into());
+                return Err(Exit {
+                    code: 1,
+                    message: format!(
+                        "{failed} model(s) could not be installed into {}",
+                        dir.display()
+                    ),
+                }
+                .into());
             }
             println!("models installed in {}", dir.display());
             Ok(ExitCode::SUCCESS)
@@ -89,19 +109,30 @@ pub fn run(cli: &Cli, cmd: &ModelsCommand) -> Result<ExitCode> {
             let mut bad = 0;
             for spec in selected(&manifest, &config, names, false)? {
                 match models::verify(spec, &dir)? {
-                    VerifyOutcome::Ok => println!("{}: ok ({})", spec.name, dir.join(&spec.file).display()),
+                    VerifyOutcome::Ok => {
+                        println!("{}: ok ({})", spec.name, dir.join(&spec.file).display())
+                    }
                     VerifyOutcome::Missing(path) => {
                         println!("{}: MISSING {}", spec.name, path.display());
                         bad += 1;
                     }
                     VerifyOutcome::Mismatch { path, actual } => {
-                        println!("{}: CORRUPT {} (sha256 {actual}, expected {})", spec.name, path.display(), spec.sha256);
+                        println!(
+                            "{}: CORRUPT {} (sha256 {actual}, expected {})",
+                            spec.name,
+                            path.display(),
+                            spec.sha256
+                        );
                         bad += 1;
                     }
                 }
             }
             if bad > 0 {
-                return Err(Exit { code: 1, message: format!("{bad} model(s) missing or corrupt") }.into());
+                return Err(Exit {
+                    code: 1,
+                    message: format!("{bad} model(s) missing or corrupt"),
+                }
+                .into());
             }
             Ok(ExitCode::SUCCESS)
         }

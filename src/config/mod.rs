@@ -423,7 +423,11 @@ impl fmt::Display for ConfigError {
         if self.key_path.is_empty() {
             write!(f, "{}: {}", self.source_name, self.problem)
         } else {
-            write!(f, "{}: {}: {}", self.source_name, self.key_path, self.problem)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.source_name, self.key_path, self.problem
+            )
         }
     }
 }
@@ -473,11 +477,13 @@ impl Config {
                 problem,
             }
         })?;
-        config.validate().map_err(|(key_path, problem)| ConfigError {
-            source_name: source_name.to_string(),
-            key_path,
-            problem,
-        })?;
+        config
+            .validate()
+            .map_err(|(key_path, problem)| ConfigError {
+                source_name: source_name.to_string(),
+                key_path,
+                problem,
+            })?;
         Ok(config)
     }
 
@@ -488,16 +494,16 @@ impl Config {
         if !(-720..=840).contains(&self.site.utc_offset_minutes) {
             return Err((
                 "site.utc_offset_minutes".into(),
-                format!(
-                    "expected -720..=840, got {}",
-                    self.site.utc_offset_minutes
-                ),
+                format!("expected -720..=840, got {}", self.site.utc_offset_minutes),
             ));
         }
         let mut gate_ids = HashSet::new();
         for (i, gate) in self.gates.iter().enumerate() {
             if !gate_ids.insert(gate.id.clone()) {
-                return Err((format!("gates[{i}].id"), format!("duplicate gate id {:?}", gate.id.as_str())));
+                return Err((
+                    format!("gates[{i}].id"),
+                    format!("duplicate gate id {:?}", gate.id.as_str()),
+                ));
             }
             if gate.wiegand_d0_pin.is_some() != gate.wiegand_d1_pin.is_some() {
                 return Err((
@@ -508,17 +514,26 @@ impl Config {
             let mut pins = HashSet::new();
             for (name, pin) in gate.pins() {
                 if !pins.insert(pin) {
-                    return Err((format!("gates[{i}].{name}"), format!("GPIO {} is used twice in this gate", pin.0)));
+                    return Err((
+                        format!("gates[{i}].{name}"),
+                        format!("GPIO {} is used twice in this gate", pin.0),
+                    ));
                 }
             }
             if gate.unlock_ms == 0 || gate.unlock_ms > 60_000 {
-                return Err((format!("gates[{i}].unlock_ms"), format!("expected 1..=60000, got {}", gate.unlock_ms)));
+                return Err((
+                    format!("gates[{i}].unlock_ms"),
+                    format!("expected 1..=60000, got {}", gate.unlock_ms),
+                ));
             }
         }
         for (i, gate) in self.gates.iter().enumerate() {
             if let Some(peer) = &gate.paired_with {
                 if !gate_ids.contains(peer) {
-                    return Err((format!("gates[{i}].paired_with"), format!("no gate with id {:?}", peer.as_str())));
+                    return Err((
+                        format!("gates[{i}].paired_with"),
+                        format!("no gate with id {:?}", peer.as_str()),
+                    ));
                 }
             }
         }
@@ -526,24 +541,39 @@ impl Config {
         for (i, camera) in self.cameras.iter().enumerate() {
             validate_slug(&camera.id).map_err(|p| (format!("cameras[{i}].id"), p))?;
             if !camera_ids.insert(camera.id.clone()) {
-                return Err((format!("cameras[{i}].id"), format!("duplicate camera id {:?}", camera.id)));
+                return Err((
+                    format!("cameras[{i}].id"),
+                    format!("duplicate camera id {:?}", camera.id),
+                ));
             }
             if !gate_ids.contains(&camera.gate) {
-                return Err((format!("cameras[{i}].gate"), format!("no gate with id {:?}", camera.gate.as_str())));
+                return Err((
+                    format!("cameras[{i}].gate"),
+                    format!("no gate with id {:?}", camera.gate.as_str()),
+                ));
             }
             if !(camera.max_fps > 0.0 && camera.max_fps <= 60.0) {
-                return Err((format!("cameras[{i}].max_fps"), format!("expected 0 < fps <= 60, got {}", camera.max_fps)));
+                return Err((
+                    format!("cameras[{i}].max_fps"),
+                    format!("expected 0 < fps <= 60, got {}", camera.max_fps),
+                ));
             }
         }
         if self.face.detect_width < 64 || self.face.detect_width % 32 != 0 {
             return Err((
                 "face.detect_width".into(),
-                format!("expected a multiple of 32 of at least 64, got {}", self.face.detect_width),
+                format!(
+                    "expected a multiple of 32 of at least 64, got {}",
+                    self.face.detect_width
+                ),
             ));
         }
         if let Some(t) = self.face.match_threshold {
             if !(-1.0..=1.0).contains(&t) {
-                return Err(("face.match_threshold".into(), format!("expected a cosine similarity -1..=1, got {t}")));
+                return Err((
+                    "face.match_threshold".into(),
+                    format!("expected a cosine similarity -1..=1, got {t}"),
+                ));
             }
         }
         if self.face.confirm_frames == 0 || self.face.confirm_frames > self.face.confirm_window {
@@ -556,7 +586,10 @@ impl Config {
             ));
         }
         if self.access.lockout_attempts == 0 {
-            return Err(("access.lockout_attempts".into(), "expected at least 1".into()));
+            return Err((
+                "access.lockout_attempts".into(),
+                "expected at least 1".into(),
+            ));
         }
         if self.models.threads == 0 {
             return Err(("models.threads".into(), "expected at least 1".into()));

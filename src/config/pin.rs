@@ -37,20 +37,32 @@ impl<'de> Deserialize<'de> for GpioPin {
                 if (0..=i64::from(GpioPin::MAX)).contains(&v) {
                     Ok(GpioPin(v as u8))
                 } else {
-                    Err(E::custom(format!("expected an integer 0..={}, got {v}", GpioPin::MAX)))
+                    Err(E::custom(format!(
+                        "expected an integer 0..={}, got {v}",
+                        GpioPin::MAX
+                    )))
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<GpioPin, E> {
                 self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<GpioPin, E> {
-                Err(E::custom(format!("expected an integer 0..={}, got {v:?}", GpioPin::MAX)))
+                Err(E::custom(format!(
+                    "expected an integer 0..={}, got {v:?}",
+                    GpioPin::MAX
+                )))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<GpioPin, E> {
-                Err(E::custom(format!("expected an integer 0..={}, got {v}", GpioPin::MAX)))
+                Err(E::custom(format!(
+                    "expected an integer 0..={}, got {v}",
+                    GpioPin::MAX
+                )))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<GpioPin, E> {
-                Err(E::custom(format!("expected an integer 0..={}, got {v}", GpioPin::MAX)))
+                Err(E::custom(format!(
+                    "expected an integer 0..={}, got {v}",
+                    GpioPin::MAX
+                )))
             }
         }
         d.deserialize_any(PinVisitor)

@@ -49,13 +49,19 @@ fn names_file_key_path_and_problem_for_a_bad_pin() {
 #[test]
 fn rejects_pin_out_of_range() {
     let err = error_of(&minimal().replace("relay_pin = 17", "relay_pin = 40"));
-    assert!(err.contains("gates[0].relay_pin: expected an integer 0..=27, got 40"), "{err}");
+    assert!(
+        err.contains("gates[0].relay_pin: expected an integer 0..=27, got 40"),
+        "{err}"
+    );
 }
 
 #[test]
 fn rejects_unknown_key_naming_it() {
     let err = error_of(&minimal().replace("relay_pin = 17", "relay_pin = 17\nrelay_pn = 3"));
-    assert!(err.contains("gates[0]") && err.contains("relay_pn"), "{err}");
+    assert!(
+        err.contains("gates[0]") && err.contains("relay_pn"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -71,7 +77,10 @@ fn rejects_duplicate_gate_ids() {
         "\n[[gates]]\nid = \"east\"\nname = \"x\"\nkind = \"vehicle\"\ndirection = \"out\"\nbackend = \"simulated\"\nrelay_pin = 3\n",
     );
     let err = error_of(&text);
-    assert!(err.contains("gates[1].id: duplicate gate id \"east\""), "{err}");
+    assert!(
+        err.contains("gates[1].id: duplicate gate id \"east\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,7 +88,10 @@ fn rejects_camera_for_unknown_gate() {
     let mut text = minimal();
     text.push_str("\n[[cameras]]\nid = \"c1\"\ngate = \"west\"\nsource = \"/dev/video0\"\n");
     let err = error_of(&text);
-    assert!(err.contains("cameras[0].gate: no gate with id \"west\""), "{err}");
+    assert!(
+        err.contains("cameras[0].gate: no gate with id \"west\""),
+        "{err}"
+    );
 }
 
 #[test]

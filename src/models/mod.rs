@@ -100,13 +100,22 @@ impl Manifest {
                 bail!("{source}: model {:?}: sha256 must be 64 hex digits", m.name);
             }
             if m.layout != "nchw" {
-                bail!("{source}: model {:?}: layout {:?} is not supported (only nchw)", m.name, m.layout);
+                bail!(
+                    "{source}: model {:?}: layout {:?} is not supported (only nchw)",
+                    m.name,
+                    m.layout
+                );
             }
             if m.file.contains('/') || m.file.contains("..") {
-                bail!("{source}: model {:?}: file must be a plain file name", m.name);
+                bail!(
+                    "{source}: model {:?}: file must be a plain file name",
+                    m.name
+                );
             }
             if m.role == Role::Embedder
-                && (m.input_width.is_none() || m.input_height.is_none() || m.embedding_size.is_none())
+                && (m.input_width.is_none()
+                    || m.input_height.is_none()
+                    || m.embedding_size.is_none())
             {
                 bail!(
                     "{source}: embedder {:?} needs input_width, input_height and embedding_size",
@@ -118,16 +127,23 @@ impl Manifest {
     }
 
     pub fn get(&self, name: &str) -> Result<&ModelSpec> {
-        self.models.iter().find(|m| m.name == name).with_context(|| {
-            let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
-            format!("no model named {name:?} in the manifest (known: {})", known.join(", "))
-        })
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .with_context(|| {
+                let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+                format!(
+                    "no model named {name:?} in the manifest (known: {})",
+                    known.join(", ")
+                )
+            })
     }
 }
 
 /// Hex sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -164,8 +180,9 @@ pub fn fetch(spec: &ModelSpec, models_dir: &Path, mirror: Option<&Path>) -> Resu
     let outcome = match mirror {
         Some(mirror) if mirror.join(&spec.file).exists() => {
             let source = mirror.join(&spec.file);
-            fs::copy(&source, &partial)
-                .with_context(|| format!("cannot copy {} to {}", source.display(), partial.display()))?;
+            fs::copy(&source, &partial).with_context(|| {
+                format!("cannot copy {} to {}", source.display(), partial.display())
+            })?;
             FetchOutcome::CopiedFromMirror(source)
         }
         _ => {
@@ -179,7 +196,8 @@ pub fn fetch(spec: &ModelSpec, models_dir: &Path, mirror: Option<&Path>) -> Resu
                     spec.file
                 );
             };
-            download(url, &partial).with_context(|| format!("cannot download model {:?} from {url}", spec.name))?;
+            download(url, &partial)
+                .with_context(|| format!("cannot download model {:?} from {url}", spec.name))?;
             FetchOutcome::Downloaded(url.clone())
         }
     };
@@ -203,7 +221,8 @@ fn download(url: &str, to: &Path) -> Result<()> {
         .call()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut reader = response.into_reader();
-    let mut file = fs::File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let mut file =
+        fs::File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
     std::io::copy(&mut reader, &mut file).context("download interrupted")?;
     file.flush()?;
     file.sync_all()?;
@@ -258,7 +277,11 @@ mod tests {
         let manifest = Manifest::builtin();
         assert_eq!(manifest.get("yunet-2023mar").unwrap().role, Role::Detector);
         assert_eq!(manifest.get("sface-2021dec").unwrap().role, Role::Embedder);
-        assert!(manifest.get("mobilefacenet").unwrap().match_threshold.is_some());
+        assert!(manifest
+            .get("mobilefacenet")
+            .unwrap()
+            .match_threshold
+            .is_some());
         assert!(manifest.get("nope").is_err());
     }
 

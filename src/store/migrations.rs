@@ -6,7 +6,10 @@ use rusqlite::Connection;
 
 /// (name, SQL) in order. Migration N sets user_version to N.
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("001_registers", include_str!("migrations/001_registers.sql")),
+    (
+        "001_registers",
+        include_str!("migrations/001_registers.sql"),
+    ),
     ("002_events", include_str!("migrations/002_events.sql")),
 ];
 
@@ -25,7 +28,8 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).with_context(|| format!("migration {name} failed"))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {name} failed"))?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(migration = name, "applied schema migration");

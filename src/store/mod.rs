@@ -6,6 +6,7 @@
 //! one writer connection per process, short transactions, WAL so readers never
 //! block the gate.
 
+pub mod events;
 mod migrations;
 pub mod secret;
 
@@ -33,10 +34,13 @@ impl Store {
         let secret = DeviceSecret::load_or_create(data_dir)?;
         let conn = Connection::open_with_flags(
             db_path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("cannot open database {}", db_path.display()))?;
-        configure(&conn).with_context(|| format!("cannot configure database {}", db_path.display()))?;
+        configure(&conn)
+            .with_context(|| format!("cannot configure database {}", db_path.display()))?;
         let mut store = Store {
             conn,
             path: db_path.to_path_buf(),
@@ -70,10 +74,22 @@ impl Store {
 
     /// Records who did what. Call inside the transaction that made the change,
     /// so a change and its audit row land together or not at all.
-    pub fn audit(conn: &Connection, actor: &str, action: &str, subject: Option<&str>, detail: Option<&serde_json::Value>) -> Result<()> {
+    pub fn audit(
+        conn: &Connection,
+        actor: &str,
+        action: &str,
+        subject: Option<&str>,
+        detail: Option<&serde_json::Value>,
+    ) -> Result<()> {
         conn.execute(
             "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_rfc3339(), actor, action, subject, detail.map(|d| d.to_string())],
+            params![
+                now_rfc3339(),
+                actor,
+                action,
+                subject,
+                detail.map(|d| d.to_string())
+            ],
         )
         .context("cannot write audit row")?;
         Ok(())
@@ -81,7 +97,9 @@ impl Store {
 
     /// Schema version after migrations (for `doctor` and tests).
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 }
 
@@ -117,8 +135,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gh-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir.join("g.db"), &dir).unwrap();
-        let fk: i64 = store.conn().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
-        let mode: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let fk: i64 = store
+            .conn()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(fk, 1);
         assert_eq!(mode, "wal");
         assert_eq!(store.schema_version().unwrap(), migrations::count());

@@ -32,7 +32,11 @@ impl DeviceSecret {
         match fs::read(&path) {
             Ok(bytes) => {
                 let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    anyhow::anyhow!("{}: expected 32 bytes, found {}; the device secret is damaged", path.display(), bytes.len())
+                    anyhow::anyhow!(
+                        "{}: expected 32 bytes, found {}; the device secret is damaged",
+                        path.display(),
+                        bytes.len()
+                    )
                 })?;
                 let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
@@ -54,13 +58,16 @@ impl DeviceSecret {
                 tracing::info!(path = %path.display(), "created device secret");
                 Ok(DeviceSecret { key, path })
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read device secret {}", path.display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read device secret {}", path.display()))
+            }
         }
     }
 
     /// HMAC-SHA256 of `data` under this device's key, domain-separated by `label`.
     pub fn keyed_hash(&self, label: &str, data: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC accepts any key length");
         mac.update(label.as_bytes());
         mac.update(b"\0");
         mac.update(data);
@@ -84,7 +91,11 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let a = DeviceSecret::load_or_create(&dir).unwrap();
-        let mode = fs::metadata(dir.join(FILE_NAME)).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(dir.join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let b = DeviceSecret::load_or_create(&dir).unwrap();
         assert_eq!(a.keyed_hash("id", b"x"), b.keyed_hash("id", b"x"));
