@@ -272,6 +272,119 @@ pub fn append(conn: &Connection, event: &NewEvent) -> Result<EventRecord> {
     Ok(record)
 }
 
+/// Which events a query wants; `None` fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Inclusive lower bound on `at` (RFC 3339 UTC).
+    pub since: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on `at`.
+    pub until: Option<DateTime<Utc>>,
+    pub gate: Option<String>,
+    pub subject_id: Option<i64>,
+    pub result: Option<AccessResult>,
+    pub kind: Option<EventKind>,
+    pub credential_kind: Option<String>,
+    /// Only events with a larger seq (pagination cursor).
+    pub after_seq: Option<i64>,
+    /// At most this many rows (oldest first).
+    pub limit: Option<u32>,
+}
+
+/// Events matching `filter`, oldest first.
+pub fn query(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM event WHERE 1=1");
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    let mut push = |clause: &str, value: Box<dyn rusqlite::ToSql>| {
+        args.push(value);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(t) = filter.since {
+        push(
+            "at >=",
+            Box::new(t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
+    }
+    if let Some(t) = filter.until {
+        push(
+            "at <",
+            Box::new(t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
+    }
+    if let Some(g) = &filter.gate {
+        push("gate =", Box::new(g.clone()));
+    }
+    if let Some(s) = filter.subject_id {
+        push("subject_id =", Box::new(s));
+    }
+    if let Some(r) = filter.result {
+        push("result =", Box::new(r.as_str()));
+    }
+    if let Some(k) = filter.kind {
+        push("kind =", Box::new(k.as_str()));
+    }
+    if let Some(c) = &filter.credential_kind {
+        push("credential_kind =", Box::new(c.clone()));
+    }
+    if let Some(after) = filter.after_seq {
+        push("seq >", Box::new(after));
+    }
+    sql.push_str(" ORDER BY seq");
+    if let Some(limit) = filter.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let mut stmt = conn.prepare(&sql).context("cannot prepare event query")?;
+    let rows = stmt
+        .query_map(
+            rusqlite::params_from_iter(args.iter().map(|b| b.as_ref())),
+            EventRecord::from_row,
+        )
+        .context("cannot query events")?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .context("cannot read events")
+}
+
+/// A break in the hash chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub problem: String,
+}
+
+/// Walks the whole log and reports every row whose hash or link is wrong.
+/// The oldest remaining row anchors the chain (retention deletes from the start).
+pub fn verify_chain(conn: &Connection) -> Result<(u64, Vec<ChainBreak>)> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM event ORDER BY seq"))?;
+    let mut rows = stmt.query([])?;
+    let mut checked = 0u64;
+    let mut breaks = Vec::new();
+    let mut previous: Option<(i64, Vec<u8>)> = None;
+    while let Some(row) = rows.next()? {
+        let e = EventRecord::from_row(row)?;
+        checked += 1;
+        if e.compute_hash().as_slice() != e.hash.as_slice() {
+            breaks.push(ChainBreak {
+                seq: e.seq,
+                problem: "row content does not match its hash (edited)".into(),
+            });
+        }
+        if let Some((prev_seq, prev_hash)) = &previous {
+            if e.seq != prev_seq + 1 {
+                breaks.push(ChainBreak {
+                    seq: e.seq,
+                    problem: format!("rows {} to {} are missing", prev_seq + 1, e.seq - 1),
+                });
+            } else if &e.prev_hash != prev_hash {
+                breaks.push(ChainBreak {
+                    seq: e.seq,
+                    problem: "does not link to the previous row's hash".into(),
+                });
+            }
+        }
+        previous = Some((e.seq, e.hash.clone()));
+    }
+    Ok((checked, breaks))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +431,34 @@ mod tests {
             .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
             .unwrap();
         assert_eq!(queued, 2);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn verify_chain_detects_an_edited_row() {
+        let (dir, store) = scratch();
+        let mut e = NewEvent::now(EventKind::Access, true);
+        e.result = Some(AccessResult::Denied);
+        for _ in 0..3 {
+            append(store.conn(), &e).unwrap();
+        }
+        assert_eq!(verify_chain(store.conn()).unwrap(), (3, vec![]));
+        store
+            .conn()
+            .execute("UPDATE event SET result = 'granted' WHERE seq = 2", [])
+            .unwrap();
+        let (_, breaks) = verify_chain(store.conn()).unwrap();
+        assert_eq!(breaks.len(), 1);
+        assert_eq!(breaks[0].seq, 2);
+        let denied = query(
+            store.conn(),
+            &EventFilter {
+                result: Some(AccessResult::Denied),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(denied.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 3]);
         std::fs::remove_dir_all(&dir).ok();
     }
 }
