@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod logging;

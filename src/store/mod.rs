@@ -8,6 +8,7 @@
 
 pub mod events;
 mod migrations;
+pub mod retention;
 pub mod secret;
 
 use std::path::{Path, PathBuf};
