@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod logging;
+pub mod metrics;
 pub mod models;
 pub mod onnx;
 pub mod store;

@@ -44,6 +44,15 @@ pub struct Config {
     pub uplink: Uplink,
     #[serde(default)]
     pub logging: Logging,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address for Prometheus text metrics (`GET /metrics`); absent: off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
