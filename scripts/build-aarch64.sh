@@ -11,27 +11,49 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 target=aarch64-unknown-linux-gnu
+# Debian 12 cannot co-install libopencv-dev for amd64 and arm64 (GDAL and VTK
+# conflict), so the arm64 OpenCV packages are unpacked into a private sysroot
+# instead of being installed: the host's own OpenCV stays untouched.
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
 fi
 need=()
-for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross libopencv-dev:arm64 clang libclang-dev pkg-config; do
+for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross clang libclang-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+sysroot="$here/.cache/sysroot-arm64"
+if [ ! -f "$sysroot/.complete" ]; then
+  debs="$here/.cache/arm64-debs"
+  mkdir -p "$debs" "$sysroot"
+  # apt-get download needs the arm64 package lists.
+  apt-cache show libopencv-core406:arm64 >/dev/null 2>&1 || $SUDO apt-get update -qq
+  (cd "$debs" && apt-get download -q \
+    libopencv-core-dev:arm64 libopencv-core406:arm64 \
+    libopencv-imgproc-dev:arm64 libopencv-imgproc406:arm64 \
+    libopencv-imgcodecs-dev:arm64 libopencv-imgcodecs406:arm64 \
+    libopencv-videoio-dev:arm64 libopencv-videoio406:arm64 \
+    libopencv-calib3d-dev:arm64 libopencv-calib3d406:arm64 \
+    libopencv-features2d-dev:arm64 libopencv-features2d406:arm64 \
+    libopencv-flann-dev:arm64 libopencv-flann406:arm64)
+  for d in "$debs"/*.deb; do dpkg -x "$d" "$sysroot"; done
+  touch "$sysroot/.complete"
+fi
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 
+libdir="$sysroot/usr/lib/aarch64-linux-gnu"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+# OpenCV's own dependencies (FFmpeg, GDAL, …) are resolved on the Pi at run time.
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,--allow-shlib-undefined -C link-arg=-Wl,-rpath-link,$libdir"
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
-export PKG_CONFIG_ALLOW_CROSS=1
-export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
-# The OpenCV binding generator parses the arm64 headers with libclang.
-export OPENCV_CLANG_ARGS="--target=aarch64-linux-gnu -I/usr/include/aarch64-linux-gnu"
+export OPENCV_LINK_LIBS="opencv_core,opencv_imgproc,opencv_imgcodecs,opencv_videoio,opencv_calib3d"
+export OPENCV_LINK_PATHS="$libdir"
+export OPENCV_INCLUDE_PATHS="$sysroot/usr/include/opencv4,$sysroot/usr/include/aarch64-linux-gnu/opencv4"
 cargo build --locked --release --target "$target"
 
 # The matching ONNX Runtime library, from the aarch64 wheel (sha256 pinned in setup.sh's table).

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod logging;
 pub mod metrics;

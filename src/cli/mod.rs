@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the command failed, 2 bad usage or invalid config.
 
 mod config_cmd;
+mod doctor;
 mod models_cmd;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum Command {
     /// Check configuration files
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Check everything the gateway needs (config, GPIO, cameras, models, runtime, broker, clock, disk)
+    Doctor(doctor::DoctorArgs),
     /// Install and check the ONNX face models
     #[command(subcommand)]
     Models(models_cmd::ModelsCommand),
@@ -87,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(cmd) => config_cmd::run(&cli, cmd),
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
+        Command::Doctor(args) => doctor::run(&cli, args),
     }
 }
 

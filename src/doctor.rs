@@ -1,0 +1,286 @@
+//! `gatehouse doctor`: one checklist of everything a gateway needs, for the
+//! installer on the pole and for support over the phone.
+//!
+//! Each check is independent and reports pass, warn or fail with a sentence
+//! saying what to do; nothing here changes the system.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Backend, Config};
+use crate::models::{self, Manifest, VerifyOutcome};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, status: Status, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Runs every check. `camera_timeout` bounds how long a camera may take to deliver a frame.
+pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
+    let mut checks = vec![Check::new(
+        "config",
+        Status::Pass,
+        format!(
+            "site {}, gateway {}, {} gate(s)",
+            config.site.id,
+            config.site.gateway_id,
+            config.gates.len()
+        ),
+    )];
+    checks.push(check_data_dir(config.data_dir()));
+    checks.push(check_disk(config.data_dir()));
+    checks.extend(check_gpio(config));
+    checks.extend(check_models(config));
+    checks.push(check_onnxruntime(config));
+    for camera in &config.cameras {
+        checks.push(check_camera(&camera.id, &camera.source, camera_timeout));
+    }
+    checks.push(check_broker(config));
+    checks.push(check_clock());
+    checks
+}
+
+fn check_data_dir(dir: &Path) -> Check {
+    let probe = dir.join(".doctor-write-test");
+    let result = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&probe, b"ok"));
+    let _ = std::fs::remove_file(&probe);
+    match result {
+        Ok(()) => Check::new(
+            "data directory",
+            Status::Pass,
+            format!("{} is writable", dir.display()),
+        ),
+        Err(e) => Check::new(
+            "data directory",
+            Status::Fail,
+            format!("{} is not writable: {e}", dir.display()),
+        ),
+    }
+}
+
+fn check_disk(dir: &Path) -> Check {
+    match free_bytes(dir) {
+        Some(free) => {
+            let mb = free / (1024 * 1024);
+            let status = if mb < 200 {
+                Status::Fail
+            } else if mb < 1024 {
+                Status::Warn
+            } else {
+                Status::Pass
+            };
+            Check::new(
+                "disk space",
+                status,
+                format!("{mb} MB free under {}", dir.display()),
+            )
+        }
+        None => Check::new(
+            "disk space",
+            Status::Warn,
+            format!("cannot read free space of {}", dir.display()),
+        ),
+    }
+}
+
+/// Free bytes on the filesystem holding `dir` (statvfs).
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+fn check_gpio(config: &Config) -> Vec<Check> {
+    let rppal_gates: Vec<&str> = config
+        .gates
+        .iter()
+        .filter(|g| g.backend == Backend::Rppal)
+        .map(|g| g.id.as_str())
+        .collect();
+    if rppal_gates.is_empty() {
+        return vec![Check::new(
+            "gpio",
+            Status::Pass,
+            "all gates use the simulated backend",
+        )];
+    }
+    match rppal::gpio::Gpio::new() {
+        Ok(_) => vec![Check::new("gpio", Status::Pass, format!("GPIO available for {}", rppal_gates.join(", ")))],
+        Err(e) => vec![Check::new(
+            "gpio",
+            Status::Fail,
+            format!(
+                "GPIO unavailable for gates {}: {e} (is this a Raspberry Pi, and is the user in the gpio group?)",
+                rppal_gates.join(", ")
+            ),
+        )],
+    }
+}
+
+fn check_models(config: &Config) -> Vec<Check> {
+    let manifest = match Manifest::for_config(config) {
+        Ok(m) => m,
+        Err(e) => return vec![Check::new("models", Status::Fail, format!("{e:#}"))],
+    };
+    let dir = config.models_dir();
+    [&config.models.detector, &config.models.embedder]
+        .into_iter()
+        .map(|name| {
+            let label = format!("model {name}");
+            match manifest
+                .get(name)
+                .and_then(|spec| models::verify(spec, &dir))
+            {
+                Ok(VerifyOutcome::Ok) => {
+                    Check::new(label, Status::Pass, "installed, sha256 matches")
+                }
+                Ok(VerifyOutcome::Missing(p)) => Check::new(
+                    label,
+                    Status::Fail,
+                    format!("missing at {}; run `gatehouse models fetch`", p.display()),
+                ),
+                Ok(VerifyOutcome::Mismatch { path, .. }) => Check::new(
+                    label,
+                    Status::Fail,
+                    format!(
+                        "{} is corrupt (sha256 mismatch); run `gatehouse models fetch`",
+                        path.display()
+                    ),
+                ),
+                Err(e) => Check::new(label, Status::Fail, format!("{e:#}")),
+            }
+        })
+        .collect()
+}
+
+fn check_onnxruntime(config: &Config) -> Check {
+    match crate::onnx::init(config.models.onnxruntime.as_deref()) {
+        Ok(path) => Check::new(
+            "onnx runtime",
+            Status::Pass,
+            format!("loaded {}", path.display()),
+        ),
+        Err(e) => Check::new("onnx runtime", Status::Fail, format!("{e:#}")),
+    }
+}
+
+fn check_camera(id: &str, source: &str, timeout: Duration) -> Check {
+    use opencv::prelude::*;
+    use opencv::videoio::{VideoCapture, CAP_ANY};
+    let label = format!("camera {id}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let source = source.to_string();
+    // Opening an unreachable RTSP stream can block for a long time: bound it.
+    std::thread::spawn(move || {
+        let result = (|| -> Result<(i32, i32), String> {
+            let mut cap = match source
+                .strip_prefix("/dev/video")
+                .and_then(|n| n.parse::<i32>().ok())
+            {
+                Some(index) => VideoCapture::new(index, CAP_ANY),
+                None => VideoCapture::from_file(&source, CAP_ANY),
+            }
+            .map_err(|e| e.to_string())?;
+            if !cap.is_opened().map_err(|e| e.to_string())? {
+                return Err(format!("cannot open {source}"));
+            }
+            let mut frame = opencv::core::Mat::default();
+            if !cap.read(&mut frame).map_err(|e| e.to_string())? || frame.empty() {
+                return Err(format!("{source} opened but delivered no frame"));
+            }
+            Ok((frame.cols(), frame.rows()))
+        })();
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok((w, h))) => Check::new(label, Status::Pass, format!("delivers {w}x{h} frames")),
+        Ok(Err(e)) => Check::new(label, Status::Fail, e),
+        Err(_) => Check::new(
+            label,
+            Status::Fail,
+            format!("no frame within {} s", timeout.as_secs()),
+        ),
+    }
+}
+
+fn check_broker(config: &Config) -> Check {
+    let Some(url) = &config.uplink.broker else {
+        return Check::new(
+            "broker",
+            Status::Warn,
+            "no [uplink] broker configured; events wait in the outbox",
+        );
+    };
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let default_port = if url.starts_with("mqtts://") {
+        8883
+    } else {
+        1883
+    };
+    let host_port = if rest.contains(':') {
+        rest.to_string()
+    } else {
+        format!("{rest}:{default_port}")
+    };
+    use std::net::ToSocketAddrs;
+    let addrs = match host_port.to_socket_addrs() {
+        Ok(a) => a.collect::<Vec<_>>(),
+        Err(e) => {
+            return Check::new(
+                "broker",
+                Status::Fail,
+                format!("cannot resolve {host_port}: {e}"),
+            )
+        }
+    };
+    for addr in &addrs {
+        if std::net::TcpStream::connect_timeout(addr, Duration::from_secs(3)).is_ok() {
+            return Check::new("broker", Status::Pass, format!("{url} reachable"));
+        }
+    }
+    Check::new(
+        "broker",
+        Status::Fail,
+        format!("{url} not reachable (TCP connect failed)"),
+    )
+}
+
+fn check_clock() -> Check {
+    if crate::clock::is_synchronised() {
+        Check::new("clock", Status::Pass, "synchronised")
+    } else {
+        Check::new(
+            "clock",
+            Status::Warn,
+            "not synchronised (no NTP yet?): events are flagged and residents are never refused for it",
+        )
+    }
+}
