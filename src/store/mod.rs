@@ -6,9 +6,16 @@
 //! one writer connection per process, short transactions, WAL so readers never
 //! block the gate.
 
+pub mod addresses;
+pub mod atomic;
+pub mod cards;
 pub mod events;
+pub mod groups;
 mod migrations;
+pub mod people;
 pub mod secret;
+pub mod vehicles;
+pub mod visitors;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
