@@ -9,6 +9,7 @@
 
 pub mod dates;
 pub mod id_number;
+pub mod import;
 
 pub mod mask;
 pub mod phone;
