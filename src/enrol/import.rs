@@ -147,6 +147,35 @@ impl Column {
 
 const REQUIRED: [Column; 3] = [Column::Name, Column::IdNumber, Column::Role];
 
+/// What parsed of a row (a field is `None` when it had a problem, already reported).
+struct Fields {
+    line: u64,
+    name: Option<String>,
+    doc: Option<IdDocument>,
+    phone: Option<Option<Phone>>,
+    address: Option<Option<Address>>,
+    role: Option<Role>,
+    valid_until: Option<Option<NaiveDate>>,
+    cards: Option<Vec<(CardNumber, CardFormat)>>,
+    plates: Option<Vec<Plate>>,
+}
+
+impl Fields {
+    fn complete(self) -> Option<Row> {
+        Some(Row {
+            line: self.line,
+            name: self.name?,
+            doc: self.doc?,
+            phone: self.phone?,
+            address: self.address?,
+            role: self.role?,
+            valid_until: self.valid_until?,
+            cards: self.cards?,
+            plates: self.plates?,
+        })
+    }
+}
+
 /// A row whose fields all parsed.
 struct Row {
     line: u64,
@@ -219,7 +248,15 @@ pub fn import_residents(
     let conn = store.conn();
     conn.execute_batch("BEGIN IMMEDIATE")
         .context("cannot start the import transaction (is the database locked?)")?;
-    let outcome = import_rows(store, actor, &header, &columns, &records, &mut report, progress);
+    let outcome = import_rows(
+        store,
+        actor,
+        &header,
+        &columns,
+        &records,
+        &mut report,
+        progress,
+    );
     let commit = outcome.is_ok()
         && !opts.dry_run
         && (report.errors.is_empty() || opts.skip_invalid)
@@ -239,7 +276,10 @@ pub fn import_residents(
                 "skipped": report.skipped,
             })),
         )
-        .and_then(|()| conn.execute_batch("COMMIT").context("cannot commit the import"))
+        .and_then(|()| {
+            conn.execute_batch("COMMIT")
+                .context("cannot commit the import")
+        })
     } else {
         Ok(())
     };
@@ -293,7 +333,11 @@ fn map_header(header: &csv::StringRecord) -> Result<HashMap<Column, usize>> {
 
 /// Reads a field, forgiving what Excel does to numbers kept as text (a leading
 /// apostrophe, `="…"`).
-fn field<'r>(record: &'r csv::StringRecord, columns: &HashMap<Column, usize>, c: Column) -> &'r str {
+fn field<'r>(
+    record: &'r csv::StringRecord,
+    columns: &HashMap<Column, usize>,
+    c: Column,
+) -> &'r str {
     let raw = columns
         .get(&c)
         .and_then(|i| record.get(*i))
@@ -312,8 +356,7 @@ fn parse_row(
     columns: &HashMap<Column, usize>,
     line: u64,
     errors: &mut Vec<RowError>,
-) -> Option<Row> {
-    let start = errors.len();
+) -> Option<Fields> {
     if record.len() != header_len {
         errors.push(RowError {
             line,
@@ -352,9 +395,12 @@ fn parse_row(
     let address = if parts.iter().all(|(_, v)| v.is_empty()) {
         Some(None)
     } else if let Some((c, _)) = parts.iter().find(|(_, v)| v.is_empty()) {
-        check.ok(*c, Err::<Option<Address>, _>(
-            "is empty while other parts of the address are given".to_string(),
-        ))
+        check.ok(
+            *c,
+            Err::<Option<Address>, _>(
+                "is empty while other parts of the address are given".to_string(),
+            ),
+        )
     } else {
         let r = Address::new(parts[0].1, parts[1].1, parts[2].1);
         let column = match &r {
@@ -385,19 +431,16 @@ fn parse_row(
             .map(|p| p.parse::<Plate>())
             .collect::<Result<Vec<_>, String>>(),
     );
-    if check.errors.len() > start {
-        return None;
-    }
-    Some(Row {
+    Some(Fields {
         line,
-        name: name?,
-        doc: doc?,
-        phone: phone?,
-        address: address?,
-        role: role?,
-        valid_until: valid_until?,
-        cards: cards?,
-        plates: plates?,
+        name,
+        doc,
+        phone,
+        address,
+        role,
+        valid_until,
+        cards,
+        plates,
     })
 }
 
@@ -428,7 +471,10 @@ fn split_list(s: &str) -> impl Iterator<Item = &str> {
 
 fn looks_like_excel_float(s: &str) -> bool {
     let upper = s.to_ascii_uppercase();
-    upper.contains("E+") && upper.chars().all(|c| c.is_ascii_digit() || ".E+".contains(c))
+    upper.contains("E+")
+        && upper
+            .chars()
+            .all(|c| c.is_ascii_digit() || ".E+".contains(c))
 }
 
 /// First line each ID number, card and plate was seen on, to report duplicates.
@@ -457,13 +503,30 @@ fn import_rows(
         }
         let line = record.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
         let before = report.errors.len();
-        let Some(row) = parse_row(record, header.len(), columns, line, &mut report.errors) else {
+        let Some(fields) = parse_row(record, header.len(), columns, line, &mut report.errors)
+        else {
             report.skipped += 1;
             continue;
         };
-        let hash = row.doc.keyed_hash(store.secret());
-        let existing = people::find_by_id_hash(conn, &hash)?;
-        check_conflicts(conn, &row, &hash, existing, &mut seen, &mut report.errors)?;
+        // Duplicates and conflicts are checked on whatever parsed, so one
+        // pass over the file reports every problem of every row.
+        let hash = fields.doc.as_ref().map(|d| d.keyed_hash(store.secret()));
+        let existing = match &hash {
+            Some(h) => people::find_by_id_hash(conn, h)?,
+            None => None,
+        };
+        check_conflicts(
+            conn,
+            &fields,
+            hash.as_ref(),
+            existing,
+            &mut seen,
+            &mut report.errors,
+        )?;
+        let (Some(row), Some(hash)) = (fields.complete(), hash) else {
+            report.skipped += 1;
+            continue;
+        };
         if report.errors.len() > before {
             report.skipped += 1;
             continue;
@@ -495,8 +558,8 @@ fn import_rows(
 
 fn check_conflicts(
     conn: &rusqlite::Connection,
-    row: &Row,
-    hash: &[u8; 32],
+    row: &Fields,
+    hash: Option<&[u8; 32]>,
     existing: Option<ResidentId>,
     seen: &mut Seen,
     errors: &mut Vec<RowError>,
@@ -508,18 +571,23 @@ fn check_conflicts(
             problem: p,
         })
     };
-    if let Some(first) = seen.ids.get(hash) {
-        err(
-            Column::IdNumber,
-            format!("duplicate ID number (also on line {first})"),
-        );
-    } else {
-        seen.ids.insert(*hash, row.line);
+    if let Some(hash) = hash {
+        if let Some(first) = seen.ids.get(hash) {
+            err(
+                Column::IdNumber,
+                format!("duplicate ID number (also on line {first})"),
+            );
+        } else {
+            seen.ids.insert(*hash, row.line);
+        }
     }
-    for (card, _) in &row.cards {
+    for (card, _) in row.cards.iter().flatten() {
         let key = card.key();
         if let Some(first) = seen.cards.get(&key) {
-            err(Column::Card, format!("duplicate card {card} (also on line {first})"));
+            err(
+                Column::Card,
+                format!("duplicate card {card} (also on line {first})"),
+            );
             continue;
         }
         seen.cards.insert(key, row.line);
@@ -532,7 +600,7 @@ fn check_conflicts(
             }
         }
     }
-    for plate in &row.plates {
+    for plate in row.plates.iter().flatten() {
         if let Some(first) = seen.plates.get(plate.as_str()) {
             err(
                 Column::Plate,
