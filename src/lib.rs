@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod domain;
+pub mod enrol;
 pub mod logging;
 pub mod metrics;
 pub mod models;

@@ -3,9 +3,16 @@
 //!
 //! Exit codes: 0 success, 1 the command failed, 2 bad usage or invalid config.
 
+mod card;
 mod config_cmd;
 mod doctor;
+mod group;
+mod import;
 mod models_cmd;
+pub mod output;
+mod resident;
+mod vehicle;
+mod visitor;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +47,24 @@ pub enum Command {
     /// Install and check the ONNX face models
     #[command(subcommand)]
     Models(models_cmd::ModelsCommand),
+    /// The register of residents: add, list, show, update, suspend, resume, move out, remove
+    #[command(subcommand)]
+    Resident(resident::ResidentCommand),
+    /// Assign and revoke access cards
+    #[command(subcommand)]
+    Card(card::CardCommand),
+    /// Register and remove residents' vehicles
+    #[command(subcommand)]
+    Vehicle(vehicle::VehicleCommand),
+    /// Visitor passes with a PIN and QR code
+    #[command(subcommand)]
+    Visitor(visitor::VisitorCommand),
+    /// Import registers from spreadsheets
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Access groups: who may use which gates when
+    #[command(subcommand)]
+    Group(group::GroupCommand),
 }
 
 /// An error that already knows its exit code.
@@ -91,6 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(cmd) => config_cmd::run(&cli, cmd),
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
         Command::Doctor(args) => doctor::run(&cli, args),
+        Command::Resident(cmd) => resident::run(&cli, cmd),
+        Command::Card(cmd) => card::run(&cli, cmd),
+        Command::Vehicle(cmd) => vehicle::run(&cli, cmd),
+        Command::Visitor(cmd) => visitor::run(&cli, cmd),
+        Command::Import(cmd) => import::run(&cli, cmd),
+        Command::Group(cmd) => group::run(&cli, cmd),
     }
 }
 

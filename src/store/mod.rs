@@ -6,10 +6,17 @@
 //! one writer connection per process, short transactions, WAL so readers never
 //! block the gate.
 
+pub mod addresses;
+pub mod atomic;
+pub mod cards;
 pub mod events;
+pub mod groups;
 mod migrations;
 pub mod retention;
+pub mod people;
 pub mod secret;
+pub mod vehicles;
+pub mod visitors;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

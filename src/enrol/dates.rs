@@ -1,0 +1,213 @@
+//! Dates, durations and weekly windows as people write them: `2027-06-30` or
+//! Excel's `2027/6/30`, `4h` or `1h30m`, `mon-fri`, `07:00-22:00`.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+/// A calendar date: `YYYY-MM-DD`, `YYYY/M/D`, `YYYY.M.D` or `YYYYMMDD`.
+pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
+    let s = raw.trim();
+    let bad = || format!("{s:?} is not a date; write it as YYYY-MM-DD, e.g. 2027-06-30");
+    if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return NaiveDate::parse_from_str(s, "%Y%m%d").map_err(|_| bad());
+    }
+    let parts: Vec<&str> = s.split(['-', '/', '.']).collect();
+    if parts.len() != 3 || parts[0].len() != 4 {
+        return Err(bad());
+    }
+    let num = |p: &str| p.parse::<u32>().ok().filter(|_| (1..=2).contains(&p.len()));
+    let (Ok(y), Some(m), Some(d)) = (parts[0].parse::<i32>(), num(parts[1]), num(parts[2])) else {
+        return Err(bad());
+    };
+    NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| format!("{s:?} is not a real date"))
+}
+
+/// `30m`, `4h`, `2d`, `1h30m`, `90s`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    let bad = || format!("{s:?} is not a duration; write e.g. 30m, 4h, 2d or 1h30m");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(bad)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Weekdays as a bit set (bit 0 = Monday … bit 6 = Sunday), as stored in
+/// `access_group_window.days`: `mon-fri`, `sat,sun`, `weekdays`, `weekends`, `daily`.
+pub fn parse_days(raw: &str) -> Result<u8, String> {
+    let s = raw.trim().to_ascii_lowercase();
+    match s.as_str() {
+        "daily" | "all" | "every" => return Ok(0x7f),
+        "weekdays" => return Ok(0x1f),
+        "weekends" => return Ok(0x60),
+        _ => {}
+    }
+    let day = |d: &str| {
+        DAYS.iter()
+            .position(|x| d.starts_with(x))
+            .ok_or_else(|| format!("{d:?} is not a day; use mon, tue, wed, thu, fri, sat, sun"))
+    };
+    let mut bits = 0u8;
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                if a > b {
+                    return Err(format!("{part:?}: a day range runs forward (mon-fri)"));
+                }
+                for i in a..=b {
+                    bits |= 1 << i;
+                }
+            }
+            None => bits |= 1 << day(part)?,
+        }
+    }
+    if bits == 0 {
+        return Err(format!("{raw:?} names no day"));
+    }
+    Ok(bits)
+}
+
+/// The inverse of [`parse_days`], for display: `mon-fri`, `sat,sun`, `daily`.
+pub fn format_days(bits: u8) -> String {
+    if bits & 0x7f == 0x7f {
+        return "daily".into();
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < 7 {
+        if bits & (1 << i) == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i + 1 < 7 && bits & (1 << (i + 1)) != 0 {
+            i += 1;
+        }
+        out.push(if i - start >= 2 {
+            format!("{}-{}", DAYS[start], DAYS[i])
+        } else if i > start {
+            format!("{},{}", DAYS[start], DAYS[i])
+        } else {
+            DAYS[start].to_string()
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// `07:00-22:00` → minutes after midnight, start inclusive, end exclusive
+/// (`24:00` allowed as an end).
+pub fn parse_time_window(raw: &str) -> Result<(u16, u16), String> {
+    let s = raw.trim();
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a time window; write e.g. 07:00-22:00"))?;
+    let minute = |t: &str| -> Result<u16, String> {
+        let (h, m) = t
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| format!("{t:?} is not a time; write HH:MM"))?;
+        match (h.parse::<u16>(), m.parse::<u16>()) {
+            (Ok(h), Ok(m)) if m < 60 && (h < 24 || (h == 24 && m == 0)) => Ok(h * 60 + m),
+            _ => Err(format!("{t:?} is not a time; write HH:MM")),
+        }
+    };
+    let (start, end) = (minute(a)?, minute(b)?);
+    if start >= 1440 || end <= start {
+        return Err(format!(
+            "{s:?}: the end must be after the start within one day (split overnight windows in two)"
+        ));
+    }
+    Ok((start, end))
+}
+
+pub fn format_minute(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_accept_iso_and_excel_spellings() {
+        let d = NaiveDate::from_ymd_opt(2027, 6, 30).unwrap();
+        for s in [
+            "2027-06-30",
+            "2027/6/30",
+            "2027.6.30",
+            "20270630",
+            " 2027-6-30 ",
+        ] {
+            assert_eq!(parse_date(s).unwrap(), d, "{s}");
+        }
+        assert!(parse_date("2027-02-30")
+            .unwrap_err()
+            .contains("not a real date"));
+        assert!(parse_date("30/06/2027").is_err());
+        assert!(parse_date("next june").is_err());
+    }
+
+    #[test]
+    fn durations_combine_units() {
+        assert_eq!(parse_duration("4h").unwrap().as_secs(), 4 * 3600);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("2d").unwrap().as_secs(), 172_800);
+        assert!(parse_duration("4").is_err());
+        assert!(parse_duration("0h").is_err());
+        assert!(parse_duration("4 hours").is_err());
+    }
+
+    #[test]
+    fn days_parse_ranges_lists_and_names_and_print_back() {
+        assert_eq!(parse_days("mon-fri").unwrap(), 0x1f);
+        assert_eq!(parse_days("sat,sun").unwrap(), 0x60);
+        assert_eq!(parse_days("Monday,wed").unwrap(), 0b101);
+        assert_eq!(parse_days("daily").unwrap(), 0x7f);
+        assert!(parse_days("fri-mon").is_err());
+        assert!(parse_days("funday").is_err());
+        assert_eq!(format_days(0x1f), "mon-fri");
+        assert_eq!(format_days(0x60), "sat,sun");
+        assert_eq!(format_days(0b1010101), "mon,wed,fri,sun");
+        assert_eq!(format_days(0x7f), "daily");
+    }
+
+    #[test]
+    fn time_windows_are_within_one_day() {
+        assert_eq!(parse_time_window("07:00-22:00").unwrap(), (420, 1320));
+        assert_eq!(parse_time_window("00:00-24:00").unwrap(), (0, 1440));
+        assert!(parse_time_window("22:00-06:00")
+            .unwrap_err()
+            .contains("overnight"));
+        assert!(parse_time_window("7-22").is_err());
+        assert!(parse_time_window("07:60-08:00").is_err());
+    }
+}

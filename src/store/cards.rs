@@ -1,0 +1,299 @@
+//! Access cards: which card (reader format + facility code + number, or raw
+//! bits) belongs to whom. The gate's lookup is one indexed read.
+
+use std::fmt;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::atomic::atomically;
+use super::people::{self, holder_from_row, Holder, HOLDER_COLUMNS};
+use super::{now_rfc3339, Store};
+use crate::domain::{CardNumber, ResidentId};
+
+/// The frame format a card's reader sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardFormat {
+    /// HID H10301: 8-bit facility code, 16-bit card number.
+    Wiegand26,
+    /// 16-bit facility code, 16-bit card number.
+    Wiegand34,
+    /// HID H10304: 16-bit facility code, 19-bit card number.
+    Wiegand37,
+    /// The raw bits of a frame in a format the reader does not decode.
+    Raw,
+}
+
+impl CardFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardFormat::Wiegand26 => "wiegand26",
+            CardFormat::Wiegand34 => "wiegand34",
+            CardFormat::Wiegand37 => "wiegand37",
+            CardFormat::Raw => "raw",
+        }
+    }
+
+    /// Largest facility code and card number the format can carry.
+    fn limits(self) -> Option<(u32, u64)> {
+        match self {
+            CardFormat::Wiegand26 => Some((255, 65_535)),
+            CardFormat::Wiegand34 => Some((65_535, 65_535)),
+            CardFormat::Wiegand37 => Some((65_535, 524_287)),
+            CardFormat::Raw => None,
+        }
+    }
+
+    /// Whether `card` can be sent in this format.
+    pub fn check(self, card: &CardNumber) -> Result<(), String> {
+        match (self.limits(), card) {
+            (None, CardNumber::Raw(_)) => Ok(()),
+            (None, CardNumber::Formatted { .. }) => Err(format!(
+                "card {card} has a facility code and number; raw cards are written raw:<bits>"
+            )),
+            (Some(_), CardNumber::Raw(_)) => {
+                Err(format!("card {card} is raw bits; use --format raw"))
+            }
+            (Some((max_f, max_n)), CardNumber::Formatted { facility, number }) => {
+                if *facility > max_f {
+                    Err(format!(
+                        "facility code {facility} does not fit {} (at most {max_f})",
+                        self.as_str()
+                    ))
+                } else if *number > max_n {
+                    Err(format!(
+                        "card number {number} does not fit {} (at most {max_n})",
+                        self.as_str()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The smallest format that carries `card` (raw for raw bits).
+    pub fn infer(card: &CardNumber) -> Result<CardFormat, String> {
+        if matches!(card, CardNumber::Raw(_)) {
+            return Ok(CardFormat::Raw);
+        }
+        [
+            CardFormat::Wiegand26,
+            CardFormat::Wiegand34,
+            CardFormat::Wiegand37,
+        ]
+        .into_iter()
+        .find(|f| f.check(card).is_ok())
+        .ok_or_else(|| {
+            format!("card {card} fits no supported format (facility ≤ 65535, number ≤ 524287)")
+        })
+    }
+}
+
+impl fmt::Display for CardFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CardFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CardFormat, String> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "wiegand26" | "w26" | "26" => CardFormat::Wiegand26,
+            "wiegand34" | "w34" | "34" => CardFormat::Wiegand34,
+            "wiegand37" | "w37" | "37" => CardFormat::Wiegand37,
+            "raw" => CardFormat::Raw,
+            _ => {
+                return Err(format!(
+                    "unknown card format {s:?}; expected wiegand26, wiegand34, wiegand37 or raw"
+                ))
+            }
+        })
+    }
+}
+
+impl ToSql for CardFormat {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl FromSql for CardFormat {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
+
+/// A card in the register.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Card {
+    pub card: String,
+    /// Masked for logs and events (`10:***45`).
+    pub masked: String,
+    pub format: CardFormat,
+    pub person: ResidentId,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+/// Gives `card` to `person`. The format defaults to the smallest that fits.
+pub fn assign(
+    store: &Store,
+    actor: &str,
+    person: ResidentId,
+    card: &CardNumber,
+    format: Option<CardFormat>,
+) -> Result<CardFormat> {
+    atomically(store.conn(), |conn| {
+        let format = insert(conn, actor, person, card, format)?;
+        Store::audit(
+            conn,
+            actor,
+            "card.assign",
+            Some(&person.to_string()),
+            Some(&json!({"card": card.masked(), "format": format.as_str()})),
+        )?;
+        Ok(format)
+    })
+}
+
+/// The insert behind [`assign`], without its audit row.
+pub(crate) fn insert(
+    conn: &Connection,
+    actor: &str,
+    person: ResidentId,
+    card: &CardNumber,
+    format: Option<CardFormat>,
+) -> Result<CardFormat> {
+    let format = match format {
+        Some(f) => {
+            f.check(card).map_err(anyhow::Error::msg)?;
+            f
+        }
+        None => CardFormat::infer(card).map_err(anyhow::Error::msg)?,
+    };
+    people::get(conn, person)?;
+    if let Some(owner) = owner(conn, card)? {
+        if owner == person {
+            bail!("card {card} is already assigned to {person}");
+        }
+        bail!("card {card} is already assigned to {owner}; revoke it first");
+    }
+    conn.prepare_cached(
+        "INSERT INTO card (card_key, format, person_id, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![card.key(), format, person.0, now_rfc3339(), actor])
+    .with_context(|| format!("cannot assign card {card}"))?;
+    Ok(format)
+}
+
+/// Takes a card out of the register; returns whose it was.
+pub fn revoke(store: &Store, actor: &str, card: &CardNumber) -> Result<ResidentId> {
+    atomically(store.conn(), |conn| {
+        let person = owner(conn, card)?
+            .ok_or_else(|| anyhow::anyhow!("card {card} is not in the register"))?;
+        conn.execute("DELETE FROM card WHERE card_key = ?1", [card.key()])?;
+        Store::audit(
+            conn,
+            actor,
+            "card.revoke",
+            Some(&person.to_string()),
+            Some(&json!({"card": card.masked()})),
+        )?;
+        Ok(person)
+    })
+}
+
+/// Who holds `card`, if anyone.
+pub fn owner(conn: &Connection, card: &CardNumber) -> Result<Option<ResidentId>> {
+    Ok(conn
+        .prepare_cached("SELECT person_id FROM card WHERE card_key = ?1")?
+        .query_row([card.key()], |r| r.get(0))
+        .optional()?
+        .map(ResidentId))
+}
+
+/// The gate's lookup: the holder of `card` with what the decision needs.
+pub fn lookup(conn: &Connection, card: &CardNumber) -> Result<Option<Holder>> {
+    lookup_key(conn, &card.key())
+}
+
+/// [`lookup`] by the canonical key (`card.card_key`), for callers that already have it.
+pub fn lookup_key(conn: &Connection, key: &str) -> Result<Option<Holder>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {HOLDER_COLUMNS} FROM card c JOIN person p ON p.id = c.person_id WHERE c.card_key = ?1"
+        ))?
+        .query_row([key], holder_from_row)
+        .optional()?)
+}
+
+/// A person's cards, oldest first.
+pub fn for_person(conn: &Connection, person: ResidentId) -> Result<Vec<Card>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT card_key, format, created_at, created_by FROM card WHERE person_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([person.0], |r| {
+        let key: String = r.get(0)?;
+        let masked = key
+            .parse::<CardNumber>()
+            .map(|c| c.masked())
+            .unwrap_or_else(|_| "?".into());
+        Ok(Card {
+            card: key,
+            masked,
+            format: r.get(1)?,
+            person,
+            created_at: r.get(2)?,
+            created_by: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(s: &str) -> CardNumber {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn infers_the_smallest_format_that_fits() {
+        assert_eq!(
+            CardFormat::infer(&card("10:12345")),
+            Ok(CardFormat::Wiegand26)
+        );
+        assert_eq!(
+            CardFormat::infer(&card("300:12345")),
+            Ok(CardFormat::Wiegand34)
+        );
+        assert_eq!(
+            CardFormat::infer(&card("10:100000")),
+            Ok(CardFormat::Wiegand37)
+        );
+        assert_eq!(CardFormat::infer(&card("raw:0101")), Ok(CardFormat::Raw));
+        assert!(CardFormat::infer(&card("10:1000000")).is_err());
+    }
+
+    #[test]
+    fn refuses_a_card_that_does_not_fit_the_named_format() {
+        let e = CardFormat::Wiegand26.check(&card("256:1")).unwrap_err();
+        assert!(
+            e.contains("facility code 256 does not fit wiegand26"),
+            "{e}"
+        );
+        assert!(CardFormat::Wiegand26.check(&card("10:65536")).is_err());
+        assert!(CardFormat::Raw.check(&card("10:1")).is_err());
+        assert!(CardFormat::Wiegand34.check(&card("raw:01")).is_err());
+    }
+}
