@@ -4,10 +4,14 @@
 //! and the daemon call the same modules, so tests exercise exactly what ships.
 //! See ARCHITECTURE.md for the map.
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod door;
+pub mod hw;
 pub mod logging;
 pub mod models;
 pub mod onnx;
 pub mod store;
+pub mod wiegand;
