@@ -139,6 +139,18 @@ impl Door {
         }
     }
 
+    /// The contact's level when the daemon starts: no alarm for a door found
+    /// open (it may have been open before), but held-open applies from now.
+    pub fn initial_position(&mut self, open: bool, now: Duration) {
+        self.position = if open {
+            Position::Open
+        } else {
+            Position::Closed
+        };
+        self.open_since = open.then_some(now);
+        self.authorised = open;
+    }
+
     /// Releases for `unlock` (extending a release in progress).
     pub fn release(&mut self, _cause: ReleaseCause, now: Duration) -> Vec<DoorAction> {
         let was = self.is_released();

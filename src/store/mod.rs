@@ -9,6 +9,7 @@
 pub mod events;
 mod migrations;
 pub mod secret;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
