@@ -7,6 +7,7 @@
 pub mod access;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod domain;
 pub mod door;

@@ -4,7 +4,11 @@
 //! Exit codes: 0 success, 1 the command failed, 2 bad usage or invalid config.
 
 mod config_cmd;
+mod gate;
+mod log;
 mod models_cmd;
+mod run;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +41,24 @@ pub enum Command {
     /// Install and check the ONNX face models
     #[command(subcommand)]
     Models(models_cmd::ModelsCommand),
+    /// Run the gate controller (the daemon) in the foreground
+    Run(run::RunArgs),
+    /// Drive a running daemon's simulated gates (cards, PINs, door, button, loop, plates)
+    #[command(subcommand)]
+    Simulate(simulate::SimulateCommand),
+    /// Open a gate by hand (audited) or show every gate's state
+    #[command(subcommand)]
+    Gate(gate::GateCommand),
+    /// Query the event log, or verify its hash chain (`log verify`)
+    Log(log::LogArgs),
+}
+
+/// Output of commands that print a result: for people or for programs.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// An error that already knows its exit code.
@@ -87,6 +109,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(cmd) => config_cmd::run(&cli, cmd),
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
+        Command::Run(args) => run::run(&cli, args),
+        Command::Simulate(cmd) => simulate::run(&cli, cmd),
+        Command::Gate(cmd) => gate::run(&cli, cmd),
+        Command::Log(args) => log::run(&cli, args),
     }
 }
 

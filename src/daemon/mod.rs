@@ -88,6 +88,9 @@ impl Daemon {
         let mut gate_tasks = JoinSet::new();
         let mut gates = BTreeMap::new();
         for cfg in &config.gates {
+            if cfg.backend == Backend::Simulated {
+                simulate::prepare_world(&boards.simulated, cfg);
+            }
             let started = boards.open(cfg.backend).and_then(|board| {
                 gate::spawn(
                     cfg.clone(),

@@ -32,6 +32,21 @@ pub struct SimOutcome {
     pub status: Option<GateStatus>,
 }
 
+/// Puts a simulated gate's world in its everyday state before the gate
+/// claims its pins: door closed (contact pulled low), no vehicle on the loop,
+/// tamper switch closed.
+pub fn prepare_world(board: &crate::hw::simulated::SimBoard, cfg: &crate::config::Gate) {
+    for (pin, level) in [
+        (cfg.door_contact_pin, Level::Low),
+        (cfg.loop_pin, Level::High),
+        (cfg.tamper_pin, Level::Low),
+    ] {
+        if let Some(pin) = pin {
+            board.preset(pin, level);
+        }
+    }
+}
+
 struct Watch {
     notices: broadcast::Receiver<GateNotice>,
     events: broadcast::Receiver<EventRecord>,

@@ -21,6 +21,8 @@ struct Lines {
     /// benchmark read the relay's history from here).
     output_log: HashMap<u8, Vec<(Duration, Level)>>,
     inputs: HashMap<u8, (Level, SharedCallback)>,
+    /// Levels the simulated world holds lines at before they are claimed.
+    presets: HashMap<u8, Level>,
     /// Synthetic time after which the next injected burst may start, so bursts
     /// injected back to back never overlap in edge time.
     next_free: Duration,
@@ -66,6 +68,12 @@ impl SimBoard {
             .get(&pin.0)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Holds an unclaimed line at `level` (a closed door pulls its contact
+    /// low), so the input reads it when claimed instead of the idle level.
+    pub fn preset(&self, pin: GpioPin, level: Level) {
+        self.lines().presets.insert(pin.0, level);
     }
 
     /// The current level of an input (as last driven).
@@ -152,6 +160,7 @@ impl Board for SimBoard {
             Pull::Up => Level::High,
             Pull::Down | Pull::Off => Level::Low,
         };
+        let idle = lines.presets.get(&pin.0).copied().unwrap_or(idle);
         let callback: SharedCallback = Arc::new(Mutex::new(None));
         lines.inputs.insert(pin.0, (idle, callback.clone()));
         drop(lines);
