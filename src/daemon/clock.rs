@@ -11,6 +11,8 @@ use crate::access::Now;
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     start: Instant,
+    /// Tests pin the synchronisation state; `None` asks the kernel.
+    synced: Option<bool>,
 }
 
 impl Default for Clock {
@@ -23,7 +25,21 @@ impl Clock {
     pub fn new() -> Clock {
         Clock {
             start: Instant::now(),
+            synced: None,
         }
+    }
+
+    /// A clock whose synchronisation state is fixed (tests, benchmarks).
+    pub fn with_synced(synced: Option<bool>) -> Clock {
+        Clock {
+            synced,
+            ..Clock::new()
+        }
+    }
+
+    /// Whether the wall clock can be trusted now.
+    pub fn synced(&self) -> bool {
+        self.synced.unwrap_or_else(clock_synchronised)
     }
 
     /// Time since the daemon started.
@@ -40,7 +56,7 @@ impl Clock {
         Now {
             wall: chrono::Utc::now(),
             mono: self.mono(),
-            clock_synced: clock_synchronised(),
+            clock_synced: self.synced(),
         }
     }
 }

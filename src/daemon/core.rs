@@ -46,7 +46,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Core {
     /// Loads the register from `store` and wraps everything.
-    pub fn new(store: Store, utc_offset_minutes: i32) -> Result<Core> {
+    pub fn new(store: Store, utc_offset_minutes: i32, clock: Clock) -> Result<Core> {
         let version = snapshot::register_version(store.conn())?;
         let (register, warnings) = snapshot::load(store.conn(), utc_offset_minutes)?;
         for w in &warnings {
@@ -65,7 +65,7 @@ impl Core {
             events,
             utc_offset_minutes,
             register_version: Mutex::new(version),
-            clock: Clock::new(),
+            clock,
         })
     }
 

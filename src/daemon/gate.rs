@@ -427,7 +427,7 @@ impl GateTask {
         reason: &str,
         detail: Option<serde_json::Value>,
     ) {
-        let mut e = NewEvent::now(kind, crate::daemon::clock::clock_synchronised());
+        let mut e = NewEvent::now(kind, self.core.clock.synced());
         e.gate = Some(self.cfg.id.clone());
         e.direction = Some(direction_str(self.cfg.direction).into());
         e.reason = Some(reason.into());

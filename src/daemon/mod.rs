@@ -65,6 +65,14 @@ pub struct GateHandle {
     shared: Arc<Shared>,
 }
 
+/// How a daemon is started beyond its config.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DaemonOptions {
+    /// Treat the wall clock as synchronised (`Some(true)`) or not, instead of
+    /// asking the kernel. For tests and benchmarks on machines without NTP.
+    pub assume_clock_synced: Option<bool>,
+}
+
 /// A running daemon.
 pub struct Daemon {
     handle: GateHandle,
@@ -77,9 +85,14 @@ impl Daemon {
     /// Opens the database, loads the register, claims every gate's pins and
     /// starts the gate tasks. Call inside a tokio runtime.
     pub async fn start(config: &Config) -> Result<Daemon> {
+        Daemon::start_with(config, DaemonOptions::default()).await
+    }
+
+    pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Daemon> {
         let store = Store::open_config(config)?;
         let offset = config.site.utc_offset_minutes;
-        let core = tokio::task::spawn_blocking(move || Core::new(store, offset))
+        let clock = clock::Clock::with_synced(options.assume_clock_synced);
+        let core = tokio::task::spawn_blocking(move || Core::new(store, offset, clock))
             .await
             .context("register loader failed")??;
         let core = Arc::new(core);
@@ -112,7 +125,7 @@ impl Daemon {
                 Err(e) => {
                     let why = format!("{e:#}");
                     tracing::error!(gate = %cfg.id, "gate out of service: {why}");
-                    let mut ev = NewEvent::now(EventKind::Alarm, clock::clock_synchronised());
+                    let mut ev = NewEvent::now(EventKind::Alarm, core.clock.synced());
                     ev.gate = Some(cfg.id.clone());
                     ev.reason = Some("gate_hardware_failed".into());
                     ev.detail = Some(serde_json::json!({ "error": why }));
@@ -157,7 +170,7 @@ impl Daemon {
                 }
             }
         });
-        let mut ev = NewEvent::now(EventKind::Device, clock::clock_synchronised());
+        let mut ev = NewEvent::now(EventKind::Device, daemon.handle.shared.core.clock.synced());
         ev.reason = Some("daemon_started".into());
         ev.detail = Some(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }));
         daemon.handle.record(ev).await?;
@@ -191,7 +204,7 @@ impl Daemon {
         }
         while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.tasks.join_next()).await {}
         self.tasks.abort_all();
-        let mut ev = NewEvent::now(EventKind::Device, clock::clock_synchronised());
+        let mut ev = NewEvent::now(EventKind::Device, self.handle.shared.core.clock.synced());
         ev.reason = Some("daemon_stopped".into());
         self.handle.record(ev).await?;
         Ok(())
