@@ -216,7 +216,7 @@ impl GateHandle {
         self.shared.gates.get(gate).ok_or_else(|| {
             let known: Vec<&str> = self.shared.gates.keys().map(GateId::as_str).collect();
             anyhow!(
-                "no gate {gate:?} in the config (gates: {})",
+                "no gate \"{gate}\" in the config (gates: {})",
                 known.join(", ")
             )
         })
