@@ -4,14 +4,20 @@
 //! and the daemon call the same modules, so tests exercise exactly what ships.
 //! See ARCHITECTURE.md for the map.
 
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod doctor;
 pub mod domain;
+pub mod door;
 pub mod enrol;
+pub mod hw;
 pub mod logging;
 pub mod metrics;
 pub mod models;
 pub mod onnx;
 pub mod store;
+pub mod wiegand;

@@ -6,11 +6,15 @@
 mod card;
 mod config_cmd;
 mod doctor;
+mod gate;
 mod group;
 mod import;
+mod log;
 mod models_cmd;
 pub mod output;
 mod resident;
+mod run;
+mod simulate;
 mod vehicle;
 mod visitor;
 
@@ -65,6 +69,24 @@ pub enum Command {
     /// Access groups: who may use which gates when
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Run the gate controller (the daemon) in the foreground
+    Run(run::RunArgs),
+    /// Drive a running daemon's simulated gates (cards, PINs, door, button, loop, plates)
+    #[command(subcommand)]
+    Simulate(simulate::SimulateCommand),
+    /// Open a gate by hand (audited) or show every gate's state
+    #[command(subcommand)]
+    Gate(gate::GateCommand),
+    /// Query the event log, or verify its hash chain (`log verify`)
+    Log(log::LogArgs),
+}
+
+/// Output of commands that print a result: for people or for programs.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// An error that already knows its exit code.
@@ -122,6 +144,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Visitor(cmd) => visitor::run(&cli, cmd),
         Command::Import(cmd) => import::run(&cli, cmd),
         Command::Group(cmd) => group::run(&cli, cmd),
+        Command::Run(args) => run::run(&cli, args),
+        Command::Simulate(cmd) => simulate::run(&cli, cmd),
+        Command::Gate(cmd) => gate::run(&cli, cmd),
+        Command::Log(args) => log::run(&cli, args),
     }
 }
 

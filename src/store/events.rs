@@ -203,6 +203,14 @@ pub fn append(conn: &Connection, event: &NewEvent) -> Result<EventRecord> {
     let tx = conn
         .unchecked_transaction()
         .context("cannot start event transaction")?;
+    let record = append_in(&tx, event)?;
+    tx.commit().context("cannot commit event")?;
+    Ok(record)
+}
+
+/// Like [`append`], inside a transaction the caller commits, so an event and
+/// the register change it records (a visitor pass's use) land together.
+pub fn append_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<EventRecord> {
     let last: Option<(i64, Vec<u8>)> = tx
         .query_row(
             "SELECT seq, hash FROM event ORDER BY seq DESC LIMIT 1",
@@ -268,7 +276,6 @@ pub fn append(conn: &Connection, event: &NewEvent) -> Result<EventRecord> {
         params![record.seq, bytes],
     )
     .context("cannot queue event in the outbox")?;
-    tx.commit().context("cannot commit event")?;
     Ok(record)
 }
 

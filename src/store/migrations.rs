@@ -11,6 +11,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/001_registers.sql"),
     ),
     ("002_events", include_str!("migrations/002_events.sql")),
+    (
+        "003_register_version",
+        include_str!("migrations/003_register_version.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {

@@ -12,9 +12,10 @@ pub mod cards;
 pub mod events;
 pub mod groups;
 mod migrations;
-pub mod retention;
 pub mod people;
+pub mod retention;
 pub mod secret;
+pub mod snapshot;
 pub mod vehicles;
 pub mod visitors;
 

@@ -1,0 +1,263 @@
+//! The in-memory register the decision reads: people, their cards, plates,
+//! visitor passes and access groups, indexed for O(1) lookup. Built from the
+//! database by `store::snapshot`, or directly by tests.
+//!
+//! Holds the least it needs: masked names, never full names or ID numbers.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+
+use crate::domain::{GateId, Plate, ResidentId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Owner,
+    Family,
+    Tenant,
+    Staff,
+    Guard,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Ok(match s {
+            "owner" => Role::Owner,
+            "family" => Role::Family,
+            "tenant" => Role::Tenant,
+            "staff" => Role::Staff,
+            "guard" => Role::Guard,
+            other => return Err(format!("unknown role {other:?}")),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Suspended,
+    MovedOut,
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Status, String> {
+        Ok(match s {
+            "active" => Status::Active,
+            "suspended" => Status::Suspended,
+            "moved_out" => Status::MovedOut,
+            other => return Err(format!("unknown status {other:?}")),
+        })
+    }
+}
+
+/// A validity bound as the schema stores it: a local calendar date
+/// (inclusive) or an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    Date(NaiveDate),
+    Instant(DateTime<Utc>),
+}
+
+impl Bound {
+    /// `2025-03-01` or an RFC 3339 instant.
+    pub fn parse(s: &str) -> Result<Bound, String> {
+        let s = s.trim();
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(Bound::Date(d));
+        }
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| Bound::Instant(t.with_timezone(&Utc)))
+            .map_err(|_| format!("expected a date YYYY-MM-DD or an RFC 3339 instant, got {s:?}"))
+    }
+
+    /// Has this start bound been reached at `now`?
+    pub fn started(&self, now: DateTime<Utc>, offset: FixedOffset) -> bool {
+        match self {
+            Bound::Date(d) => now.with_timezone(&offset).date_naive() >= *d,
+            Bound::Instant(t) => now >= *t,
+        }
+    }
+
+    /// Is this end bound still ahead at `now` (dates are inclusive)?
+    pub fn not_ended(&self, now: DateTime<Utc>, offset: FixedOffset) -> bool {
+        match self {
+            Bound::Date(d) => now.with_timezone(&offset).date_naive() <= *d,
+            Bound::Instant(t) => now < *t,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Person {
+    pub id: ResidentId,
+    /// `张*`: what events and displays show.
+    pub masked_name: String,
+    pub role: Role,
+    pub status: Status,
+    pub valid_from: Option<Bound>,
+    pub valid_until: Option<Bound>,
+    /// A row the snapshot could not read fully: refuse rather than guess.
+    pub invalid: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct VisitorPass {
+    pub id: i64,
+    pub host: ResidentId,
+    pub masked_name: String,
+    /// `None`: every gate.
+    pub gates: Option<Vec<GateId>>,
+    pub valid_from: Bound,
+    pub valid_until: Bound,
+    /// `None`: unlimited within the window.
+    pub uses_left: Option<u32>,
+    pub revoked: bool,
+}
+
+/// A weekly window of a group at one gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub gate: GateId,
+    /// Bit 0 = Monday … bit 6 = Sunday.
+    pub days: u8,
+    /// Minutes after local midnight, `[start, end)`.
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+pub type GroupId = i64;
+
+#[derive(Clone, Debug)]
+pub struct Register {
+    pub offset: FixedOffset,
+    pub(crate) persons: HashMap<ResidentId, Person>,
+    pub(crate) cards: HashMap<String, ResidentId>,
+    pub(crate) plates: HashMap<Plate, ResidentId>,
+    pub(crate) passes: HashMap<i64, VisitorPass>,
+    pub(crate) pass_by_pin: HashMap<[u8; 32], i64>,
+    pub(crate) passes_by_plate: HashMap<Plate, Vec<i64>>,
+    pub(crate) group_windows: HashMap<GroupId, Vec<Window>>,
+    pub(crate) role_groups: HashMap<Role, Vec<GroupId>>,
+    pub(crate) person_groups: HashMap<ResidentId, Vec<GroupId>>,
+}
+
+impl Register {
+    /// An empty register for a site `utc_offset_minutes` east of UTC.
+    pub fn new(utc_offset_minutes: i32) -> Register {
+        let offset = FixedOffset::east_opt(utc_offset_minutes * 60)
+            .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"));
+        Register {
+            offset,
+            persons: HashMap::new(),
+            cards: HashMap::new(),
+            plates: HashMap::new(),
+            passes: HashMap::new(),
+            pass_by_pin: HashMap::new(),
+            passes_by_plate: HashMap::new(),
+            group_windows: HashMap::new(),
+            role_groups: HashMap::new(),
+            person_groups: HashMap::new(),
+        }
+    }
+
+    pub fn add_person(&mut self, person: Person) {
+        self.persons.insert(person.id, person);
+    }
+
+    /// `card_key` as in `card.card_key` (`CardNumber::key`).
+    pub fn add_card(&mut self, card_key: String, person: ResidentId) {
+        self.cards.insert(card_key, person);
+    }
+
+    pub fn add_plate(&mut self, plate: Plate, person: ResidentId) {
+        self.plates.insert(plate, person);
+    }
+
+    pub fn add_pass(&mut self, pass: VisitorPass, pin_hash: [u8; 32], plate: Option<Plate>) {
+        self.pass_by_pin.insert(pin_hash, pass.id);
+        if let Some(plate) = plate {
+            self.passes_by_plate.entry(plate).or_default().push(pass.id);
+        }
+        self.passes.insert(pass.id, pass);
+    }
+
+    pub fn add_window(&mut self, group: GroupId, window: Window) {
+        self.group_windows.entry(group).or_default().push(window);
+    }
+
+    /// Declares a group (so a group with no windows still restricts its members).
+    pub fn add_group(&mut self, group: GroupId) {
+        self.group_windows.entry(group).or_default();
+    }
+
+    pub fn add_role_member(&mut self, group: GroupId, role: Role) {
+        self.role_groups.entry(role).or_default().push(group);
+    }
+
+    pub fn add_person_member(&mut self, group: GroupId, person: ResidentId) {
+        self.person_groups.entry(person).or_default().push(group);
+    }
+
+    pub fn person(&self, id: ResidentId) -> Option<&Person> {
+        self.persons.get(&id)
+    }
+
+    pub fn pass(&self, id: i64) -> Option<&VisitorPass> {
+        self.passes.get(&id)
+    }
+
+    pub fn person_count(&self) -> usize {
+        self.persons.len()
+    }
+
+    pub fn card_owner(&self, card_key: &str) -> Option<ResidentId> {
+        self.cards.get(card_key).copied()
+    }
+
+    /// The groups that restrict this person (direct and through their role).
+    pub fn groups_of(&self, person: &Person) -> impl Iterator<Item = GroupId> + '_ {
+        let direct = self.person_groups.get(&person.id).into_iter().flatten();
+        let by_role = self.role_groups.get(&person.role).into_iter().flatten();
+        direct.chain(by_role).copied()
+    }
+
+    pub fn windows(&self, group: GroupId) -> &[Window] {
+        self.group_windows.get(&group).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// `张三` → `张*`, `欧阳娜娜` → `欧***`, `Barack Obama` → `B***** *****`.
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.trim().chars();
+    match chars.next() {
+        None => String::new(),
+        Some(first) => std::iter::once(first)
+            .chain(chars.map(|c| if c.is_whitespace() { c } else { '*' }))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_masked_after_the_first_character() {
+        assert_eq!(mask_name("张三"), "张*");
+        assert_eq!(mask_name("欧阳娜娜"), "欧***");
+        assert_eq!(mask_name("Barack Obama"), "B***** *****");
+        assert_eq!(mask_name(""), "");
+    }
+
+    #[test]
+    fn bounds_parse_dates_and_instants() {
+        assert!(matches!(Bound::parse("2025-03-01"), Ok(Bound::Date(_))));
+        assert!(matches!(
+            Bound::parse("2025-03-01T08:00:00.000Z"),
+            Ok(Bound::Instant(_))
+        ));
+        assert!(Bound::parse("March").is_err());
+    }
+}

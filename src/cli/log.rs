@@ -1,0 +1,333 @@
+//! `gatehouse log [filters] [--format table|json|csv]` and `gatehouse log
+//! verify`: read the event log (the read is audited) and check its hash chain.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::{Cli, Exit};
+use crate::domain::{GateId, ResidentId};
+use crate::store::events::{self, AccessResult, EventFilter, EventKind, EventRecord};
+use crate::store::Store;
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LogArgs {
+    #[command(subcommand)]
+    pub command: Option<LogCommand>,
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Check the hash chain of the whole log (exit 1 if a row was edited, inserted or removed)
+    Verify,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Only events since: a duration back from now (`90s`, `30m`, `2h`, `7d`), a local date or an RFC 3339 instant
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events before this (same forms as --since)
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long)]
+    pub gate: Option<GateId>,
+    /// Resident id (`R42`)
+    #[arg(long)]
+    pub resident: Option<ResidentId>,
+    #[arg(long, value_enum)]
+    pub result: Option<ResultArg>,
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// At most this many events (the oldest matching first)
+    #[arg(long)]
+    pub limit: Option<u32>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ResultArg {
+    Granted,
+    Denied,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KindArg {
+    Access,
+    Alarm,
+    Device,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Table,
+    /// One JSON object per line
+    Json,
+    Csv,
+}
+
+pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
+    let config = cli.load_config()?;
+    let store = Store::open_config(&config)?;
+    if let Some(LogCommand::Verify) = args.command {
+        let (checked, breaks) = events::verify_chain(store.conn())?;
+        if breaks.is_empty() {
+            println!("{checked} events checked: the hash chain is intact");
+            return Ok(ExitCode::SUCCESS);
+        }
+        for b in &breaks {
+            println!("event {}: {}", b.seq, b.problem);
+        }
+        return Err(Exit {
+            code: 1,
+            message: format!(
+                "{} of {checked} events fail the hash chain check: the log in {} was altered",
+                breaks.len(),
+                store.path().display()
+            ),
+        }
+        .into());
+    }
+    let offset = FixedOffset::east_opt(config.site.utc_offset_minutes * 60)
+        .ok_or_else(|| anyhow!("site.utc_offset_minutes out of range"))?;
+    let q = &args.query;
+    let now = Utc::now();
+    let filter = EventFilter {
+        since: q
+            .since
+            .as_deref()
+            .map(|s| parse_when(s, now, offset))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|s| parse_when(s, now, offset))
+            .transpose()?,
+        gate: q.gate.as_ref().map(|g| g.to_string()),
+        subject_id: q.resident.map(|r| r.0),
+        result: q.result.map(|r| match r {
+            ResultArg::Granted => AccessResult::Granted,
+            ResultArg::Denied => AccessResult::Denied,
+        }),
+        kind: q.kind.map(|k| match k {
+            KindArg::Access => EventKind::Access,
+            KindArg::Alarm => EventKind::Alarm,
+            KindArg::Device => EventKind::Device,
+        }),
+        credential_kind: None,
+        after_seq: None,
+        limit: q.limit,
+    };
+    // Events name residents (masked): who looked is recorded.
+    Store::audit(
+        store.conn(),
+        &crate::store::os_user(),
+        "log.query",
+        None,
+        Some(&serde_json::to_value(&filter)?),
+    )?;
+    let rows = events::query(store.conn(), &filter)?;
+    match q.format {
+        LogFormat::Json => {
+            for e in &rows {
+                println!("{}", serde_json::to_string(e)?);
+            }
+        }
+        LogFormat::Csv => {
+            println!("seq,id,at,clock_synced,kind,gate,direction,credential_kind,credential_masked,subject_id,subject_name,result,reason,score");
+            for e in &rows {
+                let fields = [
+                    e.seq.to_string(),
+                    e.id.clone(),
+                    e.at.clone(),
+                    e.clock_synced.to_string(),
+                    e.kind.as_str().into(),
+                    e.gate.clone().unwrap_or_default(),
+                    e.direction.clone().unwrap_or_default(),
+                    e.credential_kind.clone().unwrap_or_default(),
+                    e.credential_masked.clone().unwrap_or_default(),
+                    e.subject_id.map(|s| s.to_string()).unwrap_or_default(),
+                    e.subject_name.clone().unwrap_or_default(),
+                    e.result.map(|r| r.as_str().to_string()).unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
+                ];
+                println!(
+                    "{}",
+                    fields
+                        .iter()
+                        .map(|f| csv_field(f))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+        LogFormat::Table => {
+            let mut table = vec![[
+                "SEQ".to_string(),
+                "TIME".into(),
+                "GATE".into(),
+                "KIND".into(),
+                "CREDENTIAL".into(),
+                "SUBJECT".into(),
+                "RESULT".into(),
+                "REASON".into(),
+            ]];
+            for e in &rows {
+                table.push(table_row(e, offset));
+            }
+            print!("{}", render_table(&table));
+            eprintln!("{} event(s)", rows.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table_row(e: &EventRecord, offset: FixedOffset) -> [String; 8] {
+    let time = DateTime::parse_from_rfc3339(&e.at)
+        .map(|t| {
+            t.with_timezone(&offset)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| e.at.clone());
+    let time = if e.clock_synced {
+        time
+    } else {
+        format!("{time}?")
+    };
+    let credential = match (&e.credential_kind, &e.credential_masked) {
+        (Some(k), Some(m)) => format!("{k} {m}"),
+        (Some(k), None) => k.clone(),
+        _ => "-".into(),
+    };
+    let subject = match (e.subject_id, &e.subject_name) {
+        (Some(id), Some(n)) => format!("R{id} {n}"),
+        (Some(id), None) => format!("R{id}"),
+        (None, Some(n)) => n.clone(),
+        (None, None) => "-".into(),
+    };
+    [
+        e.seq.to_string(),
+        time,
+        e.gate.clone().unwrap_or_else(|| "-".into()),
+        e.kind.as_str().into(),
+        credential,
+        subject,
+        e.result
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_else(|| "-".into()),
+        e.reason.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+/// `2h` back from `now`, a local date (midnight), or an RFC 3339 instant.
+pub fn parse_when(s: &str, now: DateTime<Utc>, offset: FixedOffset) -> Result<DateTime<Utc>> {
+    let s = s.trim();
+    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c)) {
+        if let Ok(n) = s[..s.len() - 1].parse::<i64>() {
+            let secs = n * match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                _ => 86400,
+            };
+            return Ok(now - chrono::Duration::seconds(secs));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let midnight = d
+            .and_hms_opt(0, 0, 0)
+            .ok_or_else(|| anyhow!("bad date {s:?}"))?;
+        return offset
+            .from_local_datetime(&midnight)
+            .single()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| anyhow!("bad date {s:?}"));
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| anyhow!("{s:?}: expected a duration like 2h or 7d, a date YYYY-MM-DD or an RFC 3339 instant"))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Display width: CJK and other wide characters take two columns.
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if (c as u32) >= 0x2E80 { 2 } else { 1 })
+        .sum()
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn render_table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(width(cell));
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < N {
+                line.push_str(&" ".repeat(widths[i] - width(cell) + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_dates_and_instants() {
+        let now = Utc.with_ymd_and_hms(2025, 3, 12, 10, 0, 0).unwrap();
+        let cst = FixedOffset::east_opt(8 * 3600).unwrap();
+        assert_eq!(
+            parse_when("2h", now, cst).unwrap(),
+            Utc.with_ymd_and_hms(2025, 3, 12, 8, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_when("7d", now, cst).unwrap(),
+            Utc.with_ymd_and_hms(2025, 3, 5, 10, 0, 0).unwrap()
+        );
+        assert_eq!(
+            parse_when("2025-03-12", now, cst).unwrap(),
+            Utc.with_ymd_and_hms(2025, 3, 11, 16, 0, 0).unwrap()
+        );
+        assert!(parse_when("yesterday", now, cst).is_err());
+    }
+
+    #[test]
+    fn csv_quotes_only_when_needed() {
+        assert_eq!(csv_field("a"), "a");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn tables_align_wide_characters() {
+        let t = render_table(&[["张*".to_string(), "x".into()], ["ab".into(), "y".into()]]);
+        assert_eq!(t, "张*  x\nab   y\n");
+    }
+}

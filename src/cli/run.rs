@@ -1,0 +1,57 @@
+//! `gatehouse run`: the daemon in the foreground (systemd runs it this way).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::Cli;
+use crate::control;
+use crate::daemon::Daemon;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {}
+
+/// How long shutdown may take before remaining tasks are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+pub fn run(cli: &Cli, _args: &RunArgs) -> Result<ExitCode> {
+    let config = cli.load_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let daemon = Daemon::start(&config).await?;
+        let socket = control::socket_path(config.data_dir());
+        if let Err(e) =
+            control::serve(daemon.handle(), socket.clone(), daemon.shutdown_signal()).await
+        {
+            daemon.shutdown(SHUTDOWN_GRACE).await?;
+            return Err(e);
+        }
+        tracing::info!(
+            gates = config.gates.len(),
+            socket = %socket.display(),
+            database = %config.database_path().display(),
+            "gatehouse running"
+        );
+        wait_for_stop_signal().await?;
+        tracing::info!("stopping: locking gates and flushing events");
+        daemon.shutdown(SHUTDOWN_GRACE).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_stop_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

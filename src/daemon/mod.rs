@@ -1,0 +1,389 @@
+//! `gatehouse run`: the gate controller as tokio tasks. One task per gate
+//! ([`gate`]), a register watcher that reloads the in-memory register when
+//! the database changes, and whatever else is added with [`Daemon::spawn`]
+//! (cameras, the uplink, the console).
+//!
+//! Other parts talk to the gates through a cloneable [`GateHandle`]:
+//! `present(gate, credential)` decides, moves the relay and stores the event
+//! before it returns; `events()` subscribes to every stored event.
+//!
+//! Architecture Invariant: a gate whose hardware fails is out of service on
+//! its own; the daemon and the other gates keep running.
+
+pub mod clock;
+mod core;
+mod gate;
+pub mod simulate;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+pub use self::core::Core;
+pub use gate::{Presentation, Presented};
+pub use view::{DecisionView, GateNotice, GateStatus};
+
+use crate::access::{Credential, Register};
+use crate::config::{Backend, Config};
+use crate::domain::GateId;
+use crate::door::Position;
+use crate::hw::{simulated::SimBoard, Boards};
+use crate::store::events::{EventKind, EventRecord, NewEvent};
+use crate::store::Store;
+use gate::GateCommand;
+
+/// How often the register watcher checks for changes.
+pub const REGISTER_POLL: Duration = Duration::from_secs(2);
+
+enum Slot {
+    Running {
+        commands: mpsc::Sender<GateCommand>,
+        notices: broadcast::Sender<GateNotice>,
+    },
+    OutOfService(String),
+}
+
+struct GateEntry {
+    cfg: crate::config::Gate,
+    slot: Slot,
+}
+
+struct Shared {
+    gates: BTreeMap<GateId, GateEntry>,
+    core: Arc<Core>,
+    boards: Arc<Boards>,
+}
+
+/// The way into a running daemon's gates; cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct GateHandle {
+    shared: Arc<Shared>,
+}
+
+/// How a daemon is started beyond its config.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DaemonOptions {
+    /// Treat the wall clock as synchronised (`Some(true)`) or not, instead of
+    /// asking the kernel. For tests and benchmarks on machines without NTP.
+    pub assume_clock_synced: Option<bool>,
+}
+
+/// A running daemon.
+pub struct Daemon {
+    handle: GateHandle,
+    shutdown: watch::Sender<bool>,
+    gate_tasks: JoinSet<()>,
+    tasks: JoinSet<()>,
+}
+
+impl Daemon {
+    /// Opens the database, loads the register, claims every gate's pins and
+    /// starts the gate tasks. Call inside a tokio runtime.
+    pub async fn start(config: &Config) -> Result<Daemon> {
+        Daemon::start_with(config, DaemonOptions::default()).await
+    }
+
+    pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Daemon> {
+        let store = Store::open_config(config)?;
+        let offset = config.site.utc_offset_minutes;
+        let clock = clock::Clock::with_synced(options.assume_clock_synced);
+        let core = tokio::task::spawn_blocking(move || Core::new(store, offset, clock))
+            .await
+            .context("register loader failed")??;
+        let core = Arc::new(core);
+        let boards = Arc::new(Boards::new());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut gate_tasks = JoinSet::new();
+        let mut gates = BTreeMap::new();
+        for cfg in &config.gates {
+            if cfg.backend == Backend::Simulated {
+                simulate::prepare_world(&boards.simulated, cfg);
+            }
+            let started = boards.open(cfg.backend).and_then(|board| {
+                gate::spawn(
+                    cfg.clone(),
+                    &config.access,
+                    board,
+                    core.clone(),
+                    shutdown_rx.clone(),
+                )
+            });
+            let slot = match started {
+                Ok((commands, notices, join)) => {
+                    gate_tasks.spawn(async move {
+                        if let Err(e) = join.await {
+                            tracing::error!("gate task ended abnormally: {e}");
+                        }
+                    });
+                    Slot::Running { commands, notices }
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    tracing::error!(gate = %cfg.id, "gate out of service: {why}");
+                    let mut ev = NewEvent::now(EventKind::Alarm, core.clock.synced());
+                    ev.gate = Some(cfg.id.clone());
+                    ev.reason = Some("gate_hardware_failed".into());
+                    ev.detail = Some(serde_json::json!({ "error": why }));
+                    core.record(ev, None).await?;
+                    Slot::OutOfService(why)
+                }
+            };
+            gates.insert(
+                cfg.id.clone(),
+                GateEntry {
+                    cfg: cfg.clone(),
+                    slot,
+                },
+            );
+        }
+        let handle = GateHandle {
+            shared: Arc::new(Shared {
+                gates,
+                core,
+                boards,
+            }),
+        };
+        let mut daemon = Daemon {
+            handle,
+            shutdown,
+            gate_tasks,
+            tasks: JoinSet::new(),
+        };
+        let watcher = daemon.handle.clone();
+        let mut stop = daemon.shutdown_signal();
+        daemon.spawn(async move {
+            let mut tick = tokio::time::interval(REGISTER_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = watcher.reload_register(false).await {
+                            tracing::error!("register reload failed (keeping the previous one): {e:#}");
+                        }
+                    }
+                }
+            }
+        });
+        let mut ev = NewEvent::now(EventKind::Device, daemon.handle.shared.core.clock.synced());
+        ev.reason = Some("daemon_started".into());
+        ev.detail = Some(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }));
+        daemon.handle.record(ev).await?;
+        Ok(daemon)
+    }
+
+    pub fn handle(&self) -> GateHandle {
+        self.handle.clone()
+    }
+
+    /// Becomes `true` when the daemon stops; tasks added with [`Daemon::spawn`] watch it.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Runs a task until shutdown (it should watch [`Daemon::shutdown_signal`]).
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Stops: gates finish the credential in hand and lock their relays,
+    /// other tasks get `grace` to finish, then a final event is stored.
+    pub async fn shutdown(mut self, grace: Duration) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        while let Ok(Some(r)) = tokio::time::timeout_at(deadline, self.gate_tasks.join_next()).await
+        {
+            if let Err(e) = r {
+                tracing::error!("gate task failed: {e}");
+            }
+        }
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.tasks.join_next()).await {}
+        self.tasks.abort_all();
+        let mut ev = NewEvent::now(EventKind::Device, self.handle.shared.core.clock.synced());
+        ev.reason = Some("daemon_stopped".into());
+        self.handle.record(ev).await?;
+        Ok(())
+    }
+}
+
+impl GateHandle {
+    fn entry(&self, gate: &GateId) -> Result<&GateEntry> {
+        self.shared.gates.get(gate).ok_or_else(|| {
+            let known: Vec<&str> = self.shared.gates.keys().map(GateId::as_str).collect();
+            anyhow!(
+                "no gate \"{gate}\" in the config (gates: {})",
+                known.join(", ")
+            )
+        })
+    }
+
+    fn commands(&self, gate: &GateId) -> Result<&mpsc::Sender<GateCommand>> {
+        match &self.entry(gate)?.slot {
+            Slot::Running { commands, .. } => Ok(commands),
+            Slot::OutOfService(why) => bail!("gate {gate} is out of service: {why}"),
+        }
+    }
+
+    /// The gate ids, in config order of id.
+    pub fn gates(&self) -> Vec<GateId> {
+        self.shared.gates.keys().cloned().collect()
+    }
+
+    pub fn gate_config(&self, gate: &GateId) -> Result<&crate::config::Gate> {
+        Ok(&self.entry(gate)?.cfg)
+    }
+
+    /// Presents a credential at a gate: decides, moves the relay, stores the
+    /// event, and returns the decision.
+    pub async fn present(&self, gate: &GateId, credential: Credential) -> Result<Presented> {
+        self.submit(gate, credential.into()).await
+    }
+
+    /// Like [`GateHandle::present`], with a snapshot and detail for the event.
+    pub async fn submit(&self, gate: &GateId, presentation: Presentation) -> Result<Presented> {
+        let (reply, rx) = oneshot::channel();
+        self.commands(gate)?
+            .send(GateCommand::Present {
+                presentation,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow!("gate {gate} has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow!("gate {gate} stopped before deciding"))
+    }
+
+    /// A manual open by the property manager or a remote open by the
+    /// station, audited with who and why.
+    pub async fn open(&self, gate: &GateId, actor: &str, reason: &str) -> Result<Presented> {
+        if reason.trim().is_empty() {
+            bail!("a manual open needs a reason");
+        }
+        let detail = serde_json::json!({ "gate": gate.as_str(), "reason": reason });
+        let (actor_owned, gate_s) = (actor.to_string(), gate.to_string());
+        self.with_store(move |store| {
+            Store::audit(
+                store.conn(),
+                &actor_owned,
+                "gate.open",
+                Some(&gate_s),
+                Some(&detail),
+            )
+        })
+        .await??;
+        self.present(
+            gate,
+            Credential::Remote {
+                officer: actor.to_string(),
+                reason: reason.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// Every gate's state.
+    pub async fn status(&self) -> Vec<GateStatus> {
+        let mut out = Vec::new();
+        for (id, entry) in &self.shared.gates {
+            let status = match &entry.slot {
+                Slot::Running { commands, .. } => {
+                    let (reply, rx) = oneshot::channel();
+                    let asked = commands.send(GateCommand::Status { reply }).await.is_ok();
+                    match (asked, rx.await) {
+                        (true, Ok(s)) => s,
+                        _ => offline_status(&entry.cfg, format!("gate {id} has stopped")),
+                    }
+                }
+                Slot::OutOfService(why) => offline_status(&entry.cfg, why.clone()),
+            };
+            out.push(status);
+        }
+        out
+    }
+
+    /// Waits until the gate has handled every input queued so far.
+    pub async fn sync(&self, gate: &GateId) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.commands(gate)?
+            .send(GateCommand::Sync { reply })
+            .await
+            .map_err(|_| anyhow!("gate {gate} has stopped"))?;
+        rx.await.map_err(|_| anyhow!("gate {gate} has stopped"))
+    }
+
+    /// Every event stored from now on (decisions, alarms, device events).
+    pub fn events(&self) -> broadcast::Receiver<EventRecord> {
+        self.shared.core.subscribe()
+    }
+
+    /// What one gate announces (decisions, rejected frames, keys typed).
+    pub fn notices(&self, gate: &GateId) -> Result<broadcast::Receiver<GateNotice>> {
+        match &self.entry(gate)?.slot {
+            Slot::Running { notices, .. } => Ok(notices.subscribe()),
+            Slot::OutOfService(why) => bail!("gate {gate} is out of service: {why}"),
+        }
+    }
+
+    /// Stores an event from another part (an unknown face, an uplink alarm).
+    pub async fn record(&self, event: NewEvent) -> Result<EventRecord> {
+        self.shared.core.record(event, None).await
+    }
+
+    /// Runs `f` with the daemon's database connection (the one writer).
+    pub async fn with_store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> R + Send + 'static,
+    ) -> Result<R> {
+        let core = self.shared.core.clone();
+        tokio::task::spawn_blocking(move || core.with_store_blocking(f))
+            .await
+            .context("database task failed")
+    }
+
+    /// Reloads the register if it changed (or always, with `force`).
+    pub async fn reload_register(&self, force: bool) -> Result<bool> {
+        let core = self.shared.core.clone();
+        tokio::task::spawn_blocking(move || core.reload_blocking(force))
+            .await
+            .context("register reload task failed")?
+    }
+
+    /// The register snapshot decisions currently use.
+    pub fn register(&self) -> Arc<Register> {
+        self.shared.core.register()
+    }
+
+    /// The simulated board, for a gate whose backend is simulated.
+    pub fn simulator(&self, gate: &GateId) -> Result<Arc<SimBoard>> {
+        let entry = self.entry(gate)?;
+        if entry.cfg.backend != Backend::Simulated {
+            bail!("gate {gate} uses the rppal backend; simulation only works on gates with backend = \"simulated\"");
+        }
+        if let Slot::OutOfService(why) = &entry.slot {
+            bail!("gate {gate} is out of service: {why}");
+        }
+        Ok(self.shared.boards.simulated.clone())
+    }
+}
+
+fn offline_status(cfg: &crate::config::Gate, why: String) -> GateStatus {
+    GateStatus {
+        id: cfg.id.to_string(),
+        name: cfg.name.clone(),
+        kind: cfg.kind,
+        direction: cfg.direction,
+        backend: cfg.backend,
+        lock: "unknown".into(),
+        door: Position::Unknown,
+        vehicle_present: None,
+        alarms: Vec::new(),
+        tamper: false,
+        reader: None,
+        out_of_service: Some(why),
+    }
+}

@@ -1,0 +1,133 @@
+//! What the daemon reports to callers: decisions, gate status and notices,
+//! serialisable for the control socket and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::{AccessAlarm, Credential, Decision, Subject};
+use crate::config::{Backend, Direction, GateKind};
+use crate::door::{DoorAlarm, Position};
+use crate::store::events::{AccessResult, EventRecord};
+use crate::wiegand::{ReaderHealth, Rejection};
+
+/// A decision as callers see it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DecisionView {
+    pub gate: String,
+    pub credential_kind: String,
+    pub credential_masked: Option<String>,
+    pub result: AccessResult,
+    pub reason: Option<String>,
+    pub subject_id: Option<i64>,
+    pub subject_name: Option<String>,
+    pub alarm: Option<String>,
+    /// Granted although a date/time check failed, because the clock is not synchronised.
+    pub clock_override: bool,
+    /// The stored event's sequence number (absent if it could not be written yet).
+    pub event_seq: Option<i64>,
+}
+
+impl DecisionView {
+    pub fn new(
+        gate: &str,
+        credential: &Credential,
+        d: &Decision,
+        event: Option<&EventRecord>,
+    ) -> DecisionView {
+        let (subject_id, subject_name) = subject_fields(d.subject.as_ref());
+        DecisionView {
+            gate: gate.to_string(),
+            credential_kind: credential.kind().to_string(),
+            credential_masked: credential.masked(),
+            result: if d.is_granted() {
+                AccessResult::Granted
+            } else {
+                AccessResult::Denied
+            },
+            reason: d.reason().map(|r| r.as_str().to_string()),
+            subject_id,
+            subject_name,
+            alarm: d.alarm.map(|a| match a {
+                AccessAlarm::ReaderLockout { .. } => "reader_lockout".to_string(),
+            }),
+            clock_override: d.clock_override,
+            event_seq: event.map(|e| e.seq),
+        }
+    }
+
+    /// One line for people: `east: GRANTED card 10:***45 R1 张*`.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{}: {} {}",
+            self.gate,
+            match self.result {
+                AccessResult::Granted => "GRANTED",
+                AccessResult::Denied => "DENIED",
+            },
+            self.credential_kind
+        );
+        if let Some(m) = &self.credential_masked {
+            s.push_str(&format!(" {m}"));
+        }
+        if let Some(id) = self.subject_id {
+            s.push_str(&format!(" R{id}"));
+        }
+        if let Some(n) = &self.subject_name {
+            s.push_str(&format!(" {n}"));
+        }
+        if let Some(r) = &self.reason {
+            s.push_str(&format!(" ({r})"));
+        }
+        if let Some(a) = &self.alarm {
+            s.push_str(&format!(" ALARM {a}"));
+        }
+        if self.clock_override {
+            s.push_str(" [clock not synchronised: time checks skipped]");
+        }
+        s
+    }
+}
+
+/// (subject_id, masked name) for events: residents by id; visitors by name only.
+pub(crate) fn subject_fields(subject: Option<&Subject>) -> (Option<i64>, Option<String>) {
+    match subject {
+        Some(Subject::Resident { id, masked_name }) => (Some(id.0), Some(masked_name.clone())),
+        Some(Subject::Visitor { masked_name, .. }) => (None, Some(masked_name.clone())),
+        None => (None, None),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReaderStatus {
+    #[serde(flatten)]
+    pub health: ReaderHealth,
+    /// Seconds left of a lockout after too many unknown credentials.
+    pub locked_out_s: Option<u64>,
+}
+
+/// One gate in `gatehouse gate status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GateStatus {
+    pub id: String,
+    pub name: String,
+    pub kind: GateKind,
+    pub direction: Direction,
+    pub backend: Backend,
+    /// `locked` or `released` (barrier down / up).
+    pub lock: String,
+    pub door: Position,
+    pub vehicle_present: Option<bool>,
+    pub alarms: Vec<DoorAlarm>,
+    pub tamper: bool,
+    pub reader: Option<ReaderStatus>,
+    /// Why the gate is not running (its hardware could not be opened).
+    pub out_of_service: Option<String>,
+}
+
+/// What a gate task announces as it works (the simulator waits on these).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "notice")]
+pub enum GateNotice {
+    Decided(DecisionView),
+    FrameRejected { rejection: Rejection },
+    KeyBuffered { digits: usize },
+}
