@@ -10,6 +10,7 @@ pub mod config;
 pub mod doctor;
 pub mod domain;
 pub mod logging;
+pub mod lpr;
 pub mod metrics;
 pub mod models;
 pub mod onnx;
