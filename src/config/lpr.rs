@@ -261,6 +261,136 @@ pub fn check_token(token: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+[site]
+id = "qingbo"
+gateway_id = "gw1"
+name = "清波小区"
+
+[[gates]]
+id = "east"
+name = "东门"
+kind = "pedestrian"
+direction = "in"
+backend = "simulated"
+relay_pin = 17
+
+[[gates]]
+id = "car-in"
+name = "车辆入口"
+kind = "vehicle"
+direction = "in"
+backend = "simulated"
+relay_pin = 24
+loop_pin = 25
+
+[lpr]
+listen = "127.0.0.1:8089"
+allow = ["192.168.1.0/24"]
+token = "0123456789abcdef"
+ocr_tolerance = ["car-in"]
+
+[[lpr.cameras]]
+address = "192.168.1.70"
+gate = "car-in"
+
+[[lpr.cameras]]
+address = "192.168.1.70"
+channel = 2
+gate = "car-in"
+"#;
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, "x.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn accepts_an_lpr_section_and_maps_cameras_to_gates() {
+        let config = Config::parse(BASE, "x.toml").unwrap();
+        let lpr = &config.lpr;
+        assert_eq!(lpr.max_body_kb, 4096);
+        assert!(lpr.allows("192.168.1.9".parse().unwrap()));
+        assert!(!lpr.allows("10.0.0.1".parse().unwrap()));
+        let car_in: GateId = "car-in".parse().unwrap();
+        assert!(lpr.tolerates_ocr_confusion(&car_in));
+        let camera = "192.168.1.70".parse().unwrap();
+        assert_eq!(lpr.camera_gate(camera, Some(2)), Some(&car_in));
+        assert_eq!(lpr.camera_gate(camera, Some(7)), Some(&car_in));
+        assert_eq!(
+            lpr.camera_gate("192.168.1.71".parse().unwrap(), Some(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_absent_lpr_section_is_off() {
+        let text = BASE.split("[lpr]").next().unwrap();
+        let config = Config::parse(text, "x.toml").unwrap();
+        assert!(config.lpr.listen.is_none());
+    }
+
+    #[test]
+    fn names_the_key_of_each_lpr_problem() {
+        let cases = [
+            (
+                BASE.replace("token = \"0123456789abcdef\"", ""),
+                "x.toml: lpr: set token_file",
+            ),
+            (
+                BASE.replace(
+                    "token = \"0123456789abcdef\"",
+                    "token = \"0123456789abcdef\"\ntoken_file = \"t\"",
+                ),
+                "lpr.token: set token or token_file, not both",
+            ),
+            (
+                BASE.replace("0123456789abcdef", "short"),
+                "lpr.token: the shared secret needs at least 16",
+            ),
+            (
+                BASE.replace("allow = [\"192.168.1.0/24\"]", "allow = []"),
+                "lpr.allow: list the cameras",
+            ),
+            (
+                BASE.replace("192.168.1.0/24", "192.168.1.0/40"),
+                "lpr.allow[0]: expected an IP address or a network",
+            ),
+            (
+                BASE.replace("ocr_tolerance = [\"car-in\"]", "ocr_tolerance = [\"east\"]"),
+                "lpr.ocr_tolerance[0]: gate \"east\" is a pedestrian gate",
+            ),
+            (
+                BASE.replace(
+                    "ocr_tolerance = [\"car-in\"]",
+                    "ocr_tolerance = [\"car-out\"]",
+                ),
+                "lpr.ocr_tolerance[0]: no gate with id \"car-out\"",
+            ),
+            (
+                BASE.replacen("address = \"192.168.1.70\"", "address = \"10.0.0.5\"", 1),
+                "lpr.cameras[0].address: 10.0.0.5 is not in lpr.allow",
+            ),
+            (
+                BASE.replace("channel = 2\n", ""),
+                "lpr.cameras[1]: address 192.168.1.70 channel (any) is mapped twice",
+            ),
+            (
+                BASE.replace("max_body_kb", "x")
+                    .replace("[lpr]\n", "[lpr]\nmax_body_kb = 0\n"),
+                "lpr.max_body_kb: expected 1..=65536, got 0",
+            ),
+            (
+                BASE.replace("[lpr]\n", "[lpr]\nallow_all = true\n"),
+                "unknown field `allow_all`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = error_of(&text);
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
 
     #[test]
     fn addr_ranges_match_hosts_networks_and_mapped_ipv4() {
