@@ -124,6 +124,46 @@ impl RegisterSink {
         ResidentId(person)
     }
 
+    /// Registers `count` people with one vehicle each (plates 川A00000…), in one
+    /// transaction, to give lookups a register of realistic size.
+    pub fn register_many(&self, count: u32) {
+        let mut store = self.store.lock().unwrap();
+        let tx = store.conn_mut().transaction().expect("transaction");
+        let now = "2026-11-27T02:00:00.000Z";
+        for i in 0..count {
+            tx.execute(
+                "INSERT INTO person (name, role, status, created_at, created_by, updated_at, updated_by)
+                 VALUES (?1, 'owner', 'active', ?2, 'test', ?2, 'test')",
+                params![format!("居民{i}"), now],
+            )
+            .expect("insert person");
+            let person = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO vehicle (plate, person_id, created_at, created_by) VALUES (?1, ?2, ?3, 'test')",
+                params![format!("川A{:05}", i), person, now],
+            )
+            .expect("insert vehicle");
+        }
+        tx.commit().expect("commit");
+    }
+
+    /// Every plate in the register, as the daemon's in-memory snapshot would hold them.
+    pub fn plates(&self) -> std::collections::HashMap<Plate, i64> {
+        let store = self.store.lock().unwrap();
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT plate, person_id FROM vehicle")
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .expect("query");
+        rows.map(|r| {
+            let (plate, person) = r.expect("row");
+            (plate.parse().expect("stored plate is valid"), person)
+        })
+        .collect()
+    }
+
     /// Every reading the endpoint handed over, in order.
     pub fn calls(&self) -> Vec<PlateReading> {
         self.calls.lock().unwrap().clone()
