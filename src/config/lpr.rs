@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Gate, GateKind};
 use crate::domain::GateId;
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lpr {
     /// Address of the HTTP endpoint cameras push to (`POST /lpr/json`,
@@ -42,6 +42,21 @@ pub struct Lpr {
 
 fn default_max_body_kb() -> u32 {
     4096
+}
+
+impl fmt::Debug for Lpr {
+    // A config dump in a log must not carry the cameras' secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lpr")
+            .field("listen", &self.listen)
+            .field("allow", &self.allow)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("max_body_kb", &self.max_body_kb)
+            .field("ocr_tolerance", &self.ocr_tolerance)
+            .field("cameras", &self.cameras)
+            .finish()
+    }
 }
 
 impl Default for Lpr {

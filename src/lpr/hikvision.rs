@@ -33,13 +33,16 @@ pub fn parse(
             let parts = multipart::parts(body, &boundary)?;
             let mut xml = None;
             for part in &parts {
-                let label = part
-                    .filename
-                    .as_deref()
-                    .or(part.name.as_deref())
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                let is_xml = label.ends_with(".xml")
+                // Cameras name parts after the file (anpr.xml, detectionPicture.jpg);
+                // curl -F names the field and the file apart: look at both.
+                let label = format!(
+                    "{} {}",
+                    part.name.as_deref().unwrap_or(""),
+                    part.filename.as_deref().unwrap_or("")
+                )
+                .trim()
+                .to_ascii_lowercase();
+                let is_xml = label.split(' ').any(|l| l.ends_with(".xml"))
                     || part
                         .content_type
                         .as_deref()

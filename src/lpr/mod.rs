@@ -63,6 +63,16 @@ pub enum Source {
     Hikvision,
 }
 
+impl Source {
+    /// The path segment after `/lpr/`.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Source::Json => "json",
+            Source::Hikvision => "hikvision",
+        }
+    }
+}
+
 /// A validated plate reading at a vehicle gate, as handed to the sink.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlateReading {

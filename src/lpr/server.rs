@@ -34,7 +34,7 @@ use crate::domain::GateId;
 pub const TOKEN_HEADER: &str = "x-gatehouse-token";
 
 /// Everything the endpoint needs from the config, with the secret loaded.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     pub lpr: Lpr,
     pub token: String,
@@ -42,6 +42,18 @@ pub struct Settings {
     pub gates: HashMap<GateId, GateKind>,
     pub snapshots_dir: PathBuf,
     pub utc_offset_minutes: i32,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("lpr", &self.lpr)
+            .field("token", &"<redacted>")
+            .field("gates", &self.gates)
+            .field("snapshots_dir", &self.snapshots_dir)
+            .field("utc_offset_minutes", &self.utc_offset_minutes)
+            .finish()
+    }
 }
 
 impl Settings {
@@ -144,7 +156,14 @@ async fn guard<S: PlateSink>(
     next: Next,
 ) -> Response {
     let ip = peer.ip();
+    // A fixed label set: paths come from anyone and must not grow the metrics.
+    let endpoint = match request.uri().path() {
+        "/lpr/json" => "json",
+        "/lpr/hikvision" => "hikvision",
+        _ => "other",
+    };
     if !app.settings.lpr.allows(ip) {
+        count(endpoint, "forbidden");
         tracing::warn!(%ip, path = request.uri().path(), "LPR request from an address not in lpr.allow");
         return reject(
             StatusCode::FORBIDDEN,
@@ -161,12 +180,14 @@ async fn guard<S: PlateSink>(
         .map(|v| v.as_bytes().to_vec())
         .or(from_query.map(String::into_bytes));
     let Some(given) = given else {
+        count(endpoint, "unauthorized");
         return reject(
             StatusCode::UNAUTHORIZED,
             "missing X-Gatehouse-Token header".into(),
         );
     };
     if !same_secret(&given, app.settings.token.as_bytes()) {
+        count(endpoint, "unauthorized");
         tracing::warn!(%ip, "LPR request with a wrong token");
         return reject(StatusCode::UNAUTHORIZED, "wrong X-Gatehouse-Token".into());
     }
@@ -216,7 +237,7 @@ impl<S: PlateSink> App<S> {
         let (gate, channel) = match self.gate_of(&event.site, camera) {
             Ok(found) => found,
             Err((status, problem)) => {
-                count(source, "unknown_gate");
+                count(source.endpoint(), "unknown_gate");
                 tracing::warn!(%camera, "LPR event refused: {problem}");
                 return reject(status, problem);
             }
@@ -253,7 +274,7 @@ impl<S: PlateSink> App<S> {
                     Verdict::Open => "open",
                     Verdict::Refused => "refused",
                 };
-                count(source, result);
+                count(source.endpoint(), result);
                 tracing::info!(gate = %gate, read = %read_text, plate = %outcome.plate, result, reason = %outcome.reason, "plate event");
                 let substitution = candidates
                     .candidate(&outcome.plate)
@@ -272,7 +293,7 @@ impl<S: PlateSink> App<S> {
                 .into_response()
             }
             Err(err) => {
-                count(source, "error");
+                count(source.endpoint(), "error");
                 tracing::error!(gate = %gate, read = %read_text, "the gate did not act on a plate reading: {err:#}");
                 reject(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -341,11 +362,7 @@ impl<S: PlateSink> App<S> {
     }
 }
 
-fn count(source: Source, result: &str) {
-    let endpoint = match source {
-        Source::Json => "json",
-        Source::Hikvision => "hikvision",
-    };
+fn count(endpoint: &str, result: &str) {
     crate::metrics::inc(
         "gatehouse_lpr_events_total",
         "Plate events from LPR cameras, by endpoint and result",
@@ -354,7 +371,7 @@ fn count(source: Source, result: &str) {
 }
 
 fn bad_request(source: Source, camera: IpAddr, problem: String) -> Response {
-    count(source, "bad_request");
+    count(source.endpoint(), "bad_request");
     tracing::warn!(%camera, "LPR event refused: {problem}");
     reject(StatusCode::BAD_REQUEST, problem)
 }
