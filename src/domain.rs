@@ -183,7 +183,9 @@ impl From<CardNumber> for String {
     }
 }
 
-/// A mainland Chinese licence plate, normalised (upper case, no spaces or dots).
+/// A mainland Chinese licence plate, normalised (upper case, no spaces or dots):
+/// regular (川A12345), new-energy (川AD12345), special suffixes (川A1234警, 粤Z1234港)
+/// and embassy plates (使014123).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Plate(String);
@@ -192,6 +194,9 @@ pub struct Plate(String);
 pub const PLATE_PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
 /// Suffix characters of special plates (police, coach, trailer, consulate, HK, Macao).
 pub const PLATE_SUFFIXES: &str = "警学挂领港澳";
+/// Embassy plates open with this character instead of a province: 使 + 3-digit
+/// embassy code + 3-digit serial (使014123).
+pub const PLATE_EMBASSY: char = '使';
 
 impl Plate {
     pub fn as_str(&self) -> &str {
@@ -207,23 +212,36 @@ impl Plate {
         // Plates are public on the street; events keep them whole so the station can act.
         self.0.clone()
     }
+
+    /// The text parsing validates: upper case, without the spaces, dots and
+    /// dashes people and cameras put between groups. Not yet a valid plate.
+    pub fn normalise(s: &str) -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '.' && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    }
 }
 
 impl std::str::FromStr for Plate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let norm: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '.' && *c != '-')
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
+        let norm = Plate::normalise(s);
         let chars: Vec<char> = norm.chars().collect();
         let bad = |why: &str| Err(format!("plate {s:?}: {why}"));
+        if chars.first() == Some(&PLATE_EMBASSY) {
+            if chars.len() != 7 || !chars[1..].iter().all(char::is_ascii_digit) {
+                return bad("an embassy plate is 使 followed by 6 digits");
+            }
+            return Ok(Plate(norm));
+        }
         if chars.len() < 7 {
             return bad("too short: expected a province character, a letter and 5 characters (6 for new-energy)");
         }
         if !PLATE_PROVINCES.contains(chars[0]) {
-            return bad("must start with a province character such as 川 or 京");
+            return bad(
+                "must start with a province character such as 川 or 京 (使 for embassy plates)",
+            );
         }
         if !chars[1].is_ascii_uppercase() {
             return bad("the second character must be a letter (the issuing city)");
@@ -291,6 +309,19 @@ mod domain_word_tests {
         assert_eq!("川a 12345".parse::<Plate>().unwrap().as_str(), "川A12345");
         assert!("川AD12345".parse::<Plate>().unwrap().is_new_energy());
         assert!("川A1234警".parse::<Plate>().is_ok());
+        for special in [
+            "川A1234学",
+            "川A1234挂",
+            "沪A1234领",
+            "粤Z1234港",
+            "粤Z1234澳",
+        ] {
+            assert_eq!(special.parse::<Plate>().unwrap().as_str(), special);
+        }
+        assert_eq!("使 014·123".parse::<Plate>().unwrap().as_str(), "使014123");
+        assert!(!"使014123".parse::<Plate>().unwrap().is_new_energy());
+        assert!("使01412".parse::<Plate>().is_err());
+        assert!("使A14123".parse::<Plate>().is_err());
         assert!("川A1234".parse::<Plate>().is_err());
         assert!("XA12345".parse::<Plate>().is_err());
         assert!("川112345".parse::<Plate>().is_err());

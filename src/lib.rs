@@ -16,6 +16,7 @@ pub mod door;
 pub mod enrol;
 pub mod hw;
 pub mod logging;
+pub mod lpr;
 pub mod metrics;
 pub mod models;
 pub mod onnx;

@@ -6,6 +6,7 @@
 //! got "abc"`). After parsing, [`Config::validate`] checks what serde cannot
 //! (unique ids, references between sections).
 
+mod lpr;
 mod pin;
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{validate_slug, GateId};
 
+pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
 
 /// Where the daemon looks when neither `--config` nor `GATEHOUSE_CONFIG` is given.
@@ -46,6 +48,8 @@ pub struct Config {
     pub logging: Logging,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub lpr: Lpr,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -603,6 +607,7 @@ impl Config {
         if self.models.threads == 0 {
             return Err(("models.threads".into(), "expected at least 1".into()));
         }
+        self.lpr.validate(&self.gates)?;
         if let Some(broker) = &self.uplink.broker {
             if !(broker.starts_with("mqtt://") || broker.starts_with("mqtts://")) {
                 return Err((
@@ -629,6 +634,7 @@ impl Config {
             self.uplink.client_cert.as_mut(),
             self.uplink.client_key.as_mut(),
             self.uplink.password_file.as_mut(),
+            self.lpr.token_file.as_mut(),
         ]
         .into_iter()
         .flatten()
