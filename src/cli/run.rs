@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Cli;
-use crate::control;
+use crate::daemon::services::start_services;
 use crate::daemon::Daemon;
 
 #[derive(Args, Debug)]
@@ -24,17 +24,19 @@ pub fn run(cli: &Cli, _args: &RunArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let daemon = Daemon::start(&config).await?;
-        let socket = control::socket_path(config.data_dir());
-        if let Err(e) =
-            control::serve(daemon.handle(), socket.clone(), daemon.shutdown_signal()).await
-        {
-            daemon.shutdown(SHUTDOWN_GRACE).await?;
-            return Err(e);
-        }
+        let mut daemon = Daemon::start(&config).await?;
+        let started = match start_services(&mut daemon, &config).await {
+            Ok(s) => s,
+            Err(e) => {
+                daemon.shutdown(SHUTDOWN_GRACE).await?;
+                return Err(e);
+            }
+        };
         tracing::info!(
             gates = config.gates.len(),
-            socket = %socket.display(),
+            socket = ?started.control_socket,
+            lpr = ?started.lpr,
+            metrics = ?started.metrics,
             database = %config.database_path().display(),
             "gatehouse running"
         );

@@ -13,6 +13,8 @@
 pub mod clock;
 mod core;
 mod gate;
+mod plates;
+pub mod services;
 pub mod simulate;
 pub mod view;
 
