@@ -24,8 +24,16 @@ pub fn run(cli: &Cli, _args: &RunArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let daemon = Daemon::start(&config).await?;
         let socket = control::socket_path(config.data_dir());
+        std::fs::create_dir_all(config.data_dir()).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                config.data_dir().display()
+            )
+        })?;
+        // Before claiming any pin: a second daemon must not touch the relays.
+        control::ensure_free(&socket).await?;
+        let daemon = Daemon::start(&config).await?;
         if let Err(e) =
             control::serve(daemon.handle(), socket.clone(), daemon.shutdown_signal()).await
         {
