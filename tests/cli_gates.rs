@@ -123,6 +123,11 @@ fn run_simulate_log_and_verify_against_the_demo_config() {
     let mut daemon = Running::start(data.path());
     let d = data.path();
 
+    // A second daemon on the same data directory refuses to start.
+    let second = cli(d, &["run"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another gatehouse daemon is running"));
+
     let s = stdout(&cli(
         d,
         &[

@@ -526,3 +526,19 @@ async fn shutdown_leaves_every_relay_locked() {
     rig.stop().await;
     assert_eq!(board.output_level(relay), Some(Level::Low));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tamper_switch_raises_an_alarm_and_clears() {
+    let tamper = GpioPin(4);
+    let rig = Rig::start_with(|c| c.gates[0].tamper_pin = Some(tamper)).await;
+    let h = rig.h();
+    let mut events = h.events();
+    let board = h.simulator(&gate("east")).unwrap();
+    board.drive(tamper, Level::High).unwrap();
+    let e = wait_event(&mut events, "tamper", Duration::from_secs(2)).await;
+    assert_eq!(e.kind, EventKind::Alarm);
+    assert!(h.status().await.iter().any(|s| s.id == "east" && s.tamper));
+    board.drive(tamper, Level::Low).unwrap();
+    wait_event(&mut events, "tamper_cleared", Duration::from_secs(2)).await;
+    rig.stop().await;
+}

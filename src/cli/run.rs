@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Cli;
+use crate::control;
 use crate::daemon::services::start_services;
 use crate::daemon::Daemon;
 
@@ -24,6 +25,15 @@ pub fn run(cli: &Cli, _args: &RunArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let socket = control::socket_path(config.data_dir());
+        std::fs::create_dir_all(config.data_dir()).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                config.data_dir().display()
+            )
+        })?;
+        // Before claiming any pin: a second daemon must not touch the relays.
+        control::ensure_free(&socket).await?;
         let mut daemon = Daemon::start(&config).await?;
         let started = match start_services(&mut daemon, &config).await {
             Ok(s) => s,

@@ -84,22 +84,29 @@ pub struct Response {
     pub result: Option<Value>,
 }
 
+/// Fails if a daemon is already answering on `path` (call before claiming
+/// any hardware); removes a stale socket file left by a crash.
+pub async fn ensure_free(path: &Path) -> Result<()> {
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "{} is in use: another gatehouse daemon is running with this data directory",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Binds the socket (replacing a stale one) and serves until `shutdown`.
 pub async fn serve(
     handle: GateHandle,
     path: PathBuf,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    if path.exists() {
-        if UnixStream::connect(&path).await.is_ok() {
-            bail!(
-                "{} is in use: another gatehouse daemon is running with this data directory",
-                path.display()
-            );
-        }
-        std::fs::remove_file(&path)
-            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
-    }
+    ensure_free(&path).await?;
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))

@@ -273,7 +273,7 @@ pub fn encode_card(card: &CardNumber, format: Option<CardFormat>) -> Result<Vec<
             body.push(false);
             with_parity(body, 1..19, 18..36)
         }
-        CardFormat::Raw => unreachable!("raw cards returned above"),
+        CardFormat::Raw => return Err(format!("card {card}: raw frames carry their own bits")),
     })
 }
 
