@@ -5,6 +5,7 @@
 
 mod card;
 mod config_cmd;
+mod demo;
 mod doctor;
 mod gate;
 mod group;
@@ -46,6 +47,8 @@ pub enum Command {
     /// Check configuration files
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Run the whole gate on simulated hardware with a scripted set of credentials
+    Demo(demo::DemoArgs),
     /// Check everything the gateway needs (config, GPIO, cameras, models, runtime, broker, clock, disk)
     Doctor(doctor::DoctorArgs),
     /// Install and check the ONNX face models
@@ -112,7 +115,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    crate::logging::init(cli.log_format.unwrap_or_default(), "info");
+    // The demo prints its own narrative; its log stays quiet unless asked for.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    crate::logging::init(cli.log_format.unwrap_or_default(), default_filter);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -138,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(cmd) => config_cmd::run(&cli, cmd),
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
         Command::Doctor(args) => doctor::run(&cli, args),
+        Command::Demo(args) => demo::run(&cli, args),
         Command::Resident(cmd) => resident::run(&cli, cmd),
         Command::Card(cmd) => card::run(&cli, cmd),
         Command::Vehicle(cmd) => vehicle::run(&cli, cmd),
