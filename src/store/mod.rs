@@ -8,7 +8,9 @@
 
 pub mod events;
 mod migrations;
+pub mod outbox;
 pub mod secret;
+pub mod station_queries;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
