@@ -11,3 +11,4 @@ pub mod logging;
 pub mod models;
 pub mod onnx;
 pub mod store;
+pub mod uplink;
