@@ -10,5 +10,6 @@ pub mod domain;
 pub mod logging;
 pub mod models;
 pub mod onnx;
+pub mod station;
 pub mod store;
 pub mod uplink;

@@ -5,6 +5,8 @@
 
 mod config_cmd;
 mod models_cmd;
+mod station;
+mod uplink_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,12 @@ pub enum Command {
     /// Install and check the ONNX face models
     #[command(subcommand)]
     Models(models_cmd::ModelsCommand),
+    /// The gateway's uplink to the police station: drain the outbox, show the backlog
+    #[command(subcommand)]
+    Uplink(uplink_cmd::UplinkCommand),
+    /// The officer's side: keys, signed commands, queries, live events, remote open
+    #[command(subcommand)]
+    Station(Box<station::StationCommand>),
 }
 
 /// An error that already knows its exit code.
@@ -87,6 +95,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(cmd) => config_cmd::run(&cli, cmd),
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
+        Command::Uplink(cmd) => uplink_cmd::run(&cli, cmd),
+        Command::Station(cmd) => station::run(&cli, cmd),
     }
 }
 
