@@ -479,6 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn float_arguments_keep_their_signature_across_the_wire() {
+        // Face embeddings: thousands of floats must re-serialise to the same
+        // canonical text on the gateway (serde_json's float_roundtrip).
+        let embedding: Vec<f32> = (0..512).map(|i| (i as f32 * 0.37).sin()).collect();
+        let cmd = SignedCommand::new(
+            "watchlist_set",
+            serde_json::json!({"entries": [{"kind": "face", "value": "c-1", "embedding": embedding}]}),
+            "lotus",
+            "gw1",
+            "officer-7",
+            Duration::minutes(5),
+        )
+        .sign(&key(1));
+        let back = parse(&serde_json::to_vec(&cmd).unwrap()).unwrap();
+        let keys = [key(1).verifying_key()];
+        assert!(verify(&back, "watchlist_set", "lotus", "gw1", &keys, Utc::now()).is_ok());
+    }
+
+    #[test]
     fn reports_malformed_payloads_precisely() {
         let err = parse(b"{\"command\": 1}").unwrap_err();
         assert_eq!(err.code, RefusalCode::Malformed);
