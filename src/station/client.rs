@@ -60,11 +60,13 @@ impl Connection {
             let Some(ca) = endpoint.ca_pem.clone() else {
                 bail!("{b}: --ca is required for mqtts://");
             };
-            o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-                ca,
-                alpn: None,
-                client_auth: endpoint.client_auth.clone(),
-            }));
+            let auth = endpoint
+                .client_auth
+                .as_ref()
+                .map(|(c, k)| (c.as_slice(), k.as_slice()));
+            let config = crate::uplink::tls::client_config(&ca, auth)
+                .context("--ca / --cert / --client-key")?;
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
         }
         if let Some((u, p)) = &endpoint.credentials {
             o.set_credentials(u.clone(), p.clone());

@@ -27,6 +27,7 @@ mod link;
 pub mod payload;
 mod settings;
 pub mod status;
+pub mod tls;
 pub mod topics;
 
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! by its key path before anything connects.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -116,9 +117,8 @@ impl Default for Timing {
 pub struct Settings {
     pub topics: Topics,
     pub broker: Option<Broker>,
-    /// PEM: the station's CA, and this gateway's certificate and key.
-    pub ca_pem: Option<Vec<u8>>,
-    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+    /// For `mqtts://`: the station's CA and this gateway's certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub credentials: Option<(String, String)>,
     pub station_keys: Vec<VerifyingKey>,
     pub quota_bytes: u64,
@@ -135,7 +135,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("topics", &self.topics)
             .field("broker", &self.broker)
-            .field("tls_client_cert", &self.client_auth.is_some())
+            .field("tls", &self.tls.is_some())
             .field("username", &self.credentials.as_ref().map(|c| &c.0))
             .field("station_keys", &self.station_keys.len())
             .field("quota_bytes", &self.quota_bytes)
@@ -181,6 +181,18 @@ impl Settings {
             (None, None) => None,
             _ => bail!("uplink.client_cert and uplink.client_key must be set together"),
         };
+        let tls = match &ca_pem {
+            Some(ca) if tls => Some(
+                super::tls::client_config(
+                    ca,
+                    client_auth
+                        .as_ref()
+                        .map(|(c, k)| (c.as_slice(), k.as_slice())),
+                )
+                .context("uplink.ca_file / uplink.client_cert / uplink.client_key")?,
+            ),
+            _ => None,
+        };
         let credentials = match (&u.username, &u.password_file) {
             (Some(user), Some(file)) => {
                 let password = std::fs::read_to_string(file).with_context(|| {
@@ -219,8 +231,7 @@ impl Settings {
             client_id: format!("gatehouse-{}-{}", config.site.id, config.site.gateway_id),
             topics,
             broker,
-            ca_pem,
-            client_auth,
+            tls,
             credentials,
             station_keys,
             quota_bytes: quota_mb as u64 * 1024 * 1024,
@@ -248,12 +259,10 @@ impl Settings {
             true,
             None,
         ));
-        if broker.tls {
-            o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-                ca: self.ca_pem.clone().unwrap_or_default(),
-                alpn: None,
-                client_auth: self.client_auth.clone(),
-            }));
+        if let (true, Some(tls)) = (broker.tls, &self.tls) {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
         }
         if let Some((user, password)) = &self.credentials {
             o.set_credentials(user.clone(), password.clone());
