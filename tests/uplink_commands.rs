@@ -89,6 +89,18 @@ async fn connect(f: &Fixture) -> Connection {
         .unwrap()
 }
 
+/// Waits for the gateway's online status: it subscribes to commands before
+/// publishing it, so from then on no command is lost.
+fn wait_online(f: &Fixture) {
+    let status = Collector::start(f.broker.port, "gatehouse/v1/lotus/gw1/status", None);
+    tokio::task::block_in_place(|| {
+        status.wait_until(Duration::from_secs(10), "the gateway online", |m| {
+            m.iter().any(|m| m.json()["state"] == "online")
+        })
+    });
+    status.stop();
+}
+
 async fn send(conn: &mut Connection, f: &Fixture, cmd: &SignedCommand) -> Reply {
     let reply = conn
         .request(
@@ -163,6 +175,7 @@ async fn refuses_unsigned_forged_expired_future_and_replayed_commands_and_audits
         f.gw.settings(Some(&f.broker.url())),
         Arc::new(RecordingGates::default()),
     );
+    wait_online(&f);
     let mut conn = connect(&f).await;
 
     let malformed = conn
@@ -317,6 +330,7 @@ async fn answers_queries_lookups_remote_opens_and_watchlist_changes() {
     bulk_swipes(&f.store, 450);
     let gates = Arc::new(RecordingGates::default());
     let task = UplinkTask::start(f.gw.settings(Some(&f.broker.url())), gates.clone());
+    wait_online(&f);
     let mut conn = connect(&f).await;
     let call = |command: &str, args: Value| f.signer.sign(&f.topics, command, args);
 
@@ -495,12 +509,7 @@ async fn mosquitto_rr_with_a_station_sign_payload_gets_a_signed_answer() {
         f.gw.settings(Some(&f.broker.url())),
         Arc::new(RecordingGates::default()),
     );
-    let status = Collector::start(f.broker.port, "gatehouse/v1/lotus/gw1/status", None);
-    tokio::task::block_in_place(|| {
-        status.wait_until(Duration::from_secs(10), "the gateway online", |m| {
-            !m.is_empty()
-        })
-    });
+    wait_online(&f);
 
     let signed = tokio::task::block_in_place(|| {
         common::gatehouse()
@@ -565,12 +574,7 @@ async fn officer_cli_watches_queries_and_opens() {
     enrol(&f.store);
     let gates = Arc::new(RecordingGates::default());
     let task = UplinkTask::start(f.gw.settings(Some(&f.broker.url())), gates.clone());
-    let status = Collector::start(f.broker.port, "gatehouse/v1/lotus/gw1/status", None);
-    tokio::task::block_in_place(|| {
-        status.wait_until(Duration::from_secs(10), "the gateway online", |m| {
-            !m.is_empty()
-        })
-    });
+    wait_online(&f);
     let url = f.broker.url();
     let station = |args: &[&str]| {
         let mut cmd = common::gatehouse();
@@ -597,7 +601,7 @@ async fn officer_cli_watches_queries_and_opens() {
     assert!(line.contains("watching lotus"), "{line}");
     for i in 1..=3 {
         swipe(f.store.conn(), i);
-        task.wake.notify_one();
+        task.wake();
     }
     let watched = tokio::task::block_in_place(|| watch.wait_with_output().unwrap());
     assert!(watched.status.success());

@@ -151,12 +151,22 @@ async fn broker_down_during_500_swipes_then_all_arrive_in_order() {
 
     for i in 0..10 {
         swipe(store.conn(), i);
-        task.wake.notify_one();
+        task.wake();
     }
     blocking(|| {
         collector.wait_until(Duration::from_secs(10), "10 events", |m| {
             distinct_events(m) >= 10
         })
+    });
+    blocking(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while outbox_depth(&store) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "first 10 not acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     });
 
     broker.stop();
@@ -164,7 +174,7 @@ async fn broker_down_during_500_swipes_then_all_arrive_in_order() {
     let mut ids = Vec::new();
     for i in 10..510 {
         ids.push(swipe(store.conn(), i).id);
-        task.wake.notify_one();
+        task.wake();
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(outbox_depth(&store), 500, "every swipe waits in the outbox");

@@ -100,7 +100,7 @@ impl Connection {
             match self.rx.recv().await {
                 Some(Ok(Event::Incoming(p))) => return Ok(p),
                 Some(Ok(Event::Outgoing(_))) => continue,
-                Some(Err(e)) => return Err(anyhow!(e)),
+                Some(Err(e)) => return Err(anyhow!("{e}")),
                 None => bail!("the MQTT connection ended"),
             }
         }

@@ -172,7 +172,7 @@ impl<A: GatewayActions> Link<A> {
                 event = rx.recv() => match event {
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(anyhow!(e)).context("cannot connect"),
+                    Some(Err(e)) => bail!("cannot connect: {e}"),
                     None => bail!("MQTT event loop ended"),
                 },
                 _ = &mut deadline => bail!("no CONNACK from the broker"),
@@ -219,7 +219,7 @@ impl<A: GatewayActions> Link<A> {
                 }
                 event = rx.recv() => match event {
                     Some(Ok(event)) => self.on_event(event, client, s).await?,
-                    Some(Err(e)) => return Err(anyhow!(e)).context("connection lost"),
+                    Some(Err(e)) => bail!("connection lost: {e}"),
                     None => bail!("MQTT event loop ended"),
                 },
                 _ = self.wake.notified() => s.exhausted = false,

@@ -11,10 +11,9 @@
 //! Wiring (the daemon):
 //! ```ignore
 //! let settings = uplink::Settings::from_config(&config, cli_broker.as_deref())?;
-//! let wake = Arc::new(tokio::sync::Notify::new());      // notify_one() after each events::append
-//! let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-//! let task = tokio::spawn(uplink::run(settings, Arc::new(actions), wake.clone(), stop_rx));
-//! // … on SIGTERM: stop_tx.send(true); task.await
+//! let uplink = uplink::spawn(settings, Arc::new(actions));   // inside the tokio runtime
+//! uplink.wake();                                              // after each events::append
+//! uplink.stop().await?;                                       // on SIGTERM, after the last event
 //! ```
 
 mod actions;
@@ -43,6 +42,42 @@ pub use topics::Topics;
 
 use crate::store::{DeviceSecret, Store};
 
+/// A running uplink task.
+pub struct Handle {
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<Stopped>>,
+}
+
+impl Handle {
+    /// "An event was appended": publish it now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The notifier itself, for code that only appends events.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Stops cleanly (records delivered events, publishes the offline
+    /// status) and waits for the task.
+    pub async fn stop(self) -> Result<Stopped> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .context("uplink task panicked or was cancelled")?
+    }
+}
+
+/// Spawns [`run`] on the current tokio runtime.
+pub fn spawn<A: GatewayActions>(settings: Settings, actions: Arc<A>) -> Handle {
+    let wake = Arc::new(Notify::new());
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(settings, actions, wake.clone(), stop_rx));
+    Handle { wake, stop, task }
+}
+
 /// Why [`run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stopped {
@@ -58,7 +93,9 @@ pub enum Stopped {
 ///
 /// `wake` lets the event writer say "there is a new event" so it goes out at
 /// once; without it, the outbox is re-read every `timing.poll_interval`.
-/// The uplink opens its own connection to the database at `settings.db_path`.
+/// `shutdown` turning true, or its sender being dropped, stops it cleanly.
+/// The uplink opens its own connection to the database at `settings.db_path`
+/// (WAL; its writes are short transactions deleting outbox rows).
 pub async fn run<A: GatewayActions>(
     settings: Settings,
     actions: Arc<A>,

@@ -249,27 +249,22 @@ pub fn assert_valid(validator: &jsonschema::Validator, what: &str, instance: &Va
     );
 }
 
-/// The uplink running as a tokio task, as the daemon runs it.
-pub struct UplinkTask {
-    pub wake: Arc<tokio::sync::Notify>,
-    stop: tokio::sync::watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<anyhow::Result<Stopped>>,
-}
+/// The uplink running as a tokio task, spawned the way the daemon spawns it.
+pub struct UplinkTask(uplink::Handle);
 
 impl UplinkTask {
     pub fn start<A: GatewayActions>(settings: Settings, actions: Arc<A>) -> UplinkTask {
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let handle = tokio::spawn(uplink::run(settings, actions, wake.clone(), stop_rx));
-        UplinkTask { wake, stop, handle }
+        UplinkTask(uplink::spawn(settings, actions))
+    }
+
+    pub fn wake(&self) {
+        self.0.wake();
     }
 
     pub async fn stop(self) -> Stopped {
-        self.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.handle)
+        tokio::time::timeout(Duration::from_secs(10), self.0.stop())
             .await
             .expect("uplink stops within 10 s")
-            .expect("uplink task")
             .expect("uplink ran without error")
     }
 }
