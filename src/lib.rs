@@ -21,5 +21,7 @@ pub mod lpr;
 pub mod metrics;
 pub mod models;
 pub mod onnx;
+pub mod station;
 pub mod store;
+pub mod uplink;
 pub mod wiegand;

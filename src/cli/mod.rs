@@ -16,6 +16,8 @@ pub mod output;
 mod resident;
 mod run;
 mod simulate;
+mod station;
+mod uplink_cmd;
 mod vehicle;
 mod visitor;
 
@@ -82,6 +84,12 @@ pub enum Command {
     Gate(gate::GateCommand),
     /// Query the event log, or verify its hash chain (`log verify`)
     Log(log::LogArgs),
+    /// The gateway's uplink to the police station: drain the outbox, show the backlog
+    #[command(subcommand)]
+    Uplink(uplink_cmd::UplinkCommand),
+    /// The officer's side: keys, signed commands, queries, live events, remote open
+    #[command(subcommand)]
+    Station(Box<station::StationCommand>),
 }
 
 /// Output of commands that print a result: for people or for programs.
@@ -158,6 +166,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(cmd) => simulate::run(&cli, cmd),
         Command::Gate(cmd) => gate::run(&cli, cmd),
         Command::Log(args) => log::run(&cli, args),
+        Command::Uplink(cmd) => uplink_cmd::run(&cli, cmd),
+        Command::Station(cmd) => station::run(&cli, cmd),
     }
 }
 

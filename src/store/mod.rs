@@ -12,10 +12,12 @@ pub mod cards;
 pub mod events;
 pub mod groups;
 mod migrations;
+pub mod outbox;
 pub mod people;
 pub mod retention;
 pub mod secret;
 pub mod snapshot;
+pub mod station_queries;
 pub mod vehicles;
 pub mod visitors;
 
