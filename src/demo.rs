@@ -138,8 +138,20 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
         "(face recognition lands with the face pipeline; add photos with --faces DIR)"
     )?;
 
-    // Let the last events reach the printer.
+    // Let the last events reach the printer (and the broker, if there is one).
     tokio::time::sleep(Duration::from_millis(200)).await;
+    if started.broker.is_some() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while tokio::time::Instant::now() < deadline {
+            let depth = handle
+                .with_store(|store| crate::store::outbox::depth(store.conn()))
+                .await??;
+            if depth.events == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     drain_events(&mut lines_rx, out, &mut summary).await?;
     printer.abort();
 

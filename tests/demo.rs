@@ -53,3 +53,81 @@ fn demo_runs_the_scripted_gate_and_prints_a_summary() {
     let granted = events.iter().filter(|e| e["result"] == "granted").count();
     assert!(granted >= 4, "{text}");
 }
+
+#[test]
+fn demo_with_a_broker_publishes_every_event_to_the_station_topics() {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let broker = common::Mosquitto::start();
+    let (client, mut connection) =
+        Client::new(MqttOptions::new("station", "127.0.0.1", broker.port), 100);
+    client
+        .subscribe("gatehouse/v1/qingbo/demo-gw/event/#", QoS::AtLeastOnce)
+        .unwrap();
+    for event in connection.iter() {
+        if let Ok(Event::Incoming(Packet::SubAck(_))) = event {
+            break;
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+                _ => {}
+            }
+        }
+    });
+
+    let data = common::Scratch::new("demo-broker");
+    let out = common::gatehouse()
+        .arg("--data-dir")
+        .arg(data.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--broker", &broker.url()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("events published to {}", broker.url())),
+        "{stdout}"
+    );
+
+    let mut received = Vec::new();
+    while let Ok((topic, payload)) = rx.recv_timeout(std::time::Duration::from_secs(3)) {
+        let event: serde_json::Value = serde_json::from_slice(&payload).expect("JSON event");
+        received.push((topic, event));
+    }
+    let denied_lease = received
+        .iter()
+        .find(|(_, e)| e["reason"] == "lease_ended")
+        .expect("the tenant's refusal reached the station");
+    assert!(
+        denied_lease.0.ends_with("/event/access"),
+        "{}",
+        denied_lease.0
+    );
+    assert!(
+        received
+            .iter()
+            .any(|(t, e)| t.ends_with("/event/alarm") && e["reason"] == "forced_open"),
+        "{received:?}"
+    );
+    // Sequence numbers arrive in order, without gaps.
+    let seqs: Vec<i64> = received
+        .iter()
+        .filter_map(|(_, e)| e["seq"].as_i64())
+        .collect();
+    let mut sorted = seqs.clone();
+    sorted.dedup();
+    assert!(sorted.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}

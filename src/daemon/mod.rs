@@ -16,6 +16,7 @@ mod gate;
 mod plates;
 pub mod services;
 pub mod simulate;
+mod uplink_actions;
 pub mod view;
 
 use std::collections::BTreeMap;

@@ -19,6 +19,8 @@ pub struct Started {
     pub control_socket: Option<std::path::PathBuf>,
     pub lpr: Option<std::net::SocketAddr>,
     pub metrics: Option<std::net::SocketAddr>,
+    /// The broker events are published to (`None`: they wait in the outbox).
+    pub broker: Option<String>,
 }
 
 async fn until_shutdown(mut rx: watch::Receiver<bool>) {
@@ -59,6 +61,28 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         });
         started.metrics = Some(listen);
     }
+
+    // The uplink runs even without a broker: it keeps the backlog within its quota.
+    let settings = crate::uplink::Settings::from_config(config, None)?;
+    started.broker = config.uplink.broker.clone();
+    let uplink = crate::uplink::spawn(settings, std::sync::Arc::new(daemon.handle()));
+    let mut events = daemon.handle().events();
+    let mut stop_rx = daemon.shutdown_signal();
+    daemon.spawn(async move {
+        // Every stored event wakes the publisher, so it goes out at once.
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => uplink.wake(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                r = stop_rx.changed() => if r.is_err() || *stop_rx.borrow() { break },
+            }
+        }
+        if let Err(e) = uplink.stop().await {
+            tracing::warn!("uplink stopped with an error: {e:#}");
+        }
+    });
 
     let handle = daemon.handle();
     let snapshots = config.data_dir().join("snapshots");
