@@ -72,10 +72,10 @@ fn demo_with_a_broker_publishes_every_event_to_the_station_topics() {
     std::thread::spawn(move || {
         for event in connection.iter() {
             match event {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                        return;
-                    }
+                Ok(Event::Incoming(Packet::Publish(p)))
+                    if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() =>
+                {
+                    return
                 }
                 Err(_) => return,
                 _ => {}
