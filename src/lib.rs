@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod face;
 pub mod logging;
 pub mod models;
 pub mod onnx;

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the command failed, 2 bad usage or invalid config.
 
 mod config_cmd;
+mod face;
 mod models_cmd;
 
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Install and check the ONNX face models
     #[command(subcommand)]
     Models(models_cmd::ModelsCommand),
+    /// Face recognition: detect, identify, enrol, remove, re-embed, evaluate
+    #[command(subcommand)]
+    Face(face::FaceCommand),
 }
 
 /// An error that already knows its exit code.
@@ -87,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(cmd) => config_cmd::run(&cli, cmd),
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
+        Command::Face(cmd) => face::run(&cli, cmd),
     }
 }
 

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/001_registers.sql"),
     ),
     ("002_events", include_str!("migrations/002_events.sql")),
+    ("003_faces", include_str!("migrations/003_faces.sql")),
 ];
 
 pub fn count() -> i64 {

@@ -7,6 +7,7 @@
 //! block the gate.
 
 pub mod events;
+pub mod faces;
 mod migrations;
 pub mod secret;
 
