@@ -47,6 +47,24 @@ pub enum FaceCommand {
     List { resident: Option<ResidentId> },
     /// Recompute stale embeddings from the stored aligned crops with the configured embedder
     Reembed,
+    /// Run the camera pipeline and print face credentials, unknown faces and camera states
+    Watch {
+        /// A configured camera id [default: the first camera]
+        #[arg(long, conflicts_with = "source")]
+        camera: Option<String>,
+        /// Any source instead: /dev/video0, rtsp://…, or a video file
+        #[arg(long)]
+        source: Option<String>,
+        /// Gate the faces count for (with --source) [default: the first gate]
+        #[arg(long)]
+        gate: Option<crate::domain::GateId>,
+        /// Stop after this many seconds [default: run until the source ends or Ctrl-C]
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Write unknown-face snapshots into this folder
+        #[arg(long, value_name = "DIR")]
+        snapshots: Option<PathBuf>,
+    },
     /// Verification accuracy and speed on labelled pairs (image_a,image_b,same)
     Eval {
         #[arg(long, value_name = "FILE.csv")]
@@ -57,6 +75,9 @@ pub enum FaceCommand {
         /// Threshold for FAR/FRR [default: the configured match threshold]
         #[arg(long)]
         threshold: Option<f32>,
+        /// Also write every pair's score to this CSV (image_a,image_b,same,score)
+        #[arg(long, value_name = "FILE")]
+        scores: Option<PathBuf>,
     },
 }
 
@@ -74,11 +95,26 @@ pub fn run(cli: &Cli, cmd: &FaceCommand) -> Result<ExitCode> {
         FaceCommand::Remove { resident } => remove(&config, *resident),
         FaceCommand::List { resident } => list(&config, *resident),
         FaceCommand::Reembed => reembed(&config),
+        FaceCommand::Watch {
+            camera,
+            source,
+            gate,
+            seconds,
+            snapshots,
+        } => watch(
+            &config,
+            camera.as_deref(),
+            source.as_deref(),
+            gate.as_ref(),
+            *seconds,
+            snapshots.as_deref(),
+        ),
         FaceCommand::Eval {
             pairs,
             root,
             threshold,
-        } => run_eval(&config, pairs, root, *threshold),
+            scores,
+        } => run_eval(&config, pairs, root, *threshold, scores.as_deref()),
     }
 }
 
@@ -416,6 +452,7 @@ fn run_eval(
     pairs_path: &Path,
     root: &Path,
     threshold: Option<f32>,
+    scores: Option<&Path>,
 ) -> Result<ExitCode> {
     let pairs = eval::read_pairs(pairs_path)?;
     if !root.is_dir() {
@@ -429,6 +466,19 @@ fn run_eval(
     let threshold = threshold.unwrap_or(policy.threshold);
     let mut engine = FaceEngine::load(config)?;
     let report = eval::run_pairs(&mut engine, &pairs, root, threshold)?;
+    if let Some(out) = scores {
+        let mut csv = String::from("image_a,image_b,same,score\n");
+        for (i, score) in &report.scores {
+            let p = &pairs[*i];
+            csv.push_str(&format!(
+                "{},{},{},{score:.6}\n",
+                p.a.display(),
+                p.b.display(),
+                u8::from(p.same)
+            ));
+        }
+        std::fs::write(out, csv).with_context(|| format!("cannot write {}", out.display()))?;
+    }
     let s = &report.summary;
     for (image, why) in &report.failed {
         println!("no face: {} ({why})", image.display());
@@ -478,5 +528,90 @@ fn run_eval(
         s.detect_ms, s.embed_ms
     );
     println!("{}", serde_json::to_string(s)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn watch(
+    config: &crate::config::Config,
+    camera_id: Option<&str>,
+    source: Option<&str>,
+    gate: Option<&crate::domain::GateId>,
+    seconds: Option<u64>,
+    snapshots: Option<&Path>,
+) -> Result<ExitCode> {
+    use crate::face::pipeline::{self, FaceEvent};
+    let camera = match (source, camera_id) {
+        (Some(source), _) => {
+            let gate = match gate {
+                Some(g) => g.clone(),
+                None => config
+                    .gates
+                    .first()
+                    .map(|g| g.id.clone())
+                    .context("no gate configured; pass --gate")?,
+            };
+            crate::config::Camera {
+                id: "watch".into(),
+                gate,
+                source: source.to_string(),
+                max_fps: 10.0,
+                loop_file: false,
+            }
+        }
+        (None, Some(id)) => config
+            .cameras
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| failed(format!("no camera {id:?} in the config")))?,
+        (None, None) => config
+            .cameras
+            .first()
+            .cloned()
+            .ok_or_else(|| failed("no camera configured; pass --source".into()))?,
+    };
+    if let Some(dir) = snapshots {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let store = Store::open_config(config)?;
+    let spec = face::embedder_spec(config)?;
+    let dim = spec
+        .embedding_size
+        .context("embedder has no embedding_size")?;
+    let gallery = face::GalleryHandle::new(face::load_gallery(store.conn(), &spec.name, dim)?);
+    drop(store);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let handle = pipeline::spawn(config, &camera, gallery, tx)?;
+    let started = std::time::Instant::now();
+    let limit = seconds.map(std::time::Duration::from_secs);
+    let mut unknown = 0;
+    loop {
+        while let Ok(event) = rx.try_recv() {
+            match &event {
+                FaceEvent::Unknown(u) => {
+                    unknown += 1;
+                    let mut line = serde_json::to_value(&event)?;
+                    if let Some(dir) = snapshots {
+                        let file = dir.join(format!("unknown-{}-{unknown}.jpg", u.gate));
+                        std::fs::write(&file, &u.snapshot_jpeg)
+                            .with_context(|| format!("cannot write {}", file.display()))?;
+                        line["snapshot"] = serde_json::json!(file.display().to_string());
+                    }
+                    println!("{line}");
+                }
+                _ => println!("{}", serde_json::to_string(&event)?),
+            }
+        }
+        if handle.is_finished() || limit.is_some_and(|l| started.elapsed() >= l) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = handle.status();
+    handle.stop();
+    while let Ok(event) = rx.try_recv() {
+        println!("{}", serde_json::to_string(&event)?);
+    }
+    println!("{}", serde_json::to_string(&status)?);
     Ok(ExitCode::SUCCESS)
 }

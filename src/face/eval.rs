@@ -96,6 +96,8 @@ pub struct PairsReport {
     pub impostor: Vec<f32>,
     /// (image, reason) for images that gave no face.
     pub failed: Vec<(PathBuf, String)>,
+    /// (pair index, score) for every pair that was scored.
+    pub scores: Vec<(usize, f32)>,
 }
 
 /// Embeds every distinct image once (its largest face) and scores the pairs.
@@ -135,12 +137,14 @@ pub fn run_pairs(
     }
     let mut genuine = Vec::new();
     let mut impostor = Vec::new();
-    for pair in pairs {
+    let mut scores = Vec::new();
+    for (index, pair) in pairs.iter().enumerate() {
         let (Some(Some(a)), Some(Some(b))) = (embeddings.get(&pair.a), embeddings.get(&pair.b))
         else {
             continue;
         };
         let score = a.cosine(b);
+        scores.push((index, score));
         if pair.same {
             genuine.push(score);
         } else {
@@ -165,6 +169,7 @@ pub fn run_pairs(
         genuine,
         impostor,
         failed,
+        scores,
     })
 }
 

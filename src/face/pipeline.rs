@@ -182,6 +182,17 @@ impl FrameProcessor {
                 (None, _) => None,
             };
             let verdict = self.policy.judge(face.verdict, ranked.as_ref());
+            tracing::debug!(
+                camera = %self.camera,
+                track,
+                eye_px = face.quality.eye_px,
+                sharpness = face.quality.sharpness,
+                yaw = face.quality.yaw,
+                brightness = face.quality.brightness,
+                best = ?ranked.map(|r| (r.best.resident, r.best.score)),
+                ?verdict,
+                "face"
+            );
             let Some(outcome) = self.state.observe(&self.policy, track, verdict, now) else {
                 continue;
             };
