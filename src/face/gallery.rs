@@ -64,31 +64,11 @@ impl Gallery {
     ) -> Result<Gallery> {
         let mut rows: Vec<(ResidentId, Vec<f32>)> = rows.into_iter().collect();
         rows.sort_by_key(|(r, _)| *r);
-        let mut data = Vec::with_capacity(rows.len() * dim);
-        let mut spans: Vec<(ResidentId, std::ops::Range<usize>)> = Vec::new();
-        for (i, (resident, v)) in rows.into_iter().enumerate() {
-            if v.len() != dim {
-                bail!(
-                    "embedding of {resident} has {} values, the gallery ({model}) expects {dim}",
-                    v.len()
-                );
-            }
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if !(norm.is_finite() && norm > 1e-12) {
-                bail!("embedding of {resident} is zero or not finite");
-            }
-            data.extend(v.iter().map(|x| x / norm));
-            match spans.last_mut() {
-                Some((last, range)) if *last == resident => range.end = i + 1,
-                _ => spans.push((resident, i..i + 1)),
-            }
+        let mut builder = GalleryBuilder::new(model, dim, rows.len());
+        for (resident, v) in &rows {
+            builder.push(*resident, v)?;
         }
-        Ok(Gallery {
-            model: model.to_string(),
-            dim,
-            data,
-            spans,
-        })
+        Ok(builder.finish())
     }
 
     /// The embedder these vectors came from; probes from another model are refused.
@@ -185,6 +165,80 @@ impl Gallery {
         }
         Gallery::from_rows(&self.model, self.dim, rows)
             .unwrap_or_else(|_| Gallery::empty(&self.model, self.dim))
+    }
+}
+
+/// Builds a gallery row by row without holding a second copy of the
+/// embeddings (100,000 faces load in one pass over the database).
+pub struct GalleryBuilder {
+    gallery: Gallery,
+    /// Set when a resident's rows were not adjacent; `finish` regroups them.
+    scattered: bool,
+}
+
+impl GalleryBuilder {
+    pub fn new(model: &str, dim: usize, capacity: usize) -> GalleryBuilder {
+        let mut gallery = Gallery::empty(model, dim);
+        gallery.data.reserve_exact(capacity * dim);
+        GalleryBuilder {
+            gallery,
+            scattered: false,
+        }
+    }
+
+    /// Appends one embedding (normalised here). Rows of one resident should
+    /// come together; if they do not, `finish` sorts them.
+    pub fn push(&mut self, resident: ResidentId, v: &[f32]) -> Result<()> {
+        let g = &mut self.gallery;
+        if v.len() != g.dim {
+            bail!(
+                "embedding of {resident} has {} values, the gallery ({}) expects {}",
+                v.len(),
+                g.model,
+                g.dim
+            );
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !(norm.is_finite() && norm > 1e-12) {
+            bail!("embedding of {resident} is zero or not finite");
+        }
+        let row = g.data.len() / g.dim.max(1);
+        g.data.extend(v.iter().map(|x| x / norm));
+        match g.spans.last_mut() {
+            Some((last, range)) if *last == resident => range.end = row + 1,
+            _ => {
+                if !self.scattered && g.spans.iter().any(|(r, _)| *r == resident) {
+                    self.scattered = true;
+                }
+                g.spans.push((resident, row..row + 1));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Gallery {
+        let g = self.gallery;
+        if !self.scattered {
+            return g;
+        }
+        let dim = g.dim;
+        let mut rows: Vec<(ResidentId, usize)> = g
+            .spans
+            .iter()
+            .flat_map(|(r, range)| range.clone().map(move |i| (*r, i)))
+            .collect();
+        rows.sort_by_key(|(r, i)| (*r, *i));
+        let mut out = Gallery::empty(&g.model, dim);
+        out.data.reserve_exact(g.data.len());
+        for (r, i) in rows {
+            let row = out.data.len() / dim.max(1);
+            out.data.extend_from_slice(&g.data[i * dim..(i + 1) * dim]);
+            match out.spans.last_mut() {
+                Some((last, range)) if *last == r => range.end = row + 1,
+                _ => out.spans.push((r, row..row + 1)),
+            }
+        }
+        out
     }
 }
 
@@ -296,6 +350,20 @@ mod tests {
         let b: Vec<f32> = (0..13).map(|i| 1.0 - i as f32 * 0.05).collect();
         let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot(&a, &b) - naive).abs() < 1e-5);
+    }
+
+    #[test]
+    fn builder_regroups_rows_of_one_resident_that_arrive_apart() {
+        let mut b = GalleryBuilder::new("m", 2, 3);
+        b.push(r(1), &[1.0, 0.0]).unwrap();
+        b.push(r(2), &[0.0, 1.0]).unwrap();
+        b.push(r(1), &[0.0, 1.0]).unwrap();
+        let g = b.finish();
+        assert_eq!(g.identities(), 2);
+        let ranked = g.search(&[0.0, 1.0]).unwrap();
+        // Resident 1 (second row) and 2 tie at 1.0: the second identity is the other one.
+        assert_ne!(ranked.best.resident, ranked.second.unwrap().resident);
+        assert!(GalleryBuilder::new("m", 2, 0).push(r(1), &[0.0, 0.0]).is_err());
     }
 
     #[test]

@@ -158,8 +158,12 @@ pub fn load_gallery(conn: &rusqlite::Connection, model: &str, dim: usize) -> Res
             "enrolled faces from another embedder are not matched; run `gatehouse face reembed`"
         );
     }
-    let rows = crate::store::faces::gallery_rows(conn, model)?;
-    Gallery::from_rows(model, dim, rows)
+    let capacity = crate::store::faces::count_current(conn, model)?;
+    let mut builder = gallery::GalleryBuilder::new(model, dim, capacity);
+    crate::store::faces::for_each_gallery_row(conn, model, |resident, v| {
+        builder.push(resident, v)
+    })?;
+    Ok(builder.finish())
 }
 
 pub(crate) fn cv<T>(r: opencv::Result<T>, what: &str) -> Result<T> {

@@ -88,10 +88,9 @@ fn f32_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn blob_f32(b: &[u8]) -> Vec<f32> {
+fn blob_f32(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 pub fn person_exists(conn: &Connection, person: ResidentId) -> Result<bool> {
@@ -180,18 +179,39 @@ pub fn mark_stale(conn: &Connection, current: &str) -> Result<usize> {
     Ok(n as usize)
 }
 
-/// (resident, embedding) of every current face made by `model`: the gallery.
-pub fn gallery_rows(conn: &Connection, model: &str) -> Result<Vec<(ResidentId, Vec<f32>)>> {
+/// Calls `f(resident, embedding)` for every current face made by `model`,
+/// grouped by resident: the gallery, read without a second copy in memory.
+/// Returns the number of rows.
+pub fn for_each_gallery_row(
+    conn: &Connection,
+    model: &str,
+    mut f: impl FnMut(ResidentId, &[f32]) -> Result<()>,
+) -> Result<usize> {
     let mut stmt = conn.prepare_cached(
         "SELECT person_id, embedding FROM face WHERE model = ?1 AND stale = 0 ORDER BY person_id, id",
     )?;
-    let rows = stmt
-        .query_map([model], |r| {
-            Ok((ResidentId(r.get(0)?), blob_f32(&r.get::<_, Vec<u8>>(1)?)))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .context("cannot read face embeddings")?;
-    Ok(rows)
+    let mut rows = stmt.query([model])?;
+    let mut buf: Vec<f32> = Vec::new();
+    let mut n = 0;
+    while let Some(row) = rows.next().context("cannot read face embeddings")? {
+        let resident = ResidentId(row.get(0)?);
+        let blob = row.get_ref(1)?.as_blob().context("face embedding is not a blob")?;
+        buf.clear();
+        buf.extend(blob_f32(blob));
+        f(resident, &buf)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Number of current faces made by `model` (to size the gallery up front).
+pub fn count_current(conn: &Connection, model: &str) -> Result<usize> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM face WHERE model = ?1 AND stale = 0",
+        [model],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
 }
 
 pub fn list(conn: &Connection, person: Option<ResidentId>) -> Result<Vec<FaceSummary>> {
