@@ -31,13 +31,18 @@ fn setup() -> (Config, PathBuf) {
     config.set_data_dir(dir.clone());
     config.models.threads = 1;
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        config.models.onnxruntime =
-            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime/libonnxruntime.so"));
+        config.models.onnxruntime = Some(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/onnxruntime/libonnxruntime.so"),
+        );
     }
     let manifest = Manifest::builtin();
     for name in [&config.models.detector, &config.models.embedder] {
-        models::fetch(manifest.get(name).unwrap(), &config.models_dir(), Some(&shared().join("models")))
-            .expect("fetch models from the mirror");
+        models::fetch(
+            manifest.get(name).unwrap(),
+            &config.models_dir(),
+            Some(&shared().join("models")),
+        )
+        .expect("fetch models from the mirror");
     }
     (config, dir)
 }

@@ -92,12 +92,10 @@ fn each_person_enrolled_from_one_photo_is_identified_from_the_others_and_nobody_
                 .map(|(i, _)| i)
                 .unwrap();
             for (i, d) in found.iter().enumerate() {
-                let f = engine.analyze(&frame, *d).unwrap();
-                let ranked = f
-                    .embedding
-                    .as_ref()
-                    .and_then(|e| gallery.search(e.as_slice()));
-                let verdict = policy.judge(f.verdict, ranked.as_ref());
+                let verdict = engine
+                    .observe(&frame, *d, &gallery, &policy)
+                    .unwrap()
+                    .verdict;
                 let partial = probe.to_string_lossy().contains("partial");
                 match verdict {
                     FrameVerdict::Match(s) if i == subject => {

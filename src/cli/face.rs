@@ -261,14 +261,13 @@ fn identify(config: &crate::config::Config, image: &Path, top: usize) -> Result<
         m.policy.margin
     );
     for (i, d) in faces.iter().enumerate() {
-        let face = m.engine.analyze(&frame, *d)?;
-        // Shown whatever the quality, so the operator sees why a face was refused.
-        let embedding = match &face.embedding {
+        let seen = m.engine.observe(&frame, *d, &m.gallery, &m.policy)?;
+        let verdict = seen.verdict;
+        // Scores are listed whatever the quality, so the operator sees why a face was refused.
+        let embedding = match &seen.face.embedding {
             Some(e) => e.clone(),
-            None => m.engine.embed_face(&frame, d, &face.crop112)?,
+            None => m.engine.embed_face(&frame, d, &seen.face.crop112)?,
         };
-        let ranked = m.gallery.search(embedding.as_slice());
-        let verdict = m.policy.judge(face.verdict, ranked.as_ref());
         let said = match verdict {
             face::FrameVerdict::Match(s) => format!("MATCH {} ({:.3})", s.resident, s.score),
             face::FrameVerdict::Ambiguous { best, second } => format!(

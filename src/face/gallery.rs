@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use super::quantized::{self, Int8Rows, Span};
 use crate::domain::ResidentId;
 
 /// One resident's score against a probe.
@@ -39,10 +40,15 @@ impl Ranked {
 pub struct Gallery {
     model: String,
     dim: usize,
-    /// `rows × dim` unit vectors; rows of one resident are adjacent.
-    data: Vec<f32>,
+    /// `rows × dim` unit vectors in int16 (each row scaled so its largest
+    /// value is ±32767; scores within 1e-4 of f32); rows of one resident are adjacent.
+    data: Vec<i16>,
+    /// Per row: 1 / scale.
+    inv_scale: Vec<f32>,
     /// Per identity: the resident and its row range.
-    spans: Vec<(ResidentId, std::ops::Range<usize>)>,
+    spans: Vec<Span>,
+    /// The same rows in int8, for the first pass of a search.
+    int8: Int8Rows,
 }
 
 impl Gallery {
@@ -51,7 +57,9 @@ impl Gallery {
             model: model.to_string(),
             dim,
             data: Vec::new(),
+            inv_scale: Vec::new(),
             spans: Vec::new(),
+            int8: Int8Rows::new(dim, 0),
         }
     }
 
@@ -82,7 +90,22 @@ impl Gallery {
 
     /// Number of stored embeddings.
     pub fn len(&self) -> usize {
-        self.data.len() / self.dim.max(1)
+        self.inv_scale.len()
+    }
+
+    /// Cosine of a probe with one stored row.
+    fn row_dot(&self, probe: &[f32], row: usize) -> f32 {
+        let codes = &self.data[row * self.dim..(row + 1) * self.dim];
+        dot_i16(probe, codes) * self.inv_scale[row]
+    }
+
+    /// A stored row back as f32.
+    fn row_f32(&self, row: usize) -> Vec<f32> {
+        let codes = &self.data[row * self.dim..(row + 1) * self.dim];
+        codes
+            .iter()
+            .map(|c| *c as f32 * self.inv_scale[row])
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,8 +127,7 @@ impl Gallery {
         self.spans.iter().map(move |(resident, range)| {
             let mut best = f32::NEG_INFINITY;
             for row in range.clone() {
-                let v = &self.data[row * self.dim..(row + 1) * self.dim];
-                best = best.max(dot(&probe, v));
+                best = best.max(self.row_dot(&probe, row));
             }
             IdentityScore {
                 resident: *resident,
@@ -116,17 +138,64 @@ impl Gallery {
 
     /// The best and second-best identity for a unit-length probe, or `None`
     /// for an empty gallery or a probe of the wrong dimension.
+    ///
+    /// Two passes: int8 scores of every row (a quarter of the memory traffic),
+    /// then exact f32 scores of only those residents whose int8 score is
+    /// within twice the int8 error bound of the second best. Nobody outside
+    /// that set can be the best or the second best, so the result equals
+    /// [`Gallery::search_exact`].
     pub fn search(&self, probe: &[f32]) -> Option<Ranked> {
+        if probe.len() != self.dim || self.spans.is_empty() {
+            return None;
+        }
+        if self.spans.len() <= 2 {
+            return self.search_exact(probe);
+        }
+        let q = quantized::quantize(probe);
+        let bound = self.int8.bound(&q);
+        let mut approx = Vec::new();
+        self.int8.identity_maxima(&q, &self.spans, &mut approx);
+        let (mut a1, mut a2) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+        for &a in &approx {
+            if a > a1 {
+                a2 = a1;
+                a1 = a;
+            } else if a > a2 {
+                a2 = a;
+            }
+        }
+        if !a2.is_finite() {
+            return self.search_exact(probe);
+        }
+        let floor = a2 - 2.0 * bound;
+        let candidates = self
+            .spans
+            .iter()
+            .zip(&approx)
+            .filter(|(_, a)| **a >= floor)
+            .map(|(span, _)| span);
+        self.rank_exact(probe, candidates)
+    }
+
+    /// The same result by an exact f32 scan of every row (tests, small galleries).
+    pub fn search_exact(&self, probe: &[f32]) -> Option<Ranked> {
         if probe.len() != self.dim {
             return None;
         }
+        self.rank_exact(probe, self.spans.iter())
+    }
+
+    fn rank_exact<'a>(
+        &'a self,
+        probe: &[f32],
+        spans: impl Iterator<Item = &'a Span>,
+    ) -> Option<Ranked> {
         let mut best: Option<IdentityScore> = None;
         let mut second: Option<IdentityScore> = None;
-        for (resident, range) in &self.spans {
-            let rows = &self.data[range.start * self.dim..range.end * self.dim];
+        for (resident, range) in spans {
             let mut score = f32::NEG_INFINITY;
-            for v in rows.chunks_exact(self.dim) {
-                score = score.max(dot(probe, v));
+            for row in range.clone() {
+                score = score.max(self.row_dot(probe, row));
             }
             let candidate = IdentityScore {
                 resident: *resident,
@@ -159,7 +228,7 @@ impl Gallery {
         for (r, range) in &self.spans {
             if *r != resident {
                 for row in range.clone() {
-                    rows.push((*r, self.data[row * self.dim..(row + 1) * self.dim].to_vec()));
+                    rows.push((*r, self.row_f32(row)));
                 }
             }
         }
@@ -174,15 +243,19 @@ pub struct GalleryBuilder {
     gallery: Gallery,
     /// Set when a resident's rows were not adjacent; `finish` regroups them.
     scattered: bool,
+    unit: Vec<f32>,
 }
 
 impl GalleryBuilder {
     pub fn new(model: &str, dim: usize, capacity: usize) -> GalleryBuilder {
         let mut gallery = Gallery::empty(model, dim);
         gallery.data.reserve_exact(capacity * dim);
+        gallery.inv_scale.reserve_exact(capacity);
+        gallery.int8 = Int8Rows::new(dim, capacity);
         GalleryBuilder {
             gallery,
             scattered: false,
+            unit: Vec::with_capacity(dim),
         }
     }
 
@@ -202,8 +275,15 @@ impl GalleryBuilder {
         if !(norm.is_finite() && norm > 1e-12) {
             bail!("embedding of {resident} is zero or not finite");
         }
-        let row = g.data.len() / g.dim.max(1);
-        g.data.extend(v.iter().map(|x| x / norm));
+        let row = g.inv_scale.len();
+        self.unit.clear();
+        self.unit.extend(v.iter().map(|x| x / norm));
+        let max = self.unit.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let scale = i16::MAX as f32 / max;
+        g.data
+            .extend(self.unit.iter().map(|x| (x * scale).round() as i16));
+        g.inv_scale.push(1.0 / scale);
+        g.int8.push(&self.unit);
         match g.spans.last_mut() {
             Some((last, range)) if *last == resident => range.end = row + 1,
             _ => {
@@ -228,18 +308,31 @@ impl GalleryBuilder {
             .flat_map(|(r, range)| range.clone().map(move |i| (*r, i)))
             .collect();
         rows.sort_by_key(|(r, i)| (*r, *i));
-        let mut out = Gallery::empty(&g.model, dim);
-        out.data.reserve_exact(g.data.len());
+        let mut regrouped = GalleryBuilder::new(&g.model, dim, rows.len());
         for (r, i) in rows {
-            let row = out.data.len() / dim.max(1);
-            out.data.extend_from_slice(&g.data[i * dim..(i + 1) * dim]);
-            match out.spans.last_mut() {
-                Some((last, range)) if *last == r => range.end = row + 1,
-                _ => out.spans.push((r, row..row + 1)),
-            }
+            // Rows were validated and normalised on the first push.
+            let _ = regrouped.push(r, &g.row_f32(i));
         }
-        out
+        regrouped.gallery
     }
+}
+
+/// `probe · codes` for an int16 row (before its scale), eight accumulators.
+#[inline]
+fn dot_i16(probe: &[f32], codes: &[i16]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut cp = probe.chunks_exact(8);
+    let mut cc = codes.chunks_exact(8);
+    for (x, y) in (&mut cp).zip(&mut cc) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j] as f32;
+        }
+    }
+    let mut sum = (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]);
+    for (x, y) in cp.remainder().iter().zip(cc.remainder()) {
+        sum += x * *y as f32;
+    }
+    sum
 }
 
 /// Dot product with eight independent accumulators, so the compiler can keep
@@ -363,7 +456,74 @@ mod tests {
         let ranked = g.search(&[0.0, 1.0]).unwrap();
         // Resident 1 (second row) and 2 tie at 1.0: the second identity is the other one.
         assert_ne!(ranked.best.resident, ranked.second.unwrap().resident);
-        assert!(GalleryBuilder::new("m", 2, 0).push(r(1), &[0.0, 0.0]).is_err());
+        assert!(GalleryBuilder::new("m", 2, 0)
+            .push(r(1), &[0.0, 0.0])
+            .is_err());
+    }
+
+    #[test]
+    fn int8_prefiltered_search_equals_the_exact_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let mut unit = |dim: usize| {
+            let v: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let dim = 128;
+        // 300 residents with 1–3 faces each, plus near-duplicates of the probes
+        // so that the best and second best are close (the hard case).
+        let probes: Vec<Vec<f32>> = (0..40).map(|_| unit(dim)).collect();
+        let mut rows = Vec::new();
+        for i in 0..300i64 {
+            for _ in 0..(1 + i % 3) {
+                rows.push((r(i + 1), unit(dim)));
+            }
+        }
+        for (k, p) in probes.iter().enumerate() {
+            for j in 0..2i64 {
+                let noise = unit(dim);
+                let v: Vec<f32> = p.iter().zip(&noise).map(|(a, b)| a + 0.6 * b).collect();
+                rows.push((r(1000 + 2 * k as i64 + j), v));
+            }
+        }
+        let g = Gallery::from_rows("m", dim, rows).unwrap();
+        for p in &probes {
+            let fast = g.search(p).unwrap();
+            let exact = g.search_exact(p).unwrap();
+            assert_eq!(fast.best.resident, exact.best.resident);
+            assert_eq!(
+                fast.second.unwrap().resident,
+                exact.second.unwrap().resident
+            );
+            assert_eq!(fast.best.score, exact.best.score);
+        }
+    }
+
+    #[test]
+    fn int16_storage_scores_within_1e4_of_f32() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut unit = |dim: usize| {
+            let v: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let stored: Vec<Vec<f32>> = (0..50).map(|_| unit(512)).collect();
+        let g = Gallery::from_rows(
+            "m",
+            512,
+            stored
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (r(i as i64 + 1), v.clone())),
+        )
+        .unwrap();
+        let probe = unit(512);
+        for (i, v) in stored.iter().enumerate() {
+            let exact = dot(&probe, v);
+            assert!((g.row_dot(&probe, i) - exact).abs() < 1e-4);
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod photo;
 pub mod pipeline;
 pub mod policy;
 pub mod quality;
+pub mod quantized;
 pub mod track;
 
 use anyhow::{Context, Result};
@@ -123,6 +124,37 @@ impl FaceEngine {
     pub fn model_name(&self) -> &str {
         self.embedder.model()
     }
+
+    /// One face through the whole decision for one frame: quality, embedding,
+    /// 1:N search, and the policy's verdict. The camera pipeline, `face
+    /// identify` and the evaluations all call this, so they decide alike.
+    /// A gallery made by another embedder is treated as empty.
+    pub fn observe(
+        &mut self,
+        frame: &Mat,
+        detection: Detection,
+        gallery: &Gallery,
+        policy: &MatchPolicy,
+    ) -> Result<Observation> {
+        let face = self.analyze(frame, detection)?;
+        let ranked = match &face.embedding {
+            Some(e) if gallery.model() == self.model_name() => gallery.search(e.as_slice()),
+            _ => None,
+        };
+        let verdict = policy.judge(face.verdict, ranked.as_ref());
+        Ok(Observation {
+            face,
+            ranked,
+            verdict,
+        })
+    }
+}
+
+/// A face, what the gallery said about it, and the policy's verdict.
+pub struct Observation {
+    pub face: AnalyzedFace,
+    pub ranked: Option<Ranked>,
+    pub verdict: FrameVerdict,
 }
 
 /// The manifest entry named `name`, checked to have the expected role.

@@ -26,7 +26,8 @@ pub enum PhotoError {
     NotAnImage,
     Truncated,
     NoFace,
-    SeveralFaces(usize),
+    /// The boxes of the faces found, best first.
+    SeveralFaces(Vec<super::BBox>),
     Quality(Rejection, String),
     Failed(String),
 }
@@ -52,10 +53,26 @@ impl fmt::Display for PhotoError {
                 "cannot decode: the image file is truncated (incomplete download or copy)"
             ),
             PhotoError::NoFace => write!(f, "no face found"),
-            PhotoError::SeveralFaces(n) => write!(
-                f,
-                "{n} faces found; an enrolment photo must show exactly one face"
-            ),
+            PhotoError::SeveralFaces(boxes) => {
+                let at: Vec<String> = boxes
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{:.0}x{:.0} at ({:.0},{:.0})",
+                            b.w,
+                            b.h,
+                            b.x.max(0.0),
+                            b.y.max(0.0)
+                        )
+                    })
+                    .collect();
+                write!(
+                    f,
+                    "{} faces found ({}); an enrolment photo must show exactly one face: crop it to the resident",
+                    boxes.len(),
+                    at.join(", ")
+                )
+            }
             PhotoError::Quality(r, detail) => write!(f, "{} ({detail})", r.explain()),
             PhotoError::Failed(e) => write!(f, "{e}"),
         }
@@ -137,7 +154,11 @@ pub fn single_face(engine: &mut FaceEngine, frame: &Mat) -> Result<AnalyzedFace,
     let detection = match faces.as_slice() {
         [] => return Err(PhotoError::NoFace),
         [one] => *one,
-        many => return Err(PhotoError::SeveralFaces(many.len())),
+        many => {
+            return Err(PhotoError::SeveralFaces(
+                many.iter().map(|d| d.bbox).collect(),
+            ))
+        }
     };
     let face = engine
         .analyze(frame, detection)

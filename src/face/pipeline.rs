@@ -166,22 +166,17 @@ impl FrameProcessor {
         let mut events = Vec::new();
         for (detection, track) in detections.iter().zip(assignment.ids) {
             c.faces.fetch_add(1, Ordering::Relaxed);
-            let face = self.engine.analyze(frame, *detection)?;
+            let observation = self
+                .engine
+                .observe(frame, *detection, &gallery, &self.policy)?;
+            let (face, ranked, verdict) =
+                (&observation.face, observation.ranked, observation.verdict);
             if let Err(reason) = face.verdict {
                 c.rejections.add(reason);
             }
-            let ranked = match (&face.embedding, usable_gallery) {
-                (Some(e), true) => {
-                    c.embedded.fetch_add(1, Ordering::Relaxed);
-                    gallery.search(e.as_slice())
-                }
-                (Some(_), false) => {
-                    c.embedded.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-                (None, _) => None,
-            };
-            let verdict = self.policy.judge(face.verdict, ranked.as_ref());
+            if face.embedding.is_some() {
+                c.embedded.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::debug!(
                 camera = %self.camera,
                 track,
@@ -193,6 +188,11 @@ impl FrameProcessor {
                 ?verdict,
                 "face"
             );
+            // With the wrong gallery every resident would look like a stranger:
+            // report nothing rather than flood the station with unknown faces.
+            if !usable_gallery {
+                continue;
+            }
             let Some(outcome) = self.state.observe(&self.policy, track, verdict, now) else {
                 continue;
             };

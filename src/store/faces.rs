@@ -195,7 +195,10 @@ pub fn for_each_gallery_row(
     let mut n = 0;
     while let Some(row) = rows.next().context("cannot read face embeddings")? {
         let resident = ResidentId(row.get(0)?);
-        let blob = row.get_ref(1)?.as_blob().context("face embedding is not a blob")?;
+        let blob = row
+            .get_ref(1)?
+            .as_blob()
+            .context("face embedding is not a blob")?;
         buf.clear();
         buf.extend(blob_f32(blob));
         f(resident, &buf)?;
