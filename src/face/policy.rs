@@ -12,6 +12,13 @@
 //! reports are rate-limited per gate.
 //!
 //! Everything here is pure: time comes in as an argument.
+//!
+//! How to measure it (open-set evaluations): per probe photo call
+//! [`super::FaceEngine::observe`] (quality floor, embedding, search, [`MatchPolicy::judge`]);
+//! for F photos treated as consecutive frames of one face, feed their verdicts
+//! to [`MatchPolicy::confirm`]. The gate runs exactly these two steps per frame
+//! ([`super::pipeline::FrameProcessor`] with a [`GateState`]). A resident's score
+//! is the best over their enrolled faces (see [`super::Gallery`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

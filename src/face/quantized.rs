@@ -2,10 +2,10 @@
 //!
 //! Scanning 100,000 f32 embeddings moves 51 MB through memory per probe; the
 //! int8 copy is a quarter of that. Each row is scaled so its largest value is
-//! ±127, and we keep a bound on how far an int8 score can be from the exact
-//! one. The gallery then rescores exactly (in f32) only the residents whose
-//! int8 score could still make them the best or second-best identity, so the
-//! result is the same as an exact scan, never an approximation.
+//! ±127, and we keep a bound on how far an int8 score can be from the stored
+//! one. The gallery then rescores (from its int16 rows) only the residents
+//! whose int8 score could still make them the best or second-best identity,
+//! so the result is the same as a full scan, never an approximation.
 
 use crate::domain::ResidentId;
 
@@ -25,12 +25,13 @@ pub struct Int8Rows {
     max_norm: f32,
 }
 
-/// A vector quantised to int8: codes, 1/scale, ‖x − x̂‖ and ‖x̂‖.
+/// A vector quantised to int8: codes, 1/scale, ‖x − x̂‖, ‖x̂‖ and ‖x‖.
 pub struct Quantized {
     pub codes: Vec<i8>,
     pub inv_scale: f32,
     pub err: f32,
     pub norm: f32,
+    pub original_norm: f32,
 }
 
 pub fn quantize(v: &[f32]) -> Quantized {
@@ -41,17 +42,19 @@ pub fn quantize(v: &[f32]) -> Quantized {
         .iter()
         .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8)
         .collect();
-    let (mut err2, mut norm2) = (0.0f32, 0.0f32);
+    let (mut err2, mut norm2, mut orig2) = (0.0f32, 0.0f32, 0.0f32);
     for (x, c) in v.iter().zip(&codes) {
         let back = *c as f32 * inv_scale;
         err2 += (x - back) * (x - back);
         norm2 += back * back;
+        orig2 += x * x;
     }
     Quantized {
         codes,
         inv_scale,
         err: err2.sqrt(),
         norm: norm2.sqrt(),
+        original_norm: orig2.sqrt(),
     }
 }
 
@@ -75,10 +78,10 @@ impl Int8Rows {
     }
 
     /// How far any int8 score against this probe can be from the exact
-    /// cosine: |x·q − x̂·q̂| ≤ ‖x − x̂‖·‖q‖ + ‖x̂‖·‖q − q̂‖ (Cauchy–Schwarz, ‖q‖ = 1),
-    /// plus slack for f32 rounding.
+    /// cosine: |x·q − x̂·q̂| ≤ ‖x − x̂‖·‖q‖ + ‖x̂‖·‖q − q̂‖ (Cauchy–Schwarz),
+    /// plus slack for rounding and the int16 storage.
     pub fn bound(&self, probe: &Quantized) -> f32 {
-        self.max_err + self.max_norm * probe.err + 1e-4
+        self.max_err * probe.original_norm + self.max_norm * probe.err + 1e-4
     }
 
     /// For each identity (a row range), the largest int8 score of its rows.
