@@ -203,3 +203,63 @@ fn changing_the_embedder_marks_faces_stale_and_reembed_recomputes_them_from_the_
         stdout(&out)
     );
 }
+
+/// Writes a derived test image (PNG) made from a real photo.
+fn derived(
+    env: &FaceEnv,
+    name: &str,
+    make: impl Fn(&opencv::core::Mat) -> opencv::core::Mat,
+) -> String {
+    let src = gatehouse::face::photo::load(&faces("identities/obama/obama_1.jpg")).unwrap();
+    let out = env.dir.path().join(name);
+    let img = make(&src);
+    assert!(
+        opencv::imgcodecs::imwrite(&path_str(&out), &img, &opencv::core::Vector::new()).unwrap()
+    );
+    path_str(&out)
+}
+
+#[test]
+fn enrolment_names_each_refused_photo_and_why() {
+    use opencv::core::{Mat, Rect, Size, BORDER_DEFAULT};
+    use opencv::imgproc;
+    use opencv::prelude::MatTraitConst;
+    let env = FaceEnv::new("reg-refused");
+    let id = env.add_person("obama");
+    let tiny = derived(&env, "tiny.png", |m| {
+        let mut out = Mat::default();
+        imgproc::resize(
+            m,
+            &mut out,
+            Size::new(91, 114),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )
+        .unwrap();
+        out
+    });
+    let blurred = derived(&env, "blurred.png", |m| {
+        let mut out = Mat::default();
+        imgproc::gaussian_blur(m, &mut out, Size::new(0, 0), 9.0, 9.0, BORDER_DEFAULT).unwrap();
+        out
+    });
+    // The wall behind him: a real photo without a face.
+    let wall = derived(&env, "wall.png", |m| {
+        Mat::roi(m, Rect::new(0, 700, 300, 300))
+            .unwrap()
+            .try_clone()
+            .unwrap()
+    });
+    let out = env.run(&["face", "enroll", &id.to_string(), &tiny, &blurred, &wall]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("tiny.png: the face is too small ("), "{err}");
+    assert!(
+        err.contains("blurred.png: the face is too blurred (sharpness"),
+        "{err}"
+    );
+    assert!(err.contains("wall.png: no face found"), "{err}");
+    assert!(err.contains("3 of 3 photo(s) refused"), "{err}");
+    assert!(stored::list(env.store().conn(), None).unwrap().is_empty());
+}
