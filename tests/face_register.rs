@@ -213,9 +213,7 @@ fn derived(
     let src = gatehouse::face::photo::load(&faces("identities/obama/obama_1.jpg")).unwrap();
     let out = env.dir.path().join(name);
     let img = make(&src);
-    assert!(
-        opencv::imgcodecs::imwrite(&path_str(&out), &img, &opencv::core::Vector::new()).unwrap()
-    );
+    assert!(opencv::imgcodecs::imwrite(&out, &img, &opencv::core::Vector::new()).unwrap());
     path_str(&out)
 }
 
