@@ -35,7 +35,10 @@ pub fn parse_pairs(text: &str) -> Result<Vec<Pair>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let fields: Vec<&str> = line
+            .split(',')
+            .map(|f| f.trim().trim_matches('"').trim())
+            .collect();
         if n == 0
             && fields
                 .first()
@@ -300,7 +303,7 @@ mod tests {
 
     #[test]
     fn pairs_parse_with_header_and_report_bad_lines() {
-        let p = parse_pairs("image_a,image_b,same\na.jpg,b.jpg,1\nc.jpg, d.jpg ,0\n").unwrap();
+        let p = parse_pairs("image_a,image_b,same\na.jpg,b.jpg,1\nc.jpg, \"d.jpg\" ,0\n").unwrap();
         assert_eq!(p.len(), 2);
         assert!(p[0].same && !p[1].same);
         assert_eq!(p[1].b, PathBuf::from("d.jpg"));

@@ -216,6 +216,19 @@ impl Gallery {
         best.map(|best| Ranked { best, second })
     }
 
+    /// One resident's score for a probe (a 1:1 check, e.g. face + card), or
+    /// `None` if the resident has no face here or the dimension differs.
+    pub fn score_for(&self, resident: ResidentId, probe: &[f32]) -> Option<f32> {
+        if probe.len() != self.dim {
+            return None;
+        }
+        let (_, range) = self.spans.iter().find(|(r, _)| *r == resident)?;
+        range
+            .clone()
+            .map(|row| self.row_dot(probe, row))
+            .max_by(f32::total_cmp)
+    }
+
     /// The `k` best identities, best first (for `face identify`).
     pub fn top(&self, probe: &[f32], k: usize) -> Vec<IdentityScore> {
         if probe.len() != self.dim {
@@ -429,6 +442,8 @@ mod tests {
         assert_eq!(second.resident, r(2));
         assert!(second.score.abs() < 1e-6);
         assert!((ranked.margin() - 1.0).abs() < 1e-6);
+        assert!((g.score_for(r(1), &[0.0, 1.0]).unwrap() - 0.1f32 / 0.82f32.sqrt()).abs() < 1e-3);
+        assert_eq!(g.score_for(r(3), &[0.0, 1.0]), None);
     }
 
     #[test]

@@ -166,9 +166,18 @@ impl FrameProcessor {
         let mut events = Vec::new();
         for (detection, track) in detections.iter().zip(assignment.ids) {
             c.faces.fetch_add(1, Ordering::Relaxed);
-            let observation = self
+            // One bad face (degenerate landmarks, a runtime hiccup) must not void the frame.
+            let observation = match self
                 .engine
-                .observe(frame, *detection, &gallery, &self.policy)?;
+                .observe(frame, *detection, &gallery, &self.policy)
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(camera = %self.camera, track, error = %format!("{e:#}"), "face skipped");
+                    continue;
+                }
+            };
             let (face, ranked, verdict) =
                 (&observation.face, observation.ranked, observation.verdict);
             if let Err(reason) = face.verdict {
