@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::camera::{Camera, CameraMonitor, CameraOptions, CameraState, CameraStats, Source};
 use super::detect::Detection;
 use super::gallery::{GalleryHandle, IdentityScore};
-use super::policy::{GateState, MatchPolicy, Outcome};
+use super::policy::{GateState, MatchPolicy, Outcome, SharedGateMemory};
 use super::quality::{Rejection, RejectionCounters};
 use super::track::Tracker;
 use super::{cv, FaceEngine};
@@ -135,6 +135,11 @@ impl FrameProcessor {
             counters: Arc::new(PipelineCounters::default()),
             warned_model: false,
         }
+    }
+
+    /// Shares cooldowns and the unknown-face rate limit with the gate's other cameras.
+    pub fn share_gate_memory(&mut self, memory: SharedGateMemory) {
+        self.state = GateState::sharing(memory);
     }
 
     pub fn counters(&self) -> Arc<PipelineCounters> {
@@ -390,17 +395,29 @@ pub fn spawn(
     gallery: GalleryHandle,
     tx: mpsc::Sender<FaceEvent>,
 ) -> Result<PipelineHandle> {
+    spawn_sharing(config, camera, gallery, tx, SharedGateMemory::default())
+}
+
+/// [`spawn`], with the gate's memory shared with its other cameras.
+pub fn spawn_sharing(
+    config: &Config,
+    camera: &crate::config::Camera,
+    gallery: GalleryHandle,
+    tx: mpsc::Sender<FaceEvent>,
+    gate_memory: SharedGateMemory,
+) -> Result<PipelineHandle> {
     let spec = super::embedder_spec(config)?;
     let policy = MatchPolicy::from_config(&config.face, &spec)?;
     let engine = FaceEngine::load(config)
         .with_context(|| format!("camera {}: cannot load the face models", camera.id))?;
-    let processor = FrameProcessor::new(
+    let mut processor = FrameProcessor::new(
         engine,
         policy,
         camera.gate.clone(),
         camera.id.clone(),
         gallery.clone(),
     );
+    processor.share_gate_memory(gate_memory);
     let source = Source::parse(&camera.source);
     let label = source.label();
     let cam = Camera::open(
@@ -512,8 +529,16 @@ pub fn spawn_all(
         .context("embedder has no embedding_size in the manifest")?;
     let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim)?);
     let mut handles = Vec::new();
+    let mut memories: std::collections::HashMap<GateId, SharedGateMemory> = Default::default();
     for camera in &config.cameras {
-        handles.push(spawn(config, camera, gallery.clone(), tx.clone())?);
+        let memory = memories.entry(camera.gate.clone()).or_default().clone();
+        handles.push(spawn_sharing(
+            config,
+            camera,
+            gallery.clone(),
+            tx.clone(),
+            memory,
+        )?);
     }
     Ok((gallery, handles))
 }

@@ -21,6 +21,7 @@
 //! is the best over their enrolled faces (see [`super::Gallery`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -186,16 +187,34 @@ struct TrackVotes {
     unknown_sent: bool,
 }
 
-/// The policy's memory for one gate: votes per tracked face, the last grant
-/// per resident and the last unknown-face report.
+/// What a gate remembers across its cameras: the last grant per resident and
+/// the last unknown-face report (cooldown and rate limit are per gate).
 #[derive(Debug, Default)]
-pub struct GateState {
-    tracks: HashMap<u64, TrackVotes>,
+pub struct GateMemory {
     last_grant: HashMap<ResidentId, Instant>,
     last_unknown: Option<Instant>,
 }
 
+/// One gate's memory, shared by the cameras that watch it.
+pub type SharedGateMemory = Arc<Mutex<GateMemory>>;
+
+/// The policy's state for one camera: votes per tracked face, plus the
+/// memory of its gate (own, or shared with the gate's other cameras).
+#[derive(Debug, Default)]
+pub struct GateState {
+    tracks: HashMap<u64, TrackVotes>,
+    gate: SharedGateMemory,
+}
+
 impl GateState {
+    /// A camera's state that shares its gate's cooldowns with other cameras.
+    pub fn sharing(gate: SharedGateMemory) -> GateState {
+        GateState {
+            tracks: HashMap::new(),
+            gate,
+        }
+    }
+
     /// Adds one frame's verdict for `track` and says what, if anything, to act on.
     /// A track yields at most one credential and at most one unknown-face report.
     pub fn observe(
@@ -213,30 +232,31 @@ impl GateState {
         if votes.credential_sent {
             return None;
         }
+        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         match policy.confirm(votes.recent.make_contiguous()) {
             Confirmation::Resident(score) => {
                 votes.credential_sent = true;
-                let cooling = self
+                let cooling = gate
                     .last_grant
                     .get(&score.resident)
                     .is_some_and(|t| now.saturating_duration_since(*t) < policy.cooldown);
                 if cooling {
                     return None;
                 }
-                self.last_grant
+                gate.last_grant
                     .retain(|_, t| now.saturating_duration_since(*t) < policy.cooldown);
-                self.last_grant.insert(score.resident, now);
+                gate.last_grant.insert(score.resident, now);
                 Some(Outcome::Credential(score))
             }
             Confirmation::Stranger { best } if !votes.unknown_sent => {
                 votes.unknown_sent = true;
-                let limited = self
+                let limited = gate
                     .last_unknown
                     .is_some_and(|t| now.saturating_duration_since(t) < policy.unknown_interval);
                 if limited {
                     return None;
                 }
-                self.last_unknown = Some(now);
+                gate.last_unknown = Some(now);
                 Some(Outcome::UnknownFace { best })
             }
             _ => None,
@@ -381,6 +401,28 @@ mod tests {
         g.forget(1);
         g.forget(2);
         assert_eq!(g.tracked(), 1);
+    }
+
+    #[test]
+    fn two_cameras_of_one_gate_share_the_cooldown() {
+        let p = policy();
+        let memory = SharedGateMemory::default();
+        let mut a = GateState::sharing(memory.clone());
+        let mut b = GateState::sharing(memory);
+        let t0 = Instant::now();
+        let m = FrameVerdict::Match(s(1, 0.8));
+        a.observe(&p, 1, m, t0);
+        assert!(a.observe(&p, 1, m, t0).is_some());
+        b.observe(&p, 1, m, t0);
+        assert_eq!(
+            b.observe(&p, 1, m, t0),
+            None,
+            "same person, same gate, other camera"
+        );
+        // A camera of another gate is not affected.
+        let mut other = GateState::default();
+        other.observe(&p, 1, m, t0);
+        assert!(other.observe(&p, 1, m, t0).is_some());
     }
 
     #[test]
