@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod domain;
 pub mod door;
 pub mod enrol;
+pub mod face;
 pub mod hw;
 pub mod logging;
 pub mod lpr;

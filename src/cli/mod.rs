@@ -7,6 +7,7 @@ mod card;
 mod config_cmd;
 mod demo;
 mod doctor;
+mod face;
 mod gate;
 mod group;
 mod import;
@@ -90,6 +91,9 @@ pub enum Command {
     /// The officer's side: keys, signed commands, queries, live events, remote open
     #[command(subcommand)]
     Station(Box<station::StationCommand>),
+    /// Face recognition: detect, identify, enrol, remove, re-embed, evaluate
+    #[command(subcommand)]
+    Face(face::FaceCommand),
 }
 
 /// Output of commands that print a result: for people or for programs.
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Log(args) => log::run(&cli, args),
         Command::Uplink(cmd) => uplink_cmd::run(&cli, cmd),
         Command::Station(cmd) => station::run(&cli, cmd),
+        Command::Face(cmd) => face::run(&cli, cmd),
     }
 }
 

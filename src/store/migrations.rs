@@ -16,6 +16,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/003_register_version.sql"),
     ),
     ("004_uplink", include_str!("migrations/004_uplink.sql")),
+    ("005_faces", include_str!("migrations/005_faces.sql")),
 ];
 
 pub fn count() -> i64 {

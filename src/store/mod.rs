@@ -10,6 +10,7 @@ pub mod addresses;
 pub mod atomic;
 pub mod cards;
 pub mod events;
+pub mod faces;
 pub mod groups;
 mod migrations;
 pub mod outbox;
