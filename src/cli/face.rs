@@ -216,26 +216,10 @@ fn detect(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The store, the engine, the policy and the current gallery for commands that match.
-struct Matching {
-    store: Store,
-    engine: FaceEngine,
-    policy: MatchPolicy,
-    gallery: face::Gallery,
-}
+use crate::face::enrol::{self as enrolment, Matcher, Photo, Refused};
 
-fn open_matching(config: &crate::config::Config) -> Result<Matching> {
-    let spec = face::embedder_spec(config)?;
-    let policy = MatchPolicy::from_config(&config.face, &spec)?;
-    let engine = FaceEngine::load(config)?;
-    let store = Store::open_config(config)?;
-    let gallery = face::load_gallery(store.conn(), engine.model_name(), engine.embedder.dim())?;
-    Ok(Matching {
-        store,
-        engine,
-        policy,
-        gallery,
-    })
+fn open_matching(config: &crate::config::Config) -> Result<Matcher> {
+    Matcher::open(config)
 }
 
 fn identify(config: &crate::config::Config, image: &Path, top: usize) -> Result<ExitCode> {
@@ -292,84 +276,37 @@ fn identify(config: &crate::config::Config, image: &Path, top: usize) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-fn crop_bytes(crop: &opencv::core::Mat) -> Result<Vec<u8>> {
-    let bytes = crop
-        .data_bytes()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("aligned crop pixels")?;
-    Ok(bytes.to_vec())
-}
-
 fn enroll(
     config: &crate::config::Config,
     resident: ResidentId,
     images: &[PathBuf],
 ) -> Result<ExitCode> {
     let mut m = open_matching(config)?;
-    if !faces::person_exists(m.store.conn(), resident)? {
-        return Err(failed(format!("no resident {resident} in the register")));
-    }
-    let others = m.gallery.without(resident);
-    let mut accepted = Vec::new();
-    let mut errors = Vec::new();
-    for image in images {
-        let result = photo::load(image).and_then(|frame| photo::single_face(&mut m.engine, &frame));
-        match result {
-            Ok(face) => accepted.push((image, face)),
-            Err(e) => errors.push(format!("{}: {e}", image.display())),
-        }
-    }
-    if !errors.is_empty() {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        return Err(failed(format!(
-            "{} of {} photo(s) refused; nothing was enrolled for {resident}",
-            errors.len(),
-            images.len()
-        )));
-    }
-    let model = m.engine.model_name().to_string();
-    let mut crops = Vec::new();
-    for (image, face) in &accepted {
-        let Some(embedding) = &face.embedding else {
-            continue;
-        };
-        if let Some(ranked) = others.search(embedding.as_slice()) {
-            if ranked.best.score >= m.policy.threshold {
-                eprintln!(
-                    "warning: {}: this face already matches {} (score {:.3}, threshold {:.3}); check that it is the right person",
-                    image.display(),
-                    ranked.best.resident,
-                    ranked.best.score,
-                    m.policy.threshold
-                );
+    let photos = images.iter().map(|p| Photo::from_path(p)).collect();
+    let done = match enrolment::enrol(&mut m, resident, photos, &store::os_user()) {
+        Ok(done) => done,
+        Err(e) => match e.downcast::<Refused>() {
+            Ok(refused) => {
+                for r in &refused.refusals {
+                    eprintln!("{r}");
+                }
+                return Err(failed(format!(
+                    "{} of {} photo(s) refused; nothing was enrolled for {resident}",
+                    refused.refusals.len(),
+                    refused.total
+                )));
             }
-        }
-        crops.push((crop_bytes(&face.crop112)?, embedding, face.quality));
+            Err(e) => return Err(e),
+        },
+    };
+    for w in &done.warnings {
+        eprintln!("warning: {w}");
     }
-    let new: Vec<faces::NewFace<'_>> = crops
-        .iter()
-        .map(|(crop, embedding, q)| faces::NewFace {
-            model: &model,
-            embedding: embedding.as_slice(),
-            crop,
-            eye_px: q.eye_px,
-            sharpness: q.sharpness,
-        })
-        .collect();
-    let secret = m.store.secret().clone();
-    let ids = faces::enroll(
-        m.store.conn_mut(),
-        &secret,
-        resident,
-        &new,
-        &store::os_user(),
-    )?;
     println!(
-        "enrolled {} face(s) for {resident} with {model} (face ids {:?})",
-        ids.len(),
-        ids
+        "enrolled {} face(s) for {resident} with {} (face ids {:?})",
+        done.face_ids.len(),
+        done.model,
+        done.face_ids
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ pub mod align;
 pub mod camera;
 pub mod detect;
 pub mod embed;
+pub mod enrol;
 pub mod eval;
 pub mod gallery;
 pub mod photo;
