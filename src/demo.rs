@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 
 use crate::config::Config;
-use crate::daemon::services::start_services;
+use crate::daemon::services::{start_cameras, start_services};
 use crate::daemon::{Daemon, DaemonOptions, GateHandle};
 use crate::domain::{CardNumber, GateId, Plate, ResidentId};
 use crate::store::events::{AccessResult, EventKind, EventRecord};
@@ -72,6 +72,7 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let mut config = Config::demo();
+    // Relative sources in the built-in config are relative to where the demo runs.
     config.set_data_dir(data_dir.clone());
     // The demo must not collide with a gateway running on this machine.
     config.lpr.listen = None;
@@ -89,7 +90,26 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     // Register, through the same functions as `gatehouse resident add` & co.
     let store = Store::open_config(&config)?;
     let residents = enrol_register(&store, &config.site.id, out)?;
-    drop(store);
+    let faces_enrolled = match enrol_faces(&config, store, &options, out) {
+        Ok(n) => n,
+        Err(e) => {
+            writeln!(out, "faces: skipped — {e:#}")?;
+            writeln!(
+                out,
+                "       (the card, PIN, door and plate parts run anyway; add faces with --faces DIR, one sub-folder of photos per person, and --models DIR holding the model files)"
+            )?;
+            config.cameras.clear();
+            FacesEnrolled::default()
+        }
+    };
+    if config
+        .cameras
+        .iter()
+        .any(|c| !c.source.starts_with("/dev/") && !Path::new(&c.source).exists())
+    {
+        writeln!(out, "camera: no video file found; pass --video FILE (or a /dev/videoN webcam) to see faces at the gate")?;
+        config.cameras.clear();
+    }
 
     let daemon_options = DaemonOptions {
         // A demo machine often has no NTP; say so, but show the date rules working.
@@ -101,8 +121,12 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
             "note: this machine's clock is not synchronised; the demo treats it as synchronised so lease dates apply.\n      A real gateway flags such events and never refuses a resident because of the clock."
         )?;
     }
+    // The camera starts after the scripted credentials, so a face at the door
+    // does not release the lock in the middle of the forced-door step.
+    let mut camera_config = config.clone();
+    config.cameras.clear();
     let mut daemon = Daemon::start_with(&config, daemon_options).await?;
-    let started = start_services(&mut daemon, &config).await?;
+    let mut started = start_services(&mut daemon, &config).await?;
     if let Some(socket) = &started.control_socket {
         writeln!(
             out,
@@ -125,18 +149,42 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     writeln!(out, "\n— cards, PINs, doors and plates —")?;
     let mut summary = Summary {
         data_dir: data_dir.clone(),
-        residents: residents.count,
+        residents: residents.count + faces_enrolled.people,
+        faces_enrolled: faces_enrolled.photos,
         ..Summary::default()
     };
     let script = scripted_run(&handle, &residents).await;
     drain_events(&mut lines_rx, out, &mut summary).await?;
     script?;
 
-    writeln!(out, "\n— faces at the east entrance —")?;
-    writeln!(
-        out,
-        "(face recognition lands with the face pipeline; add photos with --faces DIR)"
-    )?;
+    if !camera_config.cameras.is_empty() {
+        // The demo's video plays once.
+        for camera in &mut camera_config.cameras {
+            camera.loop_file = false;
+        }
+        start_cameras(&mut daemon, &camera_config, &mut started).await;
+        match &started.face_unavailable {
+            Some(why) => writeln!(out, "\nfaces: out of service — {why}")?,
+            None => {
+                writeln!(
+                    out,
+                    "\n— faces at the east entrance: camera {} on {} (until it ends, at most {} s) —",
+                    camera_config.cameras[0].id,
+                    camera_config.cameras[0].source,
+                    options.camera_seconds
+                )?;
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_secs(options.camera_seconds);
+                loop {
+                    let ended = drain_events(&mut lines_rx, out, &mut summary).await?;
+                    if ended || tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
 
     // Let the last events reach the printer (and the broker, if there is one).
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -164,6 +212,71 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     summary.chain_ok = breaks.is_empty();
     write_summary(out, &summary, &config)?;
     Ok(summary)
+}
+
+#[derive(Clone, Copy, Default)]
+struct FacesEnrolled {
+    people: usize,
+    photos: usize,
+}
+
+/// Installs the face models (from the mirror when given) and enrols one
+/// resident per sub-folder of `options.faces`, up to three photos each.
+fn enrol_faces(
+    config: &Config,
+    store: Store,
+    options: &DemoOptions,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<FacesEnrolled> {
+    let manifest = crate::models::Manifest::for_config(config)?;
+    for name in [&config.models.detector, &config.models.embedder] {
+        let spec = manifest.get(name)?;
+        crate::models::fetch(spec, &config.models_dir(), options.models_mirror.as_deref())?;
+    }
+    let Some(root) = &options.faces else {
+        anyhow::bail!("no folder of face photos (../shared/faces/identities not found)");
+    };
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
+        .with_context(|| format!("cannot read {}", root.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    let mut matcher = crate::face::enrol::Matcher::with_store(config, store)?;
+    let mut enrolled = FacesEnrolled::default();
+    for (i, folder) in folders.iter().enumerate() {
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().replace('_', " "))
+            .unwrap_or_default();
+        let mut photos: Vec<PathBuf> = std::fs::read_dir(folder)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        photos.sort();
+        let mut p = NewPerson::new(&name, Role::Owner);
+        p.address = Some(
+            format!("8-1-{}01", i + 1)
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+        );
+        let id = people::add(&matcher.store, ACTOR, &p)?;
+        let mut ok = 0;
+        for photo in photos.iter().take(3) {
+            // One photo at a time: a refused photo (a half-hidden face) must not cost the others.
+            let one = vec![crate::face::enrol::Photo::from_path(photo)];
+            match crate::face::enrol::enrol(&mut matcher, id, one, ACTOR) {
+                Ok(_) => ok += 1,
+                Err(e) => writeln!(out, "faces: {e:#}")?,
+            }
+        }
+        writeln!(out, "faces: {id} {name}: {ok} photo(s) enrolled")?;
+        enrolled.people += 1;
+        enrolled.photos += ok;
+    }
+    Ok(enrolled)
 }
 
 struct DemoResidents {
@@ -317,8 +430,10 @@ async fn drain_events(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<EventRecord>,
     out: &mut (dyn std::io::Write + Send),
     summary: &mut Summary,
-) -> Result<()> {
+) -> Result<bool> {
+    let mut camera_ended = false;
     while let Ok(e) = rx.try_recv() {
+        camera_ended |= e.reason.as_deref() == Some("camera_ended");
         match (e.kind, e.result) {
             (EventKind::Access, Some(AccessResult::Granted)) => summary.granted += 1,
             (EventKind::Access, Some(AccessResult::Denied)) => summary.denied += 1,
@@ -332,7 +447,7 @@ async fn drain_events(
         }
         writeln!(out, "{}", describe(&e))?;
     }
-    Ok(())
+    Ok(camera_ended)
 }
 
 /// One line per event, the way a guard would read it.

@@ -29,6 +29,9 @@ fn demo_runs_the_scripted_gate_and_prints_a_summary() {
         "GRANTED car-in   plate 川A12345",
         "DENIED  car-in   plate 川B99999 (unknown_credential)",
         "event log hash chain: intact",
+        // The video clip's face (Lin-Manuel Miranda, enrolled from ../shared) opens the gate.
+        "GRANTED east     face",
+        "(camera_ended)",
         "wait in the outbox",
     ] {
         assert!(

@@ -55,6 +55,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             lpr = ?started.lpr,
             metrics = ?started.metrics,
             broker = ?started.broker,
+            cameras = started.cameras,
             database = %config.database_path().display(),
             "gatehouse running"
         );

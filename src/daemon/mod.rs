@@ -10,6 +10,7 @@
 //! Architecture Invariant: a gate whose hardware fails is out of service on
 //! its own; the daemon and the other gates keep running.
 
+pub mod cameras;
 pub mod clock;
 mod core;
 mod gate;
