@@ -228,28 +228,11 @@ impl Register {
     }
 }
 
-/// `张三` → `张*`, `欧阳娜娜` → `欧***`, `Barack Obama` → `B***** *****`.
-pub fn mask_name(name: &str) -> String {
-    let mut chars = name.trim().chars();
-    match chars.next() {
-        None => String::new(),
-        Some(first) => std::iter::once(first)
-            .chain(chars.map(|c| if c.is_whitespace() { c } else { '*' }))
-            .collect(),
-    }
-}
+pub use crate::enrol::mask::masked_name as mask_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_masked_after_the_first_character() {
-        assert_eq!(mask_name("张三"), "张*");
-        assert_eq!(mask_name("欧阳娜娜"), "欧***");
-        assert_eq!(mask_name("Barack Obama"), "B***** *****");
-        assert_eq!(mask_name(""), "");
-    }
 
     #[test]
     fn bounds_parse_dates_and_instants() {

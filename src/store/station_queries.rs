@@ -47,16 +47,7 @@ pub struct ResidentSummary {
     pub valid_until: Option<String>,
 }
 
-/// The first character and a star for each of the rest (at least one star),
-/// so `张三丰` becomes `张**` and `李` becomes `李*`.
-pub fn mask_name(name: &str) -> String {
-    let mut chars = name.trim().chars();
-    let Some(first) = chars.next() else {
-        return "*".into();
-    };
-    let rest = chars.filter(|c| !c.is_whitespace()).count().max(1);
-    format!("{first}{}", "*".repeat(rest))
-}
+pub use crate::enrol::mask::masked_name as mask_name;
 
 pub fn find_resident(conn: &Connection, key: &ResidentKey) -> Result<Option<ResidentSummary>> {
     const SELECT: &str = "SELECT p.id, p.name, p.role, p.status, p.valid_until, \
@@ -410,14 +401,6 @@ mod tests {
         )
         .unwrap();
         id
-    }
-
-    #[test]
-    fn masks_names_keeping_only_the_first_character() {
-        assert_eq!(mask_name("张三丰"), "张**");
-        assert_eq!(mask_name("李"), "李*");
-        assert_eq!(mask_name("John Smith"), "J********");
-        assert_eq!(mask_name(""), "*");
     }
 
     #[test]

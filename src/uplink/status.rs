@@ -5,16 +5,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// True when the kernel's clock discipline is synchronised (NTP, chrony or
-/// systemd-timesyncd has set it). A Pi without a network has no real-time
-/// clock, so this is false after boot until a time source answers.
-pub fn kernel_clock_synced() -> bool {
-    // SAFETY: adjtimex with modes = 0 only reads the kernel's state into the
-    // zeroed struct we own.
-    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-    let state = unsafe { libc::adjtimex(&mut tx) };
-    state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
-}
+pub use crate::clock::is_synchronised as kernel_clock_synced;
 
 /// Bytes available to unprivileged users on the file system holding `path`.
 pub fn disk_free_bytes(path: &Path) -> Option<u64> {
