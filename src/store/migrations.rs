@@ -17,6 +17,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("004_uplink", include_str!("migrations/004_uplink.sql")),
     ("005_faces", include_str!("migrations/005_faces.sql")),
+    (
+        "006_watchlist_version",
+        include_str!("migrations/006_watchlist_version.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {
