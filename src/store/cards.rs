@@ -187,12 +187,25 @@ pub(crate) fn insert(
         }
         bail!("card {card} is already assigned to {owner}; revoke it first");
     }
+    insert_row(conn, actor, person, card, format)?;
+    Ok(format)
+}
+
+/// The bare insert, for callers that checked the person, the format and that
+/// the card is free (the import, per row).
+pub(crate) fn insert_row(
+    conn: &Connection,
+    actor: &str,
+    person: ResidentId,
+    card: &CardNumber,
+    format: CardFormat,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO card (card_key, format, person_id, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![card.key(), format, person.0, now_rfc3339(), actor])
     .with_context(|| format!("cannot assign card {card}"))?;
-    Ok(format)
+    Ok(())
 }
 
 /// Takes a card out of the register; returns whose it was.

@@ -350,6 +350,19 @@ pub(crate) fn insert(
         )?),
         None => None,
     };
+    insert_row(conn, actor, new, &name, id_hash, household)
+}
+
+/// The bare insert, for callers that already validated the name, checked the
+/// ID hash is free and resolved the household (the import, per row).
+pub(crate) fn insert_row(
+    conn: &Connection,
+    actor: &str,
+    new: &NewPerson,
+    name: &str,
+    id_hash: Option<[u8; 32]>,
+    household: Option<i64>,
+) -> Result<ResidentId> {
     let now = now_rfc3339();
     conn.prepare_cached(
         "INSERT INTO person (name, id_kind, id_hash, id_masked, phone, role, household_id, status,

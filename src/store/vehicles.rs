@@ -69,6 +69,18 @@ pub(crate) fn insert(
         }
         bail!("vehicle {plate} is already registered to {owner}; remove it first");
     }
+    insert_row(conn, actor, person, plate, info)
+}
+
+/// The bare insert, for callers that checked the person and that the plate is
+/// free (the import, per row).
+pub(crate) fn insert_row(
+    conn: &Connection,
+    actor: &str,
+    person: ResidentId,
+    plate: &Plate,
+    info: &VehicleInfo,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO vehicle (plate, kind, colour, person_id, created_at, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
