@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::atomic::atomically;
-use super::people::{self, holder_from_row, Holder, HOLDER_COLUMNS};
+use super::people::{self, holder_from_row, select_holder, Holder};
 use super::{now_rfc3339, Store};
 use crate::domain::{CardNumber, ResidentId};
 
@@ -242,8 +242,8 @@ pub fn lookup(conn: &Connection, card: &CardNumber) -> Result<Option<Holder>> {
 /// [`lookup`] by the canonical key (`card.card_key`), for callers that already have it.
 pub fn lookup_key(conn: &Connection, key: &str) -> Result<Option<Holder>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {HOLDER_COLUMNS} FROM card c JOIN person p ON p.id = c.person_id WHERE c.card_key = ?1"
+        .prepare_cached(select_holder!(
+            "FROM card c JOIN person p ON p.id = c.person_id WHERE c.card_key = ?1"
         ))?
         .query_row([key], holder_from_row)
         .optional()?)

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::atomic::atomically;
-use super::people::{self, holder_from_row, Holder, HOLDER_COLUMNS};
+use super::people::{self, holder_from_row, select_holder, Holder};
 use super::{now_rfc3339, Store};
 use crate::domain::{Plate, ResidentId};
 
@@ -126,8 +126,8 @@ pub fn owner(conn: &Connection, plate: &Plate) -> Result<Option<ResidentId>> {
 /// The vehicle gate's lookup: the holder of `plate` with what the decision needs.
 pub fn lookup(conn: &Connection, plate: &Plate) -> Result<Option<Holder>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {HOLDER_COLUMNS} FROM vehicle v JOIN person p ON p.id = v.person_id WHERE v.plate = ?1"
+        .prepare_cached(select_holder!(
+            "FROM vehicle v JOIN person p ON p.id = v.person_id WHERE v.plate = ?1"
         ))?
         .query_row([plate.as_str()], holder_from_row)
         .optional()?)
