@@ -266,7 +266,12 @@ pub fn import_residents(
     conn.set_prepared_statement_cache_capacity(64);
     conn.execute_batch("BEGIN IMMEDIATE")
         .context("cannot start the import transaction (is the database locked?)")?;
-    let outcome = import_rows(conn, actor, parsed, &mut report, progress);
+    let present = Present {
+        phone: columns.contains_key(&Column::Phone),
+        address: columns.contains_key(&Column::Building),
+        valid_until: columns.contains_key(&Column::ValidUntil),
+    };
+    let outcome = import_rows(conn, actor, parsed, present, &mut report, progress);
     let commit = outcome.is_ok()
         && !opts.dry_run
         && (report.errors.is_empty() || opts.skip_invalid)
@@ -330,6 +335,13 @@ fn map_header(header: &csv::StringRecord) -> Result<HashMap<Column, usize>> {
         if !columns.contains_key(&c) {
             problems.push(format!("missing column {}", c.name()));
         }
+    }
+    let address_parts = [Column::Building, Column::Unit, Column::Room]
+        .iter()
+        .filter(|c| columns.contains_key(c))
+        .count();
+    if address_parts != 0 && address_parts != 3 {
+        problems.push("columns building, unit and room go together".into());
     }
     if !problems.is_empty() {
         bail!(
@@ -498,6 +510,14 @@ struct Seen {
     plates: HashMap<String, u64>,
 }
 
+/// Which optional columns the file has.
+#[derive(Clone, Copy)]
+struct Present {
+    phone: bool,
+    address: bool,
+    valid_until: bool,
+}
+
 /// A row after the first pass: what parsed, its ID hash, and whether it
 /// already had problems.
 struct Parsed {
@@ -536,6 +556,7 @@ fn import_rows(
     conn: &rusqlite::Connection,
     actor: &str,
     parsed: Vec<Parsed>,
+    present: Present,
     report: &mut ImportReport,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<()> {
@@ -568,7 +589,7 @@ fn import_rows(
             continue;
         }
         let applied = atomically(conn, |conn| {
-            apply_row(conn, actor, &row, hash, existing, &households)
+            apply_row(conn, actor, &row, hash, existing, present, &households)
         });
         match applied {
             Ok(outcome) => {
@@ -681,6 +702,7 @@ fn apply_row(
     row: &Row,
     hash: [u8; 32],
     existing: Option<ResidentId>,
+    present: Present,
     households: &HashMap<Address, i64>,
 ) -> Result<RowOutcome> {
     let mut new_household = None;
@@ -707,13 +729,14 @@ fn apply_row(
             (id, PersonOutcome::Added)
         }
         Some(id) => {
-            // The file is the source of truth for the columns it has.
+            // The file is the source of truth for the columns it has, and
+            // only for those: a file without a phone column keeps the phones.
             let change = PersonUpdate {
                 name: Some(row.name.clone()),
-                phone: Some(row.phone.clone()),
+                phone: present.phone.then(|| row.phone.clone()),
                 role: Some(row.role),
-                address: Some(row.address.clone()),
-                valid_until: Some(row.valid_until),
+                address: present.address.then(|| row.address.clone()),
+                valid_until: present.valid_until.then_some(row.valid_until),
                 ..PersonUpdate::default()
             };
             let changed = people::apply_update(conn, actor, id, &change, None)?;
