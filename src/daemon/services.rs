@@ -103,6 +103,9 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
                 let snapshots = snapshots.clone();
                 let result = handle
                     .with_store(move |store| {
+                        // Ended visitor passes go a day after their window, freeing their PINs.
+                        let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+                        crate::store::visitors::purge_ended(store, "retention", day_ago)?;
                         crate::store::retention::purge(
                             store.conn(),
                             &snapshots,
