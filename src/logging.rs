@@ -28,7 +28,11 @@ struct Handles {
 static HANDLES: OnceLock<Handles> = OnceLock::new();
 
 fn format_layer(format: LogFormat) -> FormatLayer {
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    // Colour codes only for a person at a terminal, not in journald or files.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => Box::new(layer),
         LogFormat::Json => Box::new(layer.json()),

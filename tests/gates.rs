@@ -542,3 +542,109 @@ async fn tamper_switch_raises_an_alarm_and_clears() {
     wait_event(&mut events, "tamper_cleared", Duration::from_secs(2)).await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_sending_bad_frames_faults_its_gate_only_and_recovers() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut events = h.events();
+    let mut broken = card_bits("10:12345");
+    broken[7] = !broken[7];
+    for _ in 0..gatehouse::wiegand::FAULT_BAD_FRAMES {
+        let out = h.simulate_wiegand(&gate("east"), &broken).await.unwrap();
+        assert_eq!(out.rejected.unwrap().kind, RejectKind::Parity);
+    }
+    let fault = wait_event(&mut events, "reader_fault", Duration::from_secs(2)).await;
+    assert_eq!(fault.gate.as_deref(), Some("east"));
+    assert_eq!(fault.kind, EventKind::Device);
+    assert_eq!(
+        fault.detail.unwrap()["bad_frames"],
+        gatehouse::wiegand::FAULT_BAD_FRAMES
+    );
+    let status = h.status().await;
+    let east = status.iter().find(|s| s.id == "east").unwrap();
+    assert!(east.reader.as_ref().unwrap().health.faulted, "{east:?}");
+    assert!(
+        east.out_of_service.is_none(),
+        "a faulty reader is not a dead gate"
+    );
+    let out_gate = status.iter().find(|s| s.id == "east-out").unwrap();
+    assert!(!out_gate.reader.as_ref().unwrap().health.faulted);
+
+    // The other reader at the same opening still admits, and the daemon lives on.
+    let d = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    assert!(h.unresponsive(Duration::from_secs(1)).await.is_empty());
+
+    // A good frame at the faulty reader clears the fault.
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    wait_event(&mut events, "reader_recovered", Duration::from_secs(2)).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_changes_unlock_time_and_lockout_for_the_running_gates() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut new = rig.config.clone();
+    new.gates[0].unlock_ms = 30_000;
+    new.access.lockout_attempts = 2;
+    new.gates[0].relay_pin = GpioPin(26); // needs a restart: reported, not applied
+    let effective = h.reload_config(&rig.config, &new).await.unwrap();
+    assert_eq!(effective.gates[0].relay_pin, rig.config.gates[0].relay_pin);
+
+    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        rig.relay("east"),
+        Level::High,
+        "still released after the old 400 ms"
+    );
+    let first = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:99999"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(first.alarm, None);
+    let second = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:99998"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(second.alarm.as_deref(), Some("reader_lockout"));
+
+    let store = rig.store();
+    let detail: String = store
+        .conn()
+        .query_row(
+            "SELECT detail FROM event WHERE reason = 'config_reloaded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(
+        detail["applied"],
+        serde_json::json!(["access.lockout_attempts", "gates[east].unlock_ms"])
+    );
+    assert_eq!(
+        detail["needs_restart"],
+        serde_json::json!(["gates[east].relay_pin"])
+    );
+    rig.stop().await;
+}
