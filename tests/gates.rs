@@ -648,3 +648,27 @@ async fn a_config_reload_changes_unlock_time_and_lockout_for_the_running_gates()
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_check_lists_ended_gate_tasks_but_not_gates_out_of_service() {
+    if gatehouse::hw::rppal_board::RppalBoard::open().is_ok() {
+        return; // on a real Pi the rppal gate would work
+    }
+    let rig = Rig::start_with(|c| c.gates[2].backend = gatehouse::config::Backend::Rppal).await;
+    let h = rig.h();
+    assert_eq!(
+        h.unresponsive(Duration::from_millis(500)).await,
+        Vec::<GateId>::new()
+    );
+    let mut events = h.events();
+    rig.stop().await;
+    assert_eq!(
+        h.unresponsive(Duration::from_millis(200)).await,
+        vec![gate("east"), gate("east-out")]
+    );
+    let stopped = wait_event(&mut events, "daemon_stopped", Duration::from_secs(1)).await;
+    assert_eq!(
+        stopped.detail.unwrap()["relays"],
+        serde_json::json!({ "east": "locked", "east-out": "locked", "car-in": "out_of_service" })
+    );
+}

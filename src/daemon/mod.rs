@@ -360,17 +360,33 @@ impl GateHandle {
     /// ended). Gates out of service since start-up are not listed: they are
     /// degraded, not hung.
     pub async fn unresponsive(&self, within: Duration) -> Vec<GateId> {
+        use tokio::sync::mpsc::error::TrySendError;
+        use tokio::time::timeout_at;
+        // Ask every gate first, then wait: each gets the whole window, and the
+        // check ends within `within` however many are stuck.
+        let deadline = tokio::time::Instant::now() + within;
         let mut out = Vec::new();
+        let mut waiting = Vec::new();
         for (id, entry) in &self.shared.gates {
             let Slot::Running { commands, .. } = &entry.slot else {
                 continue;
             };
-            let ask = async {
-                let (reply, rx) = oneshot::channel();
-                commands.send(GateCommand::Sync { reply }).await.ok()?;
-                rx.await.ok()
+            let (reply, rx) = oneshot::channel();
+            let sent = match commands.try_send(GateCommand::Sync { reply }) {
+                Ok(()) => true,
+                Err(TrySendError::Full(cmd)) => {
+                    matches!(timeout_at(deadline, commands.send(cmd)).await, Ok(Ok(())))
+                }
+                Err(TrySendError::Closed(_)) => false,
             };
-            if !matches!(tokio::time::timeout(within, ask).await, Ok(Some(()))) {
+            if sent {
+                waiting.push((id, rx));
+            } else {
+                out.push(id.clone());
+            }
+        }
+        for (id, rx) in waiting {
+            if !matches!(timeout_at(deadline, rx).await, Ok(Ok(()))) {
                 out.push(id.clone());
             }
         }
