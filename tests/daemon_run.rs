@@ -57,7 +57,7 @@ fn swipe(config: &Path, data: &Path, gate: &str, card: &str) -> String {
 }
 
 #[test]
-fn tells_systemd_it_is_ready_pings_the_watchdog_and_says_when_it_stops() {
+fn tells_systemd_when_it_is_ready_reloading_and_stopping_and_pings_the_watchdog() {
     let data = Scratch::new("notify");
     let d = data.path();
     let config = demo_copy(d, "");
@@ -95,14 +95,24 @@ fn tells_systemd_it_is_ready_pings_the_watchdog_and_says_when_it_stops() {
         started.elapsed()
     );
 
-    let status = daemon.stop();
-    assert!(status.success(), "{status:?}");
-    let stopping = loop {
+    // A reload is bracketed by RELOADING=1 (with the monotonic time) and READY=1.
+    daemon.signal(libc::SIGHUP);
+    let next = || loop {
         let m = recv();
         if m != "WATCHDOG=1" {
             break m;
         }
     };
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(next(), "READY=1");
+
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    let stopping = next();
     assert!(stopping.starts_with("STOPPING=1"), "{stopping:?}");
     systemd
         .set_read_timeout(Some(Duration::from_millis(500)))

@@ -3,8 +3,8 @@
 //! Signals: SIGTERM/SIGINT stop it (gates lock, events flush, exit 0);
 //! SIGHUP reloads the config file and the register (see `daemon::reload`).
 //! Under systemd (`Type=notify`) it reports READY=1 once the gates and
-//! services are up, pings the watchdog while the gates answer, and says
-//! STOPPING=1 when it stops.
+//! services are up, pings the watchdog while the gates answer, brackets a
+//! reload with RELOADING=1 … READY=1, and says STOPPING=1 when it stops.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use super::Cli;
 use crate::config::Config;
 use crate::control;
-use crate::daemon::sd_notify::Notifier;
+use crate::daemon::sd_notify::{self, Notifier};
 use crate::daemon::services::start_services;
 use crate::daemon::{watchdog, Daemon, GateHandle};
 
@@ -84,7 +84,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             "READY=1\nSTATUS=running {} gate(s)",
             config.gates.len()
         ));
-        let result = serve_signals(signals, cli, args, &daemon.handle(), config).await;
+        let result = serve_signals(signals, cli, args, &daemon.handle(), &notifier, config).await;
         notifier.notify("STOPPING=1\nSTATUS=stopping: locking gates, flushing events");
         tracing::info!("stopping: locking gates and flushing events");
         daemon.shutdown(SHUTDOWN_GRACE).await?;
@@ -114,6 +114,7 @@ async fn serve_signals(
     cli: &Cli,
     args: &RunArgs,
     handle: &GateHandle,
+    notifier: &Notifier,
     mut running: Config,
 ) -> Result<()> {
     let Signals {
@@ -127,6 +128,10 @@ async fn serve_signals(
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration and the register");
+                notifier.notify(&format!(
+                    "RELOADING=1\nMONOTONIC_USEC={}",
+                    sd_notify::monotonic_usec()
+                ));
                 let outcome = match load(cli, args) {
                     Ok(new) => handle.reload_config(&running, &new).await.map(|c| running = c),
                     Err(e) => handle.reload_refused(&e).await,
@@ -135,6 +140,7 @@ async fn serve_signals(
                 if let Err(e) = outcome {
                     tracing::error!("reload failed: {e:#}");
                 }
+                notifier.notify("READY=1");
             }
         }
     }

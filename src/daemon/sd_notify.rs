@@ -77,6 +77,17 @@ fn first_word(state: &str) -> &str {
     state.split(['\n', '=']).next().unwrap_or(state)
 }
 
+/// `CLOCK_MONOTONIC` in microseconds, which systemd wants with `RELOADING=1`.
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
+}
+
 /// How often to ping the watchdog: half of `$WATCHDOG_USEC`, as sd_watchdog_enabled(3)
 /// advises; `None` if the watchdog is off or meant for another process
 /// (`$WATCHDOG_PID`).
