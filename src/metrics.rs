@@ -1,6 +1,15 @@
 //! Prometheus text metrics on a local port: decisions by result, face
 //! pipeline latency, outbox depth, camera fps, reader faults.
 //!
+//! Series the daemon exports (names are the contract with dashboards):
+//! - `gatehouse_decisions_total{gate,result}`: every access decision.
+//! - `gatehouse_reader_rejections_total{gate,kind}`: Wiegand frames refused
+//!   (`parity`, `length`, `noise`); `gatehouse_reader_faults_total{gate}`: a
+//!   reader that kept sending bad frames (the `reader_fault` event).
+//! - `gatehouse_event_write_seconds`: storing one event (and its outbox row).
+//! - `gatehouse_outbox_events` / `gatehouse_outbox_bytes`: what waits for the
+//!   station, sampled every few seconds.
+//!
 //! A tiny registry of named series behind one mutex: updates happen a few
 //! times per second at most, so simplicity beats lock-free cleverness.
 
@@ -12,8 +21,11 @@ use std::sync::{LazyLock, Mutex};
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Latency buckets in seconds (the face pipeline runs 5–200 ms).
-const BUCKETS: [f64; 10] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+/// Latency buckets in seconds: event writes take about a millisecond, the
+/// face pipeline 5–200 ms.
+const BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
 
 #[derive(Default)]
 struct Registry {
@@ -121,10 +133,39 @@ pub fn render() -> String {
 
 /// Serves `GET /metrics` on `listen` until the task is dropped.
 pub async fn serve(listen: SocketAddr) -> Result<()> {
+    bind(listen).await?.serve().await
+}
+
+/// Binds the metrics port (so a port in use fails at start-up, and port 0
+/// gets its real number); [`Endpoint::serve`] answers requests.
+pub async fn bind(listen: SocketAddr) -> Result<Endpoint> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen for metrics on {listen}"))?;
-    tracing::info!(%listen, "metrics at http://{listen}/metrics");
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("metrics socket on {listen}"))?;
+    tracing::info!(listen = %local, "metrics at http://{local}/metrics");
+    Ok(Endpoint { listener, local })
+}
+
+pub struct Endpoint {
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+}
+
+impl Endpoint {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves `GET /metrics` until the task is dropped.
+    pub async fn serve(self) -> Result<()> {
+        serve_on(self.listener).await
+    }
+}
+
+async fn serve_on(listener: tokio::net::TcpListener) -> Result<()> {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             continue;

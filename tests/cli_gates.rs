@@ -1,99 +1,21 @@
-//! `gatehouse run --config config/demo.toml` as a real process, driven with
+//! `gatehouse run` on a copy of config/demo.toml as a real process, driven with
 //! `gatehouse simulate …`, `gate …` and `log …` through its control socket,
 //! then stopped with SIGTERM; and `gatehouse log verify` on an edited copy.
 
 mod common;
+mod daemon_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Output;
 
-use common::{gatehouse, Scratch};
+use common::Scratch;
+use daemon_support::{demo_copy, stdout, Running};
 use gatehouse::store::Store;
 use rusqlite::params;
 
-fn demo_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml")
-}
-
+/// Every data directory here holds its copy of the demo config.
 fn cli(data: &Path, args: &[&str]) -> Output {
-    let out = gatehouse()
-        .arg("--config")
-        .arg(demo_config())
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run gatehouse");
-    println!(
-        "$ gatehouse {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-struct Running(Option<Child>);
-
-impl Running {
-    fn start(data: &Path) -> Running {
-        let log = std::fs::File::create(data.join("daemon.log")).unwrap();
-        let child = gatehouse()
-            .arg("--config")
-            .arg(common::isolated_demo_config(data))
-            .arg("--data-dir")
-            .arg(data)
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start gatehouse run");
-        let socket = data.join("gatehouse.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "daemon did not open its socket");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Running(Some(child))
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.0.take().unwrap();
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not exit within 5 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    daemon_support::cli(&data.join("gatehouse.toml"), data, args)
 }
 
 #[test]
@@ -120,7 +42,8 @@ fn run_simulate_log_and_verify_against_the_demo_config() {
             )
             .unwrap();
     }
-    let mut daemon = Running::start(data.path());
+    let config = demo_copy(data.path(), "");
+    let mut daemon = Running::start(&config, data.path());
     let d = data.path();
 
     // A second daemon on the same data directory refuses to start.
@@ -232,6 +155,7 @@ fn run_simulate_log_and_verify_against_the_demo_config() {
 
     // Tamper with a copy: make the denied card a grant.
     let copy = Scratch::new("cli-gates-copy");
+    demo_copy(copy.path(), "");
     for f in ["gatehouse.db", "gatehouse.db-wal", "device.key"] {
         if d.join(f).exists() {
             std::fs::copy(d.join(f), copy.path().join(f)).unwrap();

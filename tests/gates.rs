@@ -544,6 +544,136 @@ async fn tamper_switch_raises_an_alarm_and_clears() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_sending_bad_frames_faults_its_gate_only_and_recovers() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut events = h.events();
+    let mut broken = card_bits("10:12345");
+    broken[7] = !broken[7];
+    for _ in 0..gatehouse::wiegand::FAULT_BAD_FRAMES {
+        let out = h.simulate_wiegand(&gate("east"), &broken).await.unwrap();
+        assert_eq!(out.rejected.unwrap().kind, RejectKind::Parity);
+    }
+    let fault = wait_event(&mut events, "reader_fault", Duration::from_secs(2)).await;
+    assert_eq!(fault.gate.as_deref(), Some("east"));
+    assert_eq!(fault.kind, EventKind::Device);
+    assert_eq!(
+        fault.detail.unwrap()["bad_frames"],
+        gatehouse::wiegand::FAULT_BAD_FRAMES
+    );
+    let status = h.status().await;
+    let east = status.iter().find(|s| s.id == "east").unwrap();
+    assert!(east.reader.as_ref().unwrap().health.faulted, "{east:?}");
+    assert!(
+        east.out_of_service.is_none(),
+        "a faulty reader is not a dead gate"
+    );
+    let out_gate = status.iter().find(|s| s.id == "east-out").unwrap();
+    assert!(!out_gate.reader.as_ref().unwrap().health.faulted);
+
+    // The other reader at the same opening still admits, and the daemon lives on.
+    let d = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    assert!(h.unresponsive(Duration::from_secs(1)).await.is_empty());
+
+    // A good frame at the faulty reader clears the fault.
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    wait_event(&mut events, "reader_recovered", Duration::from_secs(2)).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_changes_unlock_time_and_lockout_for_the_running_gates() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut new = rig.config.clone();
+    new.gates[0].unlock_ms = 30_000;
+    new.access.lockout_attempts = 2;
+    new.gates[0].relay_pin = GpioPin(26); // needs a restart: reported, not applied
+    let effective = h.reload_config(&rig.config, &new).await.unwrap();
+    assert_eq!(effective.gates[0].relay_pin, rig.config.gates[0].relay_pin);
+
+    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        rig.relay("east"),
+        Level::High,
+        "still released after the old 400 ms"
+    );
+    let first = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:99999"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(first.alarm, None);
+    let second = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:99998"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(second.alarm.as_deref(), Some("reader_lockout"));
+
+    let store = rig.store();
+    let detail: String = store
+        .conn()
+        .query_row(
+            "SELECT detail FROM event WHERE reason = 'config_reloaded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(
+        detail["applied"],
+        serde_json::json!(["access.lockout_attempts", "gates[east].unlock_ms"])
+    );
+    assert_eq!(
+        detail["needs_restart"],
+        serde_json::json!(["gates[east].relay_pin"])
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_check_lists_ended_gate_tasks_but_not_gates_out_of_service() {
+    if gatehouse::hw::rppal_board::RppalBoard::open().is_ok() {
+        return; // on a real Pi the rppal gate would work
+    }
+    let rig = Rig::start_with(|c| c.gates[2].backend = gatehouse::config::Backend::Rppal).await;
+    let h = rig.h();
+    assert_eq!(
+        h.unresponsive(Duration::from_millis(500)).await,
+        Vec::<GateId>::new()
+    );
+    let mut events = h.events();
+    rig.stop().await;
+    assert_eq!(
+        h.unresponsive(Duration::from_millis(200)).await,
+        vec![gate("east"), gate("east-out")]
+    );
+    let stopped = wait_event(&mut events, "daemon_stopped", Duration::from_secs(1)).await;
+    assert_eq!(
+        stopped.detail.unwrap()["relays"],
+        serde_json::json!({ "east": "locked", "east-out": "locked", "car-in": "out_of_service" })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchlisted_cards_raise_an_alarm_and_are_refused_only_when_the_station_asks() {
     use gatehouse::store::station_queries::{watchlist_set, WatchAction, WatchEntry, WatchKind};
     let rig = Rig::start().await;

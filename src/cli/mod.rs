@@ -133,7 +133,7 @@ pub fn main() -> ExitCode {
     } else {
         "info"
     };
-    crate::logging::init(cli.log_format.unwrap_or_default(), default_filter);
+    crate::logging::init(cli.log_format, default_filter);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -125,6 +125,7 @@ impl Core {
     }
 
     fn write(&self, store: &mut Store, p: &Pending) -> Result<EventRecord> {
+        let started = std::time::Instant::now();
         let tx = store
             .conn_mut()
             .transaction()
@@ -134,6 +135,12 @@ impl Core {
         }
         let record = events::append_in(&tx, &p.event)?;
         tx.commit().context("cannot commit event")?;
+        crate::metrics::observe(
+            "gatehouse_event_write_seconds",
+            "Time to store one event with its outbox row (one SQLite transaction).",
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
         if let Some(pass) = p.visitor_use {
             self.decider().state.visitor_use_stored(pass);
         }

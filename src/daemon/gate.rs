@@ -19,8 +19,9 @@ use crate::access::{AccessAlarm, Credential, Decision, GateContext, Now, PinHash
 use crate::config::{self, Direction, GateKind};
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
 use crate::hw::{Board, Edge, InputPin, Level, Pull};
+use crate::metrics;
 use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
-use crate::wiegand::{self, Line, Reader, ReaderEvent};
+use crate::wiegand::{self, Line, Reader, ReaderEvent, RejectKind};
 
 /// A credential with what the presenting task knows about it.
 #[derive(Clone, Debug)]
@@ -61,6 +62,13 @@ pub(crate) enum GateCommand {
     },
     /// Answers once every input queued before it has been handled.
     Sync {
+        reply: oneshot::Sender<()>,
+    },
+    /// New live settings (SIGHUP); see `daemon::reload`.
+    Reconfigure {
+        unlock_ms: u32,
+        held_open_s: u32,
+        access: config::Access,
         reply: oneshot::Sender<()>,
     },
 }
@@ -105,7 +113,7 @@ pub(crate) fn spawn(
 ) -> Result<(
     mpsc::Sender<GateCommand>,
     broadcast::Sender<GateNotice>,
-    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<bool>,
 )> {
     let relay_pin = board
         .output(cfg.relay_pin, Relay::locked_level(&cfg))
@@ -195,7 +203,7 @@ impl GateTask {
         mut inputs: mpsc::UnboundedReceiver<InputEdge>,
         mut commands: mpsc::Receiver<GateCommand>,
         mut shutdown: watch::Receiver<bool>,
-    ) {
+    ) -> bool {
         tracing::info!(gate = %self.cfg.id, "gate running, relay locked");
         loop {
             if *shutdown.borrow() {
@@ -212,9 +220,13 @@ impl GateTask {
         }
         // The known safe state at shutdown: locked (barrier down).
         match self.relay.lock() {
-            Ok(()) => tracing::info!(gate = %self.cfg.id, "gate stopped, relay locked"),
+            Ok(()) => {
+                tracing::info!(gate = %self.cfg.id, "gate stopped, relay locked");
+                true
+            }
             Err(e) => {
-                tracing::error!(gate = %self.cfg.id, "cannot lock the relay at shutdown: {e:#}")
+                tracing::error!(gate = %self.cfg.id, "cannot lock the relay at shutdown: {e:#}");
+                false
             }
         }
     }
@@ -247,6 +259,18 @@ impl GateTask {
                 let _ = reply.send(self.status());
             }
             GateCommand::Sync { reply } => {
+                let _ = reply.send(());
+            }
+            GateCommand::Reconfigure {
+                unlock_ms,
+                held_open_s,
+                access,
+                reply,
+            } => {
+                self.cfg.unlock_ms = unlock_ms;
+                self.cfg.held_open_s = held_open_s;
+                self.ctx = GateContext::from_config(&self.cfg, &access);
+                self.door.set_config(DoorConfig::from_gate(&self.cfg));
                 let _ = reply.send(());
             }
         }
@@ -342,9 +366,24 @@ impl GateTask {
                 }
                 ReaderEvent::Rejected(rejection) => {
                     tracing::warn!(gate = %self.cfg.id, "Wiegand frame rejected: {}", rejection.detail);
+                    let kind = match rejection.kind {
+                        RejectKind::Parity => "parity",
+                        RejectKind::Length => "length",
+                        RejectKind::Noise => "noise",
+                    };
+                    metrics::inc(
+                        "gatehouse_reader_rejections_total",
+                        "Wiegand frames refused by the decoder, by gate and kind.",
+                        &[("gate", self.cfg.id.as_str()), ("kind", kind)],
+                    );
                     let _ = self.notices.send(GateNotice::FrameRejected { rejection });
                 }
                 ReaderEvent::Fault { bad_frames } => {
+                    metrics::inc(
+                        "gatehouse_reader_faults_total",
+                        "Readers that kept sending bad frames (reader_fault events), by gate.",
+                        &[("gate", self.cfg.id.as_str())],
+                    );
                     let health = self.reader.as_ref().map(|r| r.health());
                     let detail = json!({ "bad_frames": bad_frames, "health": health });
                     self.gate_event(EventKind::Device, "reader_fault", Some(detail))
@@ -381,6 +420,16 @@ impl GateTask {
     /// Decide → relay → event stored → reply.
     async fn present(&mut self, p: Presentation) -> Presented {
         let (decision, now) = self.core.decide(&self.ctx, &p.credential);
+        let result = if decision.is_granted() {
+            "granted"
+        } else {
+            "denied"
+        };
+        metrics::inc(
+            "gatehouse_decisions_total",
+            "Access decisions, by gate and result.",
+            &[("gate", self.cfg.id.as_str()), ("result", result)],
+        );
         if decision.is_granted() {
             let cause = match p.credential {
                 Credential::ExitButton => ReleaseCause::ExitButton,

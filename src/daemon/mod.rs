@@ -14,11 +14,15 @@ pub mod cameras;
 pub mod clock;
 mod core;
 mod gate;
+pub mod gauges;
 mod plates;
+pub mod reload;
+pub mod sd_notify;
 pub mod services;
 pub mod simulate;
 mod uplink_actions;
 pub mod view;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,7 +85,8 @@ pub struct DaemonOptions {
 pub struct Daemon {
     handle: GateHandle,
     shutdown: watch::Sender<bool>,
-    gate_tasks: JoinSet<()>,
+    /// Each gate task ends with whether its relay is locked.
+    gate_tasks: JoinSet<(GateId, bool)>,
     tasks: JoinSet<()>,
 }
 
@@ -119,9 +124,14 @@ impl Daemon {
             });
             let slot = match started {
                 Ok((commands, notices, join)) => {
+                    let id = cfg.id.clone();
                     gate_tasks.spawn(async move {
-                        if let Err(e) = join.await {
-                            tracing::error!("gate task ended abnormally: {e}");
+                        match join.await {
+                            Ok(locked) => (id, locked),
+                            Err(e) => {
+                                tracing::error!(gate = %id, "gate task ended abnormally: {e}");
+                                (id, false)
+                            }
                         }
                     });
                     Slot::Running { commands, notices }
@@ -196,22 +206,59 @@ impl Daemon {
     }
 
     /// Stops: gates finish the credential in hand and lock their relays,
-    /// other tasks get `grace` to finish, then a final event is stored.
+    /// other tasks get `grace` to finish, then a final `daemon_stopped` event
+    /// is stored with each gate's relay state (`locked`, `lock_failed`,
+    /// `unknown` if its task did not end, `out_of_service`).
     pub async fn shutdown(mut self, grace: Duration) -> Result<()> {
         let _ = self.shutdown.send(true);
         let deadline = tokio::time::Instant::now() + grace;
+        let mut relays = serde_json::Map::new();
+        for (id, entry) in &self.handle.shared.gates {
+            let state = match entry.slot {
+                Slot::Running { .. } => "unknown",
+                Slot::OutOfService(_) => "out_of_service",
+            };
+            relays.insert(id.to_string(), state.into());
+        }
         while let Ok(Some(r)) = tokio::time::timeout_at(deadline, self.gate_tasks.join_next()).await
         {
-            if let Err(e) = r {
-                tracing::error!("gate task failed: {e}");
+            match r {
+                Ok((id, locked)) => {
+                    let state = if !locked {
+                        "lock_failed"
+                    } else if self.simulated_relay_released(&id) {
+                        // The pin itself disagrees with the task: report the pin.
+                        "released"
+                    } else {
+                        "locked"
+                    };
+                    relays.insert(id.to_string(), state.into());
+                }
+                Err(e) => tracing::error!("gate task failed: {e}"),
             }
         }
         while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.tasks.join_next()).await {}
         self.tasks.abort_all();
         let mut ev = NewEvent::now(EventKind::Device, self.handle.shared.core.clock.synced());
         ev.reason = Some("daemon_stopped".into());
+        ev.detail = Some(serde_json::json!({ "relays": relays }));
         self.handle.record(ev).await?;
         Ok(())
+    }
+
+    /// A simulated gate's relay pin is at its released level.
+    fn simulated_relay_released(&self, id: &GateId) -> bool {
+        let Ok(cfg) = self.handle.gate_config(id) else {
+            return false;
+        };
+        cfg.backend == Backend::Simulated
+            && self
+                .handle
+                .shared
+                .boards
+                .simulated
+                .output_level(cfg.relay_pin)
+                .is_some_and(|l| l != crate::door::Relay::locked_level(cfg))
     }
 }
 
@@ -306,6 +353,43 @@ impl GateHandle {
                 Slot::OutOfService(why) => offline_status(&entry.cfg, why.clone()),
             };
             out.push(status);
+        }
+        out
+    }
+
+    /// Running gates whose task does not answer within `within` (stuck or
+    /// ended). Gates out of service since start-up are not listed: they are
+    /// degraded, not hung.
+    pub async fn unresponsive(&self, within: Duration) -> Vec<GateId> {
+        use tokio::sync::mpsc::error::TrySendError;
+        use tokio::time::timeout_at;
+        // Ask every gate first, then wait: each gets the whole window, and the
+        // check ends within `within` however many are stuck.
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::new();
+        let mut waiting = Vec::new();
+        for (id, entry) in &self.shared.gates {
+            let Slot::Running { commands, .. } = &entry.slot else {
+                continue;
+            };
+            let (reply, rx) = oneshot::channel();
+            let sent = match commands.try_send(GateCommand::Sync { reply }) {
+                Ok(()) => true,
+                Err(TrySendError::Full(cmd)) => {
+                    matches!(timeout_at(deadline, commands.send(cmd)).await, Ok(Ok(())))
+                }
+                Err(TrySendError::Closed(_)) => false,
+            };
+            if sent {
+                waiting.push((id, rx));
+            } else {
+                out.push(id.clone());
+            }
+        }
+        for (id, rx) in waiting {
+            if !matches!(timeout_at(deadline, rx).await, Ok(Ok(()))) {
+                out.push(id.clone());
+            }
         }
         out
     }

@@ -56,14 +56,16 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
     }
 
     if let Some(listen) = config.metrics.listen {
+        let endpoint = crate::metrics::bind(listen).await?;
+        started.metrics = Some(endpoint.local_addr());
         let stop = until_shutdown(daemon.shutdown_signal());
         daemon.spawn(async move {
             tokio::select! {
-                r = crate::metrics::serve(listen) => if let Err(e) = r { tracing::error!("metrics stopped: {e:#}") },
+                r = endpoint.serve() => if let Err(e) = r { tracing::error!("metrics stopped: {e:#}") },
                 () = stop => {}
             }
         });
-        started.metrics = Some(listen);
+        super::gauges::spawn_outbox_sampler(daemon);
     }
 
     // The uplink runs even without a broker: it keeps the backlog within its quota.

@@ -119,6 +119,12 @@ impl Door {
         }
     }
 
+    /// New timings (a config reload). A release in progress keeps its end
+    /// time; the next release and the held-open check use the new values.
+    pub fn set_config(&mut self, cfg: DoorConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn is_released(&self) -> bool {
         self.released_until.is_some()
     }

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Packages an already built gatehouse as a Debian package with everything the
+# Pi needs from this repository: the binary, the ONNX Runtime library, the
+# systemd unit, sysusers.d and tmpfiles.d files, the example config (as a
+# conffile, /etc/gatehouse/gatehouse.toml) and the docs. Models are not
+# included: `gatehouse models fetch` installs them (or --mirror from a USB stick).
+#
+#   scripts/build-aarch64.sh && scripts/build-deb.sh --arch arm64   # for the Pi
+#   cargo build --release && scripts/build-deb.sh                  # amd64
+#
+# Options: --arch amd64|arm64, --binary FILE, --onnxruntime FILE,
+#          --out DIR (default target/debian), --compress xz|none.
+# Prints the path of the .deb. Needs dpkg-deb and (for stripping) binutils.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+arch=amd64 binary="" ort="" out="$here/target/debian" compress=xz
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arch) arch="$2"; shift 2 ;;
+    --binary) binary="$2"; shift 2 ;;
+    --onnxruntime) ort="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --compress) compress="$2"; shift 2 ;;
+    *) echo "build-deb.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+case "$arch" in
+  amd64) strip_tool=strip
+         : "${binary:=target/release/gatehouse}"
+         : "${ort:=.cache/onnxruntime/libonnxruntime.so.1.31.1}" ;;
+  arm64) strip_tool=aarch64-linux-gnu-strip
+         : "${binary:=target/aarch64-unknown-linux-gnu/release/gatehouse}"
+         : "${ort:=.cache/onnxruntime-aarch64/libonnxruntime.so.1.31.1}" ;;
+  *) echo "build-deb.sh: --arch must be amd64 or arm64, got $arch" >&2; exit 2 ;;
+esac
+for f in "$binary" "$ort"; do
+  [ -f "$f" ] || { echo "build-deb.sh: $f not found (build it first; see README)" >&2; exit 1; }
+done
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+chmod 0755 "$stage"
+
+install -D -m 0755 "$binary" "$stage/usr/bin/gatehouse"
+if command -v "$strip_tool" >/dev/null; then
+  "$strip_tool" --strip-debug "$stage/usr/bin/gatehouse"
+else
+  echo "build-deb.sh: $strip_tool not found; packaging the binary unstripped" >&2
+fi
+# The unit points ORT_DYLIB_PATH here.
+install -D -m 0644 "$ort" "$stage/usr/lib/gatehouse/libonnxruntime.so"
+install -D -m 0644 systemd/gatehouse.service "$stage/lib/systemd/system/gatehouse.service"
+install -D -m 0644 systemd/gatehouse.sysusers "$stage/usr/lib/sysusers.d/gatehouse.conf"
+install -D -m 0644 systemd/gatehouse.tmpfiles "$stage/usr/lib/tmpfiles.d/gatehouse.conf"
+install -D -m 0640 config/gatehouse.example.toml "$stage/etc/gatehouse/gatehouse.toml"
+for doc in README.md ARCHITECTURE.md BENCHMARKS.md; do
+  install -D -m 0644 "$doc" "$stage/usr/share/doc/gatehouse/$doc"
+done
+install -D -m 0644 config/gatehouse.example.toml "$stage/usr/share/doc/gatehouse/gatehouse.example.toml"
+
+mkdir -p "$stage/DEBIAN"
+size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
+cat >"$stage/DEBIAN/control" <<EOF
+Package: gatehouse
+Version: $version
+Architecture: $arch
+Maintainer: gatehouse maintainers <gatehouse@invalid>
+Installed-Size: $size
+Depends: libc6, systemd, libopencv-core406, libopencv-imgproc406, libopencv-imgcodecs406, libopencv-videoio406, libopencv-calib3d406
+Section: misc
+Priority: optional
+Description: gate controller for residential compounds
+ Card, face and licence-plate access for a compound's gates on a Raspberry Pi,
+ registers in SQLite, events over MQTT to the police station. Runs as the
+ systemd service gatehouse.service under its own user.
+EOF
+echo /etc/gatehouse/gatehouse.toml >"$stage/DEBIAN/conffiles"
+
+# Not started on install: the operator edits the config, fetches the models and
+# runs `gatehouse doctor` first (README "Building for and installing on a Raspberry Pi").
+cat >"$stage/DEBIAN/postinst" <<'EOF'
+#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+  systemd-sysusers /usr/lib/sysusers.d/gatehouse.conf
+  systemd-tmpfiles --create /usr/lib/tmpfiles.d/gatehouse.conf
+  # The config may hold the LPR token: readable by the service, not by everyone.
+  chgrp gatehouse /etc/gatehouse/gatehouse.toml
+  chmod 0640 /etc/gatehouse/gatehouse.toml
+  if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    # An upgrade restarts a running daemon on the new binary.
+    [ -z "$2" ] || systemctl try-restart gatehouse.service
+  fi
+fi
+exit 0
+EOF
+cat >"$stage/DEBIAN/prerm" <<'EOF'
+#!/bin/sh
+set -e
+if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
+  systemctl disable --now gatehouse.service || true
+fi
+exit 0
+EOF
+# Purging keeps /var/lib/gatehouse: the event log may have to be kept by law.
+cat >"$stage/DEBIAN/postrm" <<'EOF'
+#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload || true
+fi
+exit 0
+EOF
+chmod 0755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm" "$stage/DEBIAN/postrm"
+
+mkdir -p "$out"
+deb="$out/gatehouse_${version}_${arch}.deb"
+dpkg-deb --root-owner-group -Z"$compress" --build "$stage" "$deb" >/dev/null
+echo "$deb"
