@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "003_register_version",
         include_str!("migrations/003_register_version.sql"),
     ),
+    ("004_console", include_str!("migrations/004_console.sql")),
 ];
 
 pub fn count() -> i64 {
