@@ -1,5 +1,5 @@
 //! The parts of a running gateway around the gates: the control socket, the
-//! LPR endpoint, metrics and retention. `gatehouse run` and `gatehouse demo`
+//! LPR endpoint, the web console, metrics and retention. `gatehouse run` and `gatehouse demo`
 //! start the same set through [`start_services`], so the demo is the product.
 
 use std::time::Duration;
@@ -19,6 +19,7 @@ pub struct Started {
     pub control_socket: Option<std::path::PathBuf>,
     pub lpr: Option<std::net::SocketAddr>,
     pub metrics: Option<std::net::SocketAddr>,
+    pub console: Option<std::net::SocketAddr>,
 }
 
 async fn until_shutdown(mut rx: watch::Receiver<bool>) {
@@ -45,6 +46,17 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         daemon.spawn(async move {
             if let Err(e) = server.serve(stop).await {
                 tracing::error!("LPR endpoint stopped: {e:#}");
+            }
+        });
+    }
+
+    if config.console.listen.is_some() {
+        let server = crate::console::ConsoleServer::bind(config, daemon.handle()).await?;
+        started.console = server.local_addr().ok();
+        let stop = until_shutdown(daemon.shutdown_signal());
+        daemon.spawn(async move {
+            if let Err(e) = server.serve(stop).await {
+                tracing::error!("console stopped: {e:#}");
             }
         });
     }
