@@ -201,16 +201,26 @@ impl Ctx {
         )
     }
 
-    /// Runs `f` on the daemon's database connection (the single writer).
+    /// Runs `f` on the daemon's database connection (the single writer),
+    /// then has the gates pick up any register change at once (instead of
+    /// at the watcher's next poll), so a card assigned here opens the gate
+    /// on the next swipe.
     pub async fn store<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut crate::store::Store) -> anyhow::Result<R> + Send + 'static,
     ) -> Result<anyhow::Result<R>, Fail> {
-        self.app
+        let result = self
+            .app
             .handle
             .with_store(f)
             .await
-            .map_err(|e| self.internal(&e))
+            .map_err(|e| self.internal(&e))?;
+        if let Err(e) = self.app.handle.reload_register(false).await {
+            tracing::error!(
+                "register reload after a console change failed (the watcher retries): {e:#}"
+            );
+        }
+        Ok(result)
     }
 
     /// Shows `text` on the next page of this session.
