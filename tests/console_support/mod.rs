@@ -251,6 +251,68 @@ impl Http {
         self.finish(r)
     }
 
+    /// A multipart form with text `fields` and one file.
+    pub fn post_multipart(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &[u8]),
+    ) -> Reply {
+        let boundary = "----gatehouse-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        let (field, file_name, bytes) = file;
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .set("cookie", &self.cookie_header())
+            .set(
+                "content-type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            )
+            .send_bytes(&body);
+        self.finish(r)
+    }
+
+    /// The CSRF token of the signed-in session (from any page's forms).
+    pub fn csrf(&mut self) -> String {
+        let page = self.get("/account/password");
+        hidden(&page.body, "_csrf").expect("a signed-in page carries the CSRF token")
+    }
+
+    /// Creates the first manager through the setup link and stays signed in.
+    pub fn setup(&mut self, link: &str) -> Reply {
+        let path = link
+            .strip_prefix(&self.base)
+            .expect("setup link on this base")
+            .to_string();
+        let page = self.get(&path);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let pre = hidden(&page.body, "_csrf").expect("setup form token");
+        let token = hidden(&page.body, "token").expect("setup token field");
+        self.post(
+            "/setup",
+            &[
+                ("_csrf", &pre),
+                ("token", &token),
+                ("name", MANAGER),
+                ("password", MANAGER_PASSWORD),
+                ("confirm", MANAGER_PASSWORD),
+            ],
+        )
+    }
+
     /// Signs in through the login form (with its pre-session token).
     pub fn login(&mut self, name: &str, password: &str) -> Reply {
         let page = self.get("/login");
