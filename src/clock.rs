@@ -9,5 +9,5 @@ pub fn is_synchronised() -> bool {
     // SAFETY: adjtimex with modes = 0 only reads the kernel's state into the struct.
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     let state = unsafe { libc::adjtimex(&mut tx) };
-    state != libc::TIME_ERROR && state >= 0
+    state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
 }

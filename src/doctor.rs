@@ -81,7 +81,7 @@ fn check_data_dir(dir: &Path) -> Check {
 }
 
 fn check_disk(dir: &Path) -> Check {
-    match free_bytes(dir) {
+    match crate::uplink::status::disk_free_bytes(dir) {
         Some(free) => {
             let mb = free / (1024 * 1024);
             let status = if mb < 200 {
@@ -103,19 +103,6 @@ fn check_disk(dir: &Path) -> Check {
             format!("cannot read free space of {}", dir.display()),
         ),
     }
-}
-
-/// Free bytes on the filesystem holding `dir` (statvfs).
-pub fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we own; path is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
-    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 fn check_gpio(config: &Config) -> Vec<Check> {

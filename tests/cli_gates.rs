@@ -51,7 +51,7 @@ impl Running {
         let log = std::fs::File::create(data.join("daemon.log")).unwrap();
         let child = gatehouse()
             .arg("--config")
-            .arg(demo_config())
+            .arg(common::isolated_demo_config(data))
             .arg("--data-dir")
             .arg(data)
             .arg("run")

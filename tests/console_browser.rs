@@ -1,6 +1,8 @@
 //! The web console end to end in headless Chromium against the real daemon
 //! (`gatehouse run`, simulated gates, a real SQLite file): first setup from
-//! the logged link, sign-in, adding a tenant, assigning a card by swiping it
+//! the logged link, sign-in, adding a tenant, enrolling their face from photos
+//! (a group photo refused, a look-alike warned, a camera frame checked),
+//! assigning a card by swiping it
 //! at a reader, that card opening the gate and "通过" appearing on the live
 //! page by server-sent events, a guard kept out of the resident editor but
 //! issuing a visitor pass whose PIN opens the gate, the English switch and a
@@ -17,6 +19,32 @@ use gatehouse::store::Store;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// Loading the face models and analysing photos on a busy machine.
+const FACE_WAIT: Duration = Duration::from_secs(120);
+
+fn count(b: &Browser, css: &str) -> u64 {
+    b.execute(
+        "return document.querySelectorAll(arguments[0]).length;",
+        json!([css]),
+    )
+    .as_u64()
+    .unwrap_or(0)
+}
+
+/// Chooses files in the face form and submits it.
+fn upload(b: &Browser, files: &[std::path::PathBuf]) {
+    let paths: Vec<String> = files
+        .iter()
+        .map(|p| {
+            std::fs::canonicalize(p)
+                .expect("photo exists")
+                .display()
+                .to_string()
+        })
+        .collect();
+    b.type_into("#face-photos", &paths.join("\n"));
+    b.click_css("#face-upload");
+}
 
 fn stdout(out: &std::process::Output) -> String {
     assert!(
@@ -37,7 +65,7 @@ fn set_value(b: &Browser, css: &str, value: &str) {
 
 #[test]
 fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
-    let gw = Gateway::start("console-browser");
+    let gw = Gateway::start_with_faces("console-browser");
     let driver = Driver::start();
     let b = Browser::start(&driver);
 
@@ -94,6 +122,41 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
     let resident_url = b.url();
     let rid = resident_url.rsplit('/').next().unwrap().to_string();
 
+    // Enrol the tenant's face from two photos; a group photo is refused.
+    b.click_css("#face-page");
+    b.wait_text("h1", "人脸登记", WAIT);
+    let faces = common::faces_dir();
+    upload(
+        &b,
+        &[
+            faces.join("identities/obama/obama_1.jpg"),
+            faces.join("identities/obama/obama_2.jpg"),
+        ],
+    );
+    b.wait_text("#face-outcome", "已登记 2 张人脸", FACE_WAIT);
+    assert_eq!(
+        count(&b, "#face-outcome figure img"),
+        2,
+        "each photo's face is shown"
+    );
+    assert!(
+        b.text_of("#face-outcome").contains("双眼间距"),
+        "with its quality"
+    );
+    assert_eq!(count(&b, "#face-table tbody tr"), 2);
+    b.screenshot("04-face-enrolled");
+    upload(&b, &[faces.join("group/two_people.jpg")]);
+    let refused = b.wait_text("#face-refused", "未登记", FACE_WAIT);
+    assert!(refused.contains("2 faces found"), "{refused}");
+    assert_eq!(
+        count(&b, "#face-table tbody tr"),
+        2,
+        "nothing more was enrolled"
+    );
+    b.screenshot("05-face-refused");
+    b.goto(&resident_url);
+    b.wait_text("h1", "张三", WAIT);
+
     // Assign a card by swiping it at the east reader: the browser waits while
     // a swipe is simulated once the daemon is listening for it.
     let config = gw.config.clone();
@@ -130,7 +193,31 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
     );
     b.wait_text("p.flash", "10:***45", WAIT);
     assert!(b.text_of("#card-table").contains("10:***45"));
-    b.screenshot("04-card-assigned");
+    b.screenshot("06-card-assigned");
+
+    // Another resident whose photo is the tenant's face: enrolled, with a warning.
+    b.goto(&format!("{}/residents/new", gw.base));
+    b.type_into("#f-name", "李雷");
+    b.click_css("#f-role option[value=owner]");
+    b.type_into("#f-address", "3-2-502");
+    b.click_css("#resident-save");
+    b.wait_text("h1", "李雷", WAIT);
+    b.click_css("#face-page");
+    b.wait_text("h1", "人脸登记", WAIT);
+    upload(&b, &[faces.join("identities/obama/obama_3.jpg")]);
+    let warned = b.wait_text("#face-outcome", "已登记 1 张人脸", FACE_WAIT);
+    assert!(
+        warned.contains("注意") && warned.contains("already matches R1"),
+        "{warned}"
+    );
+    // A frame from the gate camera goes through the same checks.
+    b.click_css("#face-camera");
+    let taken = b.wait_text("#face-outcome", "camera east-cam", FACE_WAIT);
+    assert!(
+        !taken.contains("no frame") && !taken.contains("unavailable"),
+        "{taken}"
+    );
+    b.screenshot("06b-face-warning-and-camera");
 
     // The live page, then that card at the gate: "通过" arrives by SSE.
     b.goto(&format!("{}/live", gw.base));
@@ -155,7 +242,7 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
         json!(true),
         "the row came over the live stream, not a reload"
     );
-    b.screenshot("05-live-granted");
+    b.screenshot("07-live-granted");
 
     // A guard account, made by the manager.
     b.goto(&format!("{}/accounts", gw.base));
@@ -164,7 +251,7 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
     b.type_into("#account-form #f-password", "night-shift-2025");
     b.click_css("#account-create");
     b.wait_text("#account-table", "guard1", WAIT);
-    b.screenshot("06-accounts");
+    b.screenshot("08-accounts");
     b.click_css("header form button");
     b.wait_text("h1", "登录", WAIT);
     b.type_into("#f-name", "guard1");
@@ -195,7 +282,7 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
             "{path} showed the editor"
         );
     }
-    b.screenshot("07-guard-refused");
+    b.screenshot("09-guard-refused");
 
     // The guard issues a visitor pass for the tenant; its PIN opens the gate.
     b.goto(&format!("{}/visitors", gw.base));
@@ -212,7 +299,7 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
         b.try_find("#pass svg path").is_some(),
         "the pass shows a QR code"
     );
-    b.screenshot("08-visitor-pass");
+    b.screenshot("10-visitor-pass");
     let out = gw.cli(&["simulate", "pin", "--gate", "east", &pin]);
     assert!(
         stdout(&out).contains("GRANTED"),
@@ -229,7 +316,7 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
         WAIT,
     );
     b.set_window(390, 844);
-    b.screenshot("09-live-english-phone");
+    b.screenshot("11-live-english-phone");
     let overflow = b.execute(
         "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
         json!([]),
@@ -247,4 +334,5 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
     assert!(did("console:wang", "console.account.create"));
     assert!(did("console:guard1", "visitor.issue"));
     assert!(did("console:-", "console.login_failed"));
+    assert!(did("console:wang", "face.enroll"));
 }

@@ -310,7 +310,7 @@ fn console_serves_https_with_the_configured_certificate() {
         cert.display().to_string(),
         key.display().to_string()
     );
-    let gw = Gateway::start_with("console-tls", &extra, "https");
+    let gw = Gateway::start_with("console-tls", &extra, "https", false);
     assert!(gw.setup_link().starts_with("https://"));
     let out = Command::new("curl")
         .args(["-sk", "-D", "-", "-o", "/dev/null"])

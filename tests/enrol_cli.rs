@@ -613,6 +613,25 @@ fn access_groups_record_windows_and_members() {
     assert!(err.contains("overnight"), "{err}");
     let (code, _) = site.fails(&["group", "member", "租户", "--role", "tenant"]);
     assert_eq!(code, 1);
+    let store = site.store();
+    let windows =
+        gatehouse::store::groups::windows_for(store.conn(), ResidentId(1), people::Role::Tenant)
+            .unwrap()
+            .expect("R1 is bound by a group");
+    assert_eq!(windows.len(), 1);
+    assert_eq!(
+        (
+            windows[0].days,
+            windows[0].start_minute,
+            windows[0].end_minute
+        ),
+        (0x1f, 420, 1320)
+    );
+    let unbound =
+        gatehouse::store::groups::windows_for(store.conn(), ResidentId(9), people::Role::Owner)
+            .unwrap();
+    assert_eq!(unbound, None, "an owner in no group is not restricted");
+    drop(store);
     let shown = site.ok(&["resident", "show", "R1", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(v["groups"], serde_json::json!(["租户"]));

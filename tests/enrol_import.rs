@@ -254,3 +254,26 @@ fn excel_numbers_mangled_into_floats_get_a_helpful_message() {
         "a leading apostrophe is Excel's text marker: {err}"
     );
 }
+
+#[test]
+fn a_file_without_optional_columns_leaves_those_fields_alone() {
+    let site = Site::new("imp-partial");
+    let file = site.write("full.csv", residents_csv(0, 3).as_bytes());
+    site.ok(&["import", "residents", file.to_str().unwrap()]);
+    let before = site.dump();
+    let mut partial = String::from("name,id_number,role\n");
+    for line in residents_csv(0, 3).lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        partial.push_str(&format!("{},{},{}\n", f[0], f[1], f[6]));
+    }
+    let file = site.write("partial.csv", partial.as_bytes());
+    let out = site.ok(&["import", "residents", file.to_str().unwrap()]);
+    assert!(out.contains("nothing to change"), "{out}");
+    assert_eq!(site.dump(), before);
+    let file = site.write("half.csv", b"name,id_number,role,building\n");
+    let (_, err) = site.fails(&["import", "residents", file.to_str().unwrap()]);
+    assert!(
+        err.contains("columns building, unit and room go together"),
+        "{err}"
+    );
+}

@@ -542,3 +542,58 @@ async fn tamper_switch_raises_an_alarm_and_clears() {
     wait_event(&mut events, "tamper_cleared", Duration::from_secs(2)).await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchlisted_cards_raise_an_alarm_and_are_refused_only_when_the_station_asks() {
+    use gatehouse::store::station_queries::{watchlist_set, WatchAction, WatchEntry, WatchKind};
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut alarms = h.events();
+    let entry = |card: &str, action| WatchEntry {
+        kind: WatchKind::Card,
+        value: card.to_string(),
+        embedding: None,
+        action,
+        label: Some("case 2026-118".into()),
+        expires_at: None,
+    };
+    watchlist_set(
+        rig.store().conn(),
+        &[
+            entry("10:12345", WatchAction::Alert),
+            entry("10:5", WatchAction::Deny),
+        ],
+        "station:officer-7",
+    )
+    .unwrap();
+    assert!(
+        h.reload_register(false).await.unwrap(),
+        "a watchlist change bumps the register version"
+    );
+
+    // Alert only: the resident still gets in, and the station hears of it at once.
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    assert_eq!(d.alarm.as_deref(), Some("watchlist_match"));
+    let alarm = wait_event(&mut alarms, "watchlist_match", Duration::from_secs(2)).await;
+    assert_eq!(alarm.kind, EventKind::Alarm);
+    assert_eq!(alarm.detail.as_ref().unwrap()["denied"], false);
+
+    // Deny: refused with its reason although the card is otherwise valid.
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:5"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Denied);
+    assert_eq!(d.reason.as_deref(), Some("watchlisted"));
+    let alarm = wait_event(&mut alarms, "watchlist_match", Duration::from_secs(2)).await;
+    assert_eq!(alarm.detail.as_ref().unwrap()["denied"], true);
+    rig.stop().await;
+}

@@ -20,7 +20,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use register::{
-    mask_name, Bound, GroupId, Person, Register, Role, Status, VisitorPass, Window,
+    mask_name, Bound, GroupId, Person, Register, Role, Status, VisitorPass, WatchHit, Window,
 };
 pub use state::AccessState;
 
@@ -174,6 +174,8 @@ pub enum DenyReason {
     ReaderLockedOut,
     /// The register row could not be read; refused rather than guessed.
     InvalidRecord,
+    /// The station watches this card or plate and asked for entry to be refused.
+    Watchlisted,
 }
 
 impl DenyReason {
@@ -195,6 +197,7 @@ impl DenyReason {
             DenyReason::AntiPassback => "anti_passback",
             DenyReason::ReaderLockedOut => "reader_locked_out",
             DenyReason::InvalidRecord => "invalid_record",
+            DenyReason::Watchlisted => "watchlisted",
         }
     }
 }
@@ -229,6 +232,8 @@ pub enum Subject {
 pub enum AccessAlarm {
     /// The Nth unknown credential within the window: the reader is locked out.
     ReaderLockout { attempts: u32, lockout_s: u64 },
+    /// The card or plate is on the station's watchlist: raise an alarm at once.
+    Watchlist { deny: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -283,6 +288,25 @@ pub fn decide(
     if credential.is_guessable() && state.reader_locked(&gate.gate, now.mono) {
         return Decision::denied(DenyReason::ReaderLockedOut, None);
     }
+    let mut decision = decide_register(register, state, credential, gate, now);
+    // The station's watchlist overrides nothing silently: a hit always alarms,
+    // and refuses only when the station asked for that.
+    if let Some(deny) = register.watch_hit(credential, now.wall) {
+        if deny {
+            decision.outcome = Outcome::Denied(DenyReason::Watchlisted);
+        }
+        decision.alarm = Some(AccessAlarm::Watchlist { deny });
+    }
+    decision
+}
+
+fn decide_register(
+    register: &Register,
+    state: &AccessState,
+    credential: &Credential,
+    gate: &GateContext,
+    now: &Now,
+) -> Decision {
     match credential {
         Credential::ExitButton | Credential::Remote { .. } => Decision::granted(None),
         Credential::Card(card) => match register.cards.get(&card.key()) {

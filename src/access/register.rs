@@ -141,6 +141,18 @@ pub struct Register {
     pub(crate) group_windows: HashMap<GroupId, Vec<Window>>,
     pub(crate) role_groups: HashMap<Role, Vec<GroupId>>,
     pub(crate) person_groups: HashMap<ResidentId, Vec<GroupId>>,
+    /// The station's watchlist: card key or plate → entry.
+    pub(crate) watch_cards: HashMap<String, WatchHit>,
+    pub(crate) watch_plates: HashMap<Plate, WatchHit>,
+}
+
+/// A watchlist entry as the decision needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchHit {
+    /// Refuse entry (else alarm only).
+    pub deny: bool,
+    /// The entry lapses at this instant, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Register {
@@ -159,7 +171,28 @@ impl Register {
             group_windows: HashMap::new(),
             role_groups: HashMap::new(),
             person_groups: HashMap::new(),
+            watch_cards: HashMap::new(),
+            watch_plates: HashMap::new(),
         }
+    }
+
+    pub fn add_watched_card(&mut self, card_key: String, hit: WatchHit) {
+        self.watch_cards.insert(card_key, hit);
+    }
+
+    pub fn add_watched_plate(&mut self, plate: Plate, hit: WatchHit) {
+        self.watch_plates.insert(plate, hit);
+    }
+
+    /// `Some(deny)` when the credential is on a live watchlist entry.
+    pub fn watch_hit(&self, credential: &super::Credential, now: DateTime<Utc>) -> Option<bool> {
+        let hit = match credential {
+            super::Credential::Card(card) => self.watch_cards.get(&card.key()),
+            super::Credential::Plate(plate) => self.watch_plates.get(plate),
+            _ => None,
+        }?;
+        let live = hit.expires_at.map_or(true, |t| t > now);
+        live.then_some(hit.deny)
     }
 
     pub fn add_person(&mut self, person: Person) {
@@ -228,28 +261,11 @@ impl Register {
     }
 }
 
-/// `张三` → `张*`, `欧阳娜娜` → `欧***`, `Barack Obama` → `B***** *****`.
-pub fn mask_name(name: &str) -> String {
-    let mut chars = name.trim().chars();
-    match chars.next() {
-        None => String::new(),
-        Some(first) => std::iter::once(first)
-            .chain(chars.map(|c| if c.is_whitespace() { c } else { '*' }))
-            .collect(),
-    }
-}
+pub use crate::enrol::mask::masked_name as mask_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_masked_after_the_first_character() {
-        assert_eq!(mask_name("张三"), "张*");
-        assert_eq!(mask_name("欧阳娜娜"), "欧***");
-        assert_eq!(mask_name("Barack Obama"), "B***** *****");
-        assert_eq!(mask_name(""), "");
-    }
 
     #[test]
     fn bounds_parse_dates_and_instants() {

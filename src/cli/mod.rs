@@ -5,7 +5,9 @@
 
 mod card;
 mod config_cmd;
+mod demo;
 mod doctor;
+mod face;
 mod gate;
 mod group;
 mod import;
@@ -15,6 +17,8 @@ pub mod output;
 mod resident;
 mod run;
 mod simulate;
+mod station;
+mod uplink_cmd;
 mod vehicle;
 mod visitor;
 
@@ -46,6 +50,8 @@ pub enum Command {
     /// Check configuration files
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Run the whole gate on simulated hardware with a scripted set of credentials
+    Demo(demo::DemoArgs),
     /// Check everything the gateway needs (config, GPIO, cameras, models, runtime, broker, clock, disk)
     Doctor(doctor::DoctorArgs),
     /// Install and check the ONNX face models
@@ -79,6 +85,15 @@ pub enum Command {
     Gate(gate::GateCommand),
     /// Query the event log, or verify its hash chain (`log verify`)
     Log(log::LogArgs),
+    /// The gateway's uplink to the police station: drain the outbox, show the backlog
+    #[command(subcommand)]
+    Uplink(uplink_cmd::UplinkCommand),
+    /// The officer's side: keys, signed commands, queries, live events, remote open
+    #[command(subcommand)]
+    Station(Box<station::StationCommand>),
+    /// Face recognition: detect, identify, enrol, remove, re-embed, evaluate
+    #[command(subcommand)]
+    Face(face::FaceCommand),
 }
 
 /// Output of commands that print a result: for people or for programs.
@@ -112,7 +127,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    crate::logging::init(cli.log_format.unwrap_or_default(), "info");
+    // The demo prints its own narrative; its log stays quiet unless asked for.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    crate::logging::init(cli.log_format.unwrap_or_default(), default_filter);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -138,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(cmd) => config_cmd::run(&cli, cmd),
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
         Command::Doctor(args) => doctor::run(&cli, args),
+        Command::Demo(args) => demo::run(&cli, args),
         Command::Resident(cmd) => resident::run(&cli, cmd),
         Command::Card(cmd) => card::run(&cli, cmd),
         Command::Vehicle(cmd) => vehicle::run(&cli, cmd),
@@ -148,6 +170,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(cmd) => simulate::run(&cli, cmd),
         Command::Gate(cmd) => gate::run(&cli, cmd),
         Command::Log(args) => log::run(&cli, args),
+        Command::Uplink(cmd) => uplink_cmd::run(&cli, cmd),
+        Command::Station(cmd) => station::run(&cli, cmd),
+        Command::Face(cmd) => face::run(&cli, cmd),
     }
 }
 

@@ -12,13 +12,20 @@ use crate::daemon::services::start_services;
 use crate::daemon::Daemon;
 
 #[derive(Args, Debug)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Publish to this broker instead of `[uplink] broker` (mqtt://host:1883, mqtts://host:8883)
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+}
 
 /// How long shutdown may take before remaining tasks are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
-pub fn run(cli: &Cli, _args: &RunArgs) -> Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
+    let mut config = cli.load_config()?;
+    if let Some(broker) = &args.broker {
+        config.uplink.broker = Some(broker.clone());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -47,6 +54,8 @@ pub fn run(cli: &Cli, _args: &RunArgs) -> Result<ExitCode> {
             socket = ?started.control_socket,
             lpr = ?started.lpr,
             metrics = ?started.metrics,
+            broker = ?started.broker,
+            cameras = started.cameras,
             database = %config.database_path().display(),
             "gatehouse running"
         );

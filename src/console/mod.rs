@@ -53,6 +53,8 @@ pub(crate) struct App {
     /// Cookies get `Secure` (the console is served over TLS).
     pub secure: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The face matcher (models and gallery), opened when the face page is first used.
+    pub faces: std::sync::Mutex<Option<crate::face::enrol::Matcher>>,
     /// Becomes `true` when the console stops, so live streams end.
     pub stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -95,6 +97,7 @@ impl ConsoleServer {
             setup: auth::SetupToken::default(),
             secure: tls.is_some(),
             started_at: chrono::Utc::now(),
+            faces: std::sync::Mutex::new(None),
             stopping: tokio::sync::watch::channel(false).0,
         });
         let accounts = handle
@@ -157,6 +160,7 @@ impl ConsoleServer {
 fn router(app: AppRef) -> Router {
     let uploads = Router::new()
         .route("/import", post(pages::import::run))
+        .route("/residents/{id}/face", post(pages::faces::upload))
         .layer(DefaultBodyLimit::max(web::UPLOAD_LIMIT));
     Router::new()
         .route("/", get(pages::login::home))
@@ -195,6 +199,12 @@ fn router(app: AppRef) -> Router {
             "/residents/{id}/phone",
             post(pages::residents::reveal_phone),
         )
+        .route("/residents/{id}/face", get(pages::faces::show))
+        .route(
+            "/residents/{id}/face/camera",
+            post(pages::faces::from_camera),
+        )
+        .route("/residents/{id}/face/remove", post(pages::faces::remove))
         .route("/residents/{id}/cards/capture", post(pages::cards::capture))
         .route("/residents/{id}/cards/add", post(pages::cards::add))
         .route("/residents/{id}/cards/revoke", post(pages::cards::revoke))

@@ -39,7 +39,7 @@ impl Clock {
 
     /// Whether the wall clock can be trusted now.
     pub fn synced(&self) -> bool {
-        self.synced.unwrap_or_else(clock_synchronised)
+        self.synced.unwrap_or_else(crate::clock::is_synchronised)
     }
 
     /// Time since the daemon started.
@@ -59,13 +59,4 @@ impl Clock {
             clock_synced: self.synced(),
         }
     }
-}
-
-/// Asks the kernel whether NTP considers the clock synchronised
-/// (`adjtimex` returns TIME_ERROR while it is not).
-pub fn clock_synchronised() -> bool {
-    // SAFETY: adjtimex with modes = 0 only reads into the struct we own.
-    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-    let state = unsafe { libc::adjtimex(&mut tx) };
-    state >= 0 && state != libc::TIME_ERROR
 }

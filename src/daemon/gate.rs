@@ -437,6 +437,16 @@ impl GateTask {
             self.gate_event(EventKind::Alarm, "reader_lockout", Some(detail))
                 .await;
         }
+        if let Some(AccessAlarm::Watchlist { deny }) = decision.alarm {
+            let detail = json!({
+                "credential_kind": p.credential.kind(),
+                "credential": p.credential.masked(),
+                "denied": deny,
+                "access_event_seq": stored.as_ref().map(|e| e.seq),
+            });
+            self.gate_event(EventKind::Alarm, "watchlist_match", Some(detail))
+                .await;
+        }
         let view = DecisionView::new(
             self.cfg.id.as_str(),
             &p.credential,

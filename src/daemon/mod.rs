@@ -10,12 +10,14 @@
 //! Architecture Invariant: a gate whose hardware fails is out of service on
 //! its own; the daemon and the other gates keep running.
 
+pub mod cameras;
 pub mod clock;
 mod core;
 mod gate;
 mod plates;
 pub mod services;
 pub mod simulate;
+mod uplink_actions;
 pub mod view;
 
 use std::collections::BTreeMap;

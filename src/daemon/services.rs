@@ -19,6 +19,12 @@ pub struct Started {
     pub control_socket: Option<std::path::PathBuf>,
     pub lpr: Option<std::net::SocketAddr>,
     pub metrics: Option<std::net::SocketAddr>,
+    /// The broker events are published to (`None`: they wait in the outbox).
+    pub broker: Option<String>,
+    /// Cameras running face recognition.
+    pub cameras: usize,
+    /// Why face recognition is out of service, when it is.
+    pub face_unavailable: Option<String>,
     pub console: Option<std::net::SocketAddr>,
 }
 
@@ -72,6 +78,30 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         started.metrics = Some(listen);
     }
 
+    // The uplink runs even without a broker: it keeps the backlog within its quota.
+    let settings = crate::uplink::Settings::from_config(config, None)?;
+    started.broker = config.uplink.broker.clone();
+    let uplink = crate::uplink::spawn(settings, std::sync::Arc::new(daemon.handle()));
+    let mut events = daemon.handle().events();
+    let mut stop_rx = daemon.shutdown_signal();
+    daemon.spawn(async move {
+        // Every stored event wakes the publisher, so it goes out at once.
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => uplink.wake(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                r = stop_rx.changed() => if r.is_err() || *stop_rx.borrow() { break },
+            }
+        }
+        if let Err(e) = uplink.stop().await {
+            tracing::warn!("uplink stopped with an error: {e:#}");
+        }
+    });
+
+    start_cameras(daemon, config, &mut started).await;
+
     let handle = daemon.handle();
     let snapshots = config.data_dir().join("snapshots");
     let (event_days, audit_days) = (
@@ -107,4 +137,42 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         }
     });
     Ok(started)
+}
+
+/// Starts the face cameras. A failure (models missing, camera gone at start)
+/// takes face recognition out of service with an alarm; the gates keep working.
+pub async fn start_cameras(daemon: &mut Daemon, config: &Config, started: &mut Started) {
+    let (cfg, handle) = (config.clone(), daemon.handle());
+    let result = tokio::task::spawn_blocking(move || super::cameras::start(&cfg, handle))
+        .await
+        .map_err(|e| anyhow::anyhow!("camera start-up task failed: {e}"))
+        .and_then(|r| r);
+    match result {
+        Ok(None) => {}
+        Ok(Some((cameras, events_task))) => {
+            started.cameras = cameras.pipelines.len();
+            let stop = until_shutdown(daemon.shutdown_signal());
+            daemon.spawn(async move {
+                tokio::select! {
+                    () = events_task => {}
+                    () = stop => {}
+                }
+                let _ = tokio::task::spawn_blocking(move || cameras.stop()).await;
+            });
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            tracing::error!("face recognition out of service: {why}");
+            let mut ev = crate::store::events::NewEvent::now(
+                crate::store::events::EventKind::Alarm,
+                crate::clock::is_synchronised(),
+            );
+            ev.reason = Some("face_unavailable".into());
+            ev.detail = Some(serde_json::json!({ "error": why }));
+            if let Err(e) = daemon.handle().record(ev).await {
+                tracing::error!("cannot record the face_unavailable alarm: {e:#}");
+            }
+            started.face_unavailable = Some(why);
+        }
+    }
 }

@@ -48,6 +48,7 @@ impl DecisionView {
             subject_name,
             alarm: d.alarm.map(|a| match a {
                 AccessAlarm::ReaderLockout { .. } => "reader_lockout".to_string(),
+                AccessAlarm::Watchlist { .. } => "watchlist_match".to_string(),
             }),
             clock_override: d.clock_override,
             event_seq: event.map(|e| e.seq),

@@ -21,7 +21,7 @@ use super::dates::parse_date;
 use super::text::decode;
 use super::{validate_name, IdDocument, IdKind, Phone};
 use crate::domain::{CardNumber, Plate, ResidentId};
-use crate::store::addresses::Address;
+use crate::store::addresses::{household_at, Address};
 use crate::store::atomic::atomically;
 use crate::store::cards::{self, CardFormat};
 use crate::store::people::{self, NewPerson, PersonUpdate, Role};
@@ -70,6 +70,14 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// Rows with at least one problem.
+    fn skipped_rows(&self) -> usize {
+        let mut lines: Vec<u64> = self.errors.iter().map(|e| e.line).collect();
+        lines.sort_unstable();
+        lines.dedup();
+        lines.len()
+    }
+
     fn changed_anything(&self) -> bool {
         self.added + self.updated + self.cards_added + self.vehicles_added > 0
     }
@@ -245,18 +253,25 @@ pub fn import_residents(
         dry_run: opts.dry_run,
         ..ImportReport::default()
     };
+    // Parsing and hashing happen before the write lock is taken, so the
+    // transaction (which the gate's event log waits on) stays as short as it can.
+    let parsed = parse_all(store, &header, &columns, &records, &mut report.errors);
+    drop(records);
     let conn = store.conn();
+    // Enough page cache for the register's indexes, and room for every
+    // statement the import uses: otherwise each row re-reads spilled pages and
+    // re-prepares statements.
+    let cache_pages: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.set_prepared_statement_cache_capacity(64);
     conn.execute_batch("BEGIN IMMEDIATE")
         .context("cannot start the import transaction (is the database locked?)")?;
-    let outcome = import_rows(
-        store,
-        actor,
-        &header,
-        &columns,
-        &records,
-        &mut report,
-        progress,
-    );
+    let present = Present {
+        phone: columns.contains_key(&Column::Phone),
+        address: columns.contains_key(&Column::Building),
+        valid_until: columns.contains_key(&Column::ValidUntil),
+    };
+    let outcome = import_rows(conn, actor, parsed, present, &mut report, progress);
     let commit = outcome.is_ok()
         && !opts.dry_run
         && (report.errors.is_empty() || opts.skip_invalid)
@@ -273,7 +288,7 @@ pub fn import_residents(
                 "updated": report.updated,
                 "cards_added": report.cards_added,
                 "vehicles_added": report.vehicles_added,
-                "skipped": report.skipped,
+                "skipped": report.skipped_rows(),
             })),
         )
         .and_then(|()| {
@@ -286,9 +301,12 @@ pub fn import_residents(
     if !commit || finish.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    let _ = conn.pragma_update(None, "cache_size", cache_pages);
     outcome?;
     finish?;
     report.committed = commit;
+    report.errors.sort_by_key(|e| e.line);
+    report.skipped = report.skipped_rows();
     if !opts.skip_invalid && !report.errors.is_empty() {
         report.skipped = 0;
     }
@@ -317,6 +335,13 @@ fn map_header(header: &csv::StringRecord) -> Result<HashMap<Column, usize>> {
         if !columns.contains_key(&c) {
             problems.push(format!("missing column {}", c.name()));
         }
+    }
+    let address_parts = [Column::Building, Column::Unit, Column::Room]
+        .iter()
+        .filter(|c| columns.contains_key(c))
+        .count();
+    if address_parts != 0 && address_parts != 3 {
+        problems.push("columns building, unit and room go together".into());
     }
     if !problems.is_empty() {
         bail!(
@@ -485,53 +510,87 @@ struct Seen {
     plates: HashMap<String, u64>,
 }
 
-fn import_rows(
+/// Which optional columns the file has.
+#[derive(Clone, Copy)]
+struct Present {
+    phone: bool,
+    address: bool,
+    valid_until: bool,
+}
+
+/// A row after the first pass: what parsed, its ID hash, and whether it
+/// already had problems.
+struct Parsed {
+    fields: Fields,
+    hash: Option<[u8; 32]>,
+    bad: bool,
+}
+
+/// First pass, outside the write transaction: fields and keyed hashes.
+fn parse_all(
     store: &Store,
-    actor: &str,
     header: &csv::StringRecord,
     columns: &HashMap<Column, usize>,
     records: &[csv::StringRecord],
+    errors: &mut Vec<RowError>,
+) -> Vec<Parsed> {
+    let mut parsed = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        let line = record.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
+        let before = errors.len();
+        if let Some(fields) = parse_row(record, header.len(), columns, line, errors) {
+            let hash = fields.doc.as_ref().map(|d| d.keyed_hash(store.secret()));
+            parsed.push(Parsed {
+                fields,
+                hash,
+                bad: errors.len() > before,
+            });
+        }
+    }
+    parsed
+}
+
+/// Second pass, inside the transaction: conflicts with the register and
+/// within the file, then the writes, each row under its own savepoint.
+fn import_rows(
+    conn: &rusqlite::Connection,
+    actor: &str,
+    parsed: Vec<Parsed>,
+    present: Present,
     report: &mut ImportReport,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<()> {
-    let conn = store.conn();
-    let total = records.len();
+    let total = report.rows;
     let mut seen = Seen::default();
-    for (i, record) in records.iter().enumerate() {
+    let mut households: HashMap<Address, i64> = HashMap::new();
+    for (i, p) in parsed.into_iter().enumerate() {
         if i % 500 == 0 {
             progress(i, total);
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
         let before = report.errors.len();
-        let Some(fields) = parse_row(record, header.len(), columns, line, &mut report.errors)
-        else {
-            report.skipped += 1;
-            continue;
-        };
         // Duplicates and conflicts are checked on whatever parsed, so one
         // pass over the file reports every problem of every row.
-        let hash = fields.doc.as_ref().map(|d| d.keyed_hash(store.secret()));
-        let existing = match &hash {
+        let existing = match &p.hash {
             Some(h) => people::find_by_id_hash(conn, h)?,
             None => None,
         };
         check_conflicts(
             conn,
-            &fields,
-            hash.as_ref(),
+            &p.fields,
+            p.hash.as_ref(),
             existing,
             &mut seen,
             &mut report.errors,
         )?;
-        let (Some(row), Some(hash)) = (fields.complete(), hash) else {
-            report.skipped += 1;
+        let (Some(row), Some(hash)) = (p.fields.complete(), p.hash) else {
             continue;
         };
-        if report.errors.len() > before {
-            report.skipped += 1;
+        if p.bad || report.errors.len() > before {
             continue;
         }
-        let applied = atomically(conn, |conn| apply_row(conn, actor, &row, hash, existing));
+        let applied = atomically(conn, |conn| {
+            apply_row(conn, actor, &row, hash, existing, present, &households)
+        });
         match applied {
             Ok(outcome) => {
                 match outcome.person {
@@ -541,15 +600,17 @@ fn import_rows(
                 }
                 report.cards_added += outcome.cards;
                 report.vehicles_added += outcome.vehicles;
+                // Cached only once the row's savepoint is released, so a
+                // rolled-back row never leaves a vanished household in the cache.
+                if let Some((address, household)) = outcome.household {
+                    households.insert(address, household);
+                }
             }
-            Err(e) => {
-                report.errors.push(RowError {
-                    line: row.line,
-                    column: "row".into(),
-                    problem: format!("{e:#}"),
-                });
-                report.skipped += 1;
-            }
+            Err(e) => report.errors.push(RowError {
+                line: row.line,
+                column: "row".into(),
+                problem: format!("{e:#}"),
+            }),
         }
     }
     progress(total, total);
@@ -631,6 +692,8 @@ struct RowOutcome {
     person: PersonOutcome,
     cards: usize,
     vehicles: usize,
+    /// A household this row created, for the import's cache.
+    household: Option<(Address, i64)>,
 }
 
 fn apply_row(
@@ -639,27 +702,41 @@ fn apply_row(
     row: &Row,
     hash: [u8; 32],
     existing: Option<ResidentId>,
+    present: Present,
+    households: &HashMap<Address, i64>,
 ) -> Result<RowOutcome> {
+    let mut new_household = None;
     let (id, person) = match existing {
         None => {
+            let household = match &row.address {
+                Some(a) => Some(match households.get(a) {
+                    Some(h) => *h,
+                    None => {
+                        let h =
+                            household_at(conn, actor, a, None, row.role.default_household_kind())?;
+                        new_household = Some((a.clone(), h));
+                        h
+                    }
+                }),
+                None => None,
+            };
             let mut new = NewPerson::new(&row.name, row.role);
             new.id_document = Some(row.doc.clone());
             new.phone = row.phone.clone();
             new.address = row.address.clone();
             new.valid_until = row.valid_until;
-            (
-                people::insert(conn, actor, &new, Some(hash))?,
-                PersonOutcome::Added,
-            )
+            let id = people::insert_row(conn, actor, &new, &row.name, Some(hash), household)?;
+            (id, PersonOutcome::Added)
         }
         Some(id) => {
-            // The file is the source of truth for the columns it has.
+            // The file is the source of truth for the columns it has, and
+            // only for those: a file without a phone column keeps the phones.
             let change = PersonUpdate {
                 name: Some(row.name.clone()),
-                phone: Some(row.phone.clone()),
+                phone: present.phone.then(|| row.phone.clone()),
                 role: Some(row.role),
-                address: Some(row.address.clone()),
-                valid_until: Some(row.valid_until),
+                address: present.address.then(|| row.address.clone()),
+                valid_until: present.valid_until.then_some(row.valid_until),
                 ..PersonUpdate::default()
             };
             let changed = people::apply_update(conn, actor, id, &change, None)?;
@@ -675,16 +752,19 @@ fn apply_row(
         person,
         cards: 0,
         vehicles: 0,
+        household: new_household,
     };
+    // check_conflicts showed every card and plate is free or already this
+    // person's; only an existing person can already hold one.
     for (card, format) in &row.cards {
-        if cards::owner(conn, card)? != Some(id) {
-            cards::insert(conn, actor, id, card, Some(*format))?;
+        if existing.is_none() || cards::owner(conn, card)? != Some(id) {
+            cards::insert_row(conn, actor, id, card, *format)?;
             outcome.cards += 1;
         }
     }
     for plate in &row.plates {
-        if vehicles::owner(conn, plate)? != Some(id) {
-            vehicles::insert(conn, actor, id, plate, &VehicleInfo::default())?;
+        if existing.is_none() || vehicles::owner(conn, plate)? != Some(id) {
+            vehicles::insert_row(conn, actor, id, plate, &VehicleInfo::default())?;
             outcome.vehicles += 1;
         }
     }

@@ -1,16 +1,23 @@
 //! Masked forms for display and for events: enough to recognise a record,
 //! not enough to identify a person from a screenshot or a log line.
 
-/// `张三` → `张*`, `张三丰` → `张*丰`, `欧阳娜娜` → `欧**娜`. Events carry this
-/// form only, so removing a person never leaves their name in the event chain.
+/// `张三` → `张*`, `张三丰` → `张**`, `李` → `李*`, `Barack Obama` → `B***** *****`:
+/// the first character, one star for each other character (at least one).
+/// The one masking rule for names everywhere (events, the register snapshot,
+/// station replies, audit rows): events carry this form only, so removing a
+/// person never leaves their name in the event chain.
 pub fn masked_name(name: &str) -> String {
-    let chars: Vec<char> = name.trim().chars().collect();
-    match chars.len() {
-        0 => String::new(),
-        1 => "*".into(),
-        2 => format!("{}*", chars[0]),
-        n => format!("{}{}{}", chars[0], "*".repeat(n - 2), chars[n - 1]),
+    let mut chars = name.trim().chars();
+    let Some(first) = chars.next() else {
+        return String::new();
+    };
+    let mut out: String = std::iter::once(first)
+        .chain(chars.map(|c| if c.is_whitespace() { c } else { '*' }))
+        .collect();
+    if out.chars().count() == 1 {
+        out.push('*');
     }
+    out
 }
 
 /// Keeps `head` leading and `tail` trailing characters and stars the rest:
@@ -31,11 +38,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masks_chinese_names_keeping_first_and_last_character() {
+    fn masks_names_keeping_only_the_first_character() {
         assert_eq!(masked_name("张三"), "张*");
-        assert_eq!(masked_name("张三丰"), "张*丰");
-        assert_eq!(masked_name("欧阳娜娜"), "欧**娜");
-        assert_eq!(masked_name("李"), "*");
+        assert_eq!(masked_name("张三丰"), "张**");
+        assert_eq!(masked_name("欧阳娜娜"), "欧***");
+        assert_eq!(masked_name("李"), "李*");
+        assert_eq!(masked_name("Barack Obama"), "B***** *****");
         assert_eq!(masked_name(""), "");
     }
 

@@ -11,25 +11,27 @@ use rusqlite::Connection;
 /// (to the savepoint, when nested) if it returns `Err`.
 pub fn atomically<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     let top = conn.is_autocommit();
-    let (begin, commit, rollback) = if top {
-        ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+    let (begin, commit, rollback): (&str, &str, &[&str]) = if top {
+        ("BEGIN IMMEDIATE", "COMMIT", &["ROLLBACK"])
     } else {
         (
             "SAVEPOINT register_change",
             "RELEASE register_change",
-            "ROLLBACK TO register_change; RELEASE register_change",
+            &["ROLLBACK TO register_change", "RELEASE register_change"],
         )
     };
-    conn.execute_batch(begin)
-        .context("cannot start a database transaction (is the database locked?)")?;
+    // Prepared (and cached) rather than batch-parsed: the import runs this per row.
+    let run = |sql: &str| -> rusqlite::Result<usize> { conn.prepare_cached(sql)?.execute([]) };
+    run(begin).context("cannot start a database transaction (is the database locked?)")?;
     let result = f(conn).and_then(|value| {
-        conn.execute_batch(commit)
-            .context("cannot commit the change")?;
+        run(commit).context("cannot commit the change")?;
         Ok(value)
     });
     if result.is_err() {
         // Best effort: if the rollback itself fails SQLite has already rolled back.
-        let _ = conn.execute_batch(rollback);
+        for sql in rollback {
+            let _ = run(sql);
+        }
     }
     result
 }

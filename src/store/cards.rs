@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::atomic::atomically;
-use super::people::{self, holder_from_row, Holder, HOLDER_COLUMNS};
+use super::people::{self, holder_from_row, select_holder, Holder};
 use super::{now_rfc3339, Store};
 use crate::domain::{CardNumber, ResidentId};
 
@@ -187,12 +187,25 @@ pub(crate) fn insert(
         }
         bail!("card {card} is already assigned to {owner}; revoke it first");
     }
+    insert_row(conn, actor, person, card, format)?;
+    Ok(format)
+}
+
+/// The bare insert, for callers that checked the person, the format and that
+/// the card is free (the import, per row).
+pub(crate) fn insert_row(
+    conn: &Connection,
+    actor: &str,
+    person: ResidentId,
+    card: &CardNumber,
+    format: CardFormat,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO card (card_key, format, person_id, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![card.key(), format, person.0, now_rfc3339(), actor])
     .with_context(|| format!("cannot assign card {card}"))?;
-    Ok(format)
+    Ok(())
 }
 
 /// Takes a card out of the register; returns whose it was.
@@ -229,8 +242,8 @@ pub fn lookup(conn: &Connection, card: &CardNumber) -> Result<Option<Holder>> {
 /// [`lookup`] by the canonical key (`card.card_key`), for callers that already have it.
 pub fn lookup_key(conn: &Connection, key: &str) -> Result<Option<Holder>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {HOLDER_COLUMNS} FROM card c JOIN person p ON p.id = c.person_id WHERE c.card_key = ?1"
+        .prepare_cached(select_holder!(
+            "FROM card c JOIN person p ON p.id = c.person_id WHERE c.card_key = ?1"
         ))?
         .query_row([key], holder_from_row)
         .optional()?)

@@ -290,3 +290,27 @@ pub fn names_for_person(conn: &Connection, person: ResidentId, role: Role) -> Re
     let rows = stmt.query_map(params![person.0, role], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// The windows that bind a person, for the access decision: `None` when they
+/// are in no group (every gate at any time), else the union of their groups'
+/// windows (possibly empty: in a group with no window means no access).
+pub fn windows_for(
+    conn: &Connection,
+    person: ResidentId,
+    role: Role,
+) -> Result<Option<Vec<Window>>> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT DISTINCT group_id FROM access_group_member WHERE person_id = ?1 OR role = ?2",
+        )?
+        .query_map(params![person.0, role], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let mut windows = Vec::new();
+    for id in ids {
+        windows.extend(windows_of(conn, id)?);
+    }
+    Ok(Some(windows))
+}

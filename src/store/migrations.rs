@@ -15,7 +15,13 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "003_register_version",
         include_str!("migrations/003_register_version.sql"),
     ),
-    ("004_console", include_str!("migrations/004_console.sql")),
+    ("004_uplink", include_str!("migrations/004_uplink.sql")),
+    ("005_faces", include_str!("migrations/005_faces.sql")),
+    (
+        "006_watchlist_version",
+        include_str!("migrations/006_watchlist_version.sql"),
+    ),
+    ("007_console", include_str!("migrations/007_console.sql")),
 ];
 
 pub fn count() -> i64 {

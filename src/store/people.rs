@@ -350,6 +350,19 @@ pub(crate) fn insert(
         )?),
         None => None,
     };
+    insert_row(conn, actor, new, &name, id_hash, household)
+}
+
+/// The bare insert, for callers that already validated the name, checked the
+/// ID hash is free and resolved the household (the import, per row).
+pub(crate) fn insert_row(
+    conn: &Connection,
+    actor: &str,
+    new: &NewPerson,
+    name: &str,
+    id_hash: Option<[u8; 32]>,
+    household: Option<i64>,
+) -> Result<ResidentId> {
     let now = now_rfc3339();
     conn.prepare_cached(
         "INSERT INTO person (name, id_kind, id_hash, id_masked, phone, role, household_id, status,
@@ -873,9 +886,15 @@ pub struct Holder {
     pub valid_until: Option<NaiveDate>,
 }
 
-/// Columns for [`holder_from_row`], person aliased `p`.
-pub(crate) const HOLDER_COLUMNS: &str =
-    "p.id, p.name, p.role, p.status, p.valid_from, p.valid_until";
+/// `SELECT` of the columns [`holder_from_row`] reads (person aliased `p`)
+/// followed by the rest of a query, as one literal: the gate's lookups run
+/// per credential and should not format their SQL each time.
+macro_rules! select_holder {
+    ($($rest:literal),+) => {
+        concat!("SELECT p.id, p.name, p.role, p.status, p.valid_from, p.valid_until ", $($rest),+)
+    };
+}
+pub(crate) use select_holder;
 
 pub(crate) fn holder_from_row(r: &Row<'_>) -> rusqlite::Result<Holder> {
     let name: String = r.get(1)?;
@@ -892,9 +911,7 @@ pub(crate) fn holder_from_row(r: &Row<'_>) -> rusqlite::Result<Holder> {
 /// The holder record of a person by id (for face matches, which name a person directly).
 pub fn holder(conn: &Connection, id: ResidentId) -> Result<Option<Holder>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {HOLDER_COLUMNS} FROM person p WHERE p.id = ?1"
-        ))?
+        .prepare_cached(select_holder!("FROM person p WHERE p.id = ?1"))?
         .query_row([id.0], holder_from_row)
         .optional()?)
 }

@@ -37,8 +37,47 @@ pub fn load(conn: &Connection, utc_offset_minutes: i32) -> Result<(Register, Vec
     load_vehicles(&tx, &mut reg, &mut warnings).context("cannot read vehicle")?;
     load_passes(&tx, &mut reg, &mut warnings).context("cannot read visitor_pass")?;
     load_groups(&tx, &mut reg, &mut warnings).context("cannot read access groups")?;
+    load_watchlist(&tx, &mut reg, &mut warnings).context("cannot read watchlist")?;
     tx.finish().ok();
     Ok((reg, warnings))
+}
+
+/// Card and plate entries of the station's watchlist (faces are matched by the camera pipeline).
+fn load_watchlist(
+    conn: &Connection,
+    reg: &mut Register,
+    warnings: &mut Vec<Warning>,
+) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT kind, value, action, expires_at FROM watchlist WHERE kind IN ('card', 'plate')",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (kind, value, action, expires): (String, String, String, Option<String>) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        let expires_at = match expires.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+            None => None,
+            Some(Ok(t)) => Some(t.with_timezone(&chrono::Utc)),
+            Some(Err(e)) => {
+                warnings.push(format!(
+                    "watchlist {kind} {value}: bad expires_at ({e}); treated as never expiring"
+                ));
+                None
+            }
+        };
+        let hit = crate::access::WatchHit {
+            deny: action == "deny",
+            expires_at,
+        };
+        match kind.as_str() {
+            "card" => reg.add_watched_card(value, hit),
+            _ => match value.parse::<crate::domain::Plate>() {
+                Ok(plate) => reg.add_watched_plate(plate, hit),
+                Err(e) => warnings.push(format!("watchlist plate {value}: {e}")),
+            },
+        }
+    }
+    Ok(())
 }
 
 fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning>) -> Result<()> {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::atomic::atomically;
-use super::people::{self, holder_from_row, Holder, HOLDER_COLUMNS};
+use super::people::{self, holder_from_row, select_holder, Holder};
 use super::{now_rfc3339, Store};
 use crate::domain::{Plate, ResidentId};
 
@@ -69,6 +69,18 @@ pub(crate) fn insert(
         }
         bail!("vehicle {plate} is already registered to {owner}; remove it first");
     }
+    insert_row(conn, actor, person, plate, info)
+}
+
+/// The bare insert, for callers that checked the person and that the plate is
+/// free (the import, per row).
+pub(crate) fn insert_row(
+    conn: &Connection,
+    actor: &str,
+    person: ResidentId,
+    plate: &Plate,
+    info: &VehicleInfo,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO vehicle (plate, kind, colour, person_id, created_at, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -114,8 +126,8 @@ pub fn owner(conn: &Connection, plate: &Plate) -> Result<Option<ResidentId>> {
 /// The vehicle gate's lookup: the holder of `plate` with what the decision needs.
 pub fn lookup(conn: &Connection, plate: &Plate) -> Result<Option<Holder>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {HOLDER_COLUMNS} FROM vehicle v JOIN person p ON p.id = v.person_id WHERE v.plate = ?1"
+        .prepare_cached(select_holder!(
+            "FROM vehicle v JOIN person p ON p.id = v.person_id WHERE v.plate = ?1"
         ))?
         .query_row([plate.as_str()], holder_from_row)
         .optional()?)

@@ -157,3 +157,23 @@ pub fn gatehouse() -> Command {
     cmd.env_remove("GATEHOUSE_CONFIG");
     cmd
 }
+
+/// A copy of `config/demo.toml` in `dir` whose network listeners use free
+/// ports and whose camera reads the clip from `../shared`, so several
+/// daemons can run side by side in tests.
+pub fn isolated_demo_config(dir: &Path) -> PathBuf {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
+            .expect("read config/demo.toml");
+    let video = faces_dir().join("video/short_hamilton_clip.mp4");
+    let text = text
+        .replace("127.0.0.1:8089", &format!("127.0.0.1:{}", free_port()))
+        .replace("127.0.0.1:8088", &format!("127.0.0.1:{}", free_port()))
+        .replace(
+            "../shared/faces/video/short_hamilton_clip.mp4",
+            &video.display().to_string(),
+        );
+    let path = dir.join("demo-isolated.toml");
+    std::fs::write(&path, text).expect("write isolated demo config");
+    path
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::common::{free_port, gatehouse, Scratch};
+use crate::common::{faces_dir, free_port, gatehouse, models_mirror, Scratch};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -28,8 +28,9 @@ pub fn screenshot_dir() -> PathBuf {
 }
 
 /// The demo config with the data in `dir`, the console (and the LPR
-/// endpoint) on free ports; `extra` is appended to `[console]`.
-pub fn write_config(dir: &Path, console_port: u16, extra: &str) -> PathBuf {
+/// endpoint) on free ports; `extra` is appended to `[console]`; with
+/// `faces`, the face models from `../shared/models`.
+pub fn write_config(dir: &Path, console_port: u16, extra: &str, faces: bool) -> PathBuf {
     let demo = include_str!("../../config/demo.toml");
     let text = demo
         .replace(
@@ -43,7 +44,27 @@ pub fn write_config(dir: &Path, console_port: u16, extra: &str) -> PathBuf {
         .replace(
             "listen = \"127.0.0.1:8089\"",
             &format!("listen = \"127.0.0.1:{}\"", free_port()),
+        )
+        .replace(
+            "../shared/faces/video/short_hamilton_clip.mp4",
+            &faces_dir()
+                .join("video/short_hamilton_clip.mp4")
+                .display()
+                .to_string(),
         );
+    let text = if faces {
+        // The test models, used in place (they are checked by sha256 when loaded).
+        text.replace(
+            "[models]\n",
+            &format!(
+                "[models]\ndir = {:?}\n",
+                models_mirror().display().to_string()
+            ),
+        )
+    } else {
+        // No face models: face recognition stays out of service (cheap), the rest runs.
+        text
+    };
     assert!(
         text.contains(&format!("127.0.0.1:{console_port}")),
         "demo config has no [console] listen"
@@ -64,13 +85,18 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(tag: &str) -> Gateway {
-        Gateway::start_with(tag, "", "http")
+        Gateway::start_with(tag, "", "http", false)
     }
 
-    pub fn start_with(tag: &str, extra_console: &str, scheme: &str) -> Gateway {
+    /// With the face models and the demo's camera (a video clip).
+    pub fn start_with_faces(tag: &str) -> Gateway {
+        Gateway::start_with(tag, "", "http", true)
+    }
+
+    pub fn start_with(tag: &str, extra_console: &str, scheme: &str, faces: bool) -> Gateway {
         let dir = Scratch::new(tag);
         let port = free_port();
-        let config = write_config(dir.path(), port, extra_console);
+        let config = write_config(dir.path(), port, extra_console, faces);
         let log = dir.path().join("daemon.log");
         let child = gatehouse()
             .arg("--config")

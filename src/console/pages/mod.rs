@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod cards;
 pub mod events;
+pub mod faces;
 pub mod households;
 pub mod import;
 pub mod login;

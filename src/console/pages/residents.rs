@@ -563,6 +563,11 @@ pub async fn show(ctx: Ctx, Path(id): Path<i64>) -> Page {
             }
         }
 
+        h2 id="faces" { (l.t("人脸", "Face")) }
+        section.box.no-print {
+            a.button href=(format!("{base}/face")) id="face-page" { (l.t("人脸登记", "Enrol a face")) }
+        }
+
         h2 id="cards" { (l.t("门禁卡", "Cards")) }
         div.table-wrap {
             table id="card-table" {

@@ -73,7 +73,7 @@ pub async fn show(ctx: Ctx) -> Page {
     let data_dir = config.data_dir().to_path_buf();
     let db = config.database_path();
     let (free, db_size, models) = tokio::task::spawn_blocking(move || {
-        let free = crate::doctor::free_bytes(&data_dir);
+        let free = crate::uplink::status::disk_free_bytes(&data_dir);
         let db_size = std::fs::metadata(&db).map(|m| m.len()).ok();
         (free, db_size, model_states(&config))
     })

@@ -1,0 +1,48 @@
+//! `gatehouse demo`: the README's main job (see `crate::demo`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::Cli;
+use crate::demo::{self, DemoOptions};
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder with one sub-folder of photos per person [default: ../shared/faces/identities if present]
+    #[arg(long, value_name = "DIR")]
+    pub faces: Option<PathBuf>,
+    /// Video file or camera for the entrance [default: ../shared/faces/video/short_hamilton_clip.mp4 if present]
+    #[arg(long, value_name = "FILE")]
+    pub video: Option<String>,
+    /// Folder to copy the face models from [default: ../shared/models if present, else download]
+    #[arg(long, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Publish the events to this MQTT broker (mqtt://host:1883)
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// Longest time the camera part runs, in seconds
+    #[arg(long, default_value_t = 20)]
+    pub camera_seconds: u64,
+}
+
+pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let options = DemoOptions {
+        data_dir: cli.data_dir.clone(),
+        faces: args.faces.clone().or_else(demo::default_faces_dir),
+        video: args.video.clone().or_else(demo::default_video),
+        models_mirror: args.models.clone().or_else(demo::default_models_mirror),
+        broker: args.broker.clone(),
+        camera_seconds: args.camera_seconds,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut stdout = std::io::stdout();
+    runtime.block_on(demo::run(options, &mut stdout))?;
+    Ok(ExitCode::SUCCESS)
+}

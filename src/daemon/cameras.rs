@@ -1,0 +1,196 @@
+//! The entrance cameras' side of the daemon: confirmed faces become `Face`
+//! credentials at their gate, unknown faces become refused access events
+//! with a snapshot, camera state changes become device events.
+//!
+//! A camera or model failure takes face recognition out of service at that
+//! gate only (an alarm says so); cards, PINs and plates keep working.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+
+use super::{GateHandle, Presentation};
+use crate::access::Credential;
+use crate::config::Config;
+use crate::face::camera::CameraState;
+use crate::face::pipeline::{self, FaceEvent, PipelineHandle};
+use crate::face::GalleryHandle;
+use crate::store::events::{AccessResult, EventKind, NewEvent};
+
+/// How often the gallery checks the database for enrolment changes.
+const GALLERY_POLL: Duration = Duration::from_secs(3);
+
+/// The running cameras; stop them at shutdown.
+pub struct Cameras {
+    pub gallery: GalleryHandle,
+    pub pipelines: Vec<PipelineHandle>,
+}
+
+impl Cameras {
+    pub fn stop(self) {
+        for p in self.pipelines {
+            p.stop();
+        }
+    }
+}
+
+/// Starts every configured camera and the task that turns their events into
+/// decisions and events. Returns `Ok(None)` when no camera is configured.
+pub fn start(
+    config: &Config,
+    handle: GateHandle,
+) -> Result<
+    Option<(
+        Cameras,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    )>,
+> {
+    if config.cameras.is_empty() {
+        return Ok(None);
+    }
+    let conn = rusqlite::Connection::open(config.database_path()).with_context(|| {
+        format!(
+            "cannot open {} for the face gallery",
+            config.database_path().display()
+        )
+    })?;
+    let (tx, rx) = mpsc::channel::<FaceEvent>(64);
+    let (gallery, pipelines) = pipeline::spawn_all(config, &conn, tx)?;
+    let snapshots = config.data_dir().join("snapshots");
+    let task = run_events(rx, handle, snapshots, gallery.clone(), conn);
+    Ok(Some((Cameras { gallery, pipelines }, task)))
+}
+
+async fn run_events(
+    mut rx: mpsc::Receiver<FaceEvent>,
+    handle: GateHandle,
+    snapshots: PathBuf,
+    gallery: GalleryHandle,
+    conn: rusqlite::Connection,
+) {
+    let conn = std::sync::Arc::new(std::sync::Mutex::new(conn));
+    let mut last_version = gallery_version(&conn);
+    let mut poll = tokio::time::interval(GALLERY_POLL);
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { return };
+                if let Err(e) = on_event(&handle, &snapshots, event).await {
+                    tracing::warn!("face event not recorded: {e:#}");
+                }
+            }
+            _ = poll.tick() => {
+                let version = gallery_version(&conn);
+                if version != last_version {
+                    last_version = version;
+                    let (gallery, conn) = (gallery.clone(), conn.clone());
+                    let reloaded = tokio::task::spawn_blocking(move || {
+                        let conn = conn.lock().map_err(|_| anyhow::anyhow!("gallery connection poisoned"))?;
+                        gallery.reload(&conn)
+                    }).await;
+                    match reloaded {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!("face gallery reload failed: {e:#}"),
+                        Err(e) => tracing::warn!("face gallery reload task failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Changes whenever a face is enrolled, removed or re-embedded.
+fn gallery_version(conn: &std::sync::Mutex<rusqlite::Connection>) -> Option<(i64, i64, i64)> {
+    let conn = conn.lock().ok()?;
+    conn.query_row(
+        "SELECT count(*), coalesce(max(id), 0), coalesce(sum(stale), 0) FROM face",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .ok()
+}
+
+async fn on_event(
+    handle: &GateHandle,
+    snapshots: &std::path::Path,
+    event: FaceEvent,
+) -> Result<()> {
+    match event {
+        FaceEvent::Credential(c) => {
+            handle
+                .submit(
+                    &c.gate,
+                    Presentation {
+                        credential: Credential::Face {
+                            resident: c.resident,
+                            score: c.score,
+                        },
+                        snapshot: None,
+                        detail: Some(serde_json::json!({ "camera": c.camera })),
+                    },
+                )
+                .await?;
+        }
+        FaceEvent::Unknown(u) => {
+            let snapshot = save_snapshot(snapshots, &u.gate, &u.snapshot_jpeg)?;
+            let mut e = NewEvent::now(EventKind::Access, crate::clock::is_synchronised());
+            e.gate = Some(u.gate.clone());
+            e.direction = handle
+                .gate_config(&u.gate)
+                .ok()
+                .map(|g| format!("{:?}", g.direction).to_lowercase());
+            e.credential_kind = Some("face".into());
+            e.result = Some(AccessResult::Denied);
+            e.reason = Some("unknown_face".into());
+            e.score = u.best.as_ref().map(|b| b.score);
+            e.snapshot = Some(snapshot);
+            e.detail = Some(serde_json::json!({ "camera": u.camera }));
+            handle.record(e).await?;
+        }
+        FaceEvent::Camera {
+            gate,
+            camera,
+            state,
+        } => {
+            let reason = match &state {
+                CameraState::Streaming => "camera_streaming",
+                CameraState::Reconnecting { .. } => "camera_lost",
+                CameraState::Ended => "camera_ended",
+                CameraState::Connecting | CameraState::Stopped => return Ok(()),
+            };
+            let kind = if reason == "camera_lost" {
+                EventKind::Alarm
+            } else {
+                EventKind::Device
+            };
+            let mut e = NewEvent::now(kind, crate::clock::is_synchronised());
+            e.gate = Some(gate);
+            e.reason = Some(reason.into());
+            e.detail = Some(serde_json::json!({ "camera": camera, "state": state }));
+            handle.record(e).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a face snapshot (0640) under `snapshots/`, returning its file name.
+fn save_snapshot(
+    dir: &std::path::Path,
+    gate: &crate::domain::GateId,
+    jpeg: &[u8],
+) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = format!("face-{gate}-{}.jpg", uuid::Uuid::now_v7().simple());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(dir.join(&name))
+        .with_context(|| format!("cannot write snapshot {name}"))?;
+    f.write_all(jpeg)?;
+    Ok(name)
+}

@@ -1,0 +1,544 @@
+//! The per-camera pipeline: camera → detect → quality → align → embed →
+//! match → policy → a face credential for the access decision, or a
+//! rate-limited unknown-face event with a JPEG snapshot.
+//!
+//! One thread per camera owns its own detector and embedder sessions; the
+//! gallery is shared through a [`GalleryHandle`] that can be swapped (after
+//! an enrolment) while the threads run. Results leave over a channel; nothing
+//! here touches doors or the event log.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use opencv::core::{Mat, Point, Rect, Scalar, Vector};
+use opencv::imgproc;
+use opencv::prelude::*;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::camera::{Camera, CameraMonitor, CameraOptions, CameraState, CameraStats, Source};
+use super::detect::Detection;
+use super::gallery::{GalleryHandle, IdentityScore};
+use super::policy::{GateState, MatchPolicy, Outcome, SharedGateMemory};
+use super::quality::{Rejection, RejectionCounters};
+use super::track::Tracker;
+use super::{cv, FaceEngine};
+use crate::config::Config;
+use crate::domain::{GateId, ResidentId};
+
+/// A confirmed resident at a gate: a credential of kind face.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaceCredential {
+    pub gate: GateId,
+    pub camera: String,
+    pub resident: ResidentId,
+    /// Mean cosine similarity of the agreeing frames.
+    pub score: f32,
+    pub at: DateTime<Utc>,
+}
+
+/// A face that matched nobody over K of M frames.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UnknownFace {
+    pub gate: GateId,
+    pub camera: String,
+    /// The closest resident (below the threshold), for review.
+    pub best: Option<IdentityScore>,
+    pub at: DateTime<Utc>,
+    /// JPEG of the face and its surroundings (not the whole frame).
+    #[serde(skip)]
+    pub snapshot_jpeg: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FaceEvent {
+    Credential(FaceCredential),
+    Unknown(UnknownFace),
+    /// The camera changed state (lost, back, ended).
+    Camera {
+        gate: GateId,
+        camera: String,
+        state: CameraState,
+    },
+}
+
+/// Counters of one pipeline, readable while it runs.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    pub frames: AtomicU64,
+    pub faces: AtomicU64,
+    pub embedded: AtomicU64,
+    pub credentials: AtomicU64,
+    pub unknown_events: AtomicU64,
+    /// Events the channel had no room for (unknown faces and camera states only).
+    pub events_dropped: AtomicU64,
+    pub errors: AtomicU64,
+    /// Microseconds the last frame took from detection to decision.
+    pub last_frame_us: AtomicU64,
+    pub rejections: RejectionCounters,
+}
+
+/// A snapshot of a running pipeline for `gate status` and the console.
+#[derive(Clone, Debug, Serialize)]
+pub struct PipelineStatus {
+    pub gate: GateId,
+    pub camera: String,
+    pub source: String,
+    pub camera_state: CameraState,
+    pub camera_stats: CameraStats,
+    pub frames: u64,
+    pub faces: u64,
+    pub embedded: u64,
+    pub credentials: u64,
+    pub unknown_events: u64,
+    pub events_dropped: u64,
+    pub errors: u64,
+    pub last_frame_ms: f64,
+    pub rejections: Vec<(Rejection, u64)>,
+    pub gallery_faces: usize,
+}
+
+/// Everything that happens to one frame, without the camera: the per-frame path.
+pub struct FrameProcessor {
+    pub engine: FaceEngine,
+    pub policy: MatchPolicy,
+    pub gate: GateId,
+    pub camera: String,
+    gallery: GalleryHandle,
+    tracker: Tracker,
+    state: GateState,
+    counters: Arc<PipelineCounters>,
+    warned_model: bool,
+}
+
+impl FrameProcessor {
+    pub fn new(
+        engine: FaceEngine,
+        policy: MatchPolicy,
+        gate: GateId,
+        camera: String,
+        gallery: GalleryHandle,
+    ) -> FrameProcessor {
+        FrameProcessor {
+            engine,
+            policy,
+            gate,
+            camera,
+            gallery,
+            tracker: Tracker::default(),
+            state: GateState::default(),
+            counters: Arc::new(PipelineCounters::default()),
+            warned_model: false,
+        }
+    }
+
+    /// Shares cooldowns and the unknown-face rate limit with the gate's other cameras.
+    pub fn share_gate_memory(&mut self, memory: SharedGateMemory) {
+        self.state = GateState::sharing(memory);
+    }
+
+    pub fn counters(&self) -> Arc<PipelineCounters> {
+        self.counters.clone()
+    }
+
+    /// Runs one frame through detection, quality, embedding, search and the
+    /// policy; returns the credentials and unknown-face events it produced.
+    pub fn process(&mut self, frame: &Mat, now: Instant) -> Result<Vec<FaceEvent>> {
+        let started = Instant::now();
+        let detections = self.engine.detector.detect(frame)?;
+        let boxes: Vec<_> = detections.iter().map(|d| d.bbox).collect();
+        let assignment = self.tracker.update(&boxes);
+        for ended in &assignment.ended {
+            self.state.forget(*ended);
+        }
+        let gallery = self.gallery.current();
+        let usable_gallery = gallery.model() == self.engine.model_name();
+        if !usable_gallery && !self.warned_model {
+            tracing::error!(
+                gallery = gallery.model(),
+                embedder = self.engine.model_name(),
+                "gallery was built with another embedder; no face will match until it is reloaded"
+            );
+            self.warned_model = true;
+        }
+        let c = &self.counters;
+        c.frames.fetch_add(1, Ordering::Relaxed);
+        let mut events = Vec::new();
+        for (detection, track) in detections.iter().zip(assignment.ids) {
+            c.faces.fetch_add(1, Ordering::Relaxed);
+            // One bad face (degenerate landmarks, a runtime hiccup) must not void the frame.
+            let observation = match self
+                .engine
+                .observe(frame, *detection, &gallery, &self.policy)
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(camera = %self.camera, track, error = %format!("{e:#}"), "face skipped");
+                    continue;
+                }
+            };
+            let (face, ranked, verdict) =
+                (&observation.face, observation.ranked, observation.verdict);
+            if let Err(reason) = face.verdict {
+                c.rejections.add(reason);
+            }
+            if face.embedding.is_some() {
+                c.embedded.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(
+                camera = %self.camera,
+                track,
+                eye_px = face.quality.eye_px,
+                sharpness = face.quality.sharpness,
+                yaw = face.quality.yaw,
+                brightness = face.quality.brightness,
+                best = ?ranked.map(|r| (r.best.resident, r.best.score)),
+                ?verdict,
+                "face"
+            );
+            // With the wrong gallery every resident would look like a stranger:
+            // report nothing rather than flood the station with unknown faces.
+            if !usable_gallery {
+                continue;
+            }
+            let Some(outcome) = self.state.observe(&self.policy, track, verdict, now) else {
+                continue;
+            };
+            let at = Utc::now();
+            match outcome {
+                Outcome::Credential(score) => {
+                    c.credentials.fetch_add(1, Ordering::Relaxed);
+                    events.push(FaceEvent::Credential(FaceCredential {
+                        gate: self.gate.clone(),
+                        camera: self.camera.clone(),
+                        resident: score.resident,
+                        score: score.score,
+                        at,
+                    }));
+                }
+                Outcome::UnknownFace { best } => {
+                    c.unknown_events.fetch_add(1, Ordering::Relaxed);
+                    let snapshot_jpeg = snapshot(frame, detection).unwrap_or_else(|e| {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot encode unknown-face snapshot");
+                        Vec::new()
+                    });
+                    events.push(FaceEvent::Unknown(UnknownFace {
+                        gate: self.gate.clone(),
+                        camera: self.camera.clone(),
+                        best,
+                        at,
+                        snapshot_jpeg,
+                    }));
+                }
+            }
+        }
+        c.last_frame_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(events)
+    }
+}
+
+/// JPEG (quality 85) of the face box enlarged 1.6×, clipped to the frame.
+pub fn snapshot(frame: &Mat, detection: &Detection) -> Result<Vec<u8>> {
+    let b = detection.bbox;
+    let (cx, cy) = (b.x + b.w / 2.0, b.y + b.h / 2.0);
+    let (w, h) = (b.w * 1.6, b.h * 1.6);
+    let x0 = (cx - w / 2.0).max(0.0) as i32;
+    let y0 = (cy - h / 2.0).max(0.0) as i32;
+    let x1 = ((cx + w / 2.0) as i32).min(frame.cols());
+    let y1 = ((cy + h / 2.0) as i32).min(frame.rows());
+    if x1 <= x0 || y1 <= y0 {
+        anyhow::bail!("face box lies outside the frame");
+    }
+    let roi = cv(
+        Mat::roi(frame, Rect::new(x0, y0, x1 - x0, y1 - y0)),
+        "snapshot region",
+    )?;
+    let mut buf = Vector::<u8>::new();
+    let params = Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 85]);
+    cv(
+        opencv::imgcodecs::imencode(".jpg", &roi, &mut buf, &params),
+        "cannot encode JPEG",
+    )?;
+    Ok(buf.to_vec())
+}
+
+/// Draws a detection (box, landmarks, score) onto an image, for `face detect --annotate`.
+pub fn draw_detection(canvas: &mut Mat, d: &Detection) -> Result<()> {
+    let green = Scalar::new(0.0, 255.0, 0.0, 0.0);
+    let thickness = ((d.bbox.w / 100.0).ceil() as i32).max(1);
+    cv(
+        imgproc::rectangle(
+            canvas,
+            Rect::new(
+                d.bbox.x as i32,
+                d.bbox.y as i32,
+                d.bbox.w as i32,
+                d.bbox.h as i32,
+            ),
+            green,
+            thickness,
+            imgproc::LINE_8,
+            0,
+        ),
+        "draw box",
+    )?;
+    // Right eye red, left eye blue, nose green, mouth corners yellow/magenta.
+    let colours = [
+        Scalar::new(0.0, 0.0, 255.0, 0.0),
+        Scalar::new(255.0, 0.0, 0.0, 0.0),
+        green,
+        Scalar::new(0.0, 255.0, 255.0, 0.0),
+        Scalar::new(255.0, 0.0, 255.0, 0.0),
+    ];
+    for (p, colour) in d.landmarks.iter().zip(colours) {
+        cv(
+            imgproc::circle(
+                canvas,
+                Point::new(p[0] as i32, p[1] as i32),
+                thickness * 2,
+                colour,
+                -1,
+                imgproc::LINE_8,
+                0,
+            ),
+            "draw landmark",
+        )?;
+    }
+    cv(
+        imgproc::put_text(
+            canvas,
+            &format!("{:.2}", d.score),
+            Point::new(d.bbox.x as i32, (d.bbox.y as i32 - 4).max(10)),
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            0.5 * thickness as f64,
+            green,
+            thickness,
+            imgproc::LINE_8,
+            false,
+        ),
+        "draw score",
+    )?;
+    Ok(())
+}
+
+/// A running camera pipeline.
+pub struct PipelineHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<PipelineCounters>,
+    monitor: CameraMonitor,
+    gallery: GalleryHandle,
+    gate: GateId,
+    camera: String,
+    source: String,
+}
+
+impl PipelineHandle {
+    pub fn status(&self) -> PipelineStatus {
+        let c = &self.counters;
+        PipelineStatus {
+            gate: self.gate.clone(),
+            camera: self.camera.clone(),
+            source: self.source.clone(),
+            camera_state: self.monitor.state(),
+            camera_stats: self.monitor.stats(),
+            frames: c.frames.load(Ordering::Relaxed),
+            faces: c.faces.load(Ordering::Relaxed),
+            embedded: c.embedded.load(Ordering::Relaxed),
+            credentials: c.credentials.load(Ordering::Relaxed),
+            unknown_events: c.unknown_events.load(Ordering::Relaxed),
+            events_dropped: c.events_dropped.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            last_frame_ms: c.last_frame_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            rejections: c.rejections.snapshot(),
+            gallery_faces: self.gallery.current().len(),
+        }
+    }
+
+    /// True once the thread has exited (a video file ended, or the receiver went away).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().map_or(true, |t| t.is_finished())
+    }
+
+    /// Stops the pipeline and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for PipelineHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts the pipeline of one configured camera: loads its own models, opens
+/// the camera, and sends [`FaceEvent`]s to `tx` until stopped, until a video
+/// file ends, or until the receiver is dropped.
+pub fn spawn(
+    config: &Config,
+    camera: &crate::config::Camera,
+    gallery: GalleryHandle,
+    tx: mpsc::Sender<FaceEvent>,
+) -> Result<PipelineHandle> {
+    spawn_sharing(config, camera, gallery, tx, SharedGateMemory::default())
+}
+
+/// [`spawn`], with the gate's memory shared with its other cameras.
+pub fn spawn_sharing(
+    config: &Config,
+    camera: &crate::config::Camera,
+    gallery: GalleryHandle,
+    tx: mpsc::Sender<FaceEvent>,
+    gate_memory: SharedGateMemory,
+) -> Result<PipelineHandle> {
+    let spec = super::embedder_spec(config)?;
+    let policy = MatchPolicy::from_config(&config.face, &spec)?;
+    let engine = FaceEngine::load(config)
+        .with_context(|| format!("camera {}: cannot load the face models", camera.id))?;
+    let mut processor = FrameProcessor::new(
+        engine,
+        policy,
+        camera.gate.clone(),
+        camera.id.clone(),
+        gallery.clone(),
+    );
+    processor.share_gate_memory(gate_memory);
+    let source = Source::parse(&camera.source);
+    let label = source.label();
+    let cam = Camera::open(
+        source,
+        CameraOptions {
+            loop_file: camera.loop_file,
+            ..CameraOptions::default()
+        },
+    );
+    let monitor = cam.monitor();
+    let counters = processor.counters();
+    let stop = Arc::new(AtomicBool::new(false));
+    let interval = Duration::from_secs_f32(1.0 / camera.max_fps.max(0.1));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("face {}", camera.id))
+            .spawn(move || run_loop(cam, processor, interval, &stop, &tx))
+            .context("cannot start face pipeline thread")?
+    };
+    Ok(PipelineHandle {
+        stop,
+        thread: Some(thread),
+        counters,
+        monitor,
+        gallery,
+        gate: camera.gate.clone(),
+        camera: camera.id.clone(),
+        source: label,
+    })
+}
+
+fn run_loop(
+    mut cam: Camera,
+    mut processor: FrameProcessor,
+    interval: Duration,
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<FaceEvent>,
+) {
+    let counters = processor.counters();
+    let mut last_state = cam.state();
+    let mut next_due = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let state = cam.state();
+        if state != last_state {
+            let event = FaceEvent::Camera {
+                gate: processor.gate.clone(),
+                camera: processor.camera.clone(),
+                state: state.clone(),
+            };
+            if tx.try_send(event).is_err() {
+                counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            last_state = state.clone();
+        }
+        if state.is_final() {
+            break;
+        }
+        // At most max_fps frames are processed; the camera keeps only the newest meanwhile.
+        let now = Instant::now();
+        if now < next_due {
+            std::thread::sleep(next_due - now);
+        }
+        let Some(frame) = cam.next_frame(Duration::from_millis(200)) else {
+            continue;
+        };
+        next_due = Instant::now() + interval;
+        let events = match processor.process(&frame.image, frame.captured) {
+            Ok(events) => events,
+            Err(e) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(camera = %processor.camera, error = %format!("{e:#}"), "frame failed");
+                continue;
+            }
+        };
+        for event in events {
+            let sent = match event {
+                // A credential must not be lost: wait for room.
+                FaceEvent::Credential(_) => tx.blocking_send(event).map_err(|_| ()),
+                _ => match tx.try_send(event) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                },
+            };
+            if sent.is_err() {
+                tracing::info!(camera = %processor.camera, "event receiver closed; stopping face pipeline");
+                cam.stop();
+                return;
+            }
+        }
+    }
+    cam.stop();
+}
+
+/// Builds the gallery for the configured embedder and starts a pipeline for
+/// every configured camera. Reload the returned handle after enrolments.
+pub fn spawn_all(
+    config: &Config,
+    conn: &rusqlite::Connection,
+    tx: mpsc::Sender<FaceEvent>,
+) -> Result<(GalleryHandle, Vec<PipelineHandle>)> {
+    let spec = super::embedder_spec(config)?;
+    let dim = spec
+        .embedding_size
+        .context("embedder has no embedding_size in the manifest")?;
+    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim)?);
+    let mut handles = Vec::new();
+    let mut memories: std::collections::HashMap<GateId, SharedGateMemory> = Default::default();
+    for camera in &config.cameras {
+        let memory = memories.entry(camera.gate.clone()).or_default().clone();
+        handles.push(spawn_sharing(
+            config,
+            camera,
+            gallery.clone(),
+            tx.clone(),
+            memory,
+        )?);
+    }
+    Ok((gallery, handles))
+}

@@ -1,0 +1,446 @@
+//! Obeying (or refusing) one station command: verify, check the nonce, audit,
+//! execute, and build the signed reply. Every command that reaches the
+//! gateway leaves exactly one `uplink.command.accepted` or
+//! `uplink.command.refused` audit row with the officer id (plus
+//! `uplink.command.failed` when an accepted command could not be carried out).
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::{DateTime, SecondsFormat, Utc};
+use ed25519_dalek::SigningKey;
+use rusqlite::{params, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::actions::{GatewayActions, RemoteOpen};
+use super::args::*;
+use super::command::{self, Refusal, RefusalCode, Reply, SignedCommand, Verified};
+use super::db::Db;
+use super::payload::EventPayload;
+use super::settings::Settings;
+use crate::domain::{GateId, ResidentId};
+use crate::store::events::{self, EventFilter};
+use crate::store::station_queries::{self, ResidentKey};
+use crate::store::{outbox, Store};
+
+pub(crate) struct Dispatcher<A> {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub actions: Arc<A>,
+    pub reply_key: SigningKey,
+}
+
+impl<A: GatewayActions> Dispatcher<A> {
+    /// Handles one message from `…/cmd/{topic_command}` and returns the reply.
+    pub async fn handle(&self, topic_command: &str, payload: &[u8]) -> Reply {
+        let cmd = match command::parse(payload) {
+            Ok(cmd) => cmd,
+            Err(refusal) => {
+                self.audit_refusal(None, topic_command, &refusal).await;
+                return self.reply(Some(topic_command), None, Err(refusal));
+            }
+        };
+        let nonce = Some(cmd.nonce.as_str());
+        let verified = match command::verify(
+            &cmd,
+            topic_command,
+            self.settings.topics.site(),
+            self.settings.topics.gateway(),
+            &self.settings.station_keys,
+            Utc::now(),
+        ) {
+            Ok(v) => v,
+            Err(refusal) => {
+                self.audit_refusal(Some(&cmd), topic_command, &refusal)
+                    .await;
+                return self.reply(Some(topic_command), nonce, Err(refusal));
+            }
+        };
+        let summary = audit_args(&verified);
+        let admitted = {
+            let v = verified.clone();
+            self.db.call(move |store| admit(store, &v, &summary)).await
+        };
+        match admitted {
+            Ok(None) => {}
+            Ok(Some(refusal)) => {
+                return self.reply(Some(topic_command), nonce, Err(refusal));
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot record a station command");
+                let refusal = Refusal::new(
+                    RefusalCode::Failed,
+                    "the gateway could not record the command; nothing was done",
+                );
+                return self.reply(Some(topic_command), nonce, Err(refusal));
+            }
+        }
+        let outcome = self.execute(&verified).await;
+        if let Err(refusal) = &outcome {
+            let (actor, v, r) = (actor(&verified.officer), verified.clone(), refusal.clone());
+            let logged = self
+                .db
+                .call(move |store| {
+                    Store::audit(
+                        store.conn(),
+                        &actor,
+                        "uplink.command.failed",
+                        Some(&v.command),
+                        Some(&json!({"officer": v.officer, "nonce": v.nonce, "code": r.code, "message": r.message})),
+                    )
+                })
+                .await;
+            if let Err(e) = logged {
+                tracing::error!(error = %format!("{e:#}"), "cannot audit a failed station command");
+            }
+        }
+        tracing::info!(
+            command = %verified.command,
+            officer = %verified.officer,
+            ok = outcome.is_ok(),
+            "station command"
+        );
+        self.reply(Some(topic_command), nonce, outcome)
+    }
+
+    fn reply(
+        &self,
+        command: Option<&str>,
+        nonce: Option<&str>,
+        outcome: Result<Value, Refusal>,
+    ) -> Reply {
+        let (ok, result, error) = match outcome {
+            Ok(v) => (true, Some(v), None),
+            Err(r) => (false, None, Some(r)),
+        };
+        Reply {
+            ok,
+            site: self.settings.topics.site().to_string(),
+            gateway: self.settings.topics.gateway().to_string(),
+            command: command.map(str::to_string),
+            nonce: nonce.map(str::to_string),
+            at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            result,
+            error,
+            signature: None,
+        }
+        .sign(&self.reply_key)
+    }
+
+    async fn audit_refusal(
+        &self,
+        cmd: Option<&SignedCommand>,
+        topic_command: &str,
+        refusal: &Refusal,
+    ) {
+        // The officer id of a command whose signature did not verify is only a
+        // claim; the actor says so.
+        let actor = match cmd {
+            Some(c)
+                if !matches!(
+                    refusal.code,
+                    RefusalCode::Unsigned | RefusalCode::BadSignature
+                ) =>
+            {
+                actor(&c.officer)
+            }
+            Some(c) => format!("station-unverified:{}", c.officer),
+            None => "station-unverified:unknown".to_string(),
+        };
+        let detail = json!({
+            "officer": cmd.map(|c| c.officer.clone()),
+            "nonce": cmd.map(|c| c.nonce.clone()),
+            "code": refusal.code,
+            "message": refusal.message,
+        });
+        let subject = topic_command.to_string();
+        let logged = self
+            .db
+            .call(move |store| {
+                Store::audit(
+                    store.conn(),
+                    &actor,
+                    "uplink.command.refused",
+                    Some(&subject),
+                    Some(&detail),
+                )
+            })
+            .await;
+        if let Err(e) = logged {
+            tracing::error!(error = %format!("{e:#}"), "cannot audit a refused station command");
+        }
+        tracing::warn!(command = topic_command, code = refusal.code.as_str(), reason = %refusal.message, "refused station command");
+    }
+
+    async fn execute(&self, v: &Verified) -> Result<Value, Refusal> {
+        match v.command.as_str() {
+            "ping" => self.ping().await,
+            "query_events" => self.query_events(args(&v.args)?).await,
+            "get_resident" => self.get_resident(v, args(&v.args)?).await,
+            "open_gate" => self.open_gate(v, args(&v.args)?).await,
+            "watchlist_set" => self.watchlist_set(v, args(&v.args)?).await,
+            "watchlist_clear" => self.watchlist_clear(args(&v.args)?).await,
+            other => Err(Refusal::new(
+                RefusalCode::UnknownCommand,
+                format!("unknown command {other:?}"),
+            )),
+        }
+    }
+
+    async fn ping(&self) -> Result<Value, Refusal> {
+        let clock_synced = self.actions.clock_synced();
+        let (head, depth) = self
+            .db
+            .call(|store| {
+                Ok((
+                    outbox::head_seq(store.conn())?,
+                    outbox::depth(store.conn())?,
+                ))
+            })
+            .await
+            .map_err(failed)?;
+        Ok(json!({
+            "pong": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "head_seq": head,
+            "outbox_depth": depth.events,
+            "clock_synced": clock_synced,
+        }))
+    }
+
+    async fn query_events(&self, a: QueryEventsArgs) -> Result<Value, Refusal> {
+        let subject_id = a
+            .resident
+            .as_deref()
+            .map(|r| r.parse::<ResidentId>().map(|id| id.0))
+            .transpose()
+            .map_err(bad_args)?;
+        if let Some(g) = &a.gate {
+            g.parse::<GateId>().map_err(bad_args)?;
+        }
+        let page = a.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+        let filter = EventFilter {
+            since: a.since,
+            until: a.until,
+            gate: a.gate,
+            subject_id,
+            result: a.result,
+            kind: a.kind,
+            credential_kind: a.credential_kind,
+            after_seq: a.after_seq,
+            // One more than the page tells whether another page follows.
+            limit: Some(page + 1),
+        };
+        let rows = self
+            .db
+            .call(move |store| events::query(store.conn(), &filter))
+            .await
+            .map_err(failed)?;
+        let more = rows.len() > page as usize;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut truncated = false;
+        for rec in rows.iter().take(page as usize) {
+            let p = serde_json::to_value(EventPayload::from_record(rec, &self.settings.topics))
+                .map_err(|e| failed(e.into()))?;
+            bytes += p.to_string().len();
+            if bytes > MAX_PAGE_BYTES && !out.is_empty() {
+                truncated = true;
+                break;
+            }
+            out.push((rec.seq, p));
+        }
+        let next_after_seq = if more || truncated {
+            out.last().map(|(seq, _)| *seq)
+        } else {
+            None
+        };
+        Ok(json!({
+            "events": out.into_iter().map(|(_, p)| p).collect::<Vec<_>>(),
+            "next_after_seq": next_after_seq,
+            "page_limit": MAX_PAGE,
+        }))
+    }
+
+    async fn get_resident(&self, v: &Verified, a: GetResidentArgs) -> Result<Value, Refusal> {
+        let key = match (a.resident, a.card, a.plate) {
+            (Some(r), None, None) => ResidentKey::Id(r.parse().map_err(bad_args)?),
+            (None, Some(c), None) => ResidentKey::Card(c.parse().map_err(bad_args)?),
+            (None, None, Some(p)) => ResidentKey::Plate(p.parse().map_err(bad_args)?),
+            _ => {
+                return Err(bad_args(
+                    "give exactly one of resident, card or plate".into(),
+                ))
+            }
+        };
+        let actions = self.actions.clone();
+        let officer = v.officer.clone();
+        let found = self
+            .db
+            .call(move |store| {
+                let found = actions.get_resident(store.conn(), &key)?;
+                // Who read whom: a row per personal-data read, subject = the resident.
+                Store::audit(
+                    store.conn(),
+                    &actor(&officer),
+                    "uplink.resident.read",
+                    found.as_ref().map(|r| r.resident_id.as_str()),
+                    Some(&json!({"officer": officer, "by": key.to_string(), "found": found.is_some()})),
+                )?;
+                Ok(found)
+            })
+            .await
+            .map_err(failed)?;
+        Ok(json!({ "found": found.is_some(), "resident": found }))
+    }
+
+    async fn open_gate(&self, v: &Verified, a: OpenGateArgs) -> Result<Value, Refusal> {
+        let gate: GateId = a.gate.parse().map_err(bad_args)?;
+        let reason = a.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 200 {
+            return Err(bad_args("reason: expected 1..=200 characters".into()));
+        }
+        let order = RemoteOpen {
+            gate,
+            officer: v.officer.clone(),
+            reason: reason.to_string(),
+            nonce: v.nonce.clone(),
+        };
+        self.actions.open_gate(order).await.map_err(failed)
+    }
+
+    async fn watchlist_set(&self, v: &Verified, a: WatchlistSetArgs) -> Result<Value, Refusal> {
+        if a.entries.is_empty() || a.entries.len() > MAX_WATCH_ENTRIES {
+            return Err(bad_args(format!(
+                "entries: expected 1..={MAX_WATCH_ENTRIES}"
+            )));
+        }
+        let entries = a
+            .entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.validated()
+                    .map_err(|p| bad_args(format!("entries[{i}]: {p}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let by = actor(&v.officer);
+        let stored = self
+            .db
+            .call(move |store| station_queries::watchlist_set(store.conn(), &entries, &by))
+            .await
+            .map_err(failed)?;
+        self.actions.watchlist_changed();
+        Ok(json!({ "stored": stored }))
+    }
+
+    async fn watchlist_clear(&self, a: WatchlistClearArgs) -> Result<Value, Refusal> {
+        if a.kind.is_none() && !a.values.is_empty() {
+            return Err(bad_args("values need a kind".into()));
+        }
+        let removed = self
+            .db
+            .call(move |store| station_queries::watchlist_clear(store.conn(), a.kind, &a.values))
+            .await
+            .map_err(failed)?;
+        self.actions.watchlist_changed();
+        Ok(json!({ "removed": removed }))
+    }
+}
+
+/// The audit actor for a verified officer.
+fn actor(officer: &str) -> String {
+    format!("station:{officer}")
+}
+
+fn args<T: DeserializeOwned>(v: &Value) -> Result<T, Refusal> {
+    serde_json::from_value(v.clone()).map_err(|e| bad_args(e.to_string()))
+}
+
+fn bad_args(message: String) -> Refusal {
+    Refusal::new(RefusalCode::BadArguments, message)
+}
+
+fn failed(e: anyhow::Error) -> Refusal {
+    Refusal::new(RefusalCode::Failed, format!("{e:#}"))
+}
+
+/// The arguments as the audit log keeps them: face embeddings are replaced by
+/// their length (they are large and biometric).
+fn audit_args(v: &Verified) -> Value {
+    let mut args = v.args.clone();
+    if let Some(entries) = args.get_mut("entries").and_then(Value::as_array_mut) {
+        for e in entries {
+            if let Some(len) = e.get("embedding").and_then(Value::as_array).map(Vec::len) {
+                e["embedding"] = json!(format!("<{len} numbers>"));
+            }
+        }
+    }
+    args
+}
+
+/// Refuses a replay, else records the nonce and the accepted command in one
+/// transaction, so an accepted command is always audited and never runs twice.
+fn admit(store: &Store, v: &Verified, args: &Value) -> Result<Option<Refusal>> {
+    let conn = store.conn();
+    let tx = conn.unchecked_transaction()?;
+    let now = Utc::now();
+    prune_nonces(&tx, now)?;
+    let seen: Option<String> = tx
+        .query_row(
+            "SELECT seen_at FROM uplink_nonce WHERE nonce = ?1",
+            [&v.nonce],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let detail =
+        json!({"officer": v.officer, "nonce": v.nonce, "key_index": v.key_index, "args": args});
+    if let Some(seen_at) = seen {
+        let refusal = Refusal::new(
+            RefusalCode::Replayed,
+            format!("nonce {} was already used at {seen_at}", v.nonce),
+        );
+        let mut detail = detail;
+        detail["code"] = json!(refusal.code);
+        detail["message"] = json!(refusal.message);
+        Store::audit(
+            &tx,
+            &actor(&v.officer),
+            "uplink.command.refused",
+            Some(&v.command),
+            Some(&detail),
+        )?;
+        tx.commit()?;
+        tracing::warn!(command = %v.command, officer = %v.officer, "refused replayed station command");
+        return Ok(Some(refusal));
+    }
+    tx.execute(
+        "INSERT INTO uplink_nonce (nonce, officer, command, expires_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![v.nonce, v.officer, v.command, rfc3339(v.expires_at), rfc3339(now)],
+    )?;
+    Store::audit(
+        &tx,
+        &actor(&v.officer),
+        "uplink.command.accepted",
+        Some(&v.command),
+        Some(&detail),
+    )?;
+    tx.commit()?;
+    Ok(None)
+}
+
+/// Nonces of long-expired commands can go: a replay of them is refused as
+/// expired. They are kept a further `MAX_LIFETIME` so a clock stepped back by
+/// NTP after boot does not revive a pruned nonce.
+fn prune_nonces(conn: &rusqlite::Connection, now: DateTime<Utc>) -> Result<()> {
+    conn.execute(
+        "DELETE FROM uplink_nonce WHERE expires_at < ?1",
+        [rfc3339(now - command::MAX_LIFETIME - command::CLOCK_SKEW)],
+    )?;
+    Ok(())
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
