@@ -179,6 +179,19 @@ fn roles_are_enforced_on_posts_as_well_as_pages() {
     for path in ["/live", "/visitors", "/status"] {
         assert_eq!(guard.get(path).status, 200, "guard GET {path}");
     }
+    let status = guard.get("/status").body;
+    for shown in [
+        "东门 入口",
+        "车辆入口",
+        "id=\"outbox\"",
+        "id=\"disk-free\"",
+        "mobilefacenet",
+    ] {
+        assert!(
+            status.contains(shown),
+            "device status shows {shown}: {status}"
+        );
+    }
     let r = guard.post(
         "/gates/open",
         &[

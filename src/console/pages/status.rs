@@ -1,5 +1,5 @@
 //! Device status: each gate (lock, door, reader health, alarms), cameras,
-//! the uplink's configuration, disk space, the register and the face models.
+//! the uplink (broker, outbox backlog), disk space, the register and the face models.
 
 use maud::html;
 
@@ -79,6 +79,16 @@ pub async fn show(ctx: Ctx) -> Page {
     })
     .await
     .map_err(|e| ctx.internal(&anyhow::anyhow!("status task failed: {e}")))?;
+    // The same figures as `gatehouse uplink status`.
+    let (outbox, dropped) = ctx
+        .store(|s| {
+            Ok((
+                crate::store::outbox::depth(s.conn())?,
+                crate::store::outbox::dropped_total(s.conn())?,
+            ))
+        })
+        .await?
+        .map_err(|e| ctx.internal(&e))?;
     let register = ctx.app.handle.register();
     let offset = ctx.app.config.site.utc_offset_minutes;
     let position = |p: Position| match p {
@@ -151,6 +161,10 @@ pub async fn show(ctx: Ctx) -> Page {
                         Some(b) => (redact_source(b)),
                         None => span.muted { (l.t("未配置，事件保存在本地待发队列", "not configured; events wait in the local outbox")) },
                     }
+                }
+                dt { (l.t("待发事件", "Outbox")) } dd id="outbox" {
+                    (outbox.events) " " (l.t("条", "event(s)")) " · " (human_bytes(outbox.bytes))
+                    @if dropped > 0 { " · " span.pill.bad { (l.t("因超额丢弃", "dropped over quota")) " " (dropped) } }
                 }
             }
         }
