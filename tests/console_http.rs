@@ -350,3 +350,51 @@ fn console_serves_https_with_the_configured_certificate() {
         "no plain HTTP on the TLS port"
     );
 }
+
+#[test]
+fn a_lost_password_is_reset_from_the_gateway_shell() {
+    use std::io::Write;
+    let gw = Gateway::start("console-cli");
+    drop(signed_in_manager(&gw));
+    let listed = gw.cli(&["console", "accounts"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && text.contains("wang") && text.contains("manager"),
+        "{text}"
+    );
+    let set = |password: &str| {
+        let mut child = common::gatehouse()
+            .arg("--config")
+            .arg(&gw.config)
+            .args(["console", "password", MANAGER])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = set("short");
+    assert_eq!(short.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("shorter than 10"));
+    assert!(set("a new long password").status.success());
+    let mut http = Http::new(&gw.base);
+    assert_eq!(
+        http.login(MANAGER, MANAGER_PASSWORD).status,
+        401,
+        "the old password is gone"
+    );
+    assert_eq!(http.login(MANAGER, "a new long password").status, 303);
+    let store = Store::open(&gw.dir.path().join("gatehouse.db"), gw.dir.path()).unwrap();
+    let rows = audit_rows(
+        store.conn(),
+        &AuditFilter {
+            action: Some("console.account.password".into()),
+            ..AuditFilter::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].actor.starts_with("os:"), "{:?}", rows[0]);
+}

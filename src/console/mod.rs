@@ -16,7 +16,7 @@ mod auth;
 mod i18n;
 mod layout;
 mod pages;
-mod password;
+pub(crate) mod password;
 mod qr;
 mod tls;
 mod web;
