@@ -16,7 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # --- apt packages ----------------------------------------------------------
 packages=(build-essential pkg-config curl ca-certificates unzip python3 python3-pip
-          libopencv-dev clang libclang-dev mosquitto mosquitto-clients systemd)
+          libopencv-dev clang libclang-dev mosquitto mosquitto-clients systemd
+          chromium chromium-driver fonts-wqy-microhei)
 if [ "${GATEHOUSE_SKIP_APT:-0}" != "1" ]; then
   missing=()
   for p in "${packages[@]}"; do

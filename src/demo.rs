@@ -76,6 +76,9 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     config.set_data_dir(data_dir.clone());
     // The demo must not collide with a gateway running on this machine.
     config.lpr.listen = None;
+    if config.console.listen.is_some() {
+        config.console.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
     if let Some(video) = &options.video {
         for camera in &mut config.cameras {
             camera.source = video.clone();
@@ -133,6 +136,12 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
             "control socket: {} (try `gatehouse --data-dir {} gate status`)",
             socket.display(),
             data_dir.display()
+        )?;
+    }
+    if let Some(addr) = &started.console {
+        writeln!(
+            out,
+            "web console: http://{addr}/ (open the one-time setup link from the log to create the first account)"
         )?;
     }
     let handle = daemon.handle();

@@ -8,6 +8,7 @@ pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod demo;

@@ -5,6 +5,7 @@
 
 mod card;
 mod config_cmd;
+mod console;
 mod demo;
 mod doctor;
 mod face;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Access groups: who may use which gates when
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// The web console's accounts (list; set a password when one is lost)
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
     /// Run the gate controller (the daemon) in the foreground
     Run(run::RunArgs),
     /// Drive a running daemon's simulated gates (cards, PINs, door, button, loop, plates)
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Visitor(cmd) => visitor::run(&cli, cmd),
         Command::Import(cmd) => import::run(&cli, cmd),
         Command::Group(cmd) => group::run(&cli, cmd),
+        Command::Console(cmd) => console::run(&cli, cmd),
         Command::Run(args) => run::run(&cli, args),
         Command::Simulate(cmd) => simulate::run(&cli, cmd),
         Command::Gate(cmd) => gate::run(&cli, cmd),

@@ -193,6 +193,11 @@ pub fn describe(o: &SimOutcome) -> String {
         s.push_str(&d.line());
         s.push('\n');
     }
+    if let Some(c) = &o.captured {
+        s.push_str(&format!(
+            "card {c} captured for enrolment (no access decision)\n"
+        ));
+    }
     if let Some(r) = &o.rejected {
         let kind = serde_json::to_value(r.kind)
             .ok()

@@ -6,6 +6,7 @@
 //! got "abc"`). After parsing, [`Config::validate`] checks what serde cannot
 //! (unique ids, references between sections).
 
+mod console;
 mod lpr;
 mod pin;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{validate_slug, GateId};
 
+pub use console::Console;
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub lpr: Lpr,
+    #[serde(default)]
+    pub console: Console,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -608,6 +612,7 @@ impl Config {
             return Err(("models.threads".into(), "expected at least 1".into()));
         }
         self.lpr.validate(&self.gates)?;
+        self.console.validate()?;
         if let Some(broker) = &self.uplink.broker {
             if !(broker.starts_with("mqtt://") || broker.starts_with("mqtts://")) {
                 return Err((
@@ -635,6 +640,8 @@ impl Config {
             self.uplink.client_key.as_mut(),
             self.uplink.password_file.as_mut(),
             self.lpr.token_file.as_mut(),
+            self.console.tls_cert.as_mut(),
+            self.console.tls_key.as_mut(),
         ]
         .into_iter()
         .flatten()

@@ -119,3 +119,23 @@ fn relative_paths_resolve_against_the_config_file() {
     assert_eq!(config.data_dir(), dir.join("data"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn console_tls_needs_both_files_and_sessions_a_sane_length() {
+    let config = Config::parse(&minimal(), "x.toml").expect("valid");
+    assert!(config.console.listen.is_none());
+    assert_eq!(config.console.session_minutes, 30);
+    let e = error_of(&format!(
+        "{}\n[console]\nlisten = \"127.0.0.1:8088\"\ntls_cert = \"c.pem\"\n",
+        minimal()
+    ));
+    assert!(
+        e.contains("console: tls_cert and tls_key must be set together"),
+        "{e}"
+    );
+    let e = error_of(&format!("{}\n[console]\nsession_minutes = 0\n", minimal()));
+    assert!(
+        e.contains("console.session_minutes: expected 1..=1440"),
+        "{e}"
+    );
+}

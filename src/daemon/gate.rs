@@ -71,6 +71,18 @@ pub(crate) enum GateCommand {
         access: config::Access,
         reply: oneshot::Sender<()>,
     },
+    /// Hands the next card read at this gate's reader to `reply` instead of
+    /// deciding on it (enrolment: "present the card at reader X now").
+    Capture {
+        reply: oneshot::Sender<CapturedCard>,
+    },
+}
+
+/// A card read at a reader while the console was waiting for one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapturedCard {
+    pub card: crate::domain::CardNumber,
+    pub format: wiegand::CardFormat,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -98,6 +110,8 @@ pub(crate) struct GateTask {
     last_wiegand: Option<(Instant, Duration)>,
     tamper: bool,
     notices: broadcast::Sender<GateNotice>,
+    /// Who is waiting for the next card read (see [`GateCommand::Capture`]).
+    capture: Option<oneshot::Sender<CapturedCard>>,
     // Inputs stay claimed (and their edge callbacks alive) while the task runs.
     _pins: Vec<Box<dyn InputPin>>,
 }
@@ -191,6 +205,7 @@ pub(crate) fn spawn(
         last_wiegand: None,
         tamper,
         notices: notices.clone(),
+        capture: None,
         _pins: pins,
     };
     let join = tokio::spawn(task.run(input_rx, cmd_rx, shutdown));
@@ -273,6 +288,8 @@ impl GateTask {
                 self.door.set_config(DoorConfig::from_gate(&self.cfg));
                 let _ = reply.send(());
             }
+            // A newer request replaces an older one (whose waiter then hears "cancelled").
+            GateCommand::Capture { reply } => self.capture = Some(reply),
         }
     }
 
@@ -353,6 +370,20 @@ impl GateTask {
         for event in events {
             match event {
                 ReaderEvent::Card { card, format } => {
+                    if let Some(waiting) = self.capture.take().filter(|w| !w.is_closed()) {
+                        let masked = card.masked();
+                        let captured = CapturedCard {
+                            card: card.clone(),
+                            format,
+                        };
+                        if waiting.send(captured).is_ok() {
+                            tracing::info!(gate = %self.cfg.id, "card {masked} captured for enrolment (no access decision)");
+                            let _ = self.notices.send(GateNotice::CardCaptured {
+                                card_masked: masked,
+                            });
+                            continue;
+                        }
+                    }
                     let mut p = Presentation::from(Credential::Card(card));
                     p.detail = Some(json!({ "format": format.as_str() }));
                     self.present(p).await;

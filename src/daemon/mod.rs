@@ -33,7 +33,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 pub use self::core::Core;
-pub use gate::{Presentation, Presented};
+pub use gate::{CapturedCard, Presentation, Presented};
 pub use view::{DecisionView, GateNotice, GateStatus};
 
 use crate::access::{Credential, Register};
@@ -402,6 +402,28 @@ impl GateHandle {
             .await
             .map_err(|_| anyhow!("gate {gate} has stopped"))?;
         rx.await.map_err(|_| anyhow!("gate {gate} has stopped"))
+    }
+
+    /// Waits up to `timeout` for the next card read at `gate`'s reader and
+    /// returns it; that read opens nothing and makes no access decision. A
+    /// newer capture at the same gate cancels this one.
+    pub async fn capture_card(&self, gate: &GateId, timeout: Duration) -> Result<CapturedCard> {
+        if self.gate_config(gate)?.wiegand_d0_pin.is_none() {
+            bail!("gate {gate} has no card reader");
+        }
+        let (reply, rx) = oneshot::channel();
+        self.commands(gate)?
+            .send(GateCommand::Capture { reply })
+            .await
+            .map_err(|_| anyhow!("gate {gate} has stopped"))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(card)) => Ok(card),
+            Ok(Err(_)) => bail!("the capture at gate {gate} was cancelled by a newer one"),
+            Err(_) => bail!(
+                "no card was presented at gate {gate} within {} s",
+                timeout.as_secs()
+            ),
+        }
     }
 
     /// Every event stored from now on (decisions, alarms, device events).

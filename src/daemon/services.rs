@@ -1,5 +1,5 @@
 //! The parts of a running gateway around the gates: the control socket, the
-//! LPR endpoint, metrics and retention. `gatehouse run` and `gatehouse demo`
+//! LPR endpoint, the web console, metrics and retention. `gatehouse run` and `gatehouse demo`
 //! start the same set through [`start_services`], so the demo is the product.
 
 use std::time::Duration;
@@ -25,6 +25,7 @@ pub struct Started {
     pub cameras: usize,
     /// Why face recognition is out of service, when it is.
     pub face_unavailable: Option<String>,
+    pub console: Option<std::net::SocketAddr>,
 }
 
 async fn until_shutdown(mut rx: watch::Receiver<bool>) {
@@ -51,6 +52,17 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         daemon.spawn(async move {
             if let Err(e) = server.serve(stop).await {
                 tracing::error!("LPR endpoint stopped: {e:#}");
+            }
+        });
+    }
+
+    if config.console.listen.is_some() {
+        let server = crate::console::ConsoleServer::bind(config, daemon.handle()).await?;
+        started.console = server.local_addr().ok();
+        let stop = until_shutdown(daemon.shutdown_signal());
+        daemon.spawn(async move {
+            if let Err(e) = server.serve(stop).await {
+                tracing::error!("console stopped: {e:#}");
             }
         });
     }

@@ -27,6 +27,9 @@ pub const DECISION_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct SimOutcome {
     pub decision: Option<DecisionView>,
     pub rejected: Option<Rejection>,
+    /// The card went to an enrolment capture (masked); no decision was made.
+    #[serde(default)]
+    pub captured: Option<String>,
     /// Events stored for this gate meanwhile (decision, alarms, device events).
     pub events: Vec<EventRecord>,
     pub status: Option<GateStatus>,
@@ -81,6 +84,10 @@ impl GateHandle {
                     }
                     Ok(Ok(GateNotice::FrameRejected { rejection })) => {
                         out.rejected = Some(rejection);
+                        break;
+                    }
+                    Ok(Ok(GateNotice::CardCaptured { card_masked })) => {
+                        out.captured = Some(card_masked);
                         break;
                     }
                     Ok(Ok(GateNotice::KeyBuffered { .. })) => {}

@@ -129,6 +129,14 @@ pub struct GateStatus {
 #[serde(rename_all = "snake_case", tag = "notice")]
 pub enum GateNotice {
     Decided(DecisionView),
-    FrameRejected { rejection: Rejection },
-    KeyBuffered { digits: usize },
+    FrameRejected {
+        rejection: Rejection,
+    },
+    KeyBuffered {
+        digits: usize,
+    },
+    /// A card was handed to an enrolment capture instead of being decided on.
+    CardCaptured {
+        card_masked: String,
+    },
 }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "006_watchlist_version",
         include_str!("migrations/006_watchlist_version.sql"),
     ),
+    ("007_console", include_str!("migrations/007_console.sql")),
 ];
 
 pub fn count() -> i64 {

@@ -9,6 +9,7 @@
 pub mod addresses;
 pub mod atomic;
 pub mod cards;
+pub mod console;
 pub mod events;
 pub mod faces;
 pub mod groups;

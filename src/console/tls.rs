@@ -1,0 +1,101 @@
+//! HTTPS for the console when `[console] tls_cert` and `tls_key` are set:
+//! rustls (ring) in front of the same router, one task per connection.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Loads the PEM certificate chain and private key.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    let open = |p: &Path, what: &str| {
+        File::open(p)
+            .map(BufReader::new)
+            .with_context(|| format!("console.{what}: cannot read {}", p.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut open(cert, "tls_cert")?)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .with_context(|| {
+            format!(
+                "console.tls_cert: {} is not a PEM certificate chain",
+                cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!("console.tls_cert: {} holds no certificate", cert.display());
+    }
+    let key = rustls_pemfile::private_key(&mut open(key, "tls_key")?)
+        .with_context(|| {
+            format!(
+                "console.tls_key: {} is not a PEM private key",
+                key.display()
+            )
+        })?
+        .with_context(|| format!("console.tls_key: {} holds no private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("console TLS: no protocol version available")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("console TLS: the certificate and key do not belong together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TLS connections until `shutdown`; each is served by `router`
+/// with the peer's address available as `ConnectInfo`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("console: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let service = router
+            .clone()
+            .layer(Extension(ConnectInfo::<SocketAddr>(peer)));
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "console: TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(%peer, "console: connection ended: {e}");
+            }
+        });
+    }
+}
