@@ -125,8 +125,5 @@ fn removing_a_person_overwrites_their_name_and_phone_in_the_file() {
         );
     }
     assert!(contains(&after, "王五"), "other residents stay");
-    assert!(
-        contains(&after, "司***"),
-        "the audit keeps the masked name"
-    );
+    assert!(contains(&after, "司***"), "the audit keeps the masked name");
 }
