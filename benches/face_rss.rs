@@ -121,7 +121,8 @@ fn measure(dir: &Path) {
     let engine = FaceEngine::load(&config).unwrap();
     let after_models = status_kb("VmRSS:");
     let started = Instant::now();
-    let gallery = face::load_gallery(store.conn(), &spec.name, dim).unwrap();
+    let combine = config.face.combine;
+    let gallery = face::load_gallery(store.conn(), &spec.name, dim, combine).unwrap();
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let faces = gallery.len();
     let after_gallery = status_kb("VmRSS:");

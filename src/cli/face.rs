@@ -229,7 +229,12 @@ fn open_matching(config: &crate::config::Config) -> Result<Matching> {
     let policy = MatchPolicy::from_config(&config.face, &spec)?;
     let engine = FaceEngine::load(config)?;
     let store = Store::open_config(config)?;
-    let gallery = face::load_gallery(store.conn(), engine.model_name(), engine.embedder.dim())?;
+    let gallery = face::load_gallery(
+        store.conn(),
+        engine.model_name(),
+        engine.embedder.dim(),
+        policy.combine,
+    )?;
     Ok(Matching {
         store,
         engine,
@@ -422,8 +427,7 @@ fn reembed(config: &crate::config::Config) -> Result<ExitCode> {
     for (id, person, crop) in crops {
         let mat = crop_mat(&crop).with_context(|| format!("face {id} of {person}"))?;
         let embedding = engine
-            .embedder
-            .embed(&mat)
+            .embed_aligned(&mat)
             .with_context(|| format!("face {id} of {person}"))?;
         updates.push((id, embedding.as_slice().to_vec()));
     }
@@ -577,7 +581,9 @@ fn watch(
     let dim = spec
         .embedding_size
         .context("embedder has no embedding_size")?;
-    let gallery = face::GalleryHandle::new(face::load_gallery(store.conn(), &spec.name, dim)?);
+    let combine = MatchPolicy::from_config(&config.face, &spec)?.combine;
+    let gallery =
+        face::GalleryHandle::new(face::load_gallery(store.conn(), &spec.name, dim, combine)?);
     drop(store);
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let handle = pipeline::spawn(config, &camera, gallery, tx)?;

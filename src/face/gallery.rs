@@ -41,10 +41,47 @@ impl Ranked {
     }
 }
 
+/// How the several enrolled faces of one resident make that resident's score
+/// (measured with `gatehouse face eval-1n`; BENCHMARKS.md "Matching policy").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The best cosine over the resident's enrolled faces.
+    #[default]
+    Best,
+    /// The cosine with the normalised mean of the resident's faces (one row per resident).
+    Centroid,
+    /// The best over the enrolled faces and their centroid.
+    Both,
+}
+
+impl Combine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Combine::Best => "best",
+            Combine::Centroid => "centroid",
+            Combine::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for Combine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Combine, String> {
+        match s {
+            "best" => Ok(Combine::Best),
+            "centroid" => Ok(Combine::Centroid),
+            "both" => Ok(Combine::Both),
+            other => Err(format!("expected best, centroid or both, got {other:?}")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Gallery {
     model: String,
     dim: usize,
+    combine: Combine,
     /// `rows × dim` unit vectors in int16 (each row scaled so its largest
     /// value is ±32767; scores within 1e-4 of f32); rows of one resident are adjacent.
     data: Vec<i16>,
@@ -61,6 +98,7 @@ impl Gallery {
         Gallery {
             model: model.to_string(),
             dim,
+            combine: Combine::Best,
             data: Vec::new(),
             inv_scale: Vec::new(),
             spans: Vec::new(),
@@ -75,13 +113,28 @@ impl Gallery {
         dim: usize,
         rows: impl IntoIterator<Item = (ResidentId, Vec<f32>)>,
     ) -> Result<Gallery> {
+        Gallery::from_rows_combined(model, dim, rows, Combine::Best)
+    }
+
+    /// [`Gallery::from_rows`] with the enrolled faces of each resident combined by `combine`.
+    pub fn from_rows_combined(
+        model: &str,
+        dim: usize,
+        rows: impl IntoIterator<Item = (ResidentId, Vec<f32>)>,
+        combine: Combine,
+    ) -> Result<Gallery> {
         let mut rows: Vec<(ResidentId, Vec<f32>)> = rows.into_iter().collect();
         rows.sort_by_key(|(r, _)| *r);
-        let mut builder = GalleryBuilder::new(model, dim, rows.len());
+        let mut builder = GalleryBuilder::combining(model, dim, rows.len(), combine);
         for (resident, v) in &rows {
             builder.push(*resident, v)?;
         }
         Ok(builder.finish())
+    }
+
+    /// How this gallery combines a resident's faces (a reload keeps it).
+    pub fn combine(&self) -> Combine {
+        self.combine
     }
 
     /// The embedder these vectors came from; probes from another model are refused.
@@ -250,8 +303,11 @@ impl Gallery {
                 }
             }
         }
-        Gallery::from_rows(&self.model, self.dim, rows)
-            .unwrap_or_else(|_| Gallery::empty(&self.model, self.dim))
+        let mut g = Gallery::from_rows(&self.model, self.dim, rows)
+            .unwrap_or_else(|_| Gallery::empty(&self.model, self.dim));
+        // The rows are already combined; keep the label.
+        g.combine = self.combine;
+        g
     }
 }
 
@@ -262,25 +318,76 @@ pub struct GalleryBuilder {
     /// Set when a resident's rows were not adjacent; `finish` regroups them.
     scattered: bool,
     unit: Vec<f32>,
+    /// The resident whose faces are arriving and the sum of their unit
+    /// vectors, for the centroid (combine = centroid or both).
+    pending: Option<(ResidentId, Vec<f32>)>,
 }
 
 impl GalleryBuilder {
     pub fn new(model: &str, dim: usize, capacity: usize) -> GalleryBuilder {
+        GalleryBuilder::combining(model, dim, capacity, Combine::Best)
+    }
+
+    /// A builder that combines each resident's faces by `combine`. The
+    /// centroid is taken over adjacent rows of one resident (the register
+    /// loads them ordered by resident; [`Gallery::from_rows_combined`] sorts).
+    pub fn combining(model: &str, dim: usize, capacity: usize, combine: Combine) -> GalleryBuilder {
         let mut gallery = Gallery::empty(model, dim);
-        gallery.data.reserve_exact(capacity * dim);
-        gallery.inv_scale.reserve_exact(capacity);
-        gallery.int8 = Int8Rows::new(dim, capacity);
+        gallery.combine = combine;
+        let rows = match combine {
+            Combine::Best | Combine::Centroid => capacity,
+            // One more row per resident; residents are fewer than faces.
+            Combine::Both => capacity + capacity.div_ceil(2),
+        };
+        gallery.data.reserve_exact(rows * dim);
+        gallery.inv_scale.reserve_exact(rows);
+        gallery.int8 = Int8Rows::new(dim, rows);
         GalleryBuilder {
             gallery,
             scattered: false,
             unit: Vec::with_capacity(dim),
+            pending: None,
         }
     }
 
     /// Appends one embedding (normalised here). Rows of one resident should
     /// come together; if they do not, `finish` sorts them.
     pub fn push(&mut self, resident: ResidentId, v: &[f32]) -> Result<()> {
-        let g = &mut self.gallery;
+        let combine = self.gallery.combine;
+        if combine == Combine::Best {
+            return self.push_row(resident, v);
+        }
+        self.check(resident, v)?;
+        if self.pending.as_ref().is_some_and(|(r, _)| *r != resident) {
+            self.flush_centroid()?;
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let (_, sum) = self
+            .pending
+            .get_or_insert_with(|| (resident, vec![0.0; v.len()]));
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += x / norm;
+        }
+        if combine == Combine::Both {
+            self.push_row(resident, v)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the centroid row of the resident whose faces were arriving.
+    fn flush_centroid(&mut self) -> Result<()> {
+        let Some((resident, sum)) = self.pending.take() else {
+            return Ok(());
+        };
+        // Faces pointing opposite ways cancel out; keep the resident findable.
+        if sum.iter().map(|x| x * x).sum::<f32>().sqrt() < 1e-6 {
+            return Ok(());
+        }
+        self.push_row(resident, &sum)
+    }
+
+    fn check(&self, resident: ResidentId, v: &[f32]) -> Result<()> {
+        let g = &self.gallery;
         if v.len() != g.dim {
             bail!(
                 "embedding of {resident} has {} values, the gallery ({}) expects {}",
@@ -293,6 +400,21 @@ impl GalleryBuilder {
         if !(norm.is_finite() && norm > 1e-12) {
             bail!("embedding of {resident} is zero or not finite");
         }
+        Ok(())
+    }
+
+    fn push_row(&mut self, resident: ResidentId, v: &[f32]) -> Result<()> {
+        self.check(resident, v)?;
+        let g = &mut self.gallery;
+        if v.len() != g.dim {
+            bail!(
+                "embedding of {resident} has {} values, the gallery ({}) expects {}",
+                v.len(),
+                g.model,
+                g.dim
+            );
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let row = g.inv_scale.len();
         self.unit.clear();
         self.unit.extend(v.iter().map(|x| x / norm));
@@ -314,7 +436,9 @@ impl GalleryBuilder {
         Ok(())
     }
 
-    pub fn finish(self) -> Gallery {
+    pub fn finish(mut self) -> Gallery {
+        // A centroid of an all-cancelling resident is skipped, never an error.
+        let _ = self.flush_centroid();
         let g = self.gallery;
         if !self.scattered {
             return g;
@@ -326,11 +450,13 @@ impl GalleryBuilder {
             .flat_map(|(r, range)| range.clone().map(move |i| (*r, i)))
             .collect();
         rows.sort_by_key(|(r, i)| (*r, *i));
+        // Rows (and any centroids) are already combined: regroup them as they are.
         let mut regrouped = GalleryBuilder::new(&g.model, dim, rows.len());
         for (r, i) in rows {
             // Rows were validated and normalised on the first push.
-            let _ = regrouped.push(r, &g.row_f32(i));
+            let _ = regrouped.push_row(r, &g.row_f32(i));
         }
+        regrouped.gallery.combine = g.combine;
         regrouped.gallery
     }
 }
@@ -396,7 +522,7 @@ impl GalleryHandle {
     /// the number of faces now in the gallery.
     pub fn reload(&self, conn: &rusqlite::Connection) -> Result<usize> {
         let current = self.current();
-        let fresh = super::load_gallery(conn, current.model(), current.dim())?;
+        let fresh = super::load_gallery(conn, current.model(), current.dim(), current.combine())?;
         let n = fresh.len();
         self.replace(fresh);
         tracing::info!(faces = n, "face gallery reloaded");

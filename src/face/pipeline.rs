@@ -527,7 +527,8 @@ pub fn spawn_all(
     let dim = spec
         .embedding_size
         .context("embedder has no embedding_size in the manifest")?;
-    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim)?);
+    let combine = MatchPolicy::from_config(&config.face, &spec)?.combine;
+    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim, combine)?);
     let mut handles = Vec::new();
     let mut memories: std::collections::HashMap<GateId, SharedGateMemory> = Default::default();
     for camera in &config.cameras {

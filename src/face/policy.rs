@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::gallery::{IdentityScore, Ranked};
+use super::gallery::{Combine, Gallery, IdentityScore, Ranked};
 use super::quality::Rejection;
 use crate::domain::ResidentId;
 use crate::models::ModelSpec;
@@ -42,6 +42,8 @@ pub struct MatchPolicy {
     pub confirm_k: usize,
     /// … among the last M frames of one tracked face.
     pub confirm_m: usize,
+    /// How a resident's enrolled faces make their score (applied when the gallery is built).
+    pub combine: Combine,
     #[serde(skip)]
     pub cooldown: Duration,
     #[serde(skip)]
@@ -102,6 +104,7 @@ impl MatchPolicy {
             margin: face.margin,
             confirm_k: face.confirm_frames.max(1) as usize,
             confirm_m: face.confirm_window.max(face.confirm_frames).max(1) as usize,
+            combine: face.combine,
             cooldown: Duration::from_secs(face.cooldown_s as u64),
             unknown_interval: Duration::from_secs(face.unknown_event_interval_s as u64),
         })
@@ -130,6 +133,22 @@ impl MatchPolicy {
             }
             _ => FrameVerdict::Match(ranked.best),
         }
+    }
+
+    /// One face against the gallery: the 1:N search (skipped for a refused
+    /// face or a missing embedding) and [`MatchPolicy::judge`]. The gate
+    /// ([`super::FaceEngine::observe`]) and `face eval-1n` both call this.
+    pub fn search_and_judge(
+        &self,
+        gallery: &Gallery,
+        quality: Result<(), Rejection>,
+        embedding: Option<&[f32]>,
+    ) -> (Option<Ranked>, FrameVerdict) {
+        let ranked = match (quality, embedding) {
+            (Ok(()), Some(e)) => gallery.search(e),
+            _ => None,
+        };
+        (ranked, self.judge(quality, ranked.as_ref()))
     }
 
     /// K-of-M confirmation over the most recent verdicts of one face (oldest
@@ -283,6 +302,7 @@ mod tests {
             margin: 0.05,
             confirm_k: 2,
             confirm_m: 3,
+            combine: Combine::Best,
             cooldown: Duration::from_secs(5),
             unknown_interval: Duration::from_secs(30),
         }
