@@ -11,8 +11,10 @@
 //!   is what admits strangers, and a right-skewed distribution must not be
 //!   made to look narrow by its left half;
 //! - that spread is replaced by its one-sided 95 % upper confidence bound
-//!   (chi-square with as many degrees of freedom as upper-half scores), so a
-//!   small sample errs towards a higher threshold;
+//!   (chi-square), so a small sample errs towards a higher threshold. The
+//!   degrees of freedom are the distinct *pairs of identities* among the
+//!   upper-half scores, not the scores: photos of the same two people are
+//!   not independent evidence about how strangers score;
 //! - p(t) is the Gaussian tail beyond t. The margin over the second identity
 //!   and the K-of-M frames lower the real rate further; both are left out,
 //!   because a stranger's frames are one face and agree with each other.
@@ -49,42 +51,64 @@ pub struct TailFit {
     pub sd_fitted: f32,
     pub comparisons: usize,
     pub upper_half: usize,
+    /// Distinct identity pairs among the upper half: the degrees of freedom.
+    pub upper_pairs: usize,
     pub max: f32,
+}
+
+/// One impostor comparison: the score and which two identities it compared.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImpostorScore {
+    pub score: f32,
+    /// (probe identity, enrolled identity).
+    pub pair: (usize, usize),
 }
 
 /// Fewest impostor scores a fit is made from.
 pub const MIN_COMPARISONS: usize = 20;
 
 /// Fits the upper tail of impostor scores (see the module docs).
-pub fn fit_tail(scores: &[f32]) -> Result<TailFit> {
-    let mut s: Vec<f32> = scores.iter().copied().filter(|x| x.is_finite()).collect();
+pub fn fit_tail(scores: &[ImpostorScore]) -> Result<TailFit> {
+    let mut s: Vec<ImpostorScore> = scores
+        .iter()
+        .copied()
+        .filter(|x| x.score.is_finite())
+        .collect();
     if s.len() < MIN_COMPARISONS {
         bail!(
             "{} impostor comparisons; at least {MIN_COMPARISONS} are needed (more identities or photos)",
             s.len()
         );
     }
-    s.sort_by(f32::total_cmp);
+    s.sort_by(|a, b| a.score.total_cmp(&b.score));
     let n = s.len();
     let median = if n % 2 == 1 {
-        s[n / 2]
+        s[n / 2].score
     } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
+        (s[n / 2 - 1].score + s[n / 2].score) / 2.0
     };
-    let upper: Vec<f64> = s
-        .iter()
-        .filter(|x| **x > median)
-        .map(|x| f64::from(x - median))
-        .collect();
+    let upper: Vec<&ImpostorScore> = s.iter().filter(|x| x.score > median).collect();
     let m = upper.len();
-    if m < MIN_COMPARISONS / 2 {
-        bail!("too few impostor scores above the median ({m}) to fit a tail");
+    let mut pairs: Vec<(usize, usize)> = upper.iter().map(|x| x.pair).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    if pairs.len() < MIN_PAIRS {
+        bail!(
+            "the scores above the median come from {} pairs of identities; at least {MIN_PAIRS} are needed (more identities)",
+            pairs.len()
+        );
     }
-    let sd = (upper.iter().map(|d| d * d).sum::<f64>() / m as f64).sqrt();
+    let sd = (upper
+        .iter()
+        .map(|x| f64::from(x.score - median).powi(2))
+        .sum::<f64>()
+        / m as f64)
+        .sqrt();
     if sd <= 0.0 {
         bail!("impostor scores do not spread; cannot fit a tail");
     }
-    let bound = sd * (m as f64 / chi2_lower_quantile(m as f64, 1.644_853_6)).sqrt();
+    let dof = pairs.len() as f64;
+    let bound = sd * (dof / chi2_lower_quantile(dof, 1.644_853_6)).sqrt();
     Ok(TailFit {
         tail: ImpostorTail {
             mean: median,
@@ -93,12 +117,16 @@ pub fn fit_tail(scores: &[f32]) -> Result<TailFit> {
         sd_fitted: sd as f32,
         comparisons: n,
         upper_half: m,
-        max: s[n - 1],
+        upper_pairs: pairs.len(),
+        max: s[n - 1].score,
     })
 }
 
+/// Fewest distinct identity pairs above the median a fit is made from.
+pub const MIN_PAIRS: usize = 5;
+
 /// The lower quantile of chi-square with `k` degrees of freedom at normal
-/// deviate −`z` (Wilson–Hilferty; within 1 % for k ≥ 10).
+/// deviate −`z` (Wilson–Hilferty; within 2 % for k ≥ 5).
 fn chi2_lower_quantile(k: f64, z: f64) -> f64 {
     let a = 2.0 / (9.0 * k);
     k * (1.0 - a - z * a.sqrt()).powi(3)
@@ -188,7 +216,7 @@ fn fpir_from(p: f64, residents: usize) -> f64 {
 /// every photo of every *other* identity is scored against it. The photos
 /// not enrolled also give the genuine score with their own identity.
 pub struct Comparisons {
-    pub impostor: Vec<f32>,
+    pub impostor: Vec<ImpostorScore>,
     pub genuine: Vec<f32>,
 }
 
@@ -232,7 +260,10 @@ pub fn comparisons(
         let own = ResidentId(s.identity as i64 + 1);
         for score in gallery.identity_scores(e.as_slice()) {
             if score.resident != own {
-                out.impostor.push(score.score);
+                out.impostor.push(ImpostorScore {
+                    score: score.score,
+                    pair: (s.identity, (score.resident.0 - 1) as usize),
+                });
             } else if !enrolled[i] {
                 out.genuine.push(score.score);
             }
@@ -453,13 +484,15 @@ mod tests {
     #[test]
     fn tail_fit_uses_the_upper_half_and_errs_high() {
         // Left half tightly packed, right half spread: the fit follows the right.
+        let score = |score, pair| ImpostorScore { score, pair };
         let mut scores = Vec::new();
         for i in 0..50 {
-            scores.push(-0.01 * (i as f32 / 50.0));
-            scores.push(0.2 * ((i + 1) as f32 / 50.0));
+            scores.push(score(-0.01 * (i as f32 / 50.0), (0, 1)));
+            scores.push(score(0.2 * ((i + 1) as f32 / 50.0), (i % 25, 30 + i % 2)));
         }
         let fit = fit_tail(&scores).unwrap();
         assert_eq!(fit.comparisons, 100);
+        assert_eq!((fit.upper_half, fit.upper_pairs), (50, 50));
         assert!(fit.tail.mean.abs() < 0.01);
         let rms = ((1..=50)
             .map(|i| (0.2 * i as f64 / 50.0).powi(2))
@@ -472,8 +505,22 @@ mod tests {
             "upper confidence bound is above the estimate"
         );
         assert!(fit.tail.sd < fit.sd_fitted * 1.3);
-        assert!(fit_tail(&[0.1; 5]).is_err());
-        assert!(fit_tail(&[0.1; 40]).is_err(), "no spread");
+        // The same scores from only 6 pairs of people: a wider bound.
+        let few: Vec<ImpostorScore> = scores
+            .iter()
+            .map(|x| score(x.score, (x.pair.0 % 3, x.pair.1)))
+            .collect();
+        let wide = fit_tail(&few).unwrap();
+        assert_eq!(wide.upper_pairs, 6);
+        assert!(wide.tail.sd > fit.tail.sd * 1.3, "{wide:?}");
+        let same_pair: Vec<ImpostorScore> = scores.iter().map(|x| score(x.score, (0, 1))).collect();
+        assert!(
+            fit_tail(&same_pair).is_err(),
+            "one pair of people is no sample"
+        );
+        assert!(fit_tail(&[score(0.1, (0, 1)); 5]).is_err());
+        let flat: Vec<ImpostorScore> = (0..40).map(|i| score(0.1, (i, i + 1))).collect();
+        assert!(fit_tail(&flat).is_err(), "no spread");
     }
 
     #[test]

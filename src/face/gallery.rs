@@ -47,9 +47,11 @@ impl Ranked {
 #[serde(rename_all = "snake_case")]
 pub enum Combine {
     /// The best cosine over the resident's enrolled faces.
-    #[default]
     Best,
-    /// The cosine with the normalised mean of the resident's faces (one row per resident).
+    /// The cosine with the normalised mean of the resident's faces (one row
+    /// per resident). The default: the best of K faces widens the stranger
+    /// score tail, the mean narrows it (BENCHMARKS.md).
+    #[default]
     Centroid,
     /// The best over the enrolled faces and their centroid.
     Both,
