@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod quality;
 pub mod quantized;
+pub mod recent;
 pub mod track;
 
 use anyhow::{Context, Result};

@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use super::gallery::{Combine, Gallery, IdentityScore, Ranked};
 use super::quality::Rejection;
+use crate::access::FaceCheck;
 use crate::domain::ResidentId;
 use crate::models::ModelSpec;
 
@@ -36,6 +37,8 @@ use crate::models::ModelSpec;
 pub struct MatchPolicy {
     /// Cosine similarity the best identity must reach.
     pub threshold: f32,
+    /// Cosine a face must reach against one named resident (card + face, 1:1).
+    pub verify_threshold: f32,
     /// How far the best identity must beat the second-best identity.
     pub margin: f32,
     /// K: agreeing frames needed …
@@ -101,6 +104,7 @@ impl MatchPolicy {
         };
         Ok(MatchPolicy {
             threshold,
+            verify_threshold: face.verify_threshold.unwrap_or(threshold),
             margin: face.margin,
             confirm_k: face.confirm_frames.max(1) as usize,
             confirm_m: face.confirm_window.max(face.confirm_frames).max(1) as usize,
@@ -149,6 +153,25 @@ impl MatchPolicy {
             _ => None,
         };
         (ranked, self.judge(quality, ranked.as_ref()))
+    }
+
+    /// The 1:1 check of a two-factor gate: the face seen against the
+    /// enrolled faces of the card's owner only (no search, so its false-accept
+    /// rate does not grow with the register).
+    pub fn verify(
+        &self,
+        gallery: &Gallery,
+        owner: ResidentId,
+        embedding: Option<&[f32]>,
+    ) -> FaceCheck {
+        let Some(embedding) = embedding else {
+            return FaceCheck::NotSeen;
+        };
+        match gallery.score_for(owner, embedding) {
+            None => FaceCheck::NotEnrolled,
+            Some(score) if score >= self.verify_threshold => FaceCheck::Match { score },
+            Some(score) => FaceCheck::Mismatch { score },
+        }
     }
 
     /// K-of-M confirmation over the most recent verdicts of one face (oldest
@@ -299,6 +322,7 @@ mod tests {
     fn policy() -> MatchPolicy {
         MatchPolicy {
             threshold: 0.5,
+            verify_threshold: 0.4,
             margin: 0.05,
             confirm_k: 2,
             confirm_m: 3,
@@ -360,6 +384,35 @@ mod tests {
         for (quality, r, want) in cases {
             assert_eq!(p.judge(quality, r.as_ref()), want, "{r:?}");
         }
+    }
+
+    #[test]
+    fn verifies_one_named_resident_only() {
+        let p = policy();
+        let g = Gallery::from_rows(
+            "m",
+            2,
+            vec![
+                (ResidentId(1), vec![1.0, 0.0]),
+                (ResidentId(2), vec![0.0, 1.0]),
+            ],
+        )
+        .unwrap();
+        let near_1 = [0.95f32, 0.312];
+        assert!(matches!(
+            p.verify(&g, ResidentId(1), Some(&near_1)),
+            FaceCheck::Match { score } if (score - 0.95).abs() < 1e-3
+        ));
+        // The same face with R2's card: a mismatch, however close R1 is.
+        assert!(matches!(
+            p.verify(&g, ResidentId(2), Some(&near_1)),
+            FaceCheck::Mismatch { .. }
+        ));
+        assert_eq!(
+            p.verify(&g, ResidentId(3), Some(&near_1)),
+            FaceCheck::NotEnrolled
+        );
+        assert_eq!(p.verify(&g, ResidentId(1), None), FaceCheck::NotSeen);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::face::gallery::Combine;
 fn policy() -> MatchPolicy {
     MatchPolicy {
         threshold: 0.5,
+        verify_threshold: 0.5,
         margin: 0.05,
         confirm_k: 2,
         confirm_m: 3,
