@@ -71,7 +71,8 @@ fn eval_1n_on_the_identities_meets_the_goals_and_ends_with_one_json_line() {
     // configured threshold; lin has one photo, so he is only ever a stranger.
     assert_eq!(j["enrol_per_person"], 3);
     assert_eq!(j["frames"], 2);
-    assert_eq!(j["threshold"].as_f64().unwrap() as f32, 0.45);
+    assert_eq!(j["threshold"].as_f64().unwrap(), 0.45);
+    assert_eq!(j["margin"].as_f64().unwrap(), 0.05);
     assert!(
         text.contains("strangers only") && text.contains("lin_manuel_miranda"),
         "{text}"

@@ -58,6 +58,15 @@ pub enum Combine {
 }
 
 impl Combine {
+    /// Gallery rows for `faces` enrolled faces of `residents` people.
+    pub fn rows(self, faces: usize, residents: usize) -> usize {
+        match self {
+            Combine::Best => faces,
+            Combine::Centroid => residents,
+            Combine::Both => faces + residents,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Combine::Best => "best",
@@ -127,7 +136,9 @@ impl Gallery {
     ) -> Result<Gallery> {
         let mut rows: Vec<(ResidentId, Vec<f32>)> = rows.into_iter().collect();
         rows.sort_by_key(|(r, _)| *r);
-        let mut builder = GalleryBuilder::combining(model, dim, rows.len(), combine);
+        let residents = 1 + rows.windows(2).filter(|w| w[0].0 != w[1].0).count();
+        let mut builder =
+            GalleryBuilder::combining(model, dim, combine.rows(rows.len(), residents), combine);
         for (resident, v) in &rows {
             builder.push(*resident, v)?;
         }
@@ -330,17 +341,13 @@ impl GalleryBuilder {
         GalleryBuilder::combining(model, dim, capacity, Combine::Best)
     }
 
-    /// A builder that combines each resident's faces by `combine`. The
-    /// centroid is taken over adjacent rows of one resident (the register
-    /// loads them ordered by resident; [`Gallery::from_rows_combined`] sorts).
-    pub fn combining(model: &str, dim: usize, capacity: usize, combine: Combine) -> GalleryBuilder {
+    /// A builder that combines each resident's faces by `combine`, with room
+    /// for `rows` gallery rows ([`Combine::rows`]). The centroid is taken over
+    /// adjacent rows of one resident (the register loads them ordered by
+    /// resident; [`Gallery::from_rows_combined`] sorts).
+    pub fn combining(model: &str, dim: usize, rows: usize, combine: Combine) -> GalleryBuilder {
         let mut gallery = Gallery::empty(model, dim);
         gallery.combine = combine;
-        let rows = match combine {
-            Combine::Best | Combine::Centroid => capacity,
-            // One more row per resident; residents are fewer than faces.
-            Combine::Both => capacity + capacity.div_ceil(2),
-        };
         gallery.data.reserve_exact(rows * dim);
         gallery.inv_scale.reserve_exact(rows);
         gallery.int8 = Int8Rows::new(dim, rows);
@@ -381,7 +388,8 @@ impl GalleryBuilder {
         let Some((resident, sum)) = self.pending.take() else {
             return Ok(());
         };
-        // Faces pointing opposite ways cancel out; keep the resident findable.
+        // Faces pointing opposite ways cancel out: no direction is left to
+        // match, so such a resident gets no row rather than a zero one.
         if sum.iter().map(|x| x * x).sum::<f32>().sqrt() < 1e-6 {
             return Ok(());
         }
@@ -583,6 +591,41 @@ mod tests {
         assert!(g.search(&[1.0, 0.0, 0.0]).is_none());
         assert!(g.search(&[1.0, 0.0]).unwrap().second.is_none());
         assert!(Gallery::from_rows("m", 2, vec![(r(1), vec![1.0])]).is_err());
+    }
+
+    #[test]
+    fn centroid_keeps_one_row_per_resident_and_both_adds_it_to_the_faces() {
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let rows = vec![
+            (r(1), vec![1.0, 0.0, 0.0]),
+            (r(2), vec![0.0, 0.0, 1.0]),
+            (r(1), vec![0.0, 1.0, 0.0]),
+        ];
+        let best = Gallery::from_rows_combined("m", 3, rows.clone(), Combine::Best).unwrap();
+        let centroid =
+            Gallery::from_rows_combined("m", 3, rows.clone(), Combine::Centroid).unwrap();
+        let both = Gallery::from_rows_combined("m", 3, rows, Combine::Both).unwrap();
+        assert_eq!((best.len(), centroid.len(), both.len()), (3, 2, 5));
+        assert_eq!(centroid.identities(), 2);
+        assert_eq!(centroid.combine(), Combine::Centroid);
+        // R1's faces are e1 and e2: its centroid is (e1 + e2)/√2.
+        let probe = [1.0, 0.0, 0.0];
+        assert!((best.score_for(r(1), &probe).unwrap() - 1.0).abs() < 1e-4);
+        assert!((centroid.score_for(r(1), &probe).unwrap() - s).abs() < 1e-4);
+        assert!((both.score_for(r(1), &probe).unwrap() - 1.0).abs() < 1e-4);
+        let mid = [s, s, 0.0];
+        assert!((centroid.score_for(r(1), &mid).unwrap() - 1.0).abs() < 1e-4);
+        assert!((best.score_for(r(1), &mid).unwrap() - s).abs() < 1e-4);
+        // A resident whose faces cancel out keeps no centroid row.
+        let opposite = vec![
+            (r(1), vec![1.0, 0.0]),
+            (r(1), vec![-1.0, 0.0]),
+            (r(2), vec![0.0, 1.0]),
+        ];
+        let g = Gallery::from_rows_combined("m", 2, opposite, Combine::Centroid).unwrap();
+        assert_eq!((g.identities(), g.len()), (1, 1));
+        assert_eq!("both".parse::<Combine>(), Ok(Combine::Both));
+        assert!("mean".parse::<Combine>().is_err());
     }
 
     #[test]

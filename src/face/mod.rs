@@ -227,8 +227,10 @@ pub fn load_gallery(
             "enrolled faces from another embedder are not matched; run `gatehouse face reembed`"
         );
     }
-    let capacity = crate::store::faces::count_current(conn, model)?;
-    let mut builder = gallery::GalleryBuilder::combining(model, dim, capacity, combine);
+    let faces = crate::store::faces::count_current(conn, model)?;
+    let residents = crate::store::faces::count_residents(conn, model)?;
+    let rows = combine.rows(faces, residents);
+    let mut builder = gallery::GalleryBuilder::combining(model, dim, rows, combine);
     crate::store::faces::for_each_gallery_row(conn, model, |resident, v| {
         builder.push(resident, v)
     })?;

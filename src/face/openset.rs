@@ -220,8 +220,8 @@ pub struct OpenSetSummary {
     pub fpir: f64,
     /// Known probes confirmed as another resident.
     pub misid: f64,
-    pub threshold: f32,
-    pub margin: f32,
+    pub threshold: f64,
+    pub margin: f64,
     pub enrol_per_person: usize,
     pub frames: usize,
     /// The confirmation rule the frames went through: K of M.
@@ -265,6 +265,12 @@ pub struct OpenSetReport {
     /// Each probe photo's best score among residents it is not (stranger
     /// probes: the score that could open the gate for them).
     pub best_impostor: Vec<f32>,
+}
+
+/// An f32 as the f64 with the same shortest decimal form (0.45, not
+/// 0.44999998807907104), for the JSON line.
+pub fn shortest(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// Tiny fixed generator (SplitMix64): the same seed gives the same splits
@@ -482,8 +488,8 @@ pub fn evaluate(
             dir,
             fpir,
             misid,
-            threshold: policy.threshold,
-            margin: policy.margin,
+            threshold: shortest(policy.threshold),
+            margin: shortest(policy.margin),
             enrol_per_person: opts.enrol_per_person,
             frames: opts.frames,
             confirm_k: policy.confirm_k,

@@ -267,7 +267,7 @@ pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
     for c in &report.curve {
         let on_grid =
             (c.threshold * 100.0).round() as i32 % 5 == 0 && (0.2..=0.75).contains(&c.threshold);
-        let configured = c.threshold == s.threshold;
+        let configured = c.threshold == policy.threshold;
         if on_grid || configured {
             println!(
                 "  {:>9.3}  {:>6.4}  {:>6.4}  {:>6.4}{}",
