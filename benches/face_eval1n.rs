@@ -19,7 +19,14 @@ use opencv::{core, imgcodecs, imgproc};
 use gatehouse::config::Config;
 use gatehouse::models::{self, Manifest};
 
+/// Variants per photo: 30 × 17 = 510 photos.
 const VARIANTS: usize = 30;
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+/// binary without it, as a quick check with two variants per photo.
+fn quick() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
 
 fn shared() -> PathBuf {
     std::env::var_os("GATEHOUSE_SHARED")
@@ -92,7 +99,7 @@ fn variant(src: &Mat, rng: &mut Rng) -> Mat {
 }
 
 /// Writes the variants and their labels file; returns (labels, root, photos).
-fn prepare(dir: &Path) -> (PathBuf, PathBuf, usize) {
+fn prepare(dir: &Path, variants: usize) -> (PathBuf, PathBuf, usize) {
     let src_labels =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faces/identities.csv");
     let src_root = shared().join("faces/identities");
@@ -113,7 +120,7 @@ fn prepare(dir: &Path) -> (PathBuf, PathBuf, usize) {
         )
         .unwrap();
         let stem = file.replace(['/', '.'], "_");
-        for v in 0..VARIANTS {
+        for v in 0..variants {
             let img = variant(&src, &mut rng);
             let name = format!("{stem}_{v:02}.jpg");
             let quality = 60 + (rng.next() * 35.0) as i32;
@@ -139,7 +146,7 @@ fn main() {
     });
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (labels, root, photos) = prepare(&dir);
+    let (labels, root, photos) = prepare(&dir, if quick() { 2 } else { VARIANTS });
 
     let mut config = Config::demo();
     config.set_data_dir(dir.join("data"));

@@ -342,6 +342,7 @@ fn card_and_face_opens_for_the_owners_face_only() {
         two_factor: TwoFactorRule {
             mode: TwoFactor::CardAndFace,
             hours: Vec::new(),
+            face_wait: Duration::from_secs(10),
         },
     };
     let now = Now {

@@ -6,6 +6,8 @@
 //! alone does not open. PINs, plates, remote opens and the exit button are
 //! not affected.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 
 use crate::config::{self, TwoFactor, WeeklyHours};
@@ -39,6 +41,10 @@ pub struct TwoFactorRule {
     pub mode: TwoFactor,
     /// Empty: at all hours.
     pub hours: Vec<WeeklyHours>,
+    /// How long the gate may hold a card for its owner's face
+    /// (`face::recent::RecentFaces::check_owner` over that time) before
+    /// deciding with [`FaceCheck::NotSeen`].
+    pub face_wait: Duration,
 }
 
 /// Whether a gate needs two factors now.
@@ -56,6 +62,7 @@ impl TwoFactorRule {
         TwoFactorRule {
             mode: gate.two_factor,
             hours: gate.two_factor_hours.clone(),
+            face_wait: Duration::from_secs(u64::from(gate.face_wait_s)),
         }
     }
 
@@ -80,8 +87,6 @@ impl TwoFactorRule {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use chrono::TimeZone;
 
     use super::super::*;
@@ -143,6 +148,7 @@ mod tests {
             two_factor: TwoFactorRule {
                 mode,
                 hours: hours.iter().map(|h| h.parse().unwrap()).collect(),
+                face_wait: Duration::from_secs(10),
             },
         }
     }
