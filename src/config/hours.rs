@@ -173,6 +173,47 @@ mod tests {
     }
 
     #[test]
+    fn gate_config_names_bad_hours_and_hours_without_two_factor() {
+        use crate::config::{Config, DEMO_CONFIG};
+        let with = |extra: &str| {
+            DEMO_CONFIG.replacen(
+                "paired_with = \"east-out\"\n",
+                &format!("paired_with = \"east-out\"\n{extra}\n"),
+                1,
+            )
+        };
+        let ok = Config::parse(
+            &with("two_factor = \"card+face\"\ntwo_factor_hours = [\"mon-fri 22:00-06:00\"]"),
+            "g.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.gates[0].two_factor, TwoFactor::CardAndFace);
+        assert_eq!(ok.gates[0].two_factor_hours.len(), 1);
+        assert_eq!(ok.gates[0].face_wait_s, 10);
+        let err = Config::parse(
+            &with("two_factor = \"card+face\"\ntwo_factor_hours = [\"nights\"]"),
+            "g.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("gates[0].two_factor_hours"), "{err}");
+        let err = Config::parse(
+            &with("two_factor_hours = [\"daily 22:00-06:00\"]"),
+            "g.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("gates[0].two_factor_hours") && err.contains("card+face"),
+            "{err}"
+        );
+        let err = Config::parse(&with("two_factor = \"face\""), "g.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gates[0].two_factor"), "{err}");
+    }
+
+    #[test]
     fn night_hours_run_past_midnight_into_the_next_day() {
         let night = h("mon-fri 22:00-06:00");
         // Monday 23:00 and Tuesday 05:59: in. Monday 05:00 (Sunday night): out.

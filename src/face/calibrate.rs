@@ -550,6 +550,35 @@ mod tests {
     }
 
     #[test]
+    fn config_refuses_half_a_tail_and_rates_outside_zero_to_one() {
+        use crate::config::DEMO_CONFIG;
+        let with = |extra: &str| {
+            let text = DEMO_CONFIG.replacen("[face]\n", &format!("[face]\n{extra}\n"), 1);
+            Config::parse(&text, "g.toml").map_err(|e| e.to_string())
+        };
+        let ok = with("impostor_mean = -0.01\nimpostor_sd = 0.09\ntarget_fpir = 0.001").unwrap();
+        let spec = crate::models::Manifest::builtin()
+            .get("mobilefacenet")
+            .unwrap()
+            .clone();
+        let (tail, source) = configured_tail(&ok, &spec).unwrap();
+        assert_eq!((tail.mean, tail.sd, source), (-0.01, 0.09, "config"));
+        let (_, source) = configured_tail(&Config::demo(), &spec).unwrap();
+        assert_eq!(source, "model manifest");
+        for (bad, key) in [
+            ("impostor_mean = 0.0", "face.impostor_sd"),
+            ("impostor_mean = 0.0\nimpostor_sd = 0.0", "face.impostor_sd"),
+            ("target_fpir = 1.5", "face.target_fpir"),
+            ("target_fpir = 0.0", "face.target_fpir"),
+            ("verify_threshold = 2.0", "face.verify_threshold"),
+            ("combine = \"mean\"", "face.combine"),
+        ] {
+            let err = with(bad).unwrap_err();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn calibration_is_written_into_face_keeping_the_rest() {
         let text = "# my gateway\n[site]\nid = \"x\" # keep me\n\n[face]\nmargin = 0.07\nmatch_threshold = 0.5\n\n[access]\nlockout_s = 30\n";
         let c = Calibrated {

@@ -17,8 +17,13 @@
 //! [`super::FaceEngine::observe`] (quality floor, embedding, search, [`MatchPolicy::judge`]);
 //! for F photos treated as consecutive frames of one face, feed their verdicts
 //! to [`MatchPolicy::confirm`]. The gate runs exactly these two steps per frame
-//! ([`super::pipeline::FrameProcessor`] with a [`GateState`]). A resident's score
-//! is the best over their enrolled faces (see [`super::Gallery`]).
+//! ([`super::pipeline::FrameProcessor`] with a [`GateState`]); `face eval-1n`
+//! ([`super::openset`]) does exactly that. A resident's score is the cosine
+//! with the centroid of their enrolled faces, or the best over them
+//! ([`MatchPolicy::combine`], applied when the gallery is built).
+//!
+//! At a card + face gate the face is not searched but checked against the
+//! card owner only ([`MatchPolicy::verify`], 1:1).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
