@@ -419,9 +419,23 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
+/// Sets `key` to `v`, keeping the key's comment and the value's trailing
+/// comment when the key is already there.
+fn set(table: &mut dyn toml_edit::TableLike, key: &str, mut v: toml_edit::Value) {
+    match table.get_mut(key).and_then(toml_edit::Item::as_value_mut) {
+        Some(old) => {
+            *v.decor_mut() = old.decor().clone();
+            *old = v;
+        }
+        None => {
+            table.insert(key, toml_edit::Item::Value(v));
+        }
+    }
+}
+
 /// The config text with the calibration set under `[face]`.
 pub fn update_config_text(text: &str, c: &Calibrated) -> Result<String> {
-    use toml_edit::{value, DocumentMut, Item};
+    use toml_edit::{DocumentMut, Item};
     let mut doc: DocumentMut = text.parse().context("not valid TOML")?;
     if doc.get("face").is_none() {
         doc.insert("face", toml_edit::table());
@@ -429,10 +443,18 @@ pub fn update_config_text(text: &str, c: &Calibrated) -> Result<String> {
     let Some(face) = doc.get_mut("face").and_then(Item::as_table_like_mut) else {
         bail!("face is not a table");
     };
-    face.insert("match_threshold", value(round(f64::from(c.threshold), 3)));
-    face.insert("target_fpir", value(c.target_fpir));
-    face.insert("impostor_mean", value(round(f64::from(c.tail.mean), 4)));
-    face.insert("impostor_sd", value(round(f64::from(c.tail.sd), 4)));
+    set(
+        face,
+        "match_threshold",
+        round(f64::from(c.threshold), 3).into(),
+    );
+    set(face, "target_fpir", c.target_fpir.into());
+    set(
+        face,
+        "impostor_mean",
+        round(f64::from(c.tail.mean), 4).into(),
+    );
+    set(face, "impostor_sd", round(f64::from(c.tail.sd), 4).into());
     if let Some(table) = doc.get_mut("face").and_then(Item::as_table_mut) {
         if let Some(mut key) = table.key_mut("match_threshold") {
             key.leaf_decor_mut().set_prefix(format!(
@@ -580,7 +602,7 @@ mod tests {
 
     #[test]
     fn calibration_is_written_into_face_keeping_the_rest() {
-        let text = "# my gateway\n[site]\nid = \"x\" # keep me\n\n[face]\nmargin = 0.07\nmatch_threshold = 0.5\n\n[access]\nlockout_s = 30\n";
+        let text = "# my gateway\n[site]\nid = \"x\" # keep me\n\n[face]\nmargin = 0.07\n# the target\ntarget_fpir = 0.05 # was 5 %\nmatch_threshold = 0.5\n\n[access]\nlockout_s = 30\n";
         let c = Calibrated {
             threshold: 0.41234,
             target_fpir: 0.01,
@@ -599,6 +621,10 @@ mod tests {
         assert!(out.contains("match_threshold = 0.412"), "{out}");
         assert!(!out.contains("match_threshold = 0.5"));
         assert!(out.contains("impostor_mean = -0.0123"));
+        assert!(
+            out.contains("# the target\ntarget_fpir = 0.01 # was 5 %"),
+            "{out}"
+        );
         assert!(out.contains("12586 residents"));
         assert!(out.contains("[access]\nlockout_s = 30"));
         // No [face] yet: it is added.
