@@ -213,59 +213,77 @@ fn fpir_from(p: f64, residents: usize) -> f64 {
 /// Impostor and genuine scores from labelled samples, every identity against
 /// every other: each identity is enrolled from up to K of its photos (the
 /// first enrollable ones in a seeded order, combined as the policy says) and
-/// every photo of every *other* identity is scored against it. The photos
-/// not enrolled also give the genuine score with their own identity.
+/// every photo of every *other* identity is scored against it, over several
+/// draws. The photos not enrolled also give the genuine score with their
+/// own identity.
 pub struct Comparisons {
     pub impostor: Vec<ImpostorScore>,
     pub genuine: Vec<f32>,
 }
 
+/// How [`comparisons`] enrols: K photos per identity, combined by the
+/// policy, drawn `draws` times from a seeded order.
+#[derive(Clone, Copy, Debug)]
+pub struct Enrolment {
+    pub per_person: usize,
+    pub combine: Combine,
+    pub quality_floor: bool,
+    pub draws: usize,
+    pub seed: u64,
+}
+
 pub fn comparisons(
     identities: usize,
     samples: &[Sample],
-    enrol_per_person: usize,
-    combine: Combine,
+    enrolment: &Enrolment,
     model: &str,
     dim: usize,
-    quality_floor: bool,
 ) -> Result<Comparisons> {
-    let usable = |s: &Sample| s.embedding.is_some() && (!quality_floor || s.quality.is_ok());
-    let mut enrolled = vec![false; samples.len()];
-    let mut taken = vec![0usize; identities];
-    // Samples arrive in labels order; the first K usable photos of each identity enrol.
-    for (i, s) in samples.iter().enumerate() {
-        if s.identity < identities && taken[s.identity] < enrol_per_person && usable(s) {
-            taken[s.identity] += 1;
-            enrolled[i] = true;
-        }
-    }
-    let rows = samples
-        .iter()
-        .zip(&enrolled)
-        .filter(|(_, e)| **e)
-        .filter_map(|(s, _)| {
-            s.embedding
-                .as_ref()
-                .map(|e| (ResidentId(s.identity as i64 + 1), e.as_slice().to_vec()))
-        });
-    let gallery = Gallery::from_rows_combined(model, dim, rows, combine)?;
+    let floor = enrolment.quality_floor;
+    let usable = |s: &Sample| s.embedding.is_some() && (!floor || s.quality.is_ok());
+    let mut rng = super::openset::SplitMix(enrolment.seed);
     let mut out = Comparisons {
         impostor: Vec::new(),
         genuine: Vec::new(),
     };
-    for (i, s) in samples.iter().enumerate() {
-        let Some(e) = s.embedding.as_ref().filter(|_| usable(s)) else {
-            continue;
-        };
-        let own = ResidentId(s.identity as i64 + 1);
-        for score in gallery.identity_scores(e.as_slice()) {
-            if score.resident != own {
-                out.impostor.push(ImpostorScore {
-                    score: score.score,
-                    pair: (s.identity, (score.resident.0 - 1) as usize),
-                });
-            } else if !enrolled[i] {
-                out.genuine.push(score.score);
+    // Several draws of the enrolment photos, pooled: the fit then does not
+    // hang on which K photos happened to be chosen.
+    for _ in 0..enrolment.draws.max(1) {
+        let mut enrolled = vec![false; samples.len()];
+        let mut taken = vec![0usize; identities];
+        let mut order: Vec<usize> = (0..samples.len()).collect();
+        rng.shuffle(&mut order);
+        for i in order {
+            let s = &samples[i];
+            if s.identity < identities && taken[s.identity] < enrolment.per_person && usable(s) {
+                taken[s.identity] += 1;
+                enrolled[i] = true;
+            }
+        }
+        let rows = samples
+            .iter()
+            .zip(&enrolled)
+            .filter(|(_, e)| **e)
+            .filter_map(|(s, _)| {
+                s.embedding
+                    .as_ref()
+                    .map(|e| (ResidentId(s.identity as i64 + 1), e.as_slice().to_vec()))
+            });
+        let gallery = Gallery::from_rows_combined(model, dim, rows, enrolment.combine)?;
+        for (i, s) in samples.iter().enumerate() {
+            let Some(e) = s.embedding.as_ref().filter(|_| usable(s)) else {
+                continue;
+            };
+            let own = ResidentId(s.identity as i64 + 1);
+            for score in gallery.identity_scores(e.as_slice()) {
+                if score.resident != own {
+                    out.impostor.push(ImpostorScore {
+                        score: score.score,
+                        pair: (s.identity, (score.resident.0 - 1) as usize),
+                    });
+                } else if !enrolled[i] {
+                    out.genuine.push(score.score);
+                }
             }
         }
     }

@@ -275,7 +275,7 @@ pub fn shortest(x: f32) -> f64 {
 
 /// Tiny fixed generator (SplitMix64): the same seed gives the same splits
 /// on every build and platform, so published figures can be reproduced.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
     fn next(&mut self) -> u64 {
@@ -286,7 +286,7 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
-    fn shuffle<T>(&mut self, v: &mut [T]) {
+    pub(crate) fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = (self.next() % (i as u64 + 1)) as usize;
             v.swap(i, j);

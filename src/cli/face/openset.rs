@@ -75,6 +75,9 @@ pub struct Calibrate {
     /// Write `[face] match_threshold` (and the fitted tail) into this config file
     #[arg(long, value_name = "FILE")]
     pub write_config: Option<PathBuf>,
+    /// Seeded draws of the enrolment photos whose comparisons are pooled
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub draws: u64,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -292,11 +295,15 @@ pub fn calibrate(config: &Config, args: &Calibrate) -> Result<ExitCode> {
     let comparisons = calibrate::comparisons(
         p.names.len(),
         &p.samples,
-        args.set.enrol_per_person,
-        loaded.policy.combine,
+        &calibrate::Enrolment {
+            per_person: args.set.enrol_per_person,
+            combine: loaded.policy.combine,
+            quality_floor: !args.set.no_quality_floor,
+            draws: args.draws as usize,
+            seed: args.set.seed,
+        },
         &loaded.engine_model,
         loaded.dim,
-        !args.set.no_quality_floor,
     )?;
     let fit = calibrate::fit_tail(&comparisons.impostor)
         .map_err(|e| failed(format!("{}: {e:#}", args.set.labels.display())))?;
@@ -330,8 +337,8 @@ pub fn calibrate(config: &Config, args: &Calibrate) -> Result<ExitCode> {
         args.set.enrol_per_person
     );
     println!(
-        "impostor scores:     {} comparisons of a photo with another identity; median {:.3}, max {:.3}",
-        fit.comparisons, tail.mean, fit.max
+        "impostor scores:     {} comparisons of a photo with another identity ({} draws of the enrolment photos); median {:.3}, max {:.3}",
+        fit.comparisons, args.draws, tail.mean, fit.max
     );
     println!(
         "upper tail:          sd {:.4} from the {} scores above the median ({} pairs of identities); {:.4} used (95 % upper bound)",
