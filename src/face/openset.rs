@@ -390,6 +390,18 @@ pub fn evaluate(
         };
         list.push(i);
     }
+    if names.len() < 2 {
+        bail!("an open-set evaluation needs at least two identities (residents and strangers)");
+    }
+    let can_be_resident = by_identity.iter().any(|photos| {
+        photos.len() >= 2
+            && photos
+                .iter()
+                .any(|&i| enrollable(&samples[i], opts.quality_floor))
+    });
+    if !can_be_resident {
+        bail!("no identity has two photos with a usable face, so no resident can be probed");
+    }
     let mut policy = *policy;
     policy.confirm_k = policy.confirm_k.min(opts.frames);
     policy.confirm_m = policy.confirm_m.max(policy.confirm_k);

@@ -203,6 +203,18 @@ fn refused_and_faceless_photos_are_never_enrolled_and_give_no_vote() {
 }
 
 #[test]
+fn a_set_without_strangers_or_without_probes_is_refused() {
+    let one = ["A".to_string()];
+    let samples = vec![sample(0, unit(&[(0, 1.0)])), sample(0, unit(&[(0, 1.0)]))];
+    let err = evaluate(&one, &samples, &policy(), "m", 8, &options(1)).unwrap_err();
+    assert!(err.to_string().contains("two identities"), "{err}");
+    let two = ["A".to_string(), "B".to_string()];
+    let single = vec![sample(0, unit(&[(0, 1.0)])), sample(1, unit(&[(1, 1.0)]))];
+    let err = evaluate(&two, &single, &policy(), "m", 8, &options(1)).unwrap_err();
+    assert!(err.to_string().contains("two photos"), "{err}");
+}
+
+#[test]
 fn labels_parse_with_header_and_name_bad_rows() {
     let rows = parse_labels("file,identity\na/1.jpg,alice\n# note\n\"b/2.jpg\", bob\n").unwrap();
     assert_eq!(rows.len(), 2);
