@@ -57,9 +57,38 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     for camera in &config.cameras {
         checks.push(check_camera(&camera.id, &camera.source, camera_timeout));
     }
+    checks.push(check_face_register(config));
     checks.push(check_broker(config));
     checks.push(check_clock());
     checks
+}
+
+/// The stranger false-accept rate the face search has at today's register
+/// size (`face::calibrate::stranger_risk`), and a warning past the target.
+fn check_face_register(config: &Config) -> Check {
+    use crate::face::calibrate;
+    let label = "face register";
+    let spec = match crate::face::embedder_spec(config) {
+        Ok(spec) => spec,
+        Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
+    };
+    let residents = match calibrate::enrolled_residents(config, &spec.name) {
+        Ok(n) => n,
+        Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
+    };
+    match calibrate::stranger_risk(config, &spec, residents) {
+        Ok(Some(risk)) if risk.over_target() => Check::new(label, Status::Warn, risk.describe()),
+        Ok(Some(risk)) => Check::new(label, Status::Pass, risk.describe()),
+        Ok(None) => Check::new(
+            label,
+            Status::Warn,
+            format!(
+                "{residents} residents with a face; no impostor score tail is known for {}, so the stranger false-accept rate cannot be estimated: run `gatehouse face calibrate --write-config`",
+                spec.name
+            ),
+        ),
+        Err(e) => Check::new(label, Status::Warn, format!("{e:#}")),
+    }
 }
 
 fn check_data_dir(dir: &Path) -> Check {

@@ -68,6 +68,20 @@ fn passes_with_models_installed_and_fails_naming_a_missing_model_and_camera() {
         .find(|c| c["name"] == "camera east-cam")
         .unwrap();
     assert_eq!(camera["status"], "pass", "{camera}");
+    // No face enrolled yet: no stranger can be falsely accepted, and the
+    // check says what the model supports at the target.
+    let face = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "face register")
+        .unwrap();
+    assert_eq!(face["status"], "pass", "{face}");
+    let detail = face["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("0 residents with a face") && detail.contains("supports up to"),
+        "{detail}"
+    );
 
     // A camera that does not exist fails, named.
     let broken = dir.path().join("broken.toml");

@@ -16,8 +16,13 @@ fn processor(env: &FaceEnv) -> FrameProcessor {
     let engine = FaceEngine::load(&env.config).unwrap();
     let spec = face::embedder_spec(&env.config).unwrap();
     let policy = MatchPolicy::from_config(&env.config.face, &spec).unwrap();
-    let gallery =
-        face::load_gallery(store.conn(), engine.model_name(), engine.embedder.dim()).unwrap();
+    let gallery = face::load_gallery(
+        store.conn(),
+        engine.model_name(),
+        engine.embedder.dim(),
+        policy.combine,
+    )
+    .unwrap();
     FrameProcessor::new(
         engine,
         policy,

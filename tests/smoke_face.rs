@@ -72,8 +72,13 @@ fn each_person_enrolled_from_one_photo_is_identified_from_the_others_and_nobody_
     let mut engine = engine(&env);
     let spec = face::embedder_spec(&env.config).unwrap();
     let policy = MatchPolicy::from_config(&env.config.face, &spec).unwrap();
-    let gallery =
-        face::load_gallery(store.conn(), engine.model_name(), engine.embedder.dim()).unwrap();
+    let gallery = face::load_gallery(
+        store.conn(),
+        engine.model_name(),
+        engine.embedder.dim(),
+        policy.combine,
+    )
+    .unwrap();
     assert_eq!(gallery.identities(), enrolled.len());
 
     let mut matched = 0;

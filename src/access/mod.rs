@@ -13,6 +13,7 @@
 
 mod register;
 mod state;
+mod two_factor;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub use register::{
     mask_name, Bound, GroupId, Person, Register, Role, Status, VisitorPass, WatchHit, Window,
 };
 pub use state::AccessState;
+pub use two_factor::{FaceCheck, TwoFactorRule};
 
 use crate::config::{self, Direction};
 use crate::domain::{CardNumber, GateId, Plate, ResidentId};
@@ -56,6 +58,12 @@ pub enum Credential {
         score: f32,
     },
     Plate(Plate),
+    /// A card presented with the face seen at the same gate, checked 1:1
+    /// against the card owner's enrolled faces (two-factor gates).
+    CardAndFace {
+        card: CardNumber,
+        face: FaceCheck,
+    },
     /// A manual or remote open: `officer` is the station officer's id, or
     /// `os:<user>` for the property manager's `gatehouse gate open`.
     Remote {
@@ -73,6 +81,7 @@ impl Credential {
             Credential::Pin(_) => "pin",
             Credential::Face { .. } => "face",
             Credential::Plate(_) => "plate",
+            Credential::CardAndFace { .. } => "card+face",
             Credential::Remote { .. } => "remote",
             Credential::ExitButton => "exit_button",
         }
@@ -85,6 +94,7 @@ impl Credential {
             Credential::Pin(_) => Some("******".into()),
             Credential::Face { resident, .. } => Some(resident.to_string()),
             Credential::Plate(p) => Some(p.masked()),
+            Credential::CardAndFace { card, .. } => Some(card.masked()),
             Credential::Remote { officer, .. } => Some(officer.clone()),
             Credential::ExitButton => None,
         }
@@ -92,7 +102,10 @@ impl Credential {
 
     /// Guessable credentials, which count towards a reader lockout.
     pub fn is_guessable(&self) -> bool {
-        matches!(self, Credential::Card(_) | Credential::Pin(_))
+        matches!(
+            self,
+            Credential::Card(_) | Credential::Pin(_) | Credential::CardAndFace { .. }
+        )
     }
 }
 
@@ -129,6 +142,8 @@ pub struct GateContext {
     pub direction: Direction,
     pub paired_with: Option<GateId>,
     pub policy: AccessPolicy,
+    /// Card + face at this gate (at all or some hours).
+    pub two_factor: TwoFactorRule,
 }
 
 impl GateContext {
@@ -138,6 +153,7 @@ impl GateContext {
             direction: gate.direction,
             paired_with: gate.paired_with.clone(),
             policy: AccessPolicy::from_config(access),
+            two_factor: TwoFactorRule::from_config(gate),
         }
     }
 }
@@ -172,6 +188,14 @@ pub enum DenyReason {
     HostInactive,
     AntiPassback,
     ReaderLockedOut,
+    /// A two-factor gate: the card's owner must show their face too.
+    FaceRequired,
+    /// A two-factor gate: the face seen is not the card owner's.
+    FaceMismatch,
+    /// A two-factor gate: the card's owner has no enrolled face.
+    FaceNotEnrolled,
+    /// A two-factor gate: a face alone does not open; present the card too.
+    CardRequired,
     /// The register row could not be read; refused rather than guessed.
     InvalidRecord,
     /// The station watches this card or plate and asked for entry to be refused.
@@ -196,6 +220,10 @@ impl DenyReason {
             DenyReason::HostInactive => "host_inactive",
             DenyReason::AntiPassback => "anti_passback",
             DenyReason::ReaderLockedOut => "reader_locked_out",
+            DenyReason::FaceRequired => "face_required",
+            DenyReason::FaceMismatch => "face_mismatch",
+            DenyReason::FaceNotEnrolled => "face_not_enrolled",
+            DenyReason::CardRequired => "card_required",
             DenyReason::InvalidRecord => "invalid_record",
             DenyReason::Watchlisted => "watchlisted",
         }
@@ -310,10 +338,32 @@ fn decide_register(
     match credential {
         Credential::ExitButton | Credential::Remote { .. } => Decision::granted(None),
         Credential::Card(card) => match register.cards.get(&card.key()) {
-            Some(id) => resident(register, state, *id, gate, now),
+            Some(id) => two_factors(
+                resident(register, state, *id, gate, now),
+                register,
+                gate,
+                now,
+                Some(FaceCheck::NotSeen),
+            ),
             None => unknown(state, credential, gate, now),
         },
-        Credential::Face { resident: id, .. } => resident(register, state, *id, gate, now),
+        Credential::CardAndFace { card, face } => match register.cards.get(&card.key()) {
+            Some(id) => two_factors(
+                resident(register, state, *id, gate, now),
+                register,
+                gate,
+                now,
+                Some(*face),
+            ),
+            None => unknown(state, credential, gate, now),
+        },
+        Credential::Face { resident: id, .. } => two_factors(
+            resident(register, state, *id, gate, now),
+            register,
+            gate,
+            now,
+            None,
+        ),
         Credential::Pin(hash) => match register.pass_by_pin.get(&hash.0) {
             Some(pass) => visitor(register, state, *pass, gate, now),
             None => unknown(state, credential, gate, now),
@@ -339,6 +389,39 @@ fn decide_register(
             last.unwrap_or_else(|| unknown(state, credential, gate, now))
         }
     }
+}
+
+/// At a two-factor gate, a resident the register admits still needs the
+/// second factor: `face` is the face check of a card (`None`: the credential
+/// was a face alone, which needs the card).
+fn two_factors(
+    mut granted: Decision,
+    register: &Register,
+    gate: &GateContext,
+    now: &Now,
+    face: Option<FaceCheck>,
+) -> Decision {
+    use two_factor::Required;
+    if !granted.is_granted() {
+        return granted;
+    }
+    let required = gate.two_factor.required(now.wall, register.offset);
+    if required == Required::No {
+        return granted;
+    }
+    let refusal = match face {
+        Some(FaceCheck::Match { .. }) => return granted,
+        Some(FaceCheck::NotSeen) => DenyReason::FaceRequired,
+        Some(FaceCheck::NotEnrolled) => DenyReason::FaceNotEnrolled,
+        Some(FaceCheck::Mismatch { .. }) => DenyReason::FaceMismatch,
+        None => DenyReason::CardRequired,
+    };
+    if required == Required::ByHours && !now.clock_synced {
+        // The hours may be wrong: do as outside them, and say so.
+        granted.clock_override = true;
+        return granted;
+    }
+    Decision::denied(refusal, granted.subject)
 }
 
 fn unknown(

@@ -42,6 +42,7 @@ fn gate(id: &str) -> GateContext {
         direction: Direction::In,
         paired_with: None,
         policy: AccessPolicy::default(),
+        two_factor: TwoFactorRule::default(),
     }
 }
 
@@ -453,12 +454,14 @@ fn anti_passback_refuses_a_second_entry_without_an_exit() {
         direction: Direction::In,
         paired_with: Some("east-out".parse().unwrap()),
         policy,
+        two_factor: TwoFactorRule::default(),
     };
     let out = GateContext {
         gate: "east-out".parse().unwrap(),
         direction: Direction::Out,
         paired_with: Some("east".parse().unwrap()),
         policy,
+        two_factor: TwoFactorRule::default(),
     };
     let t = now("2025-03-12 10:00");
     let c = card(1);

@@ -1,4 +1,6 @@
-//! `gatehouse face detect|identify|enroll|remove|list|reembed|eval`.
+//! `gatehouse face detect|identify|enroll|remove|list|reembed|watch|eval|eval-1n|calibrate`.
+
+mod openset;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,6 +81,11 @@ pub enum FaceCommand {
         #[arg(long, value_name = "FILE")]
         scores: Option<PathBuf>,
     },
+    /// Open-set 1:N accuracy on labelled photos (file,identity): residents and strangers
+    #[command(name = "eval-1n")]
+    EvalOneToN(openset::EvalOneToN),
+    /// Choose the match threshold for a target stranger false-accept rate at a register size
+    Calibrate(openset::Calibrate),
 }
 
 pub fn run(cli: &Cli, cmd: &FaceCommand) -> Result<ExitCode> {
@@ -115,6 +122,8 @@ pub fn run(cli: &Cli, cmd: &FaceCommand) -> Result<ExitCode> {
             threshold,
             scores,
         } => run_eval(&config, pairs, root, *threshold, scores.as_deref()),
+        FaceCommand::EvalOneToN(args) => openset::eval_1n(&config, args),
+        FaceCommand::Calibrate(args) => openset::calibrate(&config, args),
     }
 }
 
@@ -359,8 +368,7 @@ fn reembed(config: &crate::config::Config) -> Result<ExitCode> {
     for (id, person, crop) in crops {
         let mat = crop_mat(&crop).with_context(|| format!("face {id} of {person}"))?;
         let embedding = engine
-            .embedder
-            .embed(&mat)
+            .embed_aligned(&mat)
             .with_context(|| format!("face {id} of {person}"))?;
         updates.push((id, embedding.as_slice().to_vec()));
     }
@@ -514,7 +522,9 @@ fn watch(
     let dim = spec
         .embedding_size
         .context("embedder has no embedding_size")?;
-    let gallery = face::GalleryHandle::new(face::load_gallery(store.conn(), &spec.name, dim)?);
+    let combine = MatchPolicy::from_config(&config.face, &spec)?.combine;
+    let gallery =
+        face::GalleryHandle::new(face::load_gallery(store.conn(), &spec.name, dim, combine)?);
     drop(store);
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let handle = pipeline::spawn(config, &camera, gallery, tx)?;

@@ -7,6 +7,7 @@
 //! (unique ids, references between sections).
 
 mod console;
+mod hours;
 mod lpr;
 mod pin;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{validate_slug, GateId};
 
 pub use console::Console;
+pub use hours::{TwoFactor, WeeklyHours};
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
 
@@ -184,6 +186,21 @@ pub struct Gate {
     pub held_open_s: u32,
     /// The gate of the opposite direction at the same opening, for anti-passback.
     pub paired_with: Option<GateId>,
+    /// `card+face`: a card opens only with the card owner's face (1:1), and a
+    /// face alone does not open; `off` (default).
+    #[serde(default)]
+    pub two_factor: TwoFactor,
+    /// When two factors are needed, in site local time (`"mon-fri 22:00-06:00"`);
+    /// empty: always.
+    #[serde(default)]
+    pub two_factor_hours: Vec<WeeklyHours>,
+    /// Seconds a card waits at a two-factor gate for its owner's face.
+    #[serde(default = "default_face_wait_s")]
+    pub face_wait_s: u32,
+}
+
+fn default_face_wait_s() -> u32 {
+    10
 }
 
 fn default_lock() -> LockKind {
@@ -289,6 +306,24 @@ pub struct Face {
     /// Seconds between two "unknown face" events at one gate.
     #[serde(default = "default_unknown_interval")]
     pub unknown_event_interval_s: u32,
+    /// How a resident's several enrolled faces are combined: `best`,
+    /// `centroid` or `both` (BENCHMARKS.md, "Matching policy").
+    #[serde(default)]
+    pub combine: crate::face::Combine,
+    /// Average each face's embedding with its mirror image's.
+    #[serde(default)]
+    pub flip_average: bool,
+    /// The stranger false-accept rate (per stranger, at the register's size)
+    /// the threshold is meant to keep; `gatehouse doctor` warns above it.
+    #[serde(default = "default_target_fpir")]
+    pub target_fpir: f64,
+    /// The impostor score tail measured by `gatehouse face calibrate`
+    /// (default: the embedder's manifest entry).
+    pub impostor_mean: Option<f32>,
+    pub impostor_sd: Option<f32>,
+    /// Cosine the face must reach against the card owner's enrolled faces at
+    /// a card + face gate (1:1); default: the match threshold.
+    pub verify_threshold: Option<f32>,
 }
 
 fn default_detect_width() -> u32 {
@@ -318,6 +353,9 @@ fn default_min_sharpness() -> f32 {
 fn default_unknown_interval() -> u32 {
     30
 }
+fn default_target_fpir() -> f64 {
+    0.01
+}
 
 impl Default for Face {
     fn default() -> Self {
@@ -332,6 +370,12 @@ impl Default for Face {
             min_eye_distance_px: default_min_eye_px(),
             min_sharpness: default_min_sharpness(),
             unknown_event_interval_s: default_unknown_interval(),
+            combine: crate::face::Combine::default(),
+            flip_average: false,
+            target_fpir: default_target_fpir(),
+            impostor_mean: None,
+            impostor_sd: None,
+            verify_threshold: None,
         }
     }
 }
@@ -537,6 +581,18 @@ impl Config {
                     ));
                 }
             }
+            if gate.two_factor == TwoFactor::Off && !gate.two_factor_hours.is_empty() {
+                return Err((
+                    format!("gates[{i}].two_factor_hours"),
+                    "set two_factor = \"card+face\" for these hours to mean anything".into(),
+                ));
+            }
+            if gate.face_wait_s == 0 || gate.face_wait_s > 120 {
+                return Err((
+                    format!("gates[{i}].face_wait_s"),
+                    format!("expected 1..=120 seconds, got {}", gate.face_wait_s),
+                ));
+            }
             if gate.unlock_ms == 0 || gate.unlock_ms > 60_000 {
                 return Err((
                     format!("gates[{i}].unlock_ms"),
@@ -585,13 +641,42 @@ impl Config {
                 ),
             ));
         }
-        if let Some(t) = self.face.match_threshold {
-            if !(-1.0..=1.0).contains(&t) {
+        for (key, value) in [
+            ("face.match_threshold", self.face.match_threshold),
+            ("face.verify_threshold", self.face.verify_threshold),
+            ("face.impostor_mean", self.face.impostor_mean),
+        ] {
+            if let Some(t) = value {
+                if !(-1.0..=1.0).contains(&t) {
+                    return Err((
+                        key.into(),
+                        format!("expected a cosine similarity -1..=1, got {t}"),
+                    ));
+                }
+            }
+        }
+        if let Some(sd) = self.face.impostor_sd {
+            if !(sd > 0.0 && sd < 1.0) {
                 return Err((
-                    "face.match_threshold".into(),
-                    format!("expected a cosine similarity -1..=1, got {t}"),
+                    "face.impostor_sd".into(),
+                    format!("expected a standard deviation 0 < sd < 1, got {sd}"),
                 ));
             }
+        }
+        if self.face.impostor_mean.is_some() != self.face.impostor_sd.is_some() {
+            return Err((
+                "face.impostor_sd".into(),
+                "impostor_mean and impostor_sd must be set together".into(),
+            ));
+        }
+        if !(self.face.target_fpir > 0.0 && self.face.target_fpir < 1.0) {
+            return Err((
+                "face.target_fpir".into(),
+                format!(
+                    "expected a rate 0 < rate < 1 (0.01 = 1 %), got {}",
+                    self.face.target_fpir
+                ),
+            ));
         }
         if self.face.confirm_frames == 0 || self.face.confirm_frames > self.face.confirm_window {
             return Err((

@@ -38,8 +38,12 @@ impl Matcher {
         let spec = super::embedder_spec(config)?;
         let policy = MatchPolicy::from_config(&config.face, &spec)?;
         let engine = FaceEngine::load(config)?;
-        let gallery =
-            super::load_gallery(store.conn(), engine.model_name(), engine.embedder.dim())?;
+        let gallery = super::load_gallery(
+            store.conn(),
+            engine.model_name(),
+            engine.embedder.dim(),
+            policy.combine,
+        )?;
         Ok(Matcher {
             store,
             engine,
@@ -174,7 +178,12 @@ pub fn enrol(
     let secret = m.store.secret().clone();
     let face_ids = faces::enroll(m.store.conn_mut(), &secret, resident, &new, actor)?;
     // Later enrolments in the same session see this face.
-    m.gallery = super::load_gallery(m.store.conn(), &model, m.engine.embedder.dim())?;
+    m.gallery = super::load_gallery(
+        m.store.conn(),
+        &model,
+        m.engine.embedder.dim(),
+        m.policy.combine,
+    )?;
     Ok(Enrolment {
         face_ids,
         model,

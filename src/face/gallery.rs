@@ -41,10 +41,58 @@ impl Ranked {
     }
 }
 
+/// How the several enrolled faces of one resident make that resident's score
+/// (measured with `gatehouse face eval-1n`; BENCHMARKS.md "Matching policy").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The best cosine over the resident's enrolled faces.
+    Best,
+    /// The cosine with the normalised mean of the resident's faces (one row
+    /// per resident). The default: the best of K faces widens the stranger
+    /// score tail, the mean narrows it (BENCHMARKS.md).
+    #[default]
+    Centroid,
+    /// The best over the enrolled faces and their centroid.
+    Both,
+}
+
+impl Combine {
+    /// Gallery rows for `faces` enrolled faces of `residents` people.
+    pub fn rows(self, faces: usize, residents: usize) -> usize {
+        match self {
+            Combine::Best => faces,
+            Combine::Centroid => residents,
+            Combine::Both => faces + residents,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Combine::Best => "best",
+            Combine::Centroid => "centroid",
+            Combine::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for Combine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Combine, String> {
+        match s {
+            "best" => Ok(Combine::Best),
+            "centroid" => Ok(Combine::Centroid),
+            "both" => Ok(Combine::Both),
+            other => Err(format!("expected best, centroid or both, got {other:?}")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Gallery {
     model: String,
     dim: usize,
+    combine: Combine,
     /// `rows × dim` unit vectors in int16 (each row scaled so its largest
     /// value is ±32767; scores within 1e-4 of f32); rows of one resident are adjacent.
     data: Vec<i16>,
@@ -61,6 +109,7 @@ impl Gallery {
         Gallery {
             model: model.to_string(),
             dim,
+            combine: Combine::Best,
             data: Vec::new(),
             inv_scale: Vec::new(),
             spans: Vec::new(),
@@ -75,13 +124,30 @@ impl Gallery {
         dim: usize,
         rows: impl IntoIterator<Item = (ResidentId, Vec<f32>)>,
     ) -> Result<Gallery> {
+        Gallery::from_rows_combined(model, dim, rows, Combine::Best)
+    }
+
+    /// [`Gallery::from_rows`] with the enrolled faces of each resident combined by `combine`.
+    pub fn from_rows_combined(
+        model: &str,
+        dim: usize,
+        rows: impl IntoIterator<Item = (ResidentId, Vec<f32>)>,
+        combine: Combine,
+    ) -> Result<Gallery> {
         let mut rows: Vec<(ResidentId, Vec<f32>)> = rows.into_iter().collect();
         rows.sort_by_key(|(r, _)| *r);
-        let mut builder = GalleryBuilder::new(model, dim, rows.len());
+        let residents = 1 + rows.windows(2).filter(|w| w[0].0 != w[1].0).count();
+        let mut builder =
+            GalleryBuilder::combining(model, dim, combine.rows(rows.len(), residents), combine);
         for (resident, v) in &rows {
             builder.push(*resident, v)?;
         }
         Ok(builder.finish())
+    }
+
+    /// How this gallery combines a resident's faces (a reload keeps it).
+    pub fn combine(&self) -> Combine {
+        self.combine
     }
 
     /// The embedder these vectors came from; probes from another model are refused.
@@ -250,8 +316,11 @@ impl Gallery {
                 }
             }
         }
-        Gallery::from_rows(&self.model, self.dim, rows)
-            .unwrap_or_else(|_| Gallery::empty(&self.model, self.dim))
+        let mut g = Gallery::from_rows(&self.model, self.dim, rows)
+            .unwrap_or_else(|_| Gallery::empty(&self.model, self.dim));
+        // The rows are already combined; keep the label.
+        g.combine = self.combine;
+        g
     }
 }
 
@@ -262,25 +331,73 @@ pub struct GalleryBuilder {
     /// Set when a resident's rows were not adjacent; `finish` regroups them.
     scattered: bool,
     unit: Vec<f32>,
+    /// The resident whose faces are arriving and the sum of their unit
+    /// vectors, for the centroid (combine = centroid or both).
+    pending: Option<(ResidentId, Vec<f32>)>,
 }
 
 impl GalleryBuilder {
     pub fn new(model: &str, dim: usize, capacity: usize) -> GalleryBuilder {
+        GalleryBuilder::combining(model, dim, capacity, Combine::Best)
+    }
+
+    /// A builder that combines each resident's faces by `combine`, with room
+    /// for `rows` gallery rows ([`Combine::rows`]). The centroid is taken over
+    /// adjacent rows of one resident (the register loads them ordered by
+    /// resident; [`Gallery::from_rows_combined`] sorts).
+    pub fn combining(model: &str, dim: usize, rows: usize, combine: Combine) -> GalleryBuilder {
         let mut gallery = Gallery::empty(model, dim);
-        gallery.data.reserve_exact(capacity * dim);
-        gallery.inv_scale.reserve_exact(capacity);
-        gallery.int8 = Int8Rows::new(dim, capacity);
+        gallery.combine = combine;
+        gallery.data.reserve_exact(rows * dim);
+        gallery.inv_scale.reserve_exact(rows);
+        gallery.int8 = Int8Rows::new(dim, rows);
         GalleryBuilder {
             gallery,
             scattered: false,
             unit: Vec::with_capacity(dim),
+            pending: None,
         }
     }
 
     /// Appends one embedding (normalised here). Rows of one resident should
     /// come together; if they do not, `finish` sorts them.
     pub fn push(&mut self, resident: ResidentId, v: &[f32]) -> Result<()> {
-        let g = &mut self.gallery;
+        let combine = self.gallery.combine;
+        if combine == Combine::Best {
+            return self.push_row(resident, v);
+        }
+        self.check(resident, v)?;
+        if self.pending.as_ref().is_some_and(|(r, _)| *r != resident) {
+            self.flush_centroid()?;
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let (_, sum) = self
+            .pending
+            .get_or_insert_with(|| (resident, vec![0.0; v.len()]));
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += x / norm;
+        }
+        if combine == Combine::Both {
+            self.push_row(resident, v)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the centroid row of the resident whose faces were arriving.
+    fn flush_centroid(&mut self) -> Result<()> {
+        let Some((resident, sum)) = self.pending.take() else {
+            return Ok(());
+        };
+        // Faces pointing opposite ways cancel out: no direction is left to
+        // match, so such a resident gets no row rather than a zero one.
+        if sum.iter().map(|x| x * x).sum::<f32>().sqrt() < 1e-6 {
+            return Ok(());
+        }
+        self.push_row(resident, &sum)
+    }
+
+    fn check(&self, resident: ResidentId, v: &[f32]) -> Result<()> {
+        let g = &self.gallery;
         if v.len() != g.dim {
             bail!(
                 "embedding of {resident} has {} values, the gallery ({}) expects {}",
@@ -293,6 +410,21 @@ impl GalleryBuilder {
         if !(norm.is_finite() && norm > 1e-12) {
             bail!("embedding of {resident} is zero or not finite");
         }
+        Ok(())
+    }
+
+    fn push_row(&mut self, resident: ResidentId, v: &[f32]) -> Result<()> {
+        self.check(resident, v)?;
+        let g = &mut self.gallery;
+        if v.len() != g.dim {
+            bail!(
+                "embedding of {resident} has {} values, the gallery ({}) expects {}",
+                v.len(),
+                g.model,
+                g.dim
+            );
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let row = g.inv_scale.len();
         self.unit.clear();
         self.unit.extend(v.iter().map(|x| x / norm));
@@ -314,7 +446,9 @@ impl GalleryBuilder {
         Ok(())
     }
 
-    pub fn finish(self) -> Gallery {
+    pub fn finish(mut self) -> Gallery {
+        // A centroid of an all-cancelling resident is skipped, never an error.
+        let _ = self.flush_centroid();
         let g = self.gallery;
         if !self.scattered {
             return g;
@@ -326,11 +460,13 @@ impl GalleryBuilder {
             .flat_map(|(r, range)| range.clone().map(move |i| (*r, i)))
             .collect();
         rows.sort_by_key(|(r, i)| (*r, *i));
+        // Rows (and any centroids) are already combined: regroup them as they are.
         let mut regrouped = GalleryBuilder::new(&g.model, dim, rows.len());
         for (r, i) in rows {
             // Rows were validated and normalised on the first push.
-            let _ = regrouped.push(r, &g.row_f32(i));
+            let _ = regrouped.push_row(r, &g.row_f32(i));
         }
+        regrouped.gallery.combine = g.combine;
         regrouped.gallery
     }
 }
@@ -396,7 +532,7 @@ impl GalleryHandle {
     /// the number of faces now in the gallery.
     pub fn reload(&self, conn: &rusqlite::Connection) -> Result<usize> {
         let current = self.current();
-        let fresh = super::load_gallery(conn, current.model(), current.dim())?;
+        let fresh = super::load_gallery(conn, current.model(), current.dim(), current.combine())?;
         let n = fresh.len();
         self.replace(fresh);
         tracing::info!(faces = n, "face gallery reloaded");
@@ -455,6 +591,41 @@ mod tests {
         assert!(g.search(&[1.0, 0.0, 0.0]).is_none());
         assert!(g.search(&[1.0, 0.0]).unwrap().second.is_none());
         assert!(Gallery::from_rows("m", 2, vec![(r(1), vec![1.0])]).is_err());
+    }
+
+    #[test]
+    fn centroid_keeps_one_row_per_resident_and_both_adds_it_to_the_faces() {
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let rows = vec![
+            (r(1), vec![1.0, 0.0, 0.0]),
+            (r(2), vec![0.0, 0.0, 1.0]),
+            (r(1), vec![0.0, 1.0, 0.0]),
+        ];
+        let best = Gallery::from_rows_combined("m", 3, rows.clone(), Combine::Best).unwrap();
+        let centroid =
+            Gallery::from_rows_combined("m", 3, rows.clone(), Combine::Centroid).unwrap();
+        let both = Gallery::from_rows_combined("m", 3, rows, Combine::Both).unwrap();
+        assert_eq!((best.len(), centroid.len(), both.len()), (3, 2, 5));
+        assert_eq!(centroid.identities(), 2);
+        assert_eq!(centroid.combine(), Combine::Centroid);
+        // R1's faces are e1 and e2: its centroid is (e1 + e2)/√2.
+        let probe = [1.0, 0.0, 0.0];
+        assert!((best.score_for(r(1), &probe).unwrap() - 1.0).abs() < 1e-4);
+        assert!((centroid.score_for(r(1), &probe).unwrap() - s).abs() < 1e-4);
+        assert!((both.score_for(r(1), &probe).unwrap() - 1.0).abs() < 1e-4);
+        let mid = [s, s, 0.0];
+        assert!((centroid.score_for(r(1), &mid).unwrap() - 1.0).abs() < 1e-4);
+        assert!((best.score_for(r(1), &mid).unwrap() - s).abs() < 1e-4);
+        // A resident whose faces cancel out keeps no centroid row.
+        let opposite = vec![
+            (r(1), vec![1.0, 0.0]),
+            (r(1), vec![-1.0, 0.0]),
+            (r(2), vec![0.0, 1.0]),
+        ];
+        let g = Gallery::from_rows_combined("m", 2, opposite, Combine::Centroid).unwrap();
+        assert_eq!((g.identities(), g.len()), (1, 1));
+        assert_eq!("both".parse::<Combine>(), Ok(Combine::Both));
+        assert!("mean".parse::<Combine>().is_err());
     }
 
     #[test]

@@ -13,17 +13,20 @@
 //! decision stays with its owner.
 
 pub mod align;
+pub mod calibrate;
 pub mod camera;
 pub mod detect;
 pub mod embed;
 pub mod enrol;
 pub mod eval;
 pub mod gallery;
+pub mod openset;
 pub mod photo;
 pub mod pipeline;
 pub mod policy;
 pub mod quality;
 pub mod quantized;
+pub mod recent;
 pub mod track;
 
 use anyhow::{Context, Result};
@@ -34,7 +37,7 @@ use crate::models::{self, Manifest, ModelSpec, Role};
 
 pub use detect::{BBox, Detection, Detector, Landmarks};
 pub use embed::{Embedder, Embedding};
-pub use gallery::{Gallery, GalleryHandle, IdentityScore, Ranked};
+pub use gallery::{Combine, Gallery, GalleryHandle, IdentityScore, Ranked};
 pub use policy::{FrameVerdict, MatchPolicy};
 pub use quality::{Quality, QualityGate, Rejection};
 
@@ -43,6 +46,8 @@ pub struct FaceEngine {
     pub detector: Detector,
     pub embedder: Embedder,
     pub quality: QualityGate,
+    /// Average each embedding with the mirror image's (`[face] flip_average`).
+    pub flip_average: bool,
 }
 
 /// One face found in a frame, carried through quality, alignment and embedding.
@@ -82,6 +87,7 @@ impl FaceEngine {
             detector,
             embedder,
             quality: QualityGate::from_config(&config.face),
+            flip_average: config.face.flip_average,
         })
     }
 
@@ -114,12 +120,36 @@ impl FaceEngine {
     ) -> Result<Embedding> {
         let (w, h) = self.embedder.input_size();
         if (w, h) == (112, 112) {
-            self.embedder.embed(crop112)
+            self.embed_aligned(crop112)
         } else {
             // Align straight onto the scaled template rather than upscaling the 112 crop.
             let aligned = align::align(frame, &detection.landmarks, w, h)?;
-            self.embedder.embed(&aligned)
+            self.embed_aligned(&aligned)
         }
+    }
+
+    /// Embeds an aligned face, averaged with its mirror image when
+    /// `flip_average` is on (the ArcFace template is symmetric, so the
+    /// mirrored crop is an aligned face too). Enrolment, re-embedding and the
+    /// gate all come through here, so stored and live embeddings agree.
+    pub fn embed_aligned(&mut self, aligned: &Mat) -> Result<Embedding> {
+        let straight = self.embedder.embed(aligned)?;
+        if !self.flip_average {
+            return Ok(straight);
+        }
+        let mut mirrored = Mat::default();
+        cv(
+            opencv::core::flip(aligned, &mut mirrored, 1),
+            "cannot mirror face crop",
+        )?;
+        let flipped = self.embedder.embed(&mirrored)?;
+        let sum = straight
+            .as_slice()
+            .iter()
+            .zip(flipped.as_slice())
+            .map(|(a, b)| a + b)
+            .collect();
+        Embedding::from_raw(sum)
     }
 
     pub fn model_name(&self) -> &str {
@@ -138,11 +168,12 @@ impl FaceEngine {
         policy: &MatchPolicy,
     ) -> Result<Observation> {
         let face = self.analyze(frame, detection)?;
-        let ranked = match &face.embedding {
-            Some(e) if gallery.model() == self.model_name() => gallery.search(e.as_slice()),
-            _ => None,
-        };
-        let verdict = policy.judge(face.verdict, ranked.as_ref());
+        let embedding = face
+            .embedding
+            .as_ref()
+            .filter(|_| gallery.model() == self.model_name())
+            .map(Embedding::as_slice);
+        let (ranked, verdict) = policy.search_and_judge(gallery, face.verdict, embedding);
         Ok(Observation {
             face,
             ranked,
@@ -181,8 +212,14 @@ pub fn embedder_spec(config: &Config) -> Result<ModelSpec> {
 }
 
 /// Builds the gallery for `model` from the register (flagging faces of other
-/// models as stale first, so they are not matched).
-pub fn load_gallery(conn: &rusqlite::Connection, model: &str, dim: usize) -> Result<Gallery> {
+/// models as stale first, so they are not matched), combining each
+/// resident's faces as the policy says ([`MatchPolicy::combine`]).
+pub fn load_gallery(
+    conn: &rusqlite::Connection,
+    model: &str,
+    dim: usize,
+    combine: Combine,
+) -> Result<Gallery> {
     let stale = crate::store::faces::mark_stale(conn, model)?;
     if stale > 0 {
         tracing::warn!(
@@ -191,8 +228,10 @@ pub fn load_gallery(conn: &rusqlite::Connection, model: &str, dim: usize) -> Res
             "enrolled faces from another embedder are not matched; run `gatehouse face reembed`"
         );
     }
-    let capacity = crate::store::faces::count_current(conn, model)?;
-    let mut builder = gallery::GalleryBuilder::new(model, dim, capacity);
+    let faces = crate::store::faces::count_current(conn, model)?;
+    let residents = crate::store::faces::count_residents(conn, model)?;
+    let rows = combine.rows(faces, residents);
+    let mut builder = gallery::GalleryBuilder::combining(model, dim, rows, combine);
     crate::store::faces::for_each_gallery_row(conn, model, |resident, v| {
         builder.push(resident, v)
     })?;

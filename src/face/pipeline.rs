@@ -25,6 +25,7 @@ use super::detect::Detection;
 use super::gallery::{GalleryHandle, IdentityScore};
 use super::policy::{GateState, MatchPolicy, Outcome, SharedGateMemory};
 use super::quality::{Rejection, RejectionCounters};
+use super::recent::SharedRecentFaces;
 use super::track::Tracker;
 use super::{cv, FaceEngine};
 use crate::config::Config;
@@ -114,6 +115,8 @@ pub struct FrameProcessor {
     state: GateState,
     counters: Arc<PipelineCounters>,
     warned_model: bool,
+    /// Faces seen at this gate, for a card + face check (when the gate has one).
+    recent: Option<SharedRecentFaces>,
 }
 
 impl FrameProcessor {
@@ -134,7 +137,14 @@ impl FrameProcessor {
             state: GateState::default(),
             counters: Arc::new(PipelineCounters::default()),
             warned_model: false,
+            recent: None,
         }
+    }
+
+    /// Records every face that passes the quality floor into the gate's
+    /// recent faces, where a card read at a two-factor gate looks for its owner.
+    pub fn share_recent_faces(&mut self, recent: SharedRecentFaces) {
+        self.recent = Some(recent);
     }
 
     /// Shares cooldowns and the unknown-face rate limit with the gate's other cameras.
@@ -188,8 +198,12 @@ impl FrameProcessor {
             if let Err(reason) = face.verdict {
                 c.rejections.add(reason);
             }
-            if face.embedding.is_some() {
+            if let Some(embedding) = &face.embedding {
                 c.embedded.fetch_add(1, Ordering::Relaxed);
+                if let (Some(recent), Ok(())) = (&self.recent, face.verdict) {
+                    let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                    recent.record(now, embedding.clone());
+                }
             }
             tracing::debug!(
                 camera = %self.camera,
@@ -527,7 +541,8 @@ pub fn spawn_all(
     let dim = spec
         .embedding_size
         .context("embedder has no embedding_size in the manifest")?;
-    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim)?);
+    let combine = MatchPolicy::from_config(&config.face, &spec)?.combine;
+    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim, combine)?);
     let mut handles = Vec::new();
     let mut memories: std::collections::HashMap<GateId, SharedGateMemory> = Default::default();
     for camera in &config.cameras {

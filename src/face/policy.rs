@@ -17,8 +17,13 @@
 //! [`super::FaceEngine::observe`] (quality floor, embedding, search, [`MatchPolicy::judge`]);
 //! for F photos treated as consecutive frames of one face, feed their verdicts
 //! to [`MatchPolicy::confirm`]. The gate runs exactly these two steps per frame
-//! ([`super::pipeline::FrameProcessor`] with a [`GateState`]). A resident's score
-//! is the best over their enrolled faces (see [`super::Gallery`]).
+//! ([`super::pipeline::FrameProcessor`] with a [`GateState`]); `face eval-1n`
+//! ([`super::openset`]) does exactly that. A resident's score is the cosine
+//! with the centroid of their enrolled faces, or the best over them
+//! ([`MatchPolicy::combine`], applied when the gallery is built).
+//!
+//! At a card + face gate the face is not searched but checked against the
+//! card owner only ([`MatchPolicy::verify`], 1:1).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -27,8 +32,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::gallery::{IdentityScore, Ranked};
+use super::gallery::{Combine, Gallery, IdentityScore, Ranked};
 use super::quality::Rejection;
+use crate::access::FaceCheck;
 use crate::domain::ResidentId;
 use crate::models::ModelSpec;
 
@@ -36,12 +42,16 @@ use crate::models::ModelSpec;
 pub struct MatchPolicy {
     /// Cosine similarity the best identity must reach.
     pub threshold: f32,
+    /// Cosine a face must reach against one named resident (card + face, 1:1).
+    pub verify_threshold: f32,
     /// How far the best identity must beat the second-best identity.
     pub margin: f32,
     /// K: agreeing frames needed …
     pub confirm_k: usize,
     /// … among the last M frames of one tracked face.
     pub confirm_m: usize,
+    /// How a resident's enrolled faces make their score (applied when the gallery is built).
+    pub combine: Combine,
     #[serde(skip)]
     pub cooldown: Duration,
     #[serde(skip)]
@@ -99,9 +109,11 @@ impl MatchPolicy {
         };
         Ok(MatchPolicy {
             threshold,
+            verify_threshold: face.verify_threshold.unwrap_or(threshold),
             margin: face.margin,
             confirm_k: face.confirm_frames.max(1) as usize,
             confirm_m: face.confirm_window.max(face.confirm_frames).max(1) as usize,
+            combine: face.combine,
             cooldown: Duration::from_secs(face.cooldown_s as u64),
             unknown_interval: Duration::from_secs(face.unknown_event_interval_s as u64),
         })
@@ -129,6 +141,41 @@ impl MatchPolicy {
                 }
             }
             _ => FrameVerdict::Match(ranked.best),
+        }
+    }
+
+    /// One face against the gallery: the 1:N search (skipped for a refused
+    /// face or a missing embedding) and [`MatchPolicy::judge`]. The gate
+    /// ([`super::FaceEngine::observe`]) and `face eval-1n` both call this.
+    pub fn search_and_judge(
+        &self,
+        gallery: &Gallery,
+        quality: Result<(), Rejection>,
+        embedding: Option<&[f32]>,
+    ) -> (Option<Ranked>, FrameVerdict) {
+        let ranked = match (quality, embedding) {
+            (Ok(()), Some(e)) => gallery.search(e),
+            _ => None,
+        };
+        (ranked, self.judge(quality, ranked.as_ref()))
+    }
+
+    /// The 1:1 check of a two-factor gate: the face seen against the
+    /// enrolled faces of the card's owner only (no search, so its false-accept
+    /// rate does not grow with the register).
+    pub fn verify(
+        &self,
+        gallery: &Gallery,
+        owner: ResidentId,
+        embedding: Option<&[f32]>,
+    ) -> FaceCheck {
+        let Some(embedding) = embedding else {
+            return FaceCheck::NotSeen;
+        };
+        match gallery.score_for(owner, embedding) {
+            None => FaceCheck::NotEnrolled,
+            Some(score) if score >= self.verify_threshold => FaceCheck::Match { score },
+            Some(score) => FaceCheck::Mismatch { score },
         }
     }
 
@@ -280,9 +327,11 @@ mod tests {
     fn policy() -> MatchPolicy {
         MatchPolicy {
             threshold: 0.5,
+            verify_threshold: 0.4,
             margin: 0.05,
             confirm_k: 2,
             confirm_m: 3,
+            combine: Combine::Best,
             cooldown: Duration::from_secs(5),
             unknown_interval: Duration::from_secs(30),
         }
@@ -340,6 +389,35 @@ mod tests {
         for (quality, r, want) in cases {
             assert_eq!(p.judge(quality, r.as_ref()), want, "{r:?}");
         }
+    }
+
+    #[test]
+    fn verifies_one_named_resident_only() {
+        let p = policy();
+        let g = Gallery::from_rows(
+            "m",
+            2,
+            vec![
+                (ResidentId(1), vec![1.0, 0.0]),
+                (ResidentId(2), vec![0.0, 1.0]),
+            ],
+        )
+        .unwrap();
+        let near_1 = [0.95f32, 0.312];
+        assert!(matches!(
+            p.verify(&g, ResidentId(1), Some(&near_1)),
+            FaceCheck::Match { score } if (score - 0.95).abs() < 1e-3
+        ));
+        // The same face with R2's card: a mismatch, however close R1 is.
+        assert!(matches!(
+            p.verify(&g, ResidentId(2), Some(&near_1)),
+            FaceCheck::Mismatch { .. }
+        ));
+        assert_eq!(
+            p.verify(&g, ResidentId(3), Some(&near_1)),
+            FaceCheck::NotEnrolled
+        );
+        assert_eq!(p.verify(&g, ResidentId(1), None), FaceCheck::NotSeen);
     }
 
     #[test]

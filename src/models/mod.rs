@@ -60,6 +60,11 @@ pub struct ModelSpec {
     pub output_normalized: Option<bool>,
     /// Default cosine threshold for embedders.
     pub match_threshold: Option<f32>,
+    /// Embedders: the impostor score tail (median, upper-half sd) that
+    /// `gatehouse doctor` extrapolates the stranger false-accept rate from
+    /// until `gatehouse face calibrate` measures one for the site.
+    pub impostor_mean: Option<f32>,
+    pub impostor_sd: Option<f32>,
     /// Detector NMS IoU.
     pub nms_iou: Option<f32>,
 }

@@ -207,6 +207,17 @@ pub fn for_each_gallery_row(
     Ok(n)
 }
 
+/// Number of residents with at least one current face made by `model`
+/// (the N of the 1:N search).
+pub fn count_residents(conn: &Connection, model: &str) -> Result<usize> {
+    let n: i64 = conn.query_row(
+        "SELECT count(DISTINCT person_id) FROM face WHERE model = ?1 AND stale = 0",
+        [model],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
+}
+
 /// Number of current faces made by `model` (to size the gallery up front).
 pub fn count_current(conn: &Connection, model: &str) -> Result<usize> {
     let n: i64 = conn.query_row(

@@ -96,6 +96,7 @@ fn analyse_and_enrol(
         m.store.conn(),
         m.engine.model_name(),
         m.engine.embedder.dim(),
+        m.policy.combine,
     ) {
         Ok(g) => m.gallery = g,
         Err(e) => tracing::warn!("console: cannot refresh the face gallery: {e:#}"),

@@ -1,0 +1,404 @@
+//! `gatehouse face eval-1n` and `gatehouse face calibrate`: printing around
+//! `face::openset` and `face::calibrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::failed;
+use crate::config::Config;
+use crate::face::calibrate::{self, percent, Calibrated};
+use crate::face::openset::{self, AnalysedPhotos, OpenSetOptions};
+use crate::face::{self, Combine, FaceEngine, MatchPolicy};
+
+/// Where the labelled photos are and how to read them.
+#[derive(Args, Debug, Clone)]
+pub struct LabelledSet {
+    /// CSV of `file,identity` rows (header optional)
+    #[arg(long, value_name = "FILE.csv")]
+    pub labels: PathBuf,
+    /// Folder the paths in the labels file are relative to
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// K: enrolment photos per resident (fewer when a person has fewer photos)
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub enrol_per_person: usize,
+    /// Seed of the splits and enrolment choices
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Combine a resident's faces this way [default: the configured `[face] combine`]
+    #[arg(long, value_name = "best|centroid|both")]
+    pub combine: Option<Combine>,
+    /// Average embeddings with their mirror image [default: `[face] flip_average`]
+    #[arg(long, value_name = "BOOL")]
+    pub flip_average: Option<bool>,
+    /// Judge every face, without the quality floor
+    #[arg(long)]
+    pub no_quality_floor: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalOneToN {
+    #[command(flatten)]
+    pub set: LabelledSet,
+    /// F: photos of one person taken as consecutive frames of one face
+    /// [default: the configured confirm_frames]
+    #[arg(long, value_name = "F")]
+    pub frames: Option<usize>,
+    /// Number of seeded resident/stranger splits
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub splits: usize,
+    /// Threshold to report at [default: the configured match threshold]
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Margin over the second identity [default: the configured margin]
+    #[arg(long)]
+    pub margin: Option<f32>,
+    /// Also write the whole DIR-vs-FPIR curve (threshold,dir,fpir,misid) to this CSV
+    #[arg(long, value_name = "FILE")]
+    pub curve: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct Calibrate {
+    #[command(flatten)]
+    pub set: LabelledSet,
+    /// Stranger false-accept rate to keep (0.01 = 1 % of strangers admitted)
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub target_fpir: f64,
+    /// Residents with an enrolled face the threshold must hold for
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub gallery_size: u64,
+    /// Write `[face] match_threshold` (and the fitted tail) into this config file
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+    /// Seeded draws of the enrolment photos whose comparisons are pooled
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub draws: u64,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r < 1.0 => Ok(r),
+        _ => Err(format!(
+            "expected a rate between 0 and 1 (0.01 = 1 %), got {s:?}"
+        )),
+    }
+}
+
+/// The engine, policy and analysed photos both commands start from.
+struct Loaded {
+    engine_model: String,
+    dim: usize,
+    policy: MatchPolicy,
+    flip_average: bool,
+    photos: AnalysedPhotos,
+    analyse_s: f64,
+}
+
+fn load(config: &Config, set: &LabelledSet) -> Result<Loaded> {
+    let labels = openset::read_labels(&set.labels)?;
+    if !set.root.is_dir() {
+        return Err(failed(format!(
+            "--root {}: not a directory",
+            set.root.display()
+        )));
+    }
+    if set.enrol_per_person == 0 {
+        return Err(failed("--enrol-per-person must be at least 1".into()));
+    }
+    let mut config = config.clone();
+    if let Some(flip) = set.flip_average {
+        config.face.flip_average = flip;
+    }
+    let spec = face::embedder_spec(&config)?;
+    let mut policy = MatchPolicy::from_config(&config.face, &spec)?;
+    if let Some(combine) = set.combine {
+        policy.combine = combine;
+    }
+    let mut engine = FaceEngine::load(&config)?;
+    let started = Instant::now();
+    let photos = openset::analyse_photos(&mut engine, &labels, &set.root)
+        .map_err(|e| failed(format!("{e:#}")))?;
+    Ok(Loaded {
+        engine_model: engine.model_name().to_string(),
+        dim: engine.embedder.dim(),
+        policy,
+        flip_average: config.face.flip_average,
+        photos,
+        analyse_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn stats(v: &[f32]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f32::total_cmp);
+    format!(
+        "n={} min {:.3} median {:.3} max {:.3}",
+        s.len(),
+        s[0],
+        s[s.len() / 2],
+        s[s.len() - 1]
+    )
+}
+
+pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
+    let started = Instant::now();
+    let mut loaded = load(config, &args.set)?;
+    if let Some(t) = args.threshold {
+        loaded.policy.threshold = t;
+    }
+    if let Some(m) = args.margin {
+        loaded.policy.margin = m;
+    }
+    let frames = args.frames.unwrap_or(loaded.policy.confirm_k);
+    if frames == 0 || args.splits == 0 {
+        return Err(failed("--frames and --splits must be at least 1".into()));
+    }
+    let mut curve = OpenSetOptions::default_curve();
+    if !curve.contains(&loaded.policy.threshold) {
+        curve.push(loaded.policy.threshold);
+        curve.sort_by(f32::total_cmp);
+    }
+    let opts = OpenSetOptions {
+        enrol_per_person: args.set.enrol_per_person,
+        frames,
+        splits: args.splits,
+        seed: args.set.seed,
+        quality_floor: !args.set.no_quality_floor,
+        curve,
+    };
+    let p = &loaded.photos;
+    let report = openset::evaluate(
+        &p.names,
+        &p.samples,
+        &loaded.policy,
+        &loaded.engine_model,
+        loaded.dim,
+        &opts,
+    )?;
+    if let Some(out) = &args.curve {
+        let mut csv = String::from("threshold,dir,fpir,misid\n");
+        for c in &report.curve {
+            csv.push_str(&format!(
+                "{:.2},{:.6},{:.6},{:.6}\n",
+                c.threshold, c.dir, c.fpir, c.misid
+            ));
+        }
+        std::fs::write(out, csv).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let s = &report.summary;
+    let policy = &loaded.policy;
+    for (file, why) in &p.no_face {
+        println!("no face: {} ({why})", file.display());
+    }
+    println!(
+        "embedder:   {} (detector {}), flip-average {}",
+        loaded.engine_model,
+        config.models.detector,
+        if loaded.flip_average { "on" } else { "off" }
+    );
+    println!(
+        "policy:     threshold {:.3}, margin {:.3}, combine {}, quality floor {}, {} of {} frames",
+        policy.threshold,
+        policy.margin,
+        policy.combine.as_str(),
+        if opts.quality_floor { "on" } else { "off" },
+        s.confirm_k,
+        s.confirm_m
+    );
+    println!(
+        "photos:     {} of {} identities, {} with no face; {:.1} s to analyse ({:.1} ms per photo)",
+        s.photos,
+        s.identities,
+        s.no_face,
+        loaded.analyse_s,
+        loaded.analyse_s * 1000.0 / s.photos.max(1) as f64
+    );
+    println!(
+        "splits:     {} (seed {}): half the identities enrolled with up to {} photos each, the rest strangers; each probe is {} frame(s) of one person",
+        s.splits, s.seed, s.enrol_per_person, s.frames
+    );
+    if !report.strangers_only.is_empty() {
+        println!(
+            "strangers only (fewer than two photos with a face, so no probe if enrolled): {}",
+            report.strangers_only.join(", ")
+        );
+    }
+    if !report.enrolled_fewer.is_empty() {
+        let list: Vec<String> = report
+            .enrolled_fewer
+            .iter()
+            .map(|(n, k)| format!("{n} ({k})"))
+            .collect();
+        println!(
+            "enrolled with fewer than {} photos (every photo but one probe): {}",
+            s.enrol_per_person,
+            list.join(", ")
+        );
+    }
+    if report.repeated_frames > 0 {
+        println!(
+            "probes that repeat a photo as a frame (fewer than {} probe photos of that person): {} of {}",
+            s.frames,
+            report.repeated_frames,
+            s.known_probes + s.unknown_probes
+        );
+    }
+    println!("same person:          {}", stats(&report.genuine));
+    println!("best other resident:  {}", stats(&report.best_impostor));
+    println!(
+        "at threshold {:.3}:   DIR {:.4} ({} of {} resident probes), FPIR {:.4} ({} of {} stranger probes), misidentification {:.4} ({})",
+        s.threshold,
+        s.dir,
+        report.identified,
+        s.known_probes,
+        s.fpir,
+        report.false_accepts,
+        s.unknown_probes,
+        s.misid,
+        report.misidentified
+    );
+    println!("DIR against FPIR over thresholds (whole curve: --curve FILE):");
+    println!("  threshold     DIR    FPIR   misid");
+    for c in &report.curve {
+        let on_grid =
+            (c.threshold * 100.0).round() as i32 % 5 == 0 && (0.2..=0.75).contains(&c.threshold);
+        let configured = c.threshold == policy.threshold;
+        if on_grid || configured {
+            println!(
+                "  {:>9.3}  {:>6.4}  {:>6.4}  {:>6.4}{}",
+                c.threshold,
+                c.dir,
+                c.fpir,
+                c.misid,
+                if configured { "  <- policy" } else { "" }
+            );
+        }
+    }
+    let mut json = serde_json::to_value(s)?;
+    json["seconds"] = serde_json::json!((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn calibrate(config: &Config, args: &Calibrate) -> Result<ExitCode> {
+    let loaded = load(config, &args.set)?;
+    let p = &loaded.photos;
+    let n = usize::try_from(args.gallery_size).unwrap_or(usize::MAX);
+    let comparisons = calibrate::comparisons(
+        p.names.len(),
+        &p.samples,
+        &calibrate::Enrolment {
+            per_person: args.set.enrol_per_person,
+            combine: loaded.policy.combine,
+            quality_floor: !args.set.no_quality_floor,
+            draws: args.draws as usize,
+            seed: args.set.seed,
+        },
+        &loaded.engine_model,
+        loaded.dim,
+    )?;
+    let fit = calibrate::fit_tail(&comparisons.impostor)
+        .map_err(|e| failed(format!("{}: {e:#}", args.set.labels.display())))?;
+    let tail = fit.tail;
+    let threshold = tail.threshold_for(args.target_fpir, n);
+    if threshold >= 1.0 {
+        return Err(failed(format!(
+            "no threshold keeps the stranger false-accept rate at {} with {} residents: {} would need a cosine of {threshold:.2} (impostor median {:.3}, sd {:.3}); it holds {} residents at 0.9. Use a stronger embedder or card + face",
+            percent(args.target_fpir),
+            args.gallery_size,
+            loaded.engine_model,
+            tail.mean,
+            tail.sd,
+            tail.max_residents(0.9, args.target_fpir)
+        )));
+    }
+    let p_at = tail.per_comparison(threshold);
+    let below = comparisons
+        .genuine
+        .iter()
+        .filter(|g| **g < threshold)
+        .count();
+    for (file, why) in &p.no_face {
+        println!("no face: {} ({why})", file.display());
+    }
+    println!(
+        "embedder:            {} (combine {}, flip-average {}, up to {} enrolment photos per identity)",
+        loaded.engine_model,
+        loaded.policy.combine.as_str(),
+        if loaded.flip_average { "on" } else { "off" },
+        args.set.enrol_per_person
+    );
+    println!(
+        "impostor scores:     {} comparisons of a photo with another identity ({} draws of the enrolment photos); median {:.3}, max {:.3}",
+        fit.comparisons, args.draws, tail.mean, fit.max
+    );
+    println!(
+        "upper tail:          sd {:.4} from the {} scores above the median ({} pairs of identities); {:.4} used (95 % upper bound)",
+        fit.sd_fitted, fit.upper_half, fit.upper_pairs, tail.sd
+    );
+    println!("same person:         {}", stats(&comparisons.genuine));
+    println!(
+        "threshold:           {threshold:.3} keeps the stranger false-accept rate at {} with {} residents (per comparison {p_at:.1e})",
+        percent(args.target_fpir),
+        args.gallery_size
+    );
+    println!("1:1 (card + face):   a wrong face passes {p_at:.1e} of the time at that threshold");
+    if !comparisons.genuine.is_empty() {
+        println!(
+            "same-person scores below it here: {below} of {}{}",
+            comparisons.genuine.len(),
+            if below > 0 {
+                " (residents will need more frames or will fail; at this register size consider card + face or a stronger embedder)"
+            } else {
+                ""
+            }
+        );
+    }
+    let current = loaded.policy.threshold;
+    println!(
+        "configured {current:.3}:    FPIR {} at {} residents; supports up to {} residents at {}",
+        percent(tail.fpir(current, n)),
+        args.gallery_size,
+        tail.max_residents(current, args.target_fpir),
+        percent(args.target_fpir)
+    );
+    if let Some(path) = &args.write_config {
+        calibrate::write_config(
+            path,
+            &Calibrated {
+                threshold,
+                target_fpir: args.target_fpir,
+                residents: n,
+                tail,
+            },
+        )?;
+        println!(
+            "wrote [face] match_threshold = {threshold:.3}, target_fpir, impostor_mean, impostor_sd to {}",
+            path.display()
+        );
+    }
+    let json = serde_json::json!({
+        "threshold": (f64::from(threshold) * 1000.0).round() / 1000.0,
+        "target_fpir": args.target_fpir,
+        "gallery_size": args.gallery_size,
+        "per_comparison": p_at,
+        "impostor_mean": tail.mean,
+        "impostor_sd": tail.sd,
+        "impostor_sd_fitted": fit.sd_fitted,
+        "comparisons": fit.comparisons,
+        "identity_pairs": fit.upper_pairs,
+        "impostor_max": fit.max,
+        "genuine_below": below,
+        "genuine": comparisons.genuine.len(),
+    });
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,656 @@
+//! Calibration for the register's size. A gate searches every resident, so a
+//! stranger is falsely accepted if *any* of N residents scores above the
+//! threshold: with a per-comparison false-accept probability p at threshold
+//! t, the stranger false-accept rate is FPIR(N) = 1 − (1 − p)^N ≈ N·p.
+//! p is far too small to count on a few photos (1e-7 and below), so it is
+//! extrapolated from the measured impostor scores (a photo against another
+//! person's enrolled faces):
+//!
+//! - the centre is their median, and the spread is fitted to the *upper
+//!   half* only (root mean square distance above the median): the right tail
+//!   is what admits strangers, and a right-skewed distribution must not be
+//!   made to look narrow by its left half;
+//! - that spread is replaced by its one-sided 95 % upper confidence bound
+//!   (chi-square), so a small sample errs towards a higher threshold. The
+//!   degrees of freedom are the distinct *pairs of identities* among the
+//!   upper-half scores, not the scores: photos of the same two people are
+//!   not independent evidence about how strangers score;
+//! - p(t) is the Gaussian tail beyond t. The margin over the second identity
+//!   and the K-of-M frames lower the real rate further; both are left out,
+//!   because a stranger's frames are one face and agree with each other.
+//!
+//! From the same fit: the threshold for a target FPIR at N residents, the
+//! rate expected at today's N, and the largest register the model supports
+//! at the target ([`StrangerRisk`], shown by `gatehouse doctor`).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::gallery::{Combine, Gallery};
+use super::openset::Sample;
+use crate::config::Config;
+use crate::domain::ResidentId;
+use crate::models::ModelSpec;
+
+/// The fitted upper tail of impostor scores.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ImpostorTail {
+    /// Median impostor score.
+    pub mean: f32,
+    /// Spread used for extrapolation (the upper confidence bound when fitted).
+    pub sd: f32,
+}
+
+/// What [`fit_tail`] measured, beside the tail it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct TailFit {
+    pub tail: ImpostorTail,
+    /// Root mean square distance of the upper half from the median.
+    pub sd_fitted: f32,
+    pub comparisons: usize,
+    pub upper_half: usize,
+    /// Distinct identity pairs among the upper half: the degrees of freedom.
+    pub upper_pairs: usize,
+    pub max: f32,
+}
+
+/// One impostor comparison: the score and which two identities it compared.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImpostorScore {
+    pub score: f32,
+    /// (probe identity, enrolled identity).
+    pub pair: (usize, usize),
+}
+
+/// Fewest impostor scores a fit is made from.
+pub const MIN_COMPARISONS: usize = 20;
+
+/// Fits the upper tail of impostor scores (see the module docs).
+pub fn fit_tail(scores: &[ImpostorScore]) -> Result<TailFit> {
+    let mut s: Vec<ImpostorScore> = scores
+        .iter()
+        .copied()
+        .filter(|x| x.score.is_finite())
+        .collect();
+    if s.len() < MIN_COMPARISONS {
+        bail!(
+            "{} impostor comparisons; at least {MIN_COMPARISONS} are needed (more identities or photos)",
+            s.len()
+        );
+    }
+    s.sort_by(|a, b| a.score.total_cmp(&b.score));
+    let n = s.len();
+    let median = if n % 2 == 1 {
+        s[n / 2].score
+    } else {
+        (s[n / 2 - 1].score + s[n / 2].score) / 2.0
+    };
+    let upper: Vec<&ImpostorScore> = s.iter().filter(|x| x.score > median).collect();
+    let m = upper.len();
+    let mut pairs: Vec<(usize, usize)> = upper.iter().map(|x| x.pair).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    if pairs.len() < MIN_PAIRS {
+        bail!(
+            "the scores above the median come from {} pairs of identities; at least {MIN_PAIRS} are needed (more identities)",
+            pairs.len()
+        );
+    }
+    let sd = (upper
+        .iter()
+        .map(|x| f64::from(x.score - median).powi(2))
+        .sum::<f64>()
+        / m as f64)
+        .sqrt();
+    if sd <= 0.0 {
+        bail!("impostor scores do not spread; cannot fit a tail");
+    }
+    let dof = pairs.len() as f64;
+    let bound = sd * (dof / chi2_lower_quantile(dof, 1.644_853_6)).sqrt();
+    Ok(TailFit {
+        tail: ImpostorTail {
+            mean: median,
+            sd: bound as f32,
+        },
+        sd_fitted: sd as f32,
+        comparisons: n,
+        upper_half: m,
+        upper_pairs: pairs.len(),
+        max: s[n - 1].score,
+    })
+}
+
+/// Fewest distinct identity pairs above the median a fit is made from.
+pub const MIN_PAIRS: usize = 5;
+
+/// The lower quantile of chi-square with `k` degrees of freedom at normal
+/// deviate −`z` (Wilson–Hilferty; within 2 % for k ≥ 5).
+fn chi2_lower_quantile(k: f64, z: f64) -> f64 {
+    let a = 2.0 / (9.0 * k);
+    k * (1.0 - a - z * a.sqrt()).powi(3)
+}
+
+/// The upper tail of the standard normal, P(Z > z).
+pub fn normal_tail(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function (Numerical Recipes' Chebyshev fit,
+/// relative error below 1.2e-7 everywhere, so tails of 1e-12 stay accurate).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// The z with `normal_tail(z) == p` (bisection; p in (0, 1)).
+pub fn normal_tail_inverse(p: f64) -> f64 {
+    let (mut lo, mut hi) = (-40.0f64, 40.0f64);
+    for _ in 0..200 {
+        let mid = (lo + hi) / 2.0;
+        if normal_tail(mid) > p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
+}
+
+impl ImpostorTail {
+    /// The probability that one stranger–resident comparison reaches `threshold`.
+    pub fn per_comparison(&self, threshold: f32) -> f64 {
+        normal_tail(f64::from(threshold - self.mean) / f64::from(self.sd))
+    }
+
+    /// Expected stranger false-accept rate against `residents` enrolled people.
+    pub fn fpir(&self, threshold: f32, residents: usize) -> f64 {
+        fpir_from(self.per_comparison(threshold), residents)
+    }
+
+    /// The threshold at which `residents` people give `target` FPIR.
+    pub fn threshold_for(&self, target: f64, residents: usize) -> f32 {
+        let n = residents.max(1) as f64;
+        // 1 − (1 − p)^N = target  ⇔  p = 1 − (1 − target)^(1/N)
+        let p = -((-target).ln_1p() / n).exp_m1();
+        self.mean + self.sd * normal_tail_inverse(p) as f32
+    }
+
+    /// The largest register that stays within `target` at `threshold`.
+    pub fn max_residents(&self, threshold: f32, target: f64) -> u64 {
+        let p = self.per_comparison(threshold);
+        if p <= 0.0 {
+            return u64::MAX;
+        }
+        let n = (-target).ln_1p() / (-p).ln_1p();
+        if n >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            n.floor() as u64
+        }
+    }
+}
+
+fn fpir_from(p: f64, residents: usize) -> f64 {
+    -(residents as f64 * (-p).ln_1p()).exp_m1()
+}
+
+/// Impostor and genuine scores from labelled samples, every identity against
+/// every other: each identity is enrolled from up to K of its photos (the
+/// first enrollable ones in a seeded order, combined as the policy says) and
+/// every photo of every *other* identity is scored against it, over several
+/// draws. The photos not enrolled also give the genuine score with their
+/// own identity.
+pub struct Comparisons {
+    pub impostor: Vec<ImpostorScore>,
+    pub genuine: Vec<f32>,
+}
+
+/// How [`comparisons`] enrols: K photos per identity, combined by the
+/// policy, drawn `draws` times from a seeded order.
+#[derive(Clone, Copy, Debug)]
+pub struct Enrolment {
+    pub per_person: usize,
+    pub combine: Combine,
+    pub quality_floor: bool,
+    pub draws: usize,
+    pub seed: u64,
+}
+
+pub fn comparisons(
+    identities: usize,
+    samples: &[Sample],
+    enrolment: &Enrolment,
+    model: &str,
+    dim: usize,
+) -> Result<Comparisons> {
+    let floor = enrolment.quality_floor;
+    let usable = |s: &Sample| s.embedding.is_some() && (!floor || s.quality.is_ok());
+    let mut rng = super::openset::SplitMix(enrolment.seed);
+    let mut out = Comparisons {
+        impostor: Vec::new(),
+        genuine: Vec::new(),
+    };
+    // Several draws of the enrolment photos, pooled: the fit then does not
+    // hang on which K photos happened to be chosen.
+    for _ in 0..enrolment.draws.max(1) {
+        let mut enrolled = vec![false; samples.len()];
+        let mut taken = vec![0usize; identities];
+        let mut order: Vec<usize> = (0..samples.len()).collect();
+        rng.shuffle(&mut order);
+        for i in order {
+            let s = &samples[i];
+            if s.identity < identities && taken[s.identity] < enrolment.per_person && usable(s) {
+                taken[s.identity] += 1;
+                enrolled[i] = true;
+            }
+        }
+        let rows = samples
+            .iter()
+            .zip(&enrolled)
+            .filter(|(_, e)| **e)
+            .filter_map(|(s, _)| {
+                s.embedding
+                    .as_ref()
+                    .map(|e| (ResidentId(s.identity as i64 + 1), e.as_slice().to_vec()))
+            });
+        let gallery = Gallery::from_rows_combined(model, dim, rows, enrolment.combine)?;
+        for (i, s) in samples.iter().enumerate() {
+            let Some(e) = s.embedding.as_ref().filter(|_| usable(s)) else {
+                continue;
+            };
+            let own = ResidentId(s.identity as i64 + 1);
+            for score in gallery.identity_scores(e.as_slice()) {
+                if score.resident != own {
+                    out.impostor.push(ImpostorScore {
+                        score: score.score,
+                        pair: (s.identity, (score.resident.0 - 1) as usize),
+                    });
+                } else if !enrolled[i] {
+                    out.genuine.push(score.score);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The impostor tail a gateway uses: `[face] impostor_mean`/`impostor_sd`
+/// (written by `face calibrate`), else the embedder's manifest entry.
+pub fn configured_tail(config: &Config, spec: &ModelSpec) -> Option<(ImpostorTail, &'static str)> {
+    if let (Some(mean), Some(sd)) = (config.face.impostor_mean, config.face.impostor_sd) {
+        return Some((ImpostorTail { mean, sd }, "config"));
+    }
+    match (spec.impostor_mean, spec.impostor_sd) {
+        (Some(mean), Some(sd)) => Some((ImpostorTail { mean, sd }, "model manifest")),
+        _ => None,
+    }
+}
+
+/// The expected stranger false-accept rate at today's register size, and
+/// whether the register has outgrown what the model supports at the target.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StrangerRisk {
+    /// Residents with an enrolled face (the N of the 1:N search).
+    pub residents: usize,
+    pub threshold: f32,
+    pub target_fpir: f64,
+    /// Probability that one stranger–resident comparison passes the threshold.
+    pub per_comparison: f64,
+    /// Probability that a stranger is admitted by one confirmed face.
+    pub expected_fpir: f64,
+    /// The largest register within the target at this threshold.
+    pub max_residents: u64,
+    /// Where the impostor tail came from (`config` or `model manifest`).
+    pub tail_source: &'static str,
+}
+
+impl StrangerRisk {
+    pub fn over_target(&self) -> bool {
+        self.expected_fpir > self.target_fpir
+    }
+
+    /// One sentence for `gatehouse doctor` and `gate status`.
+    pub fn describe(&self) -> String {
+        let supports = if self.max_residents == u64::MAX {
+            "any size".to_string()
+        } else {
+            format!("{}", self.max_residents)
+        };
+        let mut s = format!(
+            "{} residents with a face: a stranger is falsely accepted with probability {} per confirmed face (target {}; threshold {:.3} supports up to {supports} residents; impostor tail from {})",
+            self.residents,
+            percent(self.expected_fpir),
+            percent(self.target_fpir),
+            self.threshold,
+            self.tail_source
+        );
+        if self.over_target() {
+            s.push_str(
+                ": the register has outgrown the face model at this target; use a stronger embedder, \
+                 card + face at the busy gates ([[gates]] two_factor = \"card+face\"), or more \
+                 confirmation frames, or run `gatehouse face calibrate` for a stricter threshold",
+            );
+        }
+        s
+    }
+}
+
+/// A rate as a percentage with enough digits to be read.
+pub fn percent(rate: f64) -> String {
+    let p = rate * 100.0;
+    if p == 0.0 {
+        "0 %".into()
+    } else if p >= 1.0 {
+        format!("{p:.1} %")
+    } else if p >= 0.01 {
+        format!("{p:.2} %")
+    } else {
+        format!("{p:.1e} %")
+    }
+}
+
+/// The stranger risk for `residents` enrolled people under this config, or
+/// `None` when no impostor tail is known for the embedder.
+pub fn stranger_risk(
+    config: &Config,
+    spec: &ModelSpec,
+    residents: usize,
+) -> Result<Option<StrangerRisk>> {
+    let policy = super::MatchPolicy::from_config(&config.face, spec)?;
+    let Some((tail, tail_source)) = configured_tail(config, spec) else {
+        return Ok(None);
+    };
+    let target = config.face.target_fpir;
+    Ok(Some(StrangerRisk {
+        residents,
+        threshold: policy.threshold,
+        target_fpir: target,
+        per_comparison: tail.per_comparison(policy.threshold),
+        expected_fpir: tail.fpir(policy.threshold, residents),
+        max_residents: tail.max_residents(policy.threshold, target),
+        tail_source,
+    }))
+}
+
+/// Residents with a current face for the configured embedder, read from the
+/// database without changing it (0 when there is no database yet).
+pub fn enrolled_residents(config: &Config, model: &str) -> Result<usize> {
+    let path = config.database_path();
+    if !path.exists() {
+        return Ok(0);
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {} read-only", path.display()))?;
+    crate::store::faces::count_residents(&conn, model)
+}
+
+/// What `face calibrate --write-config` sets under `[face]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibrated {
+    pub threshold: f32,
+    pub target_fpir: f64,
+    pub residents: usize,
+    pub tail: ImpostorTail,
+}
+
+/// Writes the calibration into `[face]` of a config file, keeping every
+/// other key, comment and layout. The new text must still be a valid config,
+/// and replaces the file atomically, so a failure leaves the file as it was.
+pub fn write_config(path: &Path, c: &Calibrated) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let updated = update_config_text(&text, c)
+        .with_context(|| format!("cannot update {}", path.display()))?;
+    Config::parse(&updated, &path.display().to_string())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the calibrated config would not be valid; nothing was written")?;
+    let tmp = path.with_extension("toml.calibrate-tmp");
+    std::fs::write(&tmp, &updated).with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Sets `key` to `v`, keeping the key's comment and the value's trailing
+/// comment when the key is already there.
+fn set(table: &mut dyn toml_edit::TableLike, key: &str, mut v: toml_edit::Value) {
+    match table.get_mut(key).and_then(toml_edit::Item::as_value_mut) {
+        Some(old) => {
+            *v.decor_mut() = old.decor().clone();
+            *old = v;
+        }
+        None => {
+            table.insert(key, toml_edit::Item::Value(v));
+        }
+    }
+}
+
+/// The config text with the calibration set under `[face]`.
+pub fn update_config_text(text: &str, c: &Calibrated) -> Result<String> {
+    use toml_edit::{DocumentMut, Item};
+    let mut doc: DocumentMut = text.parse().context("not valid TOML")?;
+    if doc.get("face").is_none() {
+        doc.insert("face", toml_edit::table());
+    }
+    let Some(face) = doc.get_mut("face").and_then(Item::as_table_like_mut) else {
+        bail!("face is not a table");
+    };
+    set(
+        face,
+        "match_threshold",
+        round(f64::from(c.threshold), 3).into(),
+    );
+    set(face, "target_fpir", c.target_fpir.into());
+    set(
+        face,
+        "impostor_mean",
+        round(f64::from(c.tail.mean), 4).into(),
+    );
+    set(face, "impostor_sd", round(f64::from(c.tail.sd), 4).into());
+    if let Some(table) = doc.get_mut("face").and_then(Item::as_table_mut) {
+        if let Some(mut key) = table.key_mut("match_threshold") {
+            key.leaf_decor_mut().set_prefix(format!(
+                "# `gatehouse face calibrate`: stranger false-accept rate {} at {} residents,\n\
+                 # from the impostor tail below (median, upper-half sd at 95 % confidence).\n",
+                percent(c.target_fpir),
+                c.residents
+            ));
+        }
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_tail_matches_known_values_and_inverts() {
+        for (z, p) in [
+            (0.0, 0.5),
+            (1.644_853_6, 0.05),
+            (3.090_232, 1e-3),
+            (4.753_424, 1e-6),
+            (5.997_807, 1e-9),
+        ] {
+            let got = normal_tail(z);
+            assert!((got / p - 1.0).abs() < 1e-5, "Q({z}) = {got}, want {p}");
+            assert!((normal_tail_inverse(p) - z).abs() < 1e-4, "Q⁻¹({p})");
+        }
+        assert!((normal_tail(-1.0) - (1.0 - normal_tail(1.0))).abs() < 1e-9);
+    }
+
+    #[test]
+    fn threshold_for_a_target_gives_that_target_back() {
+        let tail = ImpostorTail { mean: 0.0, sd: 0.1 };
+        for n in [1, 100, 12_586] {
+            let t = tail.threshold_for(0.01, n);
+            assert!((tail.fpir(t, n) - 0.01).abs() < 1e-6, "n={n} t={t}");
+            let max = tail.max_residents(t, 0.01);
+            assert!(max + 1 >= n as u64 && max <= n as u64 + 1, "{max} vs {n}");
+        }
+        // More residents need a higher threshold; ~N·p for small rates.
+        assert!(tail.threshold_for(0.01, 10_000) > tail.threshold_for(0.01, 100));
+        let p = tail.per_comparison(0.45);
+        assert!((tail.fpir(0.45, 1000) / (1000.0 * p) - 1.0).abs() < 1e-2);
+    }
+
+    #[test]
+    fn tail_fit_uses_the_upper_half_and_errs_high() {
+        // Left half tightly packed, right half spread: the fit follows the right.
+        let score = |score, pair| ImpostorScore { score, pair };
+        let mut scores = Vec::new();
+        for i in 0..50 {
+            scores.push(score(-0.01 * (i as f32 / 50.0), (0, 1)));
+            scores.push(score(0.2 * ((i + 1) as f32 / 50.0), (i % 25, 30 + i % 2)));
+        }
+        let fit = fit_tail(&scores).unwrap();
+        assert_eq!(fit.comparisons, 100);
+        assert_eq!((fit.upper_half, fit.upper_pairs), (50, 50));
+        assert!(fit.tail.mean.abs() < 0.01);
+        let rms = ((1..=50)
+            .map(|i| (0.2 * i as f64 / 50.0).powi(2))
+            .sum::<f64>()
+            / 50.0)
+            .sqrt();
+        assert!((f64::from(fit.sd_fitted) - rms).abs() < 0.01, "{fit:?}");
+        assert!(
+            fit.tail.sd > fit.sd_fitted,
+            "upper confidence bound is above the estimate"
+        );
+        assert!(fit.tail.sd < fit.sd_fitted * 1.3);
+        // The same scores from only 6 pairs of people: a wider bound.
+        let few: Vec<ImpostorScore> = scores
+            .iter()
+            .map(|x| score(x.score, (x.pair.0 % 3, x.pair.1)))
+            .collect();
+        let wide = fit_tail(&few).unwrap();
+        assert_eq!(wide.upper_pairs, 6);
+        assert!(wide.tail.sd > fit.tail.sd * 1.3, "{wide:?}");
+        let same_pair: Vec<ImpostorScore> = scores.iter().map(|x| score(x.score, (0, 1))).collect();
+        assert!(
+            fit_tail(&same_pair).is_err(),
+            "one pair of people is no sample"
+        );
+        assert!(fit_tail(&[score(0.1, (0, 1)); 5]).is_err());
+        let flat: Vec<ImpostorScore> = (0..40).map(|i| score(0.1, (i, i + 1))).collect();
+        assert!(fit_tail(&flat).is_err(), "no spread");
+    }
+
+    #[test]
+    fn risk_grows_with_the_register_and_warns_past_the_target() {
+        let risk = |residents| {
+            let tail = ImpostorTail { mean: 0.0, sd: 0.1 };
+            StrangerRisk {
+                residents,
+                threshold: 0.45,
+                target_fpir: 0.01,
+                per_comparison: tail.per_comparison(0.45),
+                expected_fpir: tail.fpir(0.45, residents),
+                max_residents: tail.max_residents(0.45, 0.01),
+                tail_source: "config",
+            }
+        };
+        let small = risk(100);
+        assert!(!small.over_target(), "{small:?}");
+        assert!(!small.describe().contains("outgrown"));
+        let big = risk(small.max_residents as usize + 100);
+        assert!(big.over_target());
+        let text = big.describe();
+        assert!(
+            text.contains("outgrown") && text.contains("card + face"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn config_refuses_half_a_tail_and_rates_outside_zero_to_one() {
+        use crate::config::DEMO_CONFIG;
+        let with = |extra: &str| {
+            let text = DEMO_CONFIG.replacen("[face]\n", &format!("[face]\n{extra}\n"), 1);
+            Config::parse(&text, "g.toml").map_err(|e| e.to_string())
+        };
+        let ok = with("impostor_mean = -0.01\nimpostor_sd = 0.09\ntarget_fpir = 0.001").unwrap();
+        let spec = crate::models::Manifest::builtin()
+            .get("mobilefacenet")
+            .unwrap()
+            .clone();
+        let (tail, source) = configured_tail(&ok, &spec).unwrap();
+        assert_eq!((tail.mean, tail.sd, source), (-0.01, 0.09, "config"));
+        let (_, source) = configured_tail(&Config::demo(), &spec).unwrap();
+        assert_eq!(source, "model manifest");
+        for (bad, key) in [
+            ("impostor_mean = 0.0", "face.impostor_sd"),
+            ("impostor_mean = 0.0\nimpostor_sd = 0.0", "face.impostor_sd"),
+            ("target_fpir = 1.5", "face.target_fpir"),
+            ("target_fpir = 0.0", "face.target_fpir"),
+            ("verify_threshold = 2.0", "face.verify_threshold"),
+            ("combine = \"mean\"", "face.combine"),
+        ] {
+            let err = with(bad).unwrap_err();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn calibration_is_written_into_face_keeping_the_rest() {
+        let text = "# my gateway\n[site]\nid = \"x\" # keep me\n\n[face]\nmargin = 0.07\n# the target\ntarget_fpir = 0.05 # was 5 %\nmatch_threshold = 0.5\n\n[access]\nlockout_s = 30\n";
+        let c = Calibrated {
+            threshold: 0.41234,
+            target_fpir: 0.01,
+            residents: 12586,
+            tail: ImpostorTail {
+                mean: -0.0123,
+                sd: 0.1,
+            },
+        };
+        let out = update_config_text(text, &c).unwrap();
+        assert!(
+            out.starts_with("# my gateway\n[site]\nid = \"x\" # keep me\n"),
+            "{out}"
+        );
+        assert!(out.contains("margin = 0.07"));
+        assert!(out.contains("match_threshold = 0.412"), "{out}");
+        assert!(!out.contains("match_threshold = 0.5"));
+        assert!(out.contains("impostor_mean = -0.0123"));
+        assert!(
+            out.contains("# the target\ntarget_fpir = 0.01 # was 5 %"),
+            "{out}"
+        );
+        assert!(out.contains("12586 residents"));
+        assert!(out.contains("[access]\nlockout_s = 30"));
+        // No [face] yet: it is added.
+        let out = update_config_text("[site]\nid = \"x\"\n", &c).unwrap();
+        assert!(
+            out.contains("[face]") && out.contains("target_fpir = 0.01"),
+            "{out}"
+        );
+        assert!(update_config_text("face = 3\n", &c).is_err());
+    }
+}

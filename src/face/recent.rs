@@ -1,0 +1,161 @@
+//! The faces a gate's cameras saw in the last seconds, for card + face: a
+//! card read at a two-factor gate is checked 1:1 ([`MatchPolicy::verify`])
+//! against the faces seen since shortly before it, and the gate may wait up
+//! to `face_wait_s` for its owner to look at the camera.
+//!
+//! Only embeddings of faces that passed the quality floor are kept, in
+//! memory, for [`KEEP`] at most: enough to pair a card with a face, too
+//! little to follow anyone.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::gallery::Gallery;
+use super::policy::MatchPolicy;
+use super::Embedding;
+use crate::access::FaceCheck;
+use crate::domain::ResidentId;
+
+/// How long a seen face is kept (the longest `face_wait_s` is 120 s).
+pub const KEEP: Duration = Duration::from_secs(120);
+/// At most this many faces are kept per gate (a crowd does not grow memory).
+pub const CAPACITY: usize = 256;
+
+#[derive(Debug, Default)]
+pub struct RecentFaces {
+    seen: VecDeque<(Instant, Embedding)>,
+}
+
+/// One gate's recent faces, shared by its cameras and its gate task.
+pub type SharedRecentFaces = Arc<Mutex<RecentFaces>>;
+
+impl RecentFaces {
+    /// Records a face seen at `at` and forgets faces older than [`KEEP`].
+    pub fn record(&mut self, at: Instant, embedding: Embedding) {
+        while self
+            .seen
+            .front()
+            .is_some_and(|(t, _)| at.saturating_duration_since(*t) > KEEP)
+        {
+            self.seen.pop_front();
+        }
+        if self.seen.len() >= CAPACITY {
+            self.seen.pop_front();
+        }
+        self.seen.push_back((at, embedding));
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// The best 1:1 check of `owner` against the faces seen since `since`:
+    /// a match if any face matches, else the closest mismatch, else not seen.
+    pub fn check_owner(
+        &self,
+        policy: &MatchPolicy,
+        gallery: &Gallery,
+        owner: ResidentId,
+        since: Instant,
+    ) -> FaceCheck {
+        let mut best = FaceCheck::NotSeen;
+        for (_, embedding) in self.seen.iter().filter(|(t, _)| *t >= since) {
+            let check = policy.verify(gallery, owner, Some(embedding.as_slice()));
+            best = match (best, check) {
+                (_, FaceCheck::NotEnrolled) => return FaceCheck::NotEnrolled,
+                (FaceCheck::Match { score: a }, FaceCheck::Match { score: b }) => {
+                    FaceCheck::Match { score: a.max(b) }
+                }
+                (FaceCheck::Match { .. }, _) => best,
+                (_, FaceCheck::Match { .. }) => check,
+                (FaceCheck::Mismatch { score: a }, FaceCheck::Mismatch { score: b }) => {
+                    FaceCheck::Mismatch { score: a.max(b) }
+                }
+                (_, other) => other,
+            };
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::face::gallery::Combine;
+
+    fn policy() -> MatchPolicy {
+        MatchPolicy {
+            threshold: 0.5,
+            verify_threshold: 0.4,
+            margin: 0.05,
+            confirm_k: 2,
+            confirm_m: 3,
+            combine: Combine::Centroid,
+            cooldown: Duration::from_secs(5),
+            unknown_interval: Duration::from_secs(30),
+        }
+    }
+
+    fn e(v: &[f32]) -> Embedding {
+        Embedding::from_raw(v.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_owners_face_among_recent_faces_matches_and_old_faces_do_not_count() {
+        let g = Gallery::from_rows(
+            "m",
+            2,
+            vec![
+                (ResidentId(1), vec![1.0, 0.0]),
+                (ResidentId(2), vec![0.0, 1.0]),
+            ],
+        )
+        .unwrap();
+        let p = policy();
+        let t0 = Instant::now();
+        let mut recent = RecentFaces::default();
+        assert_eq!(
+            recent.check_owner(&p, &g, ResidentId(1), t0),
+            FaceCheck::NotSeen
+        );
+        // A stranger-ish face, then R1's face.
+        recent.record(t0, e(&[0.3, 0.954]));
+        recent.record(t0 + Duration::from_secs(1), e(&[0.99, 0.14]));
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(1), t0),
+            FaceCheck::Match { score } if score > 0.98
+        ));
+        // R2's card: the first face (0.954 from R2) matches if it counts, but
+        // since t0 + 1 s only R1's face was seen, which is not R2's.
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(2), t0),
+            FaceCheck::Match { .. }
+        ));
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(2), t0 + Duration::from_secs(1)),
+            FaceCheck::Mismatch { .. }
+        ));
+        assert_eq!(
+            recent.check_owner(&p, &g, ResidentId(9), t0),
+            FaceCheck::NotEnrolled
+        );
+        // Faces older than KEEP are forgotten when new ones arrive.
+        recent.record(t0 + KEEP + Duration::from_secs(5), e(&[0.0, 1.0]));
+        assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn a_crowd_does_not_grow_the_buffer() {
+        let mut recent = RecentFaces::default();
+        let t0 = Instant::now();
+        for i in 0..(CAPACITY + 10) {
+            recent.record(t0 + Duration::from_millis(i as u64), e(&[1.0, 0.0]));
+        }
+        assert_eq!(recent.len(), CAPACITY);
+    }
+}
