@@ -80,7 +80,10 @@ impl Mosquitto {
         let dir = Scratch::new("mosquitto");
         let conf = dir.path().join("mosquitto.conf");
         let mut text =
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+            // No per-client queue limit: a test subscriber lagging behind a burst of
+            // thousands of events under load must not lose messages at the broker
+            // (mosquitto keeps 1000 per client by default).
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n");
         // mosquitto drops privileges to `mosquitto` when started as root unless told otherwise.
         if unsafe_is_root() {
             text.push_str("user root\n");
