@@ -17,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # --- apt packages ----------------------------------------------------------
 packages=(build-essential pkg-config curl ca-certificates unzip python3 python3-pip
           libopencv-dev clang libclang-dev mosquitto mosquitto-clients systemd
-          chromium chromium-driver fonts-wqy-microhei)
+          chromium chromium-driver fonts-wqy-microhei openssl binutils)
 if [ "${GATEHOUSE_SKIP_APT:-0}" != "1" ]; then
   missing=()
   for p in "${packages[@]}"; do
