@@ -140,7 +140,7 @@ async fn on_event(
             e.direction = handle
                 .gate_config(&u.gate)
                 .ok()
-                .map(|g| format!("{:?}", g.direction).to_lowercase());
+                .map(|g| super::gate::direction_str(g.direction).to_string());
             e.credential_kind = Some("face".into());
             e.result = Some(AccessResult::Denied);
             e.reason = Some("unknown_face".into());
