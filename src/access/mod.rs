@@ -24,7 +24,7 @@ pub use register::{
     mask_name, Bound, GroupId, Person, Register, Role, Status, VisitorPass, WatchHit, Window,
 };
 pub use state::AccessState;
-pub use two_factor::{FaceCheck, TwoFactorRule};
+pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction};
 use crate::domain::{CardNumber, GateId, Plate, ResidentId};
@@ -341,6 +341,7 @@ fn decide_register(
             Some(id) => two_factors(
                 resident(register, state, *id, gate, now),
                 register,
+                state,
                 gate,
                 now,
                 Some(FaceCheck::NotSeen),
@@ -351,6 +352,7 @@ fn decide_register(
             Some(id) => two_factors(
                 resident(register, state, *id, gate, now),
                 register,
+                state,
                 gate,
                 now,
                 Some(*face),
@@ -360,6 +362,7 @@ fn decide_register(
         Credential::Face { resident: id, .. } => two_factors(
             resident(register, state, *id, gate, now),
             register,
+            state,
             gate,
             now,
             None,
@@ -397,6 +400,7 @@ fn decide_register(
 fn two_factors(
     mut granted: Decision,
     register: &Register,
+    state: &AccessState,
     gate: &GateContext,
     now: &Now,
     face: Option<FaceCheck>,
@@ -410,7 +414,7 @@ fn two_factors(
         return granted;
     }
     let refusal = match face {
-        Some(FaceCheck::Match { .. }) => return granted,
+        Some(FaceCheck::Match { .. } | FaceCheck::Unavailable) => return granted,
         Some(FaceCheck::NotSeen) => DenyReason::FaceRequired,
         Some(FaceCheck::NotEnrolled) => DenyReason::FaceNotEnrolled,
         Some(FaceCheck::Mismatch { .. }) => DenyReason::FaceMismatch,
@@ -421,7 +425,22 @@ fn two_factors(
         granted.clock_override = true;
         return granted;
     }
-    Decision::denied(refusal, granted.subject)
+    let mut d = Decision::denied(refusal, granted.subject);
+    if refusal == DenyReason::FaceMismatch {
+        // A card shown with someone else's face, again and again, is a card
+        // being tried by a stranger: it counts toward the reader lockout.
+        d.alarm = lockout_alarm(state, gate, now);
+    }
+    d
+}
+
+/// The lockout alarm if one more failed guessable attempt reaches the limit.
+fn lockout_alarm(state: &AccessState, gate: &GateContext, now: &Now) -> Option<AccessAlarm> {
+    let attempts = state.recent_unknown(&gate.gate, now.mono, gate.policy.lockout_window) + 1;
+    (attempts >= gate.policy.lockout_attempts as usize).then(|| AccessAlarm::ReaderLockout {
+        attempts: attempts as u32,
+        lockout_s: gate.policy.lockout_for.as_secs(),
+    })
 }
 
 fn unknown(
@@ -432,13 +451,7 @@ fn unknown(
 ) -> Decision {
     let mut d = Decision::denied(DenyReason::UnknownCredential, None);
     if credential.is_guessable() {
-        let attempts = state.recent_unknown(&gate.gate, now.mono, gate.policy.lockout_window) + 1;
-        if attempts >= gate.policy.lockout_attempts as usize {
-            d.alarm = Some(AccessAlarm::ReaderLockout {
-                attempts: attempts as u32,
-                lockout_s: gate.policy.lockout_for.as_secs(),
-            });
-        }
+        d.alarm = lockout_alarm(state, gate, now);
     }
     d
 }

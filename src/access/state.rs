@@ -73,7 +73,11 @@ impl AccessState {
         gate: &GateContext,
         now: &Now,
     ) {
-        if decision.reason() == Some(DenyReason::UnknownCredential) && credential.is_guessable() {
+        let failed_guess = matches!(
+            decision.reason(),
+            Some(DenyReason::UnknownCredential | DenyReason::FaceMismatch)
+        );
+        if failed_guess && credential.is_guessable() {
             let window = gate.policy.lockout_window;
             let q = self.unknown.entry(gate.gate.clone()).or_default();
             q.retain(|t| now.mono.saturating_sub(*t) < window);

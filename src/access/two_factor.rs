@@ -24,13 +24,18 @@ pub enum FaceCheck {
     Match { score: f32 },
     /// The face is not the card owner's.
     Mismatch { score: f32 },
+    /// No camera at this gate is working (lost, or face recognition out of
+    /// service): the gate falls back to the card alone, flagged in the event,
+    /// as every other gate accepts cards (a card always works; the camera
+    /// alarm has already told the station).
+    Unavailable,
 }
 
 impl FaceCheck {
     pub fn score(&self) -> Option<f32> {
         match self {
             FaceCheck::Match { score } | FaceCheck::Mismatch { score } => Some(*score),
-            FaceCheck::NotSeen | FaceCheck::NotEnrolled => None,
+            FaceCheck::NotSeen | FaceCheck::NotEnrolled | FaceCheck::Unavailable => None,
         }
     }
 }
@@ -359,5 +364,53 @@ mod tests {
             &at,
         );
         assert_eq!(d.reason(), Some(DenyReason::ReaderLockedOut));
+    }
+
+    #[test]
+    fn a_card_shown_again_and_again_with_someone_elses_face_locks_the_reader() {
+        let r = register();
+        let mut s = AccessState::new();
+        let always = gate(TwoFactor::CardAndFace, &[]);
+        let at = now("2025-03-12 10:00", true);
+        let stranger = with_face(1, FaceCheck::Mismatch { score: 0.1 });
+        let mut alarms = 0;
+        for _ in 0..5 {
+            let d = decide(&r, &s, &stranger, &always, &at);
+            assert_eq!(d.reason(), Some(DenyReason::FaceMismatch));
+            alarms += usize::from(d.alarm.is_some());
+            s.apply(&d, &stranger, &always, &at);
+        }
+        assert_eq!(alarms, 1, "the fifth attempt raises the lockout alarm");
+        let owner = with_face(1, FaceCheck::Match { score: 0.9 });
+        let d = decide(&r, &s, &owner, &always, &at);
+        assert_eq!(d.reason(), Some(DenyReason::ReaderLockedOut));
+    }
+
+    #[test]
+    fn a_face_not_seen_in_time_does_not_count_toward_the_lockout() {
+        let r = register();
+        let mut s = AccessState::new();
+        let always = gate(TwoFactor::CardAndFace, &[]);
+        let at = now("2025-03-12 10:00", true);
+        let looked_away = with_face(1, FaceCheck::NotSeen);
+        for _ in 0..8 {
+            let d = decide(&r, &s, &looked_away, &always, &at);
+            assert_eq!(d.reason(), Some(DenyReason::FaceRequired));
+            assert!(d.alarm.is_none());
+            s.apply(&d, &looked_away, &always, &at);
+        }
+    }
+
+    #[test]
+    fn without_a_working_camera_the_card_alone_opens_but_the_register_still_refuses() {
+        let r = register();
+        let s = AccessState::new();
+        let always = gate(TwoFactor::CardAndFace, &[]);
+        let at = now("2025-03-12 10:00", true);
+        let d = decide(&r, &s, &with_face(1, FaceCheck::Unavailable), &always, &at);
+        assert!(d.is_granted(), "{d:?}");
+        let d = decide(&r, &s, &with_face(3, FaceCheck::Unavailable), &always, &at);
+        assert_eq!(d.reason(), Some(DenyReason::Suspended));
+        assert_eq!(FaceCheck::Unavailable.score(), None);
     }
 }

@@ -71,6 +71,7 @@ fn table(gates: &[GateStatus]) -> String {
         "DOOR".into(),
         "ALARMS".into(),
         "READER".into(),
+        "FACE".into(),
     ]];
     for g in gates {
         let mut alarms: Vec<String> = g.alarms.iter().map(|a| a.as_str().to_string()).collect();
@@ -112,7 +113,43 @@ fn table(gates: &[GateStatus]) -> String {
                 alarms.join(",")
             },
             reader,
+            face_cell(g),
         ]);
     }
-    super::log::render_table(&rows)
+    let mut out = super::log::render_table(&rows);
+    // The stranger rate is the same for every gate (one register): say it once.
+    if let Some(face) = gates.iter().find_map(|g| g.face.as_ref()) {
+        match (&face.stranger_risk, face.over_target) {
+            (Some(risk), true) => out.push_str(&format!("WARNING face register: {risk}\n")),
+            (Some(risk), false) => out.push_str(&format!("face register: {risk}\n")),
+            (None, _) => out.push_str(&format!(
+                "face register: {} residents with a face; stranger false-accept rate unknown (run `gatehouse face calibrate --write-config`)\n",
+                face.gallery_residents
+            )),
+        }
+    }
+    out
+}
+
+/// `card+face now, cam1 streaming, stranger 0.02%` (or `-`).
+fn face_cell(g: &GateStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(mode) = &g.two_factor {
+        let when = if g.two_factor_now { "now" } else { "not now" };
+        parts.push(format!("{mode} {when}"));
+    }
+    if let Some(face) = &g.face {
+        for (camera, state) in &face.cameras {
+            parts.push(format!("{camera} {state}"));
+        }
+        if let Some(p) = face.stranger_fpir {
+            let flag = if face.over_target { " OVER TARGET" } else { "" };
+            parts.push(format!("stranger {:.3}%{flag}", p * 100.0));
+        }
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -57,7 +57,8 @@ pub fn start(
         )
     })?;
     let (tx, rx) = mpsc::channel::<FaceEvent>(64);
-    let (gallery, pipelines) = pipeline::spawn_all(config, &conn, tx)?;
+    let (gallery, pipelines, witness) = pipeline::spawn_all(config, &conn, tx)?;
+    handle.core().set_face_witness(std::sync::Arc::new(witness));
     let snapshots = config.data_dir().join("snapshots");
     let task = run_events(rx, handle, snapshots, gallery.clone(), conn);
     Ok(Some((Cameras { gallery, pipelines }, task)))

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 
 use super::clock::Clock;
 use crate::access::{self, AccessState, Credential, Decision, GateContext, Now, Register, Subject};
+use crate::face::recent::FaceWitness;
 use crate::store::events::{self, EventRecord, NewEvent};
 use crate::store::{snapshot, DeviceSecret, Store};
 
@@ -35,6 +36,8 @@ pub struct Core {
     secret: DeviceSecret,
     utc_offset_minutes: i32,
     register_version: Mutex<i64>,
+    /// The cameras' side of card + face; set once the cameras run.
+    faces: Mutex<Option<Arc<FaceWitness>>>,
     pub clock: Clock,
 }
 
@@ -65,8 +68,26 @@ impl Core {
             events,
             utc_offset_minutes,
             register_version: Mutex::new(version),
+            faces: Mutex::new(None),
             clock,
         })
+    }
+
+    /// Connects the cameras to the gates (card + face, `gate status`).
+    pub fn set_face_witness(&self, witness: Arc<FaceWitness>) {
+        *lock(&self.faces) = Some(witness);
+    }
+
+    /// The cameras' side, if face recognition runs.
+    pub fn face_witness(&self) -> Option<Arc<FaceWitness>> {
+        lock(&self.faces).clone()
+    }
+
+    /// What `decide` would say, without changing the access state.
+    pub fn preview(&self, gate: &GateContext, credential: &Credential) -> Decision {
+        let now = self.clock.now();
+        let d = self.decider();
+        access::decide(&d.register, &d.state, credential, gate, &now)
     }
 
     pub fn secret(&self) -> &DeviceSecret {

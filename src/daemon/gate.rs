@@ -15,8 +15,11 @@ use tokio::time::Instant;
 
 use super::core::{visitor_use, Core};
 use super::view::{subject_fields, DecisionView, GateNotice, GateStatus, ReaderStatus};
-use crate::access::{AccessAlarm, Credential, Decision, GateContext, Now, PinHash, Subject};
-use crate::config::{self, Direction, GateKind};
+use crate::access::{
+    AccessAlarm, Credential, Decision, DenyReason, FaceCheck, GateContext, Now, PinHash, Subject,
+};
+use crate::config::{self, Direction, GateKind, TwoFactor};
+use crate::domain::CardNumber;
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
 use crate::hw::{Board, Edge, InputPin, Level, Pull};
 use crate::metrics;
@@ -85,6 +88,22 @@ pub struct CapturedCard {
     pub format: wiegand::CardFormat,
 }
 
+/// Faces seen this long before a card is read count for card + face: people
+/// look at the camera as they walk up, then down at the reader.
+pub(crate) const FACE_LOOKBACK: Duration = Duration::from_secs(5);
+/// How often a card waiting for its owner's face looks at the recent faces.
+const FACE_POLL: Duration = Duration::from_millis(100);
+
+/// A card at a card + face gate, waiting (up to `face_wait_s`) for its
+/// owner's face. The gate keeps serving its other inputs meanwhile.
+struct PendingCard {
+    card: CardNumber,
+    format: wiegand::CardFormat,
+    read_at: std::time::Instant,
+    deadline: Instant,
+    next_check: Instant,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Input {
     Wiegand(Line),
@@ -112,6 +131,8 @@ pub(crate) struct GateTask {
     notices: broadcast::Sender<GateNotice>,
     /// Who is waiting for the next card read (see [`GateCommand::Capture`]).
     capture: Option<oneshot::Sender<CapturedCard>>,
+    /// A card waiting for its owner's face (card + face gates only).
+    pending_card: Option<PendingCard>,
     // Inputs stay claimed (and their edge callbacks alive) while the task runs.
     _pins: Vec<Box<dyn InputPin>>,
 }
@@ -206,6 +227,7 @@ pub(crate) fn spawn(
         tamper,
         notices: notices.clone(),
         capture: None,
+        pending_card: None,
         _pins: pins,
     };
     let join = tokio::spawn(task.run(input_rx, cmd_rx, shutdown));
@@ -233,6 +255,12 @@ impl GateTask {
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => self.on_timer().await,
             }
         }
+        // A card still waiting for a face is decided with what was seen, so
+        // its event is not lost; the relay is locked right after.
+        if let Some(pending) = self.pending_card.take() {
+            let check = self.face_check(&pending);
+            self.finish_card(pending, check).await;
+        }
         // The known safe state at shutdown: locked (barrier down).
         match self.relay.lock() {
             Ok(()) => {
@@ -255,10 +283,11 @@ impl GateTask {
             (Some(r), Some((at, _))) if r.in_burst() => Some(at + wiegand::QUIET_GAP),
             _ => None,
         };
-        match (door, reader) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let face = self
+            .pending_card
+            .as_ref()
+            .map(|p| p.next_check.min(p.deadline));
+        [door, reader, face].into_iter().flatten().min()
     }
 
     async fn on_command(&mut self, cmd: GateCommand) {
@@ -313,7 +342,22 @@ impl GateTask {
                 locked_out_s: locked_until.map(|u| (u - now).as_secs().max(1)),
             }),
             out_of_service: None,
+            two_factor: two_factor_words(&self.ctx),
+            two_factor_now: self.face_needed_now(),
+            face: self
+                .core
+                .face_witness()
+                .and_then(|w| w.gate_status(&self.cfg.id)),
         }
+    }
+
+    /// Whether the two-factor rule applies at this moment (hours included).
+    fn face_needed_now(&self) -> bool {
+        let offset = self.core.register().offset;
+        self.ctx
+            .two_factor
+            .required(self.core.clock.now().wall, offset)
+            != crate::access::TwoFactorRequired::No
     }
 
     async fn on_input(&mut self, InputEdge { input, edge }: InputEdge) {
@@ -362,8 +406,113 @@ impl GateTask {
                 self.on_reader(events).await;
             }
         }
+        if let Some(mut pending) = self.pending_card.take() {
+            let now = Instant::now();
+            if now >= pending.next_check || now >= pending.deadline {
+                let check = self.face_check(&pending);
+                let decided = !matches!(check, FaceCheck::NotSeen | FaceCheck::Mismatch { .. });
+                if decided || now >= pending.deadline {
+                    self.finish_card(pending, check).await;
+                } else {
+                    pending.next_check = now + FACE_POLL;
+                    self.pending_card = Some(pending);
+                }
+            } else {
+                self.pending_card = Some(pending);
+            }
+        }
         let actions = self.door.tick(self.core.clock.mono());
         self.on_door(actions).await;
+    }
+
+    /// A card read at this gate: decided at once, or (at a card + face gate
+    /// that needs the face now) once its owner's face is seen or the wait ends.
+    async fn on_card(&mut self, card: CardNumber, format: wiegand::CardFormat) {
+        if self.ctx.two_factor.mode == TwoFactor::Off {
+            let mut p = Presentation::from(Credential::Card(card));
+            p.detail = Some(json!({ "format": format.as_str() }));
+            self.present(p).await;
+            return;
+        }
+        if let Some(pending) = self.pending_card.take() {
+            if pending.card == card {
+                // Shown again while waiting: keep waiting, do not refuse the first.
+                self.pending_card = Some(pending);
+                return;
+            }
+            let check = self.face_check(&pending);
+            self.finish_card(pending, check).await;
+        }
+        let now = Instant::now();
+        let pending = PendingCard {
+            card,
+            format,
+            read_at: std::time::Instant::now(),
+            deadline: now + self.ctx.two_factor.face_wait,
+            next_check: now + FACE_POLL,
+        };
+        let check = self.face_check(&pending);
+        let waiting_helps = matches!(check, FaceCheck::NotSeen | FaceCheck::Mismatch { .. })
+            && self.face_needed(&pending.card);
+        if !waiting_helps {
+            self.finish_card(pending, check).await;
+            return;
+        }
+        tracing::info!(gate = %self.cfg.id, card = %pending.card.masked(), "card read; waiting for its owner's face");
+        let _ = self.notices.send(GateNotice::FaceWanted {
+            card_masked: pending.card.masked(),
+            wait_s: self.ctx.two_factor.face_wait.as_secs(),
+        });
+        self.pending_card = Some(pending);
+    }
+
+    /// Whether this card, shown alone now, is refused only for want of a face
+    /// (two factors needed at this hour, and the register admits its owner).
+    fn face_needed(&self, card: &CardNumber) -> bool {
+        let alone = self
+            .core
+            .preview(&self.ctx, &Credential::Card(card.clone()));
+        alone.reason() == Some(DenyReason::FaceRequired)
+    }
+
+    /// The card owner's face among the faces seen at this gate since shortly
+    /// before the card was read.
+    fn face_check(&self, pending: &PendingCard) -> FaceCheck {
+        let Some(owner) = self.core.register().card_owner(&pending.card.key()) else {
+            return FaceCheck::NotSeen;
+        };
+        let since = pending
+            .read_at
+            .checked_sub(FACE_LOOKBACK)
+            .unwrap_or(pending.read_at);
+        match self.core.face_witness() {
+            Some(witness) => witness.check_owner(&self.cfg.id, owner, since),
+            None => FaceCheck::Unavailable,
+        }
+    }
+
+    async fn finish_card(&mut self, pending: PendingCard, check: FaceCheck) {
+        let mut detail = serde_json::Map::new();
+        detail.insert("format".into(), json!(pending.format.as_str()));
+        // Where the face is not needed now (other hours, or the register
+        // refuses the card anyway), the card is decided and logged as a card.
+        let credential = if self.face_needed(&pending.card) {
+            let waited = pending.read_at.elapsed().as_millis() as u64;
+            detail.insert("face_wait_ms".into(), json!(waited));
+            if check == FaceCheck::Unavailable {
+                detail.insert("face_unavailable".into(), json!(true));
+                tracing::warn!(gate = %self.cfg.id, "card + face gate without a working camera: card alone accepted");
+            }
+            Credential::CardAndFace {
+                card: pending.card,
+                face: check,
+            }
+        } else {
+            Credential::Card(pending.card)
+        };
+        let mut p = Presentation::from(credential);
+        p.detail = Some(serde_json::Value::Object(detail));
+        self.present(p).await;
     }
 
     async fn on_reader(&mut self, events: Vec<ReaderEvent>) {
@@ -384,9 +533,7 @@ impl GateTask {
                             continue;
                         }
                     }
-                    let mut p = Presentation::from(Credential::Card(card));
-                    p.detail = Some(json!({ "format": format.as_str() }));
-                    self.present(p).await;
+                    self.on_card(card, format).await;
                 }
                 ReaderEvent::Pin(digits) => {
                     let hash = PinHash::of(self.core.secret(), &digits.0);
@@ -531,6 +678,19 @@ impl GateTask {
     }
 }
 
+/// `card+face`, `card+face (daily 22:00-06:00)`, or `None` when off.
+fn two_factor_words(ctx: &GateContext) -> Option<String> {
+    if ctx.two_factor.mode == TwoFactor::Off {
+        return None;
+    }
+    let hours: Vec<String> = ctx.two_factor.hours.iter().map(|h| h.to_string()).collect();
+    Some(if hours.is_empty() {
+        "card+face".to_string()
+    } else {
+        format!("card+face ({})", hours.join(", "))
+    })
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
@@ -585,6 +745,7 @@ pub(crate) fn access_event(
         reason: d.reason().map(|r| r.as_str().to_string()),
         score: match &p.credential {
             Credential::Face { score, .. } => Some(*score),
+            Credential::CardAndFace { face, .. } => face.score(),
             _ => None,
         },
         snapshot: p.snapshot.clone(),

@@ -463,6 +463,11 @@ impl GateHandle {
             .context("register reload task failed")?
     }
 
+    /// The state the gate tasks share.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.shared.core
+    }
+
     /// The register snapshot decisions currently use.
     pub fn register(&self) -> Arc<Register> {
         self.shared.core.register()
@@ -495,5 +500,8 @@ fn offline_status(cfg: &crate::config::Gate, why: String) -> GateStatus {
         tamper: false,
         reader: None,
         out_of_service: Some(why),
+        two_factor: None,
+        two_factor_now: false,
+        face: None,
     }
 }

@@ -30,6 +30,9 @@ pub struct SimOutcome {
     /// The card went to an enrolment capture (masked); no decision was made.
     #[serde(default)]
     pub captured: Option<String>,
+    /// The card waited this many seconds at most for its owner's face (card + face gates).
+    #[serde(default)]
+    pub face_wanted_s: Option<u64>,
     /// Events stored for this gate meanwhile (decision, alarms, device events).
     pub events: Vec<EventRecord>,
     pub status: Option<GateStatus>,
@@ -70,7 +73,7 @@ impl GateHandle {
     async fn finish(&self, gate: &GateId, mut w: Watch, wait_decision: bool) -> Result<SimOutcome> {
         let mut out = SimOutcome::default();
         if wait_decision {
-            let deadline = tokio::time::Instant::now() + DECISION_TIMEOUT;
+            let mut deadline = tokio::time::Instant::now() + DECISION_TIMEOUT;
             loop {
                 match tokio::time::timeout_at(deadline, w.notices.recv()).await {
                     Err(_) => bail!("gate {gate} did not decide within {DECISION_TIMEOUT:?}"),
@@ -91,6 +94,11 @@ impl GateHandle {
                         break;
                     }
                     Ok(Ok(GateNotice::KeyBuffered { .. })) => {}
+                    Ok(Ok(GateNotice::FaceWanted { wait_s, .. })) => {
+                        // The decision comes when the face is seen or the wait ends.
+                        out.face_wanted_s = Some(wait_s);
+                        deadline += Duration::from_secs(wait_s);
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{AccessAlarm, Credential, Decision, Subject};
 use crate::config::{Backend, Direction, GateKind};
 use crate::door::{DoorAlarm, Position};
+use crate::face::recent::GateFaceStatus;
 use crate::store::events::{AccessResult, EventRecord};
 use crate::wiegand::{ReaderHealth, Rejection};
 
@@ -122,6 +123,16 @@ pub struct GateStatus {
     pub reader: Option<ReaderStatus>,
     /// Why the gate is not running (its hardware could not be opened).
     pub out_of_service: Option<String>,
+    /// `card+face` (with its hours, if limited), or absent when off.
+    #[serde(default)]
+    pub two_factor: Option<String>,
+    /// Whether a card needs its owner's face at this moment.
+    #[serde(default)]
+    pub two_factor_now: bool,
+    /// The gate's cameras and the stranger false-accept rate of the face
+    /// search at today's register size (absent: no camera at this gate).
+    #[serde(default)]
+    pub face: Option<GateFaceStatus>,
 }
 
 /// What a gate task announces as it works (the simulator waits on these).
@@ -138,5 +149,11 @@ pub enum GateNotice {
     /// A card was handed to an enrolment capture instead of being decided on.
     CardCaptured {
         card_masked: String,
+    },
+    /// A card at a card + face gate waits up to `wait_s` for its owner's face
+    /// ("请看摄像头" on a display).
+    FaceWanted {
+        card_masked: String,
+        wait_s: u64,
     },
 }

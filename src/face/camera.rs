@@ -99,6 +99,17 @@ impl CameraState {
     pub fn is_final(&self) -> bool {
         matches!(self, CameraState::Ended | CameraState::Stopped)
     }
+
+    /// The state's name as serialised (`streaming`, `reconnecting`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CameraState::Connecting => "connecting",
+            CameraState::Streaming => "streaming",
+            CameraState::Reconnecting { .. } => "reconnecting",
+            CameraState::Ended => "ended",
+            CameraState::Stopped => "stopped",
+        }
+    }
 }
 
 /// Counters of one camera.

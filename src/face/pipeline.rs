@@ -25,7 +25,7 @@ use super::detect::Detection;
 use super::gallery::{GalleryHandle, IdentityScore};
 use super::policy::{GateState, MatchPolicy, Outcome, SharedGateMemory};
 use super::quality::{Rejection, RejectionCounters};
-use super::recent::SharedRecentFaces;
+use super::recent::{FaceWitness, SharedRecentFaces};
 use super::track::Tracker;
 use super::{cv, FaceEngine};
 use crate::config::Config;
@@ -420,6 +420,18 @@ pub fn spawn_sharing(
     tx: mpsc::Sender<FaceEvent>,
     gate_memory: SharedGateMemory,
 ) -> Result<PipelineHandle> {
+    spawn_with(config, camera, gallery, tx, gate_memory, None)
+}
+
+/// [`spawn_sharing`], also recording good faces in `recent` (card + face gates).
+fn spawn_with(
+    config: &Config,
+    camera: &crate::config::Camera,
+    gallery: GalleryHandle,
+    tx: mpsc::Sender<FaceEvent>,
+    gate_memory: SharedGateMemory,
+    recent: Option<SharedRecentFaces>,
+) -> Result<PipelineHandle> {
     let spec = super::embedder_spec(config)?;
     let policy = MatchPolicy::from_config(&config.face, &spec)?;
     let engine = FaceEngine::load(config)
@@ -432,6 +444,9 @@ pub fn spawn_sharing(
         gallery.clone(),
     );
     processor.share_gate_memory(gate_memory);
+    if let Some(recent) = recent {
+        processor.share_recent_faces(recent);
+    }
     let source = Source::parse(&camera.source);
     let label = source.label();
     let cam = Camera::open(
@@ -536,24 +551,28 @@ pub fn spawn_all(
     config: &Config,
     conn: &rusqlite::Connection,
     tx: mpsc::Sender<FaceEvent>,
-) -> Result<(GalleryHandle, Vec<PipelineHandle>)> {
+) -> Result<(GalleryHandle, Vec<PipelineHandle>, FaceWitness)> {
     let spec = super::embedder_spec(config)?;
     let dim = spec
         .embedding_size
         .context("embedder has no embedding_size in the manifest")?;
-    let combine = MatchPolicy::from_config(&config.face, &spec)?.combine;
-    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim, combine)?);
+    let policy = MatchPolicy::from_config(&config.face, &spec)?;
+    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim, policy.combine)?);
+    let mut witness = FaceWitness::new(gallery.clone(), policy, config, spec);
     let mut handles = Vec::new();
     let mut memories: std::collections::HashMap<GateId, SharedGateMemory> = Default::default();
     for camera in &config.cameras {
         let memory = memories.entry(camera.gate.clone()).or_default().clone();
-        handles.push(spawn_sharing(
+        let handle = spawn_with(
             config,
             camera,
             gallery.clone(),
             tx.clone(),
             memory,
-        )?);
+            witness.recent_for(&camera.gate),
+        )?;
+        witness.add_camera(&camera.gate, &camera.id, handle.monitor.clone());
+        handles.push(handle);
     }
-    Ok((gallery, handles))
+    Ok((gallery, handles, witness))
 }

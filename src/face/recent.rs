@@ -7,15 +7,21 @@
 //! memory, for [`KEEP`] at most: enough to pair a card with a face, too
 //! little to follow anyone.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::gallery::Gallery;
+use serde::{Deserialize, Serialize};
+
+use super::calibrate::StrangerRisk;
+use super::camera::{CameraMonitor, CameraState};
+use super::gallery::{Gallery, GalleryHandle};
 use super::policy::MatchPolicy;
 use super::Embedding;
 use crate::access::FaceCheck;
-use crate::domain::ResidentId;
+use crate::config::Config;
+use crate::domain::{GateId, ResidentId};
+use crate::models::ModelSpec;
 
 /// How long a seen face is kept (the longest `face_wait_s` is 120 s).
 pub const KEEP: Duration = Duration::from_secs(120);
@@ -80,6 +86,139 @@ impl RecentFaces {
             };
         }
         best
+    }
+}
+
+/// What the gates know of the cameras: per gate, the faces seen recently
+/// (gates with card + face only) and whether a camera is working, plus the
+/// gallery and policy to check a card owner's face with. Built when the
+/// cameras start; read by the gate tasks and by `gate status`.
+pub struct FaceWitness {
+    gallery: GalleryHandle,
+    policy: MatchPolicy,
+    gates: HashMap<GateId, GateCameras>,
+    /// For the stranger false-accept rate at today's register size.
+    config: Config,
+    embedder: ModelSpec,
+}
+
+struct GateCameras {
+    recent: Option<SharedRecentFaces>,
+    cameras: Vec<(String, CameraMonitor)>,
+}
+
+/// The face side of one gate, for `gate status` and the console.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateFaceStatus {
+    /// Camera id and state name (`streaming`, `reconnecting`, …).
+    pub cameras: Vec<(String, String)>,
+    /// Faces kept for card + face right now (gates with card + face only).
+    pub recent_faces: Option<usize>,
+    /// Residents in the face gallery (the N of the 1:N search).
+    pub gallery_residents: usize,
+    /// Expected probability that a stranger is admitted by one confirmed face.
+    pub stranger_fpir: Option<f64>,
+    pub target_fpir: Option<f64>,
+    /// The stranger rate is over the target: see `stranger_risk`.
+    pub over_target: bool,
+    /// The sentence `gatehouse doctor` prints, with advice when over target.
+    pub stranger_risk: Option<String>,
+}
+
+impl FaceWitness {
+    /// Gates with `two_factor` set keep recent faces; the others only report.
+    pub fn new(
+        gallery: GalleryHandle,
+        policy: MatchPolicy,
+        config: &Config,
+        embedder: ModelSpec,
+    ) -> FaceWitness {
+        let gates = config
+            .cameras
+            .iter()
+            .map(|c| c.gate.clone())
+            .chain(config.gates.iter().map(|g| g.id.clone()))
+            .map(|id| {
+                let two_factor = config
+                    .gates
+                    .iter()
+                    .any(|g| g.id == id && g.two_factor != crate::config::TwoFactor::Off);
+                let recent = two_factor.then(SharedRecentFaces::default);
+                (
+                    id,
+                    GateCameras {
+                        recent,
+                        cameras: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        FaceWitness {
+            gallery,
+            policy,
+            gates,
+            config: config.clone(),
+            embedder,
+        }
+    }
+
+    /// Where `gate`'s cameras record faces, if the gate keeps them.
+    pub fn recent_for(&self, gate: &GateId) -> Option<SharedRecentFaces> {
+        self.gates.get(gate).and_then(|g| g.recent.clone())
+    }
+
+    /// Registers a running camera of `gate` (its state decides availability).
+    pub fn add_camera(&mut self, gate: &GateId, camera: &str, monitor: CameraMonitor) {
+        if let Some(g) = self.gates.get_mut(gate) {
+            g.cameras.push((camera.to_string(), monitor));
+        }
+    }
+
+    /// The 1:1 check of `owner` against the faces seen at `gate` since
+    /// `since`; [`FaceCheck::Unavailable`] when no camera of the gate streams.
+    pub fn check_owner(&self, gate: &GateId, owner: ResidentId, since: Instant) -> FaceCheck {
+        let Some(g) = self.gates.get(gate) else {
+            return FaceCheck::Unavailable;
+        };
+        let streaming = g
+            .cameras
+            .iter()
+            .any(|(_, m)| m.state() == CameraState::Streaming);
+        let (Some(recent), true) = (&g.recent, streaming) else {
+            return FaceCheck::Unavailable;
+        };
+        let gallery = self.gallery.current();
+        let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.check_owner(&self.policy, &gallery, owner, since)
+    }
+
+    /// The face side of `gate` (`None`: the gate has no camera).
+    pub fn gate_status(&self, gate: &GateId) -> Option<GateFaceStatus> {
+        let g = self.gates.get(gate).filter(|g| !g.cameras.is_empty())?;
+        let residents = self.gallery.current().identities();
+        let risk = match super::calibrate::stranger_risk(&self.config, &self.embedder, residents) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("stranger risk unavailable: {e:#}");
+                None
+            }
+        };
+        Some(GateFaceStatus {
+            cameras: g
+                .cameras
+                .iter()
+                .map(|(id, m)| (id.clone(), m.state().name().to_string()))
+                .collect(),
+            recent_faces: g
+                .recent
+                .as_ref()
+                .map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).len()),
+            gallery_residents: residents,
+            stranger_fpir: risk.as_ref().map(|r| r.expected_fpir),
+            target_fpir: risk.as_ref().map(|r| r.target_fpir),
+            over_target: risk.as_ref().is_some_and(StrangerRisk::over_target),
+            stranger_risk: risk.as_ref().map(StrangerRisk::describe),
+        })
     }
 }
 
