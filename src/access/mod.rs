@@ -437,7 +437,7 @@ fn two_factors(
 /// The lockout alarm if one more failed guessable attempt reaches the limit.
 fn lockout_alarm(state: &AccessState, gate: &GateContext, now: &Now) -> Option<AccessAlarm> {
     let attempts = state.recent_unknown(&gate.gate, now.mono, gate.policy.lockout_window) + 1;
-    (attempts >= gate.policy.lockout_attempts as usize).then(|| AccessAlarm::ReaderLockout {
+    (attempts >= gate.policy.lockout_attempts as usize).then_some(AccessAlarm::ReaderLockout {
         attempts: attempts as u32,
         lockout_s: gate.policy.lockout_for.as_secs(),
     })
