@@ -1,4 +1,4 @@
-//! `gatehouse face detect|identify|enroll|remove|list|reembed|watch|eval|eval-1n|calibrate`.
+//! `gatehouse face detect|identify|enroll|remove|list|reembed|watch|eval|eval-1n|calibrate|watch-entry`.
 
 mod openset;
 
@@ -86,6 +86,73 @@ pub enum FaceCommand {
     EvalOneToN(openset::EvalOneToN),
     /// Choose the match threshold for a target stranger false-accept rate at a register size
     Calibrate(openset::Calibrate),
+    /// Print a face watchlist entry from a photo with one face, embedded with this
+    /// gateway's model, as the arguments of `station sign watchlist_set`
+    #[command(name = "watch-entry")]
+    WatchEntry {
+        image: PathBuf,
+        /// The station's reference for the entry (case number; ASCII, at most 64 characters)
+        #[arg(long)]
+        value: String,
+        /// Why the person is listed (shown in the alarm)
+        #[arg(long)]
+        label: Option<String>,
+        /// Also refuse entry (`deny`), or only raise the alarm (`alert`)
+        #[arg(long, default_value = "alert", value_parser = parse_watch_action)]
+        action: crate::store::station_queries::WatchAction,
+        /// When the entry stops matching (RFC 3339)
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+fn parse_watch_action(s: &str) -> Result<crate::store::station_queries::WatchAction, String> {
+    use crate::store::station_queries::WatchAction;
+    match s {
+        "alert" => Ok(WatchAction::Alert),
+        "deny" => Ok(WatchAction::Deny),
+        other => Err(format!("{other:?}: expected alert or deny")),
+    }
+}
+
+/// `face watch-entry`: the photo's one face as a validated watchlist entry.
+fn watch_entry(
+    config: &crate::config::Config,
+    image: &Path,
+    value: &str,
+    label: Option<&str>,
+    action: crate::store::station_queries::WatchAction,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<ExitCode> {
+    use crate::store::station_queries::{WatchEntry, WatchKind};
+    let frame = load_photo(image)?;
+    let mut engine = FaceEngine::load(config)?;
+    let face = photo::single_face(&mut engine, &frame)
+        .map_err(|e| failed(format!("{}: {e}", image.display())))?;
+    let embedding = face.embedding.ok_or_else(|| {
+        failed(format!(
+            "{}: the face could not be embedded",
+            image.display()
+        ))
+    })?;
+    let entry = WatchEntry {
+        kind: WatchKind::Face,
+        value: value.to_string(),
+        embedding: Some(embedding.as_slice().to_vec()),
+        action,
+        label: label.map(String::from),
+        expires_at,
+    }
+    .validated()
+    .map_err(|e| failed(format!("--value: {e}")))?;
+    eprintln!(
+        "{}: one face, embedded with {} ({} numbers)",
+        image.display(),
+        engine.model_name(),
+        embedding.dim()
+    );
+    println!("{}", serde_json::json!({ "entries": [entry] }));
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(cli: &Cli, cmd: &FaceCommand) -> Result<ExitCode> {
@@ -123,6 +190,20 @@ pub fn run(cli: &Cli, cmd: &FaceCommand) -> Result<ExitCode> {
             scores,
         } => run_eval(&config, pairs, root, *threshold, scores.as_deref()),
         FaceCommand::EvalOneToN(args) => openset::eval_1n(&config, args),
+        FaceCommand::WatchEntry {
+            image,
+            value,
+            label,
+            action,
+            expires_at,
+        } => watch_entry(
+            &config,
+            image,
+            value,
+            label.as_deref(),
+            *action,
+            *expires_at,
+        ),
         FaceCommand::Calibrate(args) => openset::calibrate(&config, args),
     }
 }

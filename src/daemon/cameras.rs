@@ -16,6 +16,7 @@ use crate::access::Credential;
 use crate::config::Config;
 use crate::face::camera::CameraState;
 use crate::face::pipeline::{self, FaceEvent, PipelineHandle};
+use crate::face::watch::WatchFaces;
 use crate::face::GalleryHandle;
 use crate::store::events::{AccessResult, EventKind, NewEvent};
 
@@ -57,22 +58,48 @@ pub fn start(
         )
     })?;
     let (tx, rx) = mpsc::channel::<FaceEvent>(64);
-    let (gallery, pipelines, witness) = pipeline::spawn_all(config, &conn, tx)?;
-    handle.core().set_face_witness(std::sync::Arc::new(witness));
+    let started = pipeline::spawn_all(config, &conn, tx)?;
+    handle
+        .core()
+        .set_face_witness(std::sync::Arc::new(started.witness));
     let snapshots = config.data_dir().join("snapshots");
-    let task = run_events(rx, handle, snapshots, gallery.clone(), conn);
-    Ok(Some((Cameras { gallery, pipelines }, task)))
+    let lists = Lists {
+        gallery: started.gallery.clone(),
+        watchlist: started.watchlist,
+        dim: started.dim,
+    };
+    let task = run_events(rx, handle, snapshots, lists, conn);
+    Ok(Some((
+        Cameras {
+            gallery: started.gallery,
+            pipelines: started.handles,
+        },
+        task,
+    )))
+}
+
+/// What the cameras match against, reloaded when the database changes.
+struct Lists {
+    gallery: GalleryHandle,
+    watchlist: WatchFaces,
+    dim: usize,
 }
 
 async fn run_events(
     mut rx: mpsc::Receiver<FaceEvent>,
     handle: GateHandle,
     snapshots: PathBuf,
-    gallery: GalleryHandle,
+    lists: Lists,
     conn: rusqlite::Connection,
 ) {
+    let Lists {
+        gallery,
+        watchlist,
+        dim,
+    } = lists;
     let conn = std::sync::Arc::new(std::sync::Mutex::new(conn));
     let mut last_version = gallery_version(&conn);
+    let mut last_register = register_version(&conn);
     let mut poll = tokio::time::interval(GALLERY_POLL);
     loop {
         tokio::select! {
@@ -97,9 +124,29 @@ async fn run_events(
                         Err(e) => tracing::warn!("face gallery reload task failed: {e}"),
                     }
                 }
+                // The watchlist bumps the register version (migration 006).
+                let register = register_version(&conn);
+                if register != last_register {
+                    last_register = register;
+                    let (watchlist, conn) = (watchlist.clone(), conn.clone());
+                    let reloaded = tokio::task::spawn_blocking(move || {
+                        let conn = conn.lock().map_err(|_| anyhow::anyhow!("gallery connection poisoned"))?;
+                        watchlist.reload(&conn, dim)
+                    }).await;
+                    match reloaded {
+                        Ok(Ok(n)) => tracing::debug!(faces = n, "face watchlist reloaded"),
+                        Ok(Err(e)) => tracing::warn!("face watchlist reload failed (keeping the previous one): {e:#}"),
+                        Err(e) => tracing::warn!("face watchlist reload task failed: {e}"),
+                    }
+                }
             }
         }
     }
+}
+
+fn register_version(conn: &std::sync::Mutex<rusqlite::Connection>) -> Option<i64> {
+    let conn = conn.lock().ok()?;
+    crate::store::snapshot::register_version(&conn).ok()
 }
 
 /// Changes whenever a face is enrolled, removed or re-embedded.
@@ -148,6 +195,27 @@ async fn on_event(
             e.score = u.best.as_ref().map(|b| b.score);
             e.snapshot = Some(snapshot);
             e.detail = Some(serde_json::json!({ "camera": u.camera }));
+            handle.record(e).await?;
+        }
+        FaceEvent::Watchlist(w) => {
+            let snapshot = save_snapshot(snapshots, &w.gate, &w.snapshot_jpeg)?;
+            let mut e = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+            e.gate = Some(w.gate.clone());
+            e.direction = handle
+                .gate_config(&w.gate)
+                .ok()
+                .map(|g| super::gate::direction_str(g.direction).to_string());
+            e.credential_kind = Some("face".into());
+            e.reason = Some("watchlist_match".into());
+            e.score = Some(w.score);
+            e.snapshot = Some(snapshot);
+            e.detail = Some(serde_json::json!({
+                "camera": w.camera,
+                "credential_kind": "face",
+                "watch_entry": w.value,
+                "label": w.label,
+                "denied": w.deny,
+            }));
             handle.record(e).await?;
         }
         FaceEvent::Camera {

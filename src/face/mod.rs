@@ -28,6 +28,7 @@ pub mod quality;
 pub mod quantized;
 pub mod recent;
 pub mod track;
+pub mod watch;
 
 use anyhow::{Context, Result};
 use opencv::core::Mat;

@@ -27,6 +27,7 @@ use super::policy::{GateState, MatchPolicy, Outcome, SharedGateMemory};
 use super::quality::{Rejection, RejectionCounters};
 use super::recent::{FaceWitness, SharedRecentFaces};
 use super::track::Tracker;
+use super::watch::{self, WatchFaces, WatchMemory, WatchOutcome};
 use super::{cv, FaceEngine};
 use crate::config::Config;
 use crate::domain::{GateId, ResidentId};
@@ -55,11 +56,28 @@ pub struct UnknownFace {
     pub snapshot_jpeg: Vec<u8>,
 }
 
+/// A face the station's watchlist names, confirmed over K frames.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WatchedFace {
+    pub gate: GateId,
+    pub camera: String,
+    /// The station's reference for the entry.
+    pub value: String,
+    pub label: Option<String>,
+    /// The entry asks to refuse entry (the face's credential is dropped).
+    pub deny: bool,
+    pub score: f32,
+    pub at: DateTime<Utc>,
+    #[serde(skip)]
+    pub snapshot_jpeg: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FaceEvent {
     Credential(FaceCredential),
     Unknown(UnknownFace),
+    Watchlist(WatchedFace),
     /// The camera changed state (lost, back, ended).
     Camera {
         gate: GateId,
@@ -117,6 +135,9 @@ pub struct FrameProcessor {
     warned_model: bool,
     /// Faces seen at this gate, for a card + face check (when the gate has one).
     recent: Option<SharedRecentFaces>,
+    /// The station's face watchlist, and this camera's confirmations of it.
+    watch: Option<WatchFaces>,
+    watch_memory: WatchMemory,
 }
 
 impl FrameProcessor {
@@ -138,7 +159,14 @@ impl FrameProcessor {
             counters: Arc::new(PipelineCounters::default()),
             warned_model: false,
             recent: None,
+            watch: None,
+            watch_memory: WatchMemory::default(),
         }
+    }
+
+    /// Compares every good face with the station's face watchlist.
+    pub fn share_watchlist(&mut self, watch: WatchFaces) {
+        self.watch = Some(watch);
     }
 
     /// Records every face that passes the quality floor into the gate's
@@ -165,7 +193,9 @@ impl FrameProcessor {
         let assignment = self.tracker.update(&boxes);
         for ended in &assignment.ended {
             self.state.forget(*ended);
+            self.watch_memory.forget(*ended);
         }
+        let watchlist = self.watch.as_ref().map(WatchFaces::current);
         let gallery = self.gallery.current();
         let usable_gallery = gallery.model() == self.engine.model_name();
         if !usable_gallery && !self.warned_model {
@@ -204,6 +234,32 @@ impl FrameProcessor {
                     let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
                     recent.record(now, embedding.clone());
                 }
+                if let (Some(list), Ok(())) = (&watchlist, face.verdict) {
+                    let hit = watch::best_match(
+                        list,
+                        embedding.as_slice(),
+                        self.policy.threshold,
+                        Utc::now(),
+                    );
+                    let confirmed =
+                        self.watch_memory
+                            .observe(track, hit, self.policy.confirm_k, now);
+                    if let (WatchOutcome::Alarm { value, score }, Some((entry, _))) =
+                        (confirmed, hit)
+                    {
+                        tracing::warn!(camera = %self.camera, entry = %value, score, "watchlisted face");
+                        events.push(FaceEvent::Watchlist(WatchedFace {
+                            gate: self.gate.clone(),
+                            camera: self.camera.clone(),
+                            value,
+                            label: entry.label.clone(),
+                            deny: entry.deny,
+                            score,
+                            at: Utc::now(),
+                            snapshot_jpeg: snapshot_or_empty(frame, detection),
+                        }));
+                    }
+                }
             }
             tracing::debug!(
                 camera = %self.camera,
@@ -227,6 +283,11 @@ impl FrameProcessor {
             let at = Utc::now();
             match outcome {
                 Outcome::Credential(score) => {
+                    if let Some(entry) = self.watch_memory.denied(track) {
+                        // The station asked to keep this face out; its alarm is already raised.
+                        tracing::warn!(camera = %self.camera, entry, "watchlisted face (deny): credential dropped");
+                        continue;
+                    }
                     c.credentials.fetch_add(1, Ordering::Relaxed);
                     events.push(FaceEvent::Credential(FaceCredential {
                         gate: self.gate.clone(),
@@ -238,10 +299,7 @@ impl FrameProcessor {
                 }
                 Outcome::UnknownFace { best } => {
                     c.unknown_events.fetch_add(1, Ordering::Relaxed);
-                    let snapshot_jpeg = snapshot(frame, detection).unwrap_or_else(|e| {
-                        tracing::warn!(error = %format!("{e:#}"), "cannot encode unknown-face snapshot");
-                        Vec::new()
-                    });
+                    let snapshot_jpeg = snapshot_or_empty(frame, detection);
                     events.push(FaceEvent::Unknown(UnknownFace {
                         gate: self.gate.clone(),
                         camera: self.camera.clone(),
@@ -256,6 +314,14 @@ impl FrameProcessor {
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(events)
     }
+}
+
+/// [`snapshot`], or nothing (with a warning): an event without a picture beats no event.
+fn snapshot_or_empty(frame: &Mat, detection: &Detection) -> Vec<u8> {
+    snapshot(frame, detection).unwrap_or_else(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "cannot encode face snapshot");
+        Vec::new()
+    })
 }
 
 /// JPEG (quality 85) of the face box enlarged 1.6×, clipped to the frame.
@@ -420,10 +486,11 @@ pub fn spawn_sharing(
     tx: mpsc::Sender<FaceEvent>,
     gate_memory: SharedGateMemory,
 ) -> Result<PipelineHandle> {
-    spawn_with(config, camera, gallery, tx, gate_memory, None)
+    spawn_with(config, camera, gallery, tx, gate_memory, None, None)
 }
 
-/// [`spawn_sharing`], also recording good faces in `recent` (card + face gates).
+/// [`spawn_sharing`], also recording good faces in `recent` (card + face
+/// gates) and comparing them with the station's `watchlist`.
 fn spawn_with(
     config: &Config,
     camera: &crate::config::Camera,
@@ -431,6 +498,7 @@ fn spawn_with(
     tx: mpsc::Sender<FaceEvent>,
     gate_memory: SharedGateMemory,
     recent: Option<SharedRecentFaces>,
+    watchlist: Option<WatchFaces>,
 ) -> Result<PipelineHandle> {
     let spec = super::embedder_spec(config)?;
     let policy = MatchPolicy::from_config(&config.face, &spec)?;
@@ -446,6 +514,9 @@ fn spawn_with(
     processor.share_gate_memory(gate_memory);
     if let Some(recent) = recent {
         processor.share_recent_faces(recent);
+    }
+    if let Some(watchlist) = watchlist {
+        processor.share_watchlist(watchlist);
     }
     let source = Source::parse(&camera.source);
     let label = source.label();
@@ -545,19 +616,35 @@ fn run_loop(
     cam.stop();
 }
 
-/// Builds the gallery for the configured embedder and starts a pipeline for
-/// every configured camera. Reload the returned handle after enrolments.
+/// Every configured camera, started, with what they share.
+pub struct Pipelines {
+    pub gallery: GalleryHandle,
+    pub handles: Vec<PipelineHandle>,
+    /// What the gates ask for card + face and `gate status`.
+    pub witness: FaceWitness,
+    /// The station's face watchlist every camera compares faces with.
+    pub watchlist: WatchFaces,
+    /// The embedding length (watchlist entries of another length are skipped).
+    pub dim: usize,
+}
+
+/// Starts a pipeline per configured camera: one gallery and one watchlist
+/// for all, and per gate one memory (cooldowns) and recent faces (card + face).
 pub fn spawn_all(
     config: &Config,
     conn: &rusqlite::Connection,
     tx: mpsc::Sender<FaceEvent>,
-) -> Result<(GalleryHandle, Vec<PipelineHandle>, FaceWitness)> {
+) -> Result<Pipelines> {
     let spec = super::embedder_spec(config)?;
     let dim = spec
         .embedding_size
         .context("embedder has no embedding_size in the manifest")?;
     let policy = MatchPolicy::from_config(&config.face, &spec)?;
     let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim, policy.combine)?);
+    let watchlist = WatchFaces::default();
+    watchlist
+        .reload(conn, dim)
+        .context("cannot read the face watchlist")?;
     let mut witness = FaceWitness::new(gallery.clone(), policy, config, spec);
     let mut handles = Vec::new();
     let mut memories: std::collections::HashMap<GateId, SharedGateMemory> = Default::default();
@@ -570,9 +657,16 @@ pub fn spawn_all(
             tx.clone(),
             memory,
             witness.recent_for(&camera.gate),
+            Some(watchlist.clone()),
         )?;
         witness.add_camera(&camera.gate, &camera.id, handle.monitor.clone());
         handles.push(handle);
     }
-    Ok((gallery, handles, witness))
+    Ok(Pipelines {
+        gallery,
+        handles,
+        witness,
+        watchlist,
+        dim,
+    })
 }

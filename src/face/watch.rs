@@ -1,0 +1,242 @@
+//! The station's face watchlist at the cameras: every good face a camera
+//! embeds is also compared with the faces the police station listed
+//! (`watchlist_set` with `kind = "face"`). A match confirmed on
+//! `confirm_k` frames of the same tracked face raises one `watchlist_match`
+//! alarm with a snapshot, at most once per entry and gate every
+//! [`REPEAT`]; an entry with `action = "deny"` also keeps that face from
+//! opening the gate (its 1:N credential is dropped).
+//!
+//! The station must compute the embeddings with this gateway's embedder
+//! (the same model name the status message gives); entries of another
+//! length are skipped with a warning, never compared.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use super::gallery::dot;
+use crate::store::station_queries::{self, WatchAction};
+
+/// The same entry alarms again at the same gate after this long.
+pub const REPEAT: Duration = Duration::from_secs(60);
+
+/// One listed face, unit length.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchFace {
+    /// The station's reference for the entry.
+    pub value: String,
+    pub label: Option<String>,
+    pub deny: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub embedding: Vec<f32>,
+}
+
+/// The live face entries, shared by every camera and swapped on a change.
+#[derive(Clone, Default)]
+pub struct WatchFaces(Arc<RwLock<Arc<Vec<WatchFace>>>>);
+
+impl WatchFaces {
+    /// Reads the live face entries whose embedding has `dim` numbers.
+    pub fn load(conn: &rusqlite::Connection, dim: usize) -> Result<Vec<WatchFace>> {
+        let entries = station_queries::watched_faces(conn, Utc::now())?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(embedding) = e.embedding else {
+                continue;
+            };
+            if embedding.len() != dim {
+                tracing::warn!(
+                    entry = %e.value,
+                    numbers = embedding.len(),
+                    expected = dim,
+                    "watchlist face skipped: its embedding is not from this gateway's embedder"
+                );
+                continue;
+            }
+            out.push(WatchFace {
+                value: e.value,
+                label: e.label,
+                deny: e.action == WatchAction::Deny,
+                expires_at: e.expires_at,
+                embedding,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces the list from the database; returns how many entries are live.
+    pub fn reload(&self, conn: &rusqlite::Connection, dim: usize) -> Result<usize> {
+        let faces = Self::load(conn, dim)?;
+        let n = faces.len();
+        self.replace(faces);
+        Ok(n)
+    }
+
+    pub fn replace(&self, faces: Vec<WatchFace>) {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Arc::new(faces);
+    }
+
+    pub fn current(&self) -> Arc<Vec<WatchFace>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The listed face closest to `probe` at or above `threshold`, still live at `now`.
+pub fn best_match<'a>(
+    faces: &'a [WatchFace],
+    probe: &[f32],
+    threshold: f32,
+    now: DateTime<Utc>,
+) -> Option<(&'a WatchFace, f32)> {
+    faces
+        .iter()
+        .filter(|f| f.expires_at.map_or(true, |t| t > now))
+        .map(|f| (f, dot(&f.embedding, probe)))
+        .filter(|(_, s)| *s >= threshold)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// One camera's confirmation and rate limit for watchlist matches.
+#[derive(Debug, Default)]
+pub struct WatchMemory {
+    /// Per tracked face: the entry it matched on consecutive frames, and how often.
+    streak: HashMap<u64, (String, usize)>,
+    /// When each entry last alarmed at this gate.
+    last_alarm: HashMap<String, Instant>,
+    /// Tracked faces confirmed on a `deny` entry: they do not open the gate.
+    denied: HashMap<u64, String>,
+}
+
+/// What one frame's match means for a tracked face.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchOutcome {
+    Nothing,
+    /// Confirmed and not alarmed recently: raise the alarm.
+    Alarm {
+        value: String,
+        score: f32,
+    },
+}
+
+impl WatchMemory {
+    /// Records that `track` matched `hit` (or nothing) on this frame.
+    pub fn observe(
+        &mut self,
+        track: u64,
+        hit: Option<(&WatchFace, f32)>,
+        confirm_k: usize,
+        now: Instant,
+    ) -> WatchOutcome {
+        let Some((face, score)) = hit else {
+            self.streak.remove(&track);
+            return WatchOutcome::Nothing;
+        };
+        let streak = self
+            .streak
+            .entry(track)
+            .or_insert_with(|| (face.value.clone(), 0));
+        if streak.0 != face.value {
+            *streak = (face.value.clone(), 0);
+        }
+        streak.1 += 1;
+        if streak.1 < confirm_k.max(1) {
+            return WatchOutcome::Nothing;
+        }
+        if face.deny {
+            self.denied.insert(track, face.value.clone());
+        }
+        let recent = self
+            .last_alarm
+            .get(&face.value)
+            .is_some_and(|t| now.saturating_duration_since(*t) < REPEAT);
+        if recent {
+            return WatchOutcome::Nothing;
+        }
+        self.last_alarm.insert(face.value.clone(), now);
+        WatchOutcome::Alarm {
+            value: face.value.clone(),
+            score,
+        }
+    }
+
+    /// The `deny` entry `track` was confirmed on, if any.
+    pub fn denied(&self, track: u64) -> Option<&str> {
+        self.denied.get(&track).map(String::as_str)
+    }
+
+    /// Forgets a face that left the picture.
+    pub fn forget(&mut self, track: u64) {
+        self.streak.remove(&track);
+        self.denied.remove(&track);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face(value: &str, v: &[f32], deny: bool) -> WatchFace {
+        WatchFace {
+            value: value.into(),
+            label: None,
+            deny,
+            expires_at: None,
+            embedding: v.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_closest_live_entry_above_the_threshold_matches() {
+        let now = Utc::now();
+        let mut expired = face("old", &[1.0, 0.0], false);
+        expired.expires_at = Some(now - chrono::Duration::seconds(1));
+        let faces = vec![
+            expired,
+            face("a", &[0.8, 0.6], false),
+            face("b", &[0.0, 1.0], false),
+        ];
+        let (f, s) = best_match(&faces, &[1.0, 0.0], 0.5, now).unwrap();
+        assert_eq!(f.value, "a");
+        assert!((s - 0.8).abs() < 1e-6);
+        assert!(best_match(&faces, &[1.0, 0.0], 0.9, now).is_none());
+    }
+
+    #[test]
+    fn an_alarm_needs_k_frames_of_one_face_and_repeats_only_after_a_minute() {
+        let listed = face("case-1", &[1.0, 0.0], true);
+        let mut m = WatchMemory::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            m.observe(7, Some((&listed, 0.9)), 2, t0),
+            WatchOutcome::Nothing
+        );
+        // A frame without the match breaks the streak.
+        assert_eq!(m.observe(7, None, 2, t0), WatchOutcome::Nothing);
+        assert_eq!(
+            m.observe(7, Some((&listed, 0.9)), 2, t0),
+            WatchOutcome::Nothing
+        );
+        assert!(m.denied(7).is_none());
+        assert!(matches!(
+            m.observe(7, Some((&listed, 0.8)), 2, t0),
+            WatchOutcome::Alarm { ref value, .. } if value == "case-1"
+        ));
+        assert_eq!(m.denied(7), Some("case-1"));
+        // The same entry on another face soon after: no second alarm.
+        m.observe(8, Some((&listed, 0.9)), 2, t0);
+        assert_eq!(
+            m.observe(8, Some((&listed, 0.9)), 2, t0 + Duration::from_secs(5)),
+            WatchOutcome::Nothing
+        );
+        assert!(matches!(
+            m.observe(8, Some((&listed, 0.9)), 2, t0 + REPEAT),
+            WatchOutcome::Alarm { .. }
+        ));
+        m.forget(7);
+        assert!(m.denied(7).is_none());
+    }
+}
