@@ -161,7 +161,9 @@ fn a_gallery_reload_takes_effect_while_the_pipeline_runs() {
     env.config.face.unknown_event_interval_s = 1;
     let store = env.store();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let (gallery, handles, _witness) = pipeline::spawn_all(&env.config, store.conn(), tx).unwrap();
+    let pipeline::Pipelines {
+        gallery, handles, ..
+    } = pipeline::spawn_all(&env.config, store.conn(), tx).unwrap();
     assert!(gallery.current().is_empty());
     let next = |rx: &mut tokio::sync::mpsc::Receiver<FaceEvent>,
                 want: &dyn Fn(&FaceEvent) -> bool| {

@@ -267,7 +267,9 @@ fn the_video_clip_through_the_camera_path_produces_face_events() {
     env.config = config.clone();
     let store = env.store();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let (gallery, handles, _witness) = pipeline::spawn_all(&config, store.conn(), tx).unwrap();
+    let pipeline::Pipelines {
+        gallery, handles, ..
+    } = pipeline::spawn_all(&config, store.conn(), tx).unwrap();
     assert_eq!(gallery.current().identities(), 4);
     let handle = &handles[0];
     let deadline = Instant::now() + Duration::from_secs(120);
