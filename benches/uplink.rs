@@ -3,6 +3,10 @@
 //!   outbox (one durable SQLite transaction, synchronous=FULL, on the disk
 //!   under target/, not tmpfs). Goal < 1 ms. `outbox_append_without_fsync`
 //!   is the same with synchronous=NORMAL, to show what the disk's fsync costs.
+//! - `event_write_burst`: the daemon's event writer (`daemon::Core`, group
+//!   commit) taking a burst of 64 events from 4 threads at once (gates and
+//!   cameras deciding together); reported per event. Same disk, same
+//!   `synchronous=FULL`: every event is durable when its caller hears back.
 //! - `drain`: 5,000 queued events published with QoS 1 to a local mosquitto
 //!   (with a QoS 1 subscriber standing in for the station) and deleted from
 //!   the outbox on PUBACK. Goal ≥ 2,000 events/s.
@@ -72,6 +76,40 @@ fn outbox_append(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Events per burst and writer threads in `event_write_burst`.
+const BURST: usize = 64;
+const WRITERS: usize = 4;
+
+fn event_write_burst(c: &mut Criterion) {
+    use gatehouse::daemon::{clock::Clock, Core};
+    let dir = data_dir("burst");
+    let store = Store::open(&dir.join("gatehouse.db"), &dir).unwrap();
+    let core = Arc::new(Core::new(store, 480, Clock::with_synced(Some(true))).unwrap());
+    let mut group = c.benchmark_group("event_write_burst");
+    group.throughput(Throughput::Elements(BURST as u64));
+    group.sample_size(20);
+    group.bench_function("64_events_4_writers", |b| {
+        b.iter(|| {
+            let threads: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let core = core.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..BURST / WRITERS {
+                            core.record_blocking(swipe(w * 1000 + i), None).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        })
+    });
+    group.finish();
+    drop(core);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn drain(c: &mut Criterion) {
     let broker = common::Mosquitto::start();
     let dir = data_dir("drain");
@@ -132,5 +170,5 @@ fn drain(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, outbox_append, drain);
+criterion_group!(benches, outbox_append, event_write_burst, drain);
 criterion_main!(benches);

@@ -208,9 +208,10 @@ pub fn append(conn: &Connection, event: &NewEvent) -> Result<EventRecord> {
     Ok(record)
 }
 
-/// Like [`append`], inside a transaction the caller commits, so an event and
-/// the register change it records (a visitor pass's use) land together.
-pub fn append_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<EventRecord> {
+/// Like [`append`], inside a transaction (or savepoint) the caller commits,
+/// so an event and the register change it records (a visitor pass's use)
+/// land together, and several events can share one commit.
+pub fn append_in(tx: &Connection, event: &NewEvent) -> Result<EventRecord> {
     let last: Option<(i64, Vec<u8>)> = tx
         .query_row(
             "SELECT seq, hash FROM event ORDER BY seq DESC LIMIT 1",
