@@ -244,6 +244,13 @@ fn manager_enrols_a_tenant_whose_card_then_opens_the_gate_live() {
     );
     b.screenshot("07-live-granted");
 
+    // The device page shows the camera's live state and the face register's stranger rate.
+    b.goto(&format!("{}/status", gw.base));
+    b.wait_text("#camera-status", "正常", WAIT);
+    let risk = b.text_of("#stranger-risk");
+    assert!(risk.contains("人脸库") && risk.contains('%'), "{risk}");
+    b.screenshot("07b-devices");
+
     // A guard account, made by the manager.
     b.goto(&format!("{}/accounts", gw.base));
     b.type_into("#account-form #f-name", "guard1");

@@ -7,7 +7,7 @@ mod face_support;
 
 use std::time::{Duration, Instant};
 
-use face_support::{faces, path_str, stderr, FaceEnv};
+use face_support::{clip_camera, faces, path_str, stderr, FaceEnv};
 use gatehouse::face::pipeline::{self, FaceEvent, FrameProcessor};
 use gatehouse::face::{self, photo, FaceEngine, GalleryHandle, MatchPolicy};
 
@@ -151,13 +151,7 @@ use opencv::prelude::MatTraitConst;
 fn a_gallery_reload_takes_effect_while_the_pipeline_runs() {
     let mut env = FaceEnv::new("pipe-reload");
     let lin = env.add_person("lin");
-    env.config.cameras = vec![gatehouse::config::Camera {
-        id: "east-cam".into(),
-        gate: "east".parse().unwrap(),
-        source: path_str(&faces("video/short_hamilton_clip.mp4")),
-        max_fps: 10.0,
-        loop_file: true,
-    }];
+    env.config.cameras = vec![clip_camera("east")];
     env.config.face.unknown_event_interval_s = 1;
     let store = env.store();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);

@@ -9,10 +9,9 @@ mod face_support;
 
 use std::time::Duration;
 
-use face_support::{faces, path_str, stderr, FaceEnv};
+use face_support::{clip_camera, faces, path_str, start_daemon_with_cameras, stderr, FaceEnv};
 use gatehouse::config::TwoFactor;
-use gatehouse::daemon::services::{start_cameras, Started};
-use gatehouse::daemon::{Daemon, DaemonOptions, GateHandle, GateStatus};
+use gatehouse::daemon::{GateHandle, GateStatus};
 use gatehouse::domain::GateId;
 use gatehouse::store::events::AccessResult;
 use gatehouse::wiegand::format;
@@ -57,13 +56,7 @@ fn site() -> FaceEnv {
             assert!(out.status.success(), "enrol {name}: {}", stderr(&out));
         }
     }
-    env.config.cameras = vec![gatehouse::config::Camera {
-        id: "east-cam".into(),
-        gate: gate("east"),
-        source: path_str(&faces("video/short_hamilton_clip.mp4")),
-        max_fps: 10.0,
-        loop_file: true,
-    }];
+    env.config.cameras = vec![clip_camera("east")];
     for g in &mut env.config.gates {
         if g.id.as_str() == "east" || g.id.as_str() == "east-out" {
             g.two_factor = TwoFactor::CardAndFace;
@@ -78,17 +71,7 @@ fn site() -> FaceEnv {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_at_a_card_and_face_gate_needs_its_owners_face() {
     let env = site();
-    let mut daemon = Daemon::start_with(
-        &env.config,
-        DaemonOptions {
-            assume_clock_synced: Some(true),
-        },
-    )
-    .await
-    .unwrap();
-    let mut started = Started::default();
-    start_cameras(&mut daemon, &env.config, &mut started).await;
-    assert_eq!(started.cameras, 1, "{:?}", started.face_unavailable);
+    let daemon = start_daemon_with_cameras(&env.config).await;
     let h = daemon.handle();
     let mut events = h.events();
 

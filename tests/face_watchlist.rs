@@ -9,9 +9,7 @@ mod face_support;
 
 use std::time::Duration;
 
-use face_support::{faces, path_str, stderr, FaceEnv};
-use gatehouse::daemon::services::{start_cameras, Started};
-use gatehouse::daemon::{Daemon, DaemonOptions};
+use face_support::{clip_camera, faces, path_str, start_daemon_with_cameras, stderr, FaceEnv};
 use gatehouse::store::events::{AccessResult, EventKind, EventRecord};
 use gatehouse::store::station_queries::{self, WatchAction, WatchEntry, WatchKind};
 
@@ -96,27 +94,11 @@ async fn a_watchlisted_face_raises_one_alarm_with_a_snapshot_and_a_deny_entry_ke
     let entry = lin_entry(&env);
     assert_eq!(entry.kind, WatchKind::Face);
     assert_eq!(entry.action, WatchAction::Deny);
-    env.config.cameras = vec![gatehouse::config::Camera {
-        id: "east-cam".into(),
-        gate: "east".parse().unwrap(),
-        source: path_str(&faces("video/short_hamilton_clip.mp4")),
-        max_fps: 10.0,
-        loop_file: true,
-    }];
+    env.config.cameras = vec![clip_camera("east")];
     env.write_config();
 
-    let mut daemon = Daemon::start_with(
-        &env.config,
-        DaemonOptions {
-            assume_clock_synced: Some(true),
-        },
-    )
-    .await
-    .unwrap();
+    let daemon = start_daemon_with_cameras(&env.config).await;
     let mut events = daemon.handle().events();
-    let mut started = Started::default();
-    start_cameras(&mut daemon, &env.config, &mut started).await;
-    assert_eq!(started.cameras, 1, "{:?}", started.face_unavailable);
 
     // Before the station lists him, Lin's face opens the gate.
     let grant = next_event(&mut events, Duration::from_secs(60), is_face_grant).await;

@@ -144,7 +144,10 @@ fn face_cell(g: &GateStatus) -> String {
         }
         if let Some(p) = face.stranger_fpir {
             let flag = if face.over_target { " OVER TARGET" } else { "" };
-            parts.push(format!("stranger {:.3}%{flag}", p * 100.0));
+            parts.push(format!(
+                "stranger {}{flag}",
+                crate::face::calibrate::percent(p)
+            ));
         }
     }
     if parts.is_empty() {

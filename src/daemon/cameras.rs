@@ -182,33 +182,29 @@ async fn on_event(
                 .await?;
         }
         FaceEvent::Unknown(u) => {
-            let snapshot = save_snapshot(snapshots, &u.gate, &u.snapshot_jpeg)?;
-            let mut e = NewEvent::now(EventKind::Access, crate::clock::is_synchronised());
-            e.gate = Some(u.gate.clone());
-            e.direction = handle
-                .gate_config(&u.gate)
-                .ok()
-                .map(|g| super::gate::direction_str(g.direction).to_string());
-            e.credential_kind = Some("face".into());
+            let mut e = face_seen_event(
+                handle,
+                snapshots,
+                EventKind::Access,
+                &u.gate,
+                &u.snapshot_jpeg,
+            )?;
             e.result = Some(AccessResult::Denied);
             e.reason = Some("unknown_face".into());
             e.score = u.best.as_ref().map(|b| b.score);
-            e.snapshot = Some(snapshot);
             e.detail = Some(serde_json::json!({ "camera": u.camera }));
             handle.record(e).await?;
         }
         FaceEvent::Watchlist(w) => {
-            let snapshot = save_snapshot(snapshots, &w.gate, &w.snapshot_jpeg)?;
-            let mut e = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
-            e.gate = Some(w.gate.clone());
-            e.direction = handle
-                .gate_config(&w.gate)
-                .ok()
-                .map(|g| super::gate::direction_str(g.direction).to_string());
-            e.credential_kind = Some("face".into());
+            let mut e = face_seen_event(
+                handle,
+                snapshots,
+                EventKind::Alarm,
+                &w.gate,
+                &w.snapshot_jpeg,
+            )?;
             e.reason = Some("watchlist_match".into());
             e.score = Some(w.score);
-            e.snapshot = Some(snapshot);
             e.detail = Some(serde_json::json!({
                 "camera": w.camera,
                 "credential_kind": "face",
@@ -242,6 +238,25 @@ async fn on_event(
         }
     }
     Ok(())
+}
+
+/// An event about a face seen at `gate`, with its snapshot saved.
+fn face_seen_event(
+    handle: &GateHandle,
+    snapshots: &std::path::Path,
+    kind: EventKind,
+    gate: &crate::domain::GateId,
+    jpeg: &[u8],
+) -> Result<NewEvent> {
+    let mut e = NewEvent::now(kind, crate::clock::is_synchronised());
+    e.snapshot = Some(save_snapshot(snapshots, gate, jpeg)?);
+    e.gate = Some(gate.clone());
+    e.direction = handle
+        .gate_config(gate)
+        .ok()
+        .map(|g| super::gate::direction_str(g.direction).to_string());
+    e.credential_kind = Some("face".into());
+    Ok(e)
 }
 
 /// Writes a face snapshot (0640) under `snapshots/`, returning its file name.

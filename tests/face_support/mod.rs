@@ -119,3 +119,36 @@ pub fn people() -> Vec<String> {
     v.sort();
     v
 }
+
+/// The demo's camera: the Hamilton clip (Lin-Manuel Miranda on stage), looping, at `gate`.
+pub fn clip_camera(gate: &str) -> gatehouse::config::Camera {
+    gatehouse::config::Camera {
+        id: "east-cam".into(),
+        gate: gate.parse().expect("gate id"),
+        source: path_str(&faces("video/short_hamilton_clip.mp4")),
+        max_fps: 10.0,
+        loop_file: true,
+    }
+}
+
+/// The daemon with its gates and cameras running (clock taken as synchronised).
+pub async fn start_daemon_with_cameras(config: &Config) -> gatehouse::daemon::Daemon {
+    use gatehouse::daemon::services::{start_cameras, Started};
+    let mut daemon = gatehouse::daemon::Daemon::start_with(
+        config,
+        gatehouse::daemon::DaemonOptions {
+            assume_clock_synced: Some(true),
+        },
+    )
+    .await
+    .expect("start the daemon");
+    let mut started = Started::default();
+    start_cameras(&mut daemon, config, &mut started).await;
+    assert_eq!(
+        started.cameras,
+        config.cameras.len(),
+        "cameras not started: {:?}",
+        started.face_unavailable
+    );
+    daemon
+}

@@ -1,4 +1,5 @@
-//! Device status: each gate (lock, door, reader health, alarms), cameras,
+//! Device status: each gate (lock, door, reader health, alarms), cameras
+//! (live state, card + face, the stranger false-accept rate),
 //! the uplink (broker, outbox backlog), disk space, the register and the face models.
 
 use maud::html;
@@ -141,12 +142,51 @@ pub async fn show(ctx: Ctx) -> Page {
         h2 { (l.t("摄像头", "Cameras")) }
         @if ctx.app.config.cameras.is_empty() { p.muted { (l.t("未配置。", "None configured.")) } }
         @else {
-            div.table-wrap { table {
-                thead { tr { th { "ID" } th { (l.t("门", "Gate")) } th { (l.t("来源", "Source")) } th { (l.t("最大帧率", "Max fps")) } } }
+            div.table-wrap { table id="camera-status" {
+                thead { tr {
+                    th { "ID" } th { (l.t("门", "Gate")) } th { (l.t("来源", "Source")) } th { (l.t("最大帧率", "Max fps")) }
+                    th { (l.t("状态", "State")) } th { (l.t("刷卡+刷脸", "Card + face")) }
+                } }
                 tbody { @for c in &ctx.app.config.cameras {
-                    tr { td { (c.id) } td { (c.gate) } td { (redact_source(&c.source)) } td { (c.max_fps) } }
+                    @let gate = gates.iter().find(|g| g.id == c.gate.as_str());
+                    @let state = gate
+                        .and_then(|g| g.face.as_ref())
+                        .and_then(|f| f.cameras.iter().find(|(id, _)| *id == c.id))
+                        .map(|(_, s)| s.as_str());
+                    tr {
+                        td { (c.id) } td { (c.gate) } td { (redact_source(&c.source)) } td { (c.max_fps) }
+                        td {
+                            @match state {
+                                Some("streaming") => span.pill.good { (l.t("正常", "streaming")) },
+                                Some(other) => span.pill.bad { (other) },
+                                None => span.pill.bad { (l.t("人脸识别未运行", "face recognition not running")) },
+                            }
+                        }
+                        td {
+                            @match gate.and_then(|g| g.two_factor.as_ref()) {
+                                Some(rule) => {
+                                    (rule) " · "
+                                    @if gate.is_some_and(|g| g.two_factor_now) { (l.t("现在生效", "in force now")) }
+                                    @else { (l.t("现在不生效", "not now")) }
+                                },
+                                None => span.muted { (l.t("关", "off")) },
+                            }
+                        }
+                    }
                 } }
             } }
+            @if let Some(face) = gates.iter().find_map(|g| g.face.as_ref()) {
+                p id="stranger-risk" {
+                    @if face.over_target { span.pill.bad { (l.t("陌生人误识率超标", "stranger rate over target")) } " " }
+                    (l.t("人脸库", "Face register")) ": " (face.gallery_residents) " " (l.t("人", "resident(s)"))
+                    @if let Some(p) = face.stranger_fpir {
+                        " · " (l.t("陌生人被误认为住户的概率（每次确认）", "chance a stranger is taken for a resident (per confirmed face)"))
+                        " " (crate::face::calibrate::percent(p))
+                        @if let Some(t) = face.target_fpir { " (" (l.t("目标", "target")) " " (crate::face::calibrate::percent(t)) ")" }
+                    }
+                    @if face.over_target { br; span.muted { (face.stranger_risk.clone().unwrap_or_default()) } }
+                }
+            }
         }
         h2 { (l.t("系统", "System")) }
         section.box {
