@@ -97,6 +97,16 @@ async fn a_card_at_a_card_and_face_gate_needs_its_owners_face() {
         vec![("east-cam".to_string(), "streaming".to_string())]
     );
     assert_eq!(face.gallery_residents, 2);
+    // The stranger false-accept rate for today's register, as doctor gives it.
+    let fpir = face
+        .stranger_fpir
+        .expect("the model's impostor tail is known");
+    assert!(fpir > 0.0 && fpir < face.target_fpir.unwrap(), "{face:?}");
+    assert!(!face.over_target);
+    assert!(face
+        .stranger_risk
+        .as_deref()
+        .is_some_and(|s| s.starts_with("2 residents with a face")));
 
     // Lin shows his card while he is in view: opens, as card + face, with the 1:1 score.
     let out = h
