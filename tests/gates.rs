@@ -160,6 +160,26 @@ impl Rig {
         Store::open_config(&self.config).unwrap()
     }
 
+    /// Stops the daemon and starts a new one on the same data directory.
+    async fn restart(mut self) -> Rig {
+        self.daemon
+            .take()
+            .unwrap()
+            .shutdown(Duration::from_secs(2))
+            .await
+            .unwrap();
+        let daemon = Daemon::start_with(
+            &self.config,
+            DaemonOptions {
+                assume_clock_synced: Some(true),
+            },
+        )
+        .await
+        .unwrap();
+        self.daemon = Some(daemon);
+        self
+    }
+
     async fn stop(mut self) -> Config {
         self.daemon
             .take()
@@ -725,5 +745,55 @@ async fn watchlisted_cards_raise_an_alarm_and_are_refused_only_when_the_station_
     assert_eq!(d.reason.as_deref(), Some("watchlisted"));
     let alarm = wait_event(&mut alarms, "watchlist_match", Duration::from_secs(2)).await;
     assert_eq!(alarm.detail.as_ref().unwrap()["denied"], true);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
+    let rig = Rig::start_with(|c| c.access.anti_passback = true).await;
+    let h = rig.h();
+    let (east, east_out) = (gate("east"), gate("east-out"));
+    // 张三 comes in (east and east-out are a pair).
+    let d = h
+        .simulate_wiegand(&east, &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    // Someone tries cards at the exit reader until it locks.
+    for i in 0..5 {
+        h.simulate_wiegand(&east_out, &card_bits(&format!("10:{}", 700 + i)))
+            .await
+            .unwrap();
+    }
+    // The power is pulled and comes back.
+    let rig = rig.restart().await;
+    let h = rig.h();
+    let locked = h
+        .simulate_wiegand(&east_out, &card_bits("10:12345"))
+        .await
+        .unwrap();
+    assert_eq!(
+        locked.decision.unwrap().reason.as_deref(),
+        Some("reader_locked_out"),
+        "the exit reader is still locked out after the restart"
+    );
+    assert!(locked
+        .status
+        .unwrap()
+        .reader
+        .unwrap()
+        .locked_out_s
+        .is_some());
+    let again = h
+        .simulate_wiegand(&east, &card_bits("10:12345"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.decision.unwrap().reason.as_deref(),
+        Some("anti_passback"),
+        "a second entry without an exit is still refused after the restart"
+    );
     rig.stop().await;
 }

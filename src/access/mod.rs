@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use register::{
     mask_name, Bound, GroupId, Person, Register, Role, Status, VisitorPass, WatchHit, Window,
 };
-pub use state::AccessState;
+pub use state::{AccessState, PastEvent, PastKind};
 pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction};
@@ -116,6 +116,8 @@ pub struct AccessPolicy {
     pub lockout_window: Duration,
     pub lockout_for: Duration,
     pub anti_passback: bool,
+    /// A remembered direction older than this no longer refuses (`None`: never expires).
+    pub anti_passback_reset: Option<Duration>,
 }
 
 impl AccessPolicy {
@@ -125,6 +127,8 @@ impl AccessPolicy {
             lockout_window: Duration::from_secs(u64::from(access.lockout_window_s)),
             lockout_for: Duration::from_secs(u64::from(access.lockout_s)),
             anti_passback: access.anti_passback,
+            anti_passback_reset: (access.anti_passback_reset_h > 0)
+                .then(|| Duration::from_secs(u64::from(access.anti_passback_reset_h) * 3600)),
         }
     }
 }
@@ -510,7 +514,7 @@ fn resident(
     }
     if gate.policy.anti_passback
         && gate.paired_with.is_some()
-        && state.last_direction(gate, id) == Some(gate.direction)
+        && state.last_direction(gate, id, now.mono) == Some(gate.direction)
     {
         return deny(DenyReason::AntiPassback);
     }

@@ -14,12 +14,32 @@ use crate::domain::{GateId, ResidentId};
 pub struct AccessState {
     unknown: HashMap<GateId, VecDeque<Duration>>,
     locked_until: HashMap<GateId, Duration>,
-    /// Keyed by the pair (the smaller gate id of the two) and the person.
-    last_direction: HashMap<(GateId, ResidentId), Direction>,
+    /// Keyed by the pair (the smaller gate id of the two) and the person;
+    /// with the monotonic time of the passage.
+    last_direction: HashMap<(GateId, ResidentId), (Direction, Duration)>,
     /// Uses granted since the register snapshot was loaded.
     visitor_uses: HashMap<i64, u32>,
     /// Uses granted but not yet written to the database.
     visitor_pending: HashMap<i64, u32>,
+}
+
+/// A stored event as the access state sees it (see [`AccessState::restore`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PastEvent {
+    pub gate: GateId,
+    /// How long before now it happened.
+    pub age: Duration,
+    pub kind: PastKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PastKind {
+    /// A resident was let through.
+    Passed { person: ResidentId },
+    /// An unknown card or PIN, or a card with someone else's face.
+    FailedGuess,
+    /// The reader was locked out.
+    LockedOut,
 }
 
 fn pair_key(gate: &GateContext) -> GateId {
@@ -57,8 +77,19 @@ impl AccessState {
         })
     }
 
-    pub fn last_direction(&self, gate: &GateContext, person: ResidentId) -> Option<Direction> {
-        self.last_direction.get(&(pair_key(gate), person)).copied()
+    /// The direction `person` last passed `gate`'s pair, unless that is
+    /// older than the policy's reset.
+    pub fn last_direction(
+        &self,
+        gate: &GateContext,
+        person: ResidentId,
+        now: Duration,
+    ) -> Option<Direction> {
+        let (direction, at) = *self.last_direction.get(&(pair_key(gate), person))?;
+        match gate.policy.anti_passback_reset {
+            Some(reset) if now.saturating_sub(at) >= reset => None,
+            _ => Some(direction),
+        }
     }
 
     pub fn visitor_uses(&self, pass: i64) -> u32 {
@@ -94,7 +125,7 @@ impl AccessState {
         match &decision.subject {
             Some(Subject::Resident { id, .. }) if gate.paired_with.is_some() => {
                 self.last_direction
-                    .insert((pair_key(gate), *id), gate.direction);
+                    .insert((pair_key(gate), *id), (gate.direction, now.mono));
             }
             Some(Subject::Visitor {
                 pass,
@@ -118,9 +149,135 @@ impl AccessState {
         }
     }
 
+    /// Rebuilds lockouts, failed-guess counts and anti-passback directions
+    /// from stored events (oldest first) after a restart, so pulling the
+    /// power neither clears a reader lockout nor lets a card in twice.
+    /// `now` is the monotonic time; each event happened `age` before it.
+    pub fn restore(&mut self, past: &[PastEvent], gates: &[GateContext], now: Duration) {
+        for event in past {
+            let Some(gate) = gates.iter().find(|g| g.gate == event.gate) else {
+                continue;
+            };
+            let Some(at) = now.checked_sub(event.age) else {
+                continue;
+            };
+            match event.kind {
+                PastKind::Passed { person } if gate.paired_with.is_some() => {
+                    self.last_direction
+                        .insert((pair_key(gate), person), (gate.direction, at));
+                }
+                PastKind::Passed { .. } => {}
+                PastKind::FailedGuess => {
+                    if now.saturating_sub(at) < gate.policy.lockout_window {
+                        self.unknown
+                            .entry(gate.gate.clone())
+                            .or_default()
+                            .push_back(at);
+                    }
+                }
+                PastKind::LockedOut => {
+                    let until = at + gate.policy.lockout_for;
+                    if until > now {
+                        self.locked_until.insert(gate.gate.clone(), until);
+                    }
+                    self.unknown.remove(&gate.gate);
+                }
+            }
+        }
+    }
+
     /// A fresh register snapshot was loaded while no database write was in
     /// progress: it reflects every stored use, so only pending ones remain.
     pub fn register_reloaded(&mut self) {
         self.visitor_uses = self.visitor_pending.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::AccessPolicy;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn gate(id: &str, peer: &str, direction: Direction) -> GateContext {
+        GateContext {
+            gate: id.parse().unwrap(),
+            direction,
+            paired_with: Some(peer.parse().unwrap()),
+            policy: AccessPolicy {
+                anti_passback: true,
+                ..AccessPolicy::default()
+            },
+            two_factor: Default::default(),
+        }
+    }
+
+    fn past(gate: &str, age: Duration, kind: PastKind) -> PastEvent {
+        PastEvent {
+            gate: gate.parse().unwrap(),
+            age,
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_remembered_direction_expires_after_the_reset() {
+        let entry = gate("east", "east-out", Direction::In);
+        let now = 10 * HOUR;
+        let mut s = AccessState::new();
+        s.restore(
+            &[past(
+                "east",
+                HOUR,
+                PastKind::Passed {
+                    person: ResidentId(1),
+                },
+            )],
+            &[entry.clone()],
+            now,
+        );
+        assert_eq!(
+            s.last_direction(&entry, ResidentId(1), now),
+            Some(Direction::In)
+        );
+        // The default reset is 4 h: three hours later it is forgotten.
+        assert_eq!(
+            s.last_direction(&entry, ResidentId(1), now + 3 * HOUR),
+            None
+        );
+    }
+
+    #[test]
+    fn restore_keeps_a_lockout_still_running_and_drops_an_ended_one() {
+        let g = gate("east", "east-out", Direction::In);
+        let now = 10 * HOUR;
+        let lockout = g.policy.lockout_for;
+        let mut s = AccessState::new();
+        s.restore(
+            &[past("east", lockout / 2, PastKind::LockedOut)],
+            &[g.clone()],
+            now,
+        );
+        assert_eq!(s.locked_until(&g.gate, now), Some(now + lockout / 2));
+        let mut s = AccessState::new();
+        s.restore(
+            &[past("east", lockout * 2, PastKind::LockedOut)],
+            &[g.clone()],
+            now,
+        );
+        assert!(!s.reader_locked(&g.gate, now));
+        // Failed guesses inside the window count; older ones do not; unknown gates are skipped.
+        let mut s = AccessState::new();
+        s.restore(
+            &[
+                past("east", g.policy.lockout_window * 2, PastKind::FailedGuess),
+                past("east", Duration::from_secs(5), PastKind::FailedGuess),
+                past("gone", Duration::from_secs(5), PastKind::FailedGuess),
+            ],
+            &[g.clone()],
+            now,
+        );
+        assert_eq!(s.recent_unknown(&g.gate, now, g.policy.lockout_window), 1);
     }
 }

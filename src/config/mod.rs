@@ -394,6 +394,14 @@ pub struct Access {
     /// Refuse a second entry through paired gates without an exit in between.
     #[serde(default)]
     pub anti_passback: bool,
+    /// Hours after which a remembered direction is forgotten, so someone who
+    /// left by an unmonitored way is not refused for ever (0: never).
+    #[serde(default = "default_anti_passback_reset_h")]
+    pub anti_passback_reset_h: u32,
+}
+
+fn default_anti_passback_reset_h() -> u32 {
+    4
 }
 
 fn default_lockout_attempts() -> u32 {
@@ -413,6 +421,7 @@ impl Default for Access {
             lockout_window_s: default_lockout_window(),
             lockout_s: default_lockout_s(),
             anti_passback: false,
+            anti_passback_reset_h: default_anti_passback_reset_h(),
         }
     }
 }

@@ -8,6 +8,11 @@ use tokio::time::Instant;
 
 use crate::access::Now;
 
+/// Monotonic times start here rather than at zero, so state rebuilt from
+/// events before the start (lockouts, anti-passback) has a place on the
+/// timeline: anything up to a week back.
+pub const MONO_ORIGIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     start: Instant,
@@ -42,14 +47,17 @@ impl Clock {
         self.synced.unwrap_or_else(crate::clock::is_synchronised)
     }
 
-    /// Time since the daemon started.
+    /// Time since the daemon started, plus [`MONO_ORIGIN`].
     pub fn mono(&self) -> Duration {
-        self.start.elapsed()
+        MONO_ORIGIN + self.start.elapsed()
     }
 
     /// The tokio instant of a monotonic time.
     pub fn instant_at(&self, mono: Duration) -> Instant {
-        self.start + mono
+        match mono.checked_sub(MONO_ORIGIN) {
+            Some(since_start) => self.start + since_start,
+            None => self.start,
+        }
     }
 
     pub fn now(&self) -> Now {

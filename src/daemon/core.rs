@@ -93,6 +93,37 @@ impl Core {
         lock(&self.faces).clone()
     }
 
+    /// Rebuilds lockouts and anti-passback from the events of the last
+    /// hours (see `AccessState::restore`); returns how many events were read.
+    pub fn restore_access_state(&self, gates: &[GateContext]) -> Result<usize> {
+        let now = self.clock.now();
+        let lookback = gates
+            .iter()
+            .flat_map(|g| {
+                [
+                    g.policy.lockout_window,
+                    g.policy.lockout_for,
+                    if g.policy.anti_passback && g.paired_with.is_some() {
+                        g.policy
+                            .anti_passback_reset
+                            .unwrap_or(super::clock::MONO_ORIGIN)
+                    } else {
+                        std::time::Duration::ZERO
+                    },
+                ]
+            })
+            .max()
+            .unwrap_or_default()
+            .min(super::clock::MONO_ORIGIN);
+        let Ok(lookback_wall) = chrono::Duration::from_std(lookback) else {
+            return Ok(0);
+        };
+        let records = events::since(lock(&self.store).conn(), now.wall - lookback_wall)?;
+        let past: Vec<access::PastEvent> = records.iter().filter_map(past_event).collect();
+        self.decider().state.restore(&past, gates, now.mono);
+        Ok(records.len())
+    }
+
     /// What `decide` would say, without changing the access state.
     pub fn preview(&self, gate: &GateContext, credential: &Credential) -> Decision {
         let now = self.clock.now();
@@ -287,6 +318,33 @@ impl Core {
         tracing::info!(persons, version, "register reloaded");
         Ok(true)
     }
+}
+
+/// What a stored event means for the access state, if anything.
+fn past_event(e: &EventRecord) -> Option<access::PastEvent> {
+    use crate::store::events::{AccessResult, EventKind};
+    let gate: crate::domain::GateId = e.gate.as_deref()?.parse().ok()?;
+    let at = chrono::DateTime::parse_from_rfc3339(&e.at).ok()?;
+    let age = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+        .to_std()
+        .unwrap_or_default();
+    let guessable = matches!(
+        e.credential_kind.as_deref(),
+        Some("card" | "pin" | "card+face")
+    );
+    let kind = match (e.kind, e.result, e.reason.as_deref()) {
+        (EventKind::Access, Some(AccessResult::Granted), _) => access::PastKind::Passed {
+            person: crate::domain::ResidentId(e.subject_id?),
+        },
+        (
+            EventKind::Access,
+            Some(AccessResult::Denied),
+            Some("unknown_credential" | "face_mismatch"),
+        ) if guessable => access::PastKind::FailedGuess,
+        (EventKind::Alarm, _, Some("reader_lockout")) => access::PastKind::LockedOut,
+        _ => return None,
+    };
+    Some(access::PastEvent { gate, age, kind })
 }
 
 /// The visitor pass a decision uses up, if any.

@@ -105,6 +105,18 @@ impl Daemon {
             .await
             .context("register loader failed")??;
         let core = Arc::new(core);
+        let contexts: Vec<_> = config
+            .gates
+            .iter()
+            .map(|g| crate::access::GateContext::from_config(g, &config.access))
+            .collect();
+        let restoring = core.clone();
+        match tokio::task::spawn_blocking(move || restoring.restore_access_state(&contexts)).await {
+            Ok(Ok(n)) => tracing::debug!(events = n, "access state rebuilt from recent events"),
+            // Not fatal: the gates start with a clean slate, as before this existed.
+            Ok(Err(e)) => tracing::warn!("cannot rebuild lockouts and anti-passback: {e:#}"),
+            Err(e) => tracing::warn!("access state rebuild task failed: {e}"),
+        }
         let boards = Arc::new(Boards::new());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut gate_tasks = JoinSet::new();

@@ -360,6 +360,24 @@ pub struct ChainBreak {
 
 /// Walks the whole log and reports every row whose hash or link is wrong.
 /// The oldest remaining row anchors the chain (retention deletes from the start).
+/// Events at or after `since`, oldest first (for rebuilding the access
+/// state after a restart; served by the `event_at` index).
+pub fn since(conn: &Connection, since: DateTime<Utc>) -> Result<Vec<EventRecord>> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM event WHERE at >= ?1 AND kind IN ('access', 'alarm') ORDER BY seq"
+        ))
+        .context("cannot prepare recent events read")?;
+    let rows = stmt
+        .query_map(
+            [since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)],
+            EventRecord::from_row,
+        )
+        .context("cannot read recent events")?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .context("cannot read recent events")
+}
+
 pub fn verify_chain(conn: &Connection) -> Result<(u64, Vec<ChainBreak>)> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM event ORDER BY seq"))?;
     let mut rows = stmt.query([])?;
