@@ -234,7 +234,7 @@ mod tests {
                     person: ResidentId(1),
                 },
             )],
-            &[entry.clone()],
+            std::slice::from_ref(&entry),
             now,
         );
         assert_eq!(
@@ -256,14 +256,14 @@ mod tests {
         let mut s = AccessState::new();
         s.restore(
             &[past("east", lockout / 2, PastKind::LockedOut)],
-            &[g.clone()],
+            std::slice::from_ref(&g),
             now,
         );
         assert_eq!(s.locked_until(&g.gate, now), Some(now + lockout / 2));
         let mut s = AccessState::new();
         s.restore(
             &[past("east", lockout * 2, PastKind::LockedOut)],
-            &[g.clone()],
+            std::slice::from_ref(&g),
             now,
         );
         assert!(!s.reader_locked(&g.gate, now));
@@ -275,7 +275,7 @@ mod tests {
                 past("east", Duration::from_secs(5), PastKind::FailedGuess),
                 past("gone", Duration::from_secs(5), PastKind::FailedGuess),
             ],
-            &[g.clone()],
+            std::slice::from_ref(&g),
             now,
         );
         assert_eq!(s.recent_unknown(&g.gate, now, g.policy.lockout_window), 1);
