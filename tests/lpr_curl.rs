@@ -35,7 +35,10 @@ fn readme_curl_examples_work_as_written() {
     let dir = Scratch::new("lpr-curl");
     let sink = RegisterSink::open(dir.path());
     sink.register("张三", "川A12345", "active");
-    let endpoint = Endpoint::start(&config(dir.path(), "\"127.0.0.1\""), sink.clone());
+    // The examples show the same car four times; each is meant to be decided.
+    let mut c = config(dir.path(), "\"127.0.0.1\"");
+    c.lpr.repeat_window_s = 0;
+    let endpoint = Endpoint::start(&c, sink.clone());
     let base = format!("http://{}", endpoint.addr);
     let car = shared_dir().join("faces/group/group_six.jpg");
     let car = car.display();

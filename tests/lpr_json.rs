@@ -307,3 +307,45 @@ fn body_over_the_limit_gets_413_and_changes_nothing() {
     assert!(sink.calls().is_empty());
     assert!(snapshot_files(dir.path()).is_empty());
 }
+
+#[test]
+fn a_camera_pushing_the_same_plate_again_gets_the_same_answer_without_a_second_event() {
+    let dir = Scratch::new("lpr-json-repeat");
+    let sink = RegisterSink::open(dir.path());
+    sink.register("张三", "川A12345", "active");
+    let endpoint = Endpoint::start(&config(dir.path(), "\"127.0.0.1\""), sink.clone());
+    let body = serde_json::json!({ "gate": "car-in", "plate": "川A12345" }).to_string();
+
+    let first = post_json(&endpoint, &body);
+    assert_eq!(first.json["result"], "open", "{:?}", first.json);
+    assert!(first.json.get("repeat").is_none());
+    for _ in 0..2 {
+        let again = post_json(&endpoint, &body);
+        assert_eq!(again.status, 200);
+        assert_eq!(again.json["repeat"], true, "{:?}", again.json);
+        assert_eq!(again.json["result"], "open");
+        assert_eq!(again.json["event"], first.json["event"], "the first event");
+    }
+    assert_eq!(sink.calls().len(), 1, "decided once");
+    assert_eq!(sink.events().len(), 1, "one event");
+
+    // Another car is decided on its own.
+    let other = serde_json::json!({ "gate": "car-in", "plate": "川B99999" }).to_string();
+    assert_eq!(post_json(&endpoint, &other).json["result"], "refused");
+    assert_eq!(sink.events().len(), 2);
+}
+
+#[test]
+fn with_the_repeat_window_off_every_push_is_decided() {
+    let dir = Scratch::new("lpr-json-no-repeat");
+    let sink = RegisterSink::open(dir.path());
+    sink.register("张三", "川A12345", "active");
+    let mut c = config(dir.path(), "\"127.0.0.1\"");
+    c.lpr.repeat_window_s = 0;
+    let endpoint = Endpoint::start(&c, sink.clone());
+    let body = serde_json::json!({ "gate": "car-in", "plate": "川A12345" }).to_string();
+    post_json(&endpoint, &body);
+    let again = post_json(&endpoint, &body);
+    assert!(again.json.get("repeat").is_none(), "{:?}", again.json);
+    assert_eq!(sink.events().len(), 2);
+}

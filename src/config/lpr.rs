@@ -38,10 +38,19 @@ pub struct Lpr {
     /// Which gate a Hikvision camera (address, channel) stands at.
     #[serde(default)]
     pub cameras: Vec<LprCamera>,
+    /// Seconds in which the same reading at the same gate is a repeat
+    /// (cameras push a waiting car again and again): answered as before,
+    /// without a second decision or event. 0: every push is decided.
+    #[serde(default = "default_repeat_window_s")]
+    pub repeat_window_s: u32,
 }
 
 fn default_max_body_kb() -> u32 {
     4096
+}
+
+fn default_repeat_window_s() -> u32 {
+    10
 }
 
 impl fmt::Debug for Lpr {
@@ -55,6 +64,7 @@ impl fmt::Debug for Lpr {
             .field("max_body_kb", &self.max_body_kb)
             .field("ocr_tolerance", &self.ocr_tolerance)
             .field("cameras", &self.cameras)
+            .field("repeat_window_s", &self.repeat_window_s)
             .finish()
     }
 }
@@ -69,6 +79,7 @@ impl Default for Lpr {
             max_body_kb: default_max_body_kb(),
             ocr_tolerance: Vec::new(),
             cameras: Vec::new(),
+            repeat_window_s: default_repeat_window_s(),
         }
     }
 }

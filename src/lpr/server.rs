@@ -133,13 +133,19 @@ impl LprServer {
 struct App<S> {
     settings: Settings,
     sink: S,
+    /// The last answer per (gate, plate as read), for repeats within `repeat_window_s`.
+    answered: std::sync::Mutex<HashMap<(GateId, String), (std::time::Instant, serde_json::Value)>>,
 }
 
 /// The routes, for serving or for calling in-process (the peer address comes
 /// from the `ConnectInfo<SocketAddr>` request extension).
 pub fn router<S: PlateSink>(settings: Settings, sink: S) -> Router {
     let limit = settings.lpr.max_body_kb as usize * 1024;
-    let app = Arc::new(App { settings, sink });
+    let app = Arc::new(App {
+        settings,
+        sink,
+        answered: Default::default(),
+    });
     Router::new()
         .route("/lpr/json", post(post_json::<S>))
         .route("/lpr/hikvision", post(post_hikvision::<S>))
@@ -250,6 +256,12 @@ impl<S: PlateSink> App<S> {
             }
             Err(problem) => return bad_request(source, camera, problem),
         };
+        if let Some(mut earlier) = self.repeat_of(&gate, &read.text) {
+            count(source.endpoint(), "repeat");
+            tracing::debug!(gate = %gate, read = %read.text, "repeated plate reading: answered as before");
+            earlier["repeat"] = serde_json::Value::Bool(true);
+            return Json(earlier).into_response();
+        }
         let snapshot = match event.snapshot {
             Some(jpeg) => self.save_snapshot(&gate, received_at, jpeg).await,
             None => None,
@@ -279,7 +291,7 @@ impl<S: PlateSink> App<S> {
                 let substitution = candidates
                     .candidate(&outcome.plate)
                     .and_then(|c| c.substitution);
-                Json(serde_json::json!({
+                let answer = serde_json::json!({
                     "result": result,
                     "gate": gate,
                     "plate": outcome.plate,
@@ -289,8 +301,9 @@ impl<S: PlateSink> App<S> {
                     "subject": outcome.subject,
                     "event": outcome.event_seq,
                     "snapshot": snapshot,
-                }))
-                .into_response()
+                });
+                self.remember(gate, read_text, &answer);
+                Json(answer).into_response()
             }
             Err(err) => {
                 count(source.endpoint(), "error");
@@ -301,6 +314,25 @@ impl<S: PlateSink> App<S> {
                 )
             }
         }
+    }
+
+    /// The answer to the same reading at `gate` within the repeat window.
+    fn repeat_of(&self, gate: &GateId, read: &str) -> Option<serde_json::Value> {
+        let window = std::time::Duration::from_secs(u64::from(self.settings.lpr.repeat_window_s));
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, answer) = answered.get(&(gate.clone(), read.to_string()))?;
+        (at.elapsed() < window).then(|| answer.clone())
+    }
+
+    fn remember(&self, gate: GateId, read: String, answer: &serde_json::Value) {
+        if self.settings.lpr.repeat_window_s == 0 {
+            return;
+        }
+        let window = std::time::Duration::from_secs(u64::from(self.settings.lpr.repeat_window_s));
+        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        // Old answers go as new ones come, so a busy entrance does not grow memory.
+        answered.retain(|_, (at, _)| at.elapsed() < window);
+        answered.insert((gate, read), (std::time::Instant::now(), answer.clone()));
     }
 
     /// The vehicle gate an event belongs to, or the response refusing it.
