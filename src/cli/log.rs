@@ -124,6 +124,7 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
         credential_kind: None,
         after_seq: None,
         limit: q.limit,
+        newest_first: false,
     };
     // Events name residents (masked): who looked is recorded.
     Store::audit(

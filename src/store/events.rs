@@ -294,11 +294,14 @@ pub struct EventFilter {
     pub credential_kind: Option<String>,
     /// Only events with a larger seq (pagination cursor).
     pub after_seq: Option<i64>,
-    /// At most this many rows (oldest first).
+    /// At most this many rows (oldest first, or newest first with `newest_first`).
     pub limit: Option<u32>,
+    /// Newest first: the last `limit` matches rather than the first.
+    #[serde(default)]
+    pub newest_first: bool,
 }
 
-/// Events matching `filter`, oldest first.
+/// Events matching `filter`, oldest first (unless `newest_first`).
 pub fn query(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventRecord>> {
     let mut sql = format!("SELECT {COLUMNS} FROM event WHERE 1=1");
     let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
@@ -336,7 +339,11 @@ pub fn query(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventRecord>
     if let Some(after) = filter.after_seq {
         push("seq >", Box::new(after));
     }
-    sql.push_str(" ORDER BY seq");
+    sql.push_str(if filter.newest_first {
+        " ORDER BY seq DESC"
+    } else {
+        " ORDER BY seq"
+    });
     if let Some(limit) = filter.limit {
         sql.push_str(&format!(" LIMIT {limit}"));
     }

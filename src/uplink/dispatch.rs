@@ -231,6 +231,7 @@ impl<A: GatewayActions> Dispatcher<A> {
             after_seq: a.after_seq,
             // One more than the page tells whether another page follows.
             limit: Some(page + 1),
+            newest_first: false,
         };
         let rows = self
             .db

@@ -302,6 +302,7 @@ pub fn log_filter(q: &LogQuery, offset: FixedOffset, limit: u32) -> Result<Event
         credential_kind: None,
         after_seq: None,
         limit: Some(limit),
+        newest_first: false,
     })
 }
 
@@ -331,8 +332,12 @@ pub async fn log(ctx: Ctx, Query(q): Query<LogQuery>) -> Page {
     let l = ctx.lang;
     let off = offset(&ctx);
     let (rows, problem) = match log_filter(&q, off, LOG_ROWS) {
-        Ok(filter) => (
-            query_audited(&ctx, me.actor(), "log.query", filter).await?,
+        Ok(mut filter) => (
+            {
+                // The page shows the latest matches; the CSV export has them all, in order.
+                filter.newest_first = true;
+                query_audited(&ctx, me.actor(), "log.query", filter).await?
+            },
             None,
         ),
         Err(e) => (Vec::new(), Some(e)),
@@ -399,7 +404,7 @@ pub async fn log(ctx: Ctx, Query(q): Query<LogQuery>) -> Page {
             }
         }
         p.muted { (rows.len()) " " (l.t("条", "event(s)"))
-            @if rows.len() as u32 >= LOG_ROWS { " · " (l.t("只显示前 1000 条；导出 CSV 可得全部。", "only the first 1000 are shown; the CSV export has them all.")) } }
+            @if rows.len() as u32 >= LOG_ROWS { " · " (l.t("只显示最近 1000 条；导出 CSV 可得全部。", "only the latest 1000 are shown; the CSV export has them all.")) } }
     };
     Ok(layout::page(&ctx, l.t("通行记录", "Entry log"), body))
 }
