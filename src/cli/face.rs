@@ -1,4 +1,4 @@
-//! `gatehouse face detect|identify|enroll|remove|list|reembed|watch|eval|eval-1n|calibrate|watch-entry`.
+//! `gatehouse face detect|identify|enroll|remove|list|reembed|watch|eval|eval-1n|calibrate|watch-entry|strangers`.
 
 mod openset;
 
@@ -86,6 +86,18 @@ pub enum FaceCommand {
     EvalOneToN(openset::EvalOneToN),
     /// Choose the match threshold for a target stranger false-accept rate at a register size
     Calibrate(openset::Calibrate),
+    /// Unregistered faces seen at the gates on several days (who may live here
+    /// unregistered); the read is audited
+    Strangers {
+        /// Look back this many days [default: [face] stranger_days]
+        #[arg(long)]
+        days: Option<u32>,
+        /// Only faces seen on at least this many days
+        #[arg(long, default_value_t = 2)]
+        min_days: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a face watchlist entry from a photo with one face, embedded with this
     /// gateway's model, as the arguments of `station sign watchlist_set`
     #[command(name = "watch-entry")]
@@ -113,6 +125,56 @@ fn parse_watch_action(s: &str) -> Result<crate::store::station_queries::WatchAct
         "deny" => Ok(WatchAction::Deny),
         other => Err(format!("{other:?}: expected alert or deny")),
     }
+}
+
+/// `face strangers`: recurring unregistered faces, from the kept sightings.
+fn strangers(
+    config: &crate::config::Config,
+    days: Option<u32>,
+    min_days: u32,
+    json: bool,
+) -> Result<ExitCode> {
+    let days = days.unwrap_or(config.face.stranger_days);
+    let store = Store::open_config(config)?;
+    let since = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let found = store::strangers::list(store.conn(), since, min_days.max(1))?;
+    Store::audit(
+        store.conn(),
+        &store::os_user(),
+        "face.strangers",
+        None,
+        Some(&serde_json::json!({ "days": days, "min_days": min_days, "found": found.len() })),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if found.is_empty() {
+        println!("no unregistered face seen on {min_days} or more days in the last {days} days");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![[
+        "STRANGER".to_string(),
+        "DAYS".into(),
+        "SIGHTINGS".into(),
+        "FIRST SEEN".into(),
+        "LAST SEEN".into(),
+        "GATES".into(),
+        "LATEST SNAPSHOT".into(),
+    ]];
+    for r in &found {
+        rows.push([
+            r.stranger.clone(),
+            r.days.to_string(),
+            r.sightings.to_string(),
+            r.first_seen.clone(),
+            r.last_seen.clone(),
+            r.gates.join(","),
+            r.snapshots.first().cloned().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{}", super::log::render_table(&rows));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `face watch-entry`: the photo's one face as a validated watchlist entry.
@@ -190,6 +252,11 @@ pub fn run(cli: &Cli, cmd: &FaceCommand) -> Result<ExitCode> {
             scores,
         } => run_eval(&config, pairs, root, *threshold, scores.as_deref()),
         FaceCommand::EvalOneToN(args) => openset::eval_1n(&config, args),
+        FaceCommand::Strangers {
+            days,
+            min_days,
+            json,
+        } => strangers(&config, *days, *min_days, *json),
         FaceCommand::WatchEntry {
             image,
             value,

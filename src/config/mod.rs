@@ -84,6 +84,14 @@ fn default_utc_offset() -> i32 {
     480
 }
 
+impl Site {
+    /// The site's offset from UTC (validated to -12..=+14 hours at load).
+    pub fn utc_offset(&self) -> chrono::FixedOffset {
+        chrono::FixedOffset::east_opt(self.utc_offset_minutes * 60)
+            .unwrap_or_else(|| chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid"))
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Store {
@@ -324,6 +332,21 @@ pub struct Face {
     /// Cosine the face must reach against the card owner's enrolled faces at
     /// a card + face gate (1:1); default: the match threshold.
     pub verify_threshold: Option<f32>,
+    /// Days the faces of unregistered people seen at the gates are kept, to
+    /// find those who keep coming back (0: not kept at all).
+    #[serde(default = "default_stranger_days")]
+    pub stranger_days: u32,
+    /// Distinct days within `stranger_days` on which the same unregistered
+    /// face must be seen before a `recurring_stranger` alarm is raised.
+    #[serde(default = "default_recurring_stranger_days")]
+    pub recurring_stranger_days: u32,
+}
+
+fn default_stranger_days() -> u32 {
+    30
+}
+fn default_recurring_stranger_days() -> u32 {
+    3
 }
 
 fn default_detect_width() -> u32 {
@@ -376,6 +399,8 @@ impl Default for Face {
             impostor_mean: None,
             impostor_sd: None,
             verify_threshold: None,
+            stranger_days: default_stranger_days(),
+            recurring_stranger_days: default_recurring_stranger_days(),
         }
     }
 }
@@ -693,6 +718,18 @@ impl Config {
                 format!(
                     "expected 1..=confirm_window ({}), got {}",
                     self.face.confirm_window, self.face.confirm_frames
+                ),
+            ));
+        }
+        if self.face.recurring_stranger_days == 0
+            || (self.face.stranger_days > 0
+                && self.face.recurring_stranger_days > self.face.stranger_days)
+        {
+            return Err((
+                "face.recurring_stranger_days".into(),
+                format!(
+                    "expected 1..=stranger_days ({}), got {}",
+                    self.face.stranger_days, self.face.recurring_stranger_days
                 ),
             ));
         }

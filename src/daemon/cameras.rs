@@ -18,7 +18,8 @@ use crate::face::camera::CameraState;
 use crate::face::pipeline::{self, FaceEvent, PipelineHandle};
 use crate::face::watch::WatchFaces;
 use crate::face::GalleryHandle;
-use crate::store::events::{AccessResult, EventKind, NewEvent};
+use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
+use crate::store::{self, strangers::StrangerPolicy};
 
 /// How often the gallery checks the database for enrolment changes.
 const GALLERY_POLL: Duration = Duration::from_secs(3);
@@ -67,6 +68,15 @@ pub fn start(
         gallery: started.gallery.clone(),
         watchlist: started.watchlist,
         dim: started.dim,
+        strangers: Strangers {
+            model: started.model.clone(),
+            policy: StrangerPolicy {
+                threshold: started.threshold,
+                keep_days: config.face.stranger_days,
+                report_after_days: config.face.recurring_stranger_days,
+                utc_offset: config.site.utc_offset(),
+            },
+        },
     };
     let task = run_events(rx, handle, snapshots, lists, conn);
     Ok(Some((
@@ -83,6 +93,14 @@ struct Lists {
     gallery: GalleryHandle,
     watchlist: WatchFaces,
     dim: usize,
+    strangers: Strangers,
+}
+
+/// How unknown faces are kept and grouped (`store::strangers`).
+#[derive(Clone)]
+struct Strangers {
+    model: String,
+    policy: StrangerPolicy,
 }
 
 async fn run_events(
@@ -96,6 +114,7 @@ async fn run_events(
         gallery,
         watchlist,
         dim,
+        strangers,
     } = lists;
     let conn = std::sync::Arc::new(std::sync::Mutex::new(conn));
     let mut last_version = gallery_version(&conn);
@@ -105,7 +124,7 @@ async fn run_events(
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                if let Err(e) = on_event(&handle, &snapshots, event).await {
+                if let Err(e) = on_event(&handle, &snapshots, &strangers, event).await {
                     tracing::warn!("face event not recorded: {e:#}");
                 }
             }
@@ -163,6 +182,7 @@ fn gallery_version(conn: &std::sync::Mutex<rusqlite::Connection>) -> Option<(i64
 async fn on_event(
     handle: &GateHandle,
     snapshots: &std::path::Path,
+    strangers: &Strangers,
     event: FaceEvent,
 ) -> Result<()> {
     match event {
@@ -193,7 +213,10 @@ async fn on_event(
             e.reason = Some("unknown_face".into());
             e.score = u.best.as_ref().map(|b| b.score);
             e.detail = Some(serde_json::json!({ "camera": u.camera }));
-            handle.record(e).await?;
+            let stored = handle.record(e).await?;
+            if let Some(embedding) = u.embedding {
+                note_stranger(handle, strangers, &u.gate, embedding, &stored).await?;
+            }
         }
         FaceEvent::Watchlist(w) => {
             let mut e = face_seen_event(
@@ -236,6 +259,54 @@ async fn on_event(
             e.detail = Some(serde_json::json!({ "camera": camera, "state": state }));
             handle.record(e).await?;
         }
+    }
+    Ok(())
+}
+
+/// Keeps an unknown face among the strangers seen; raises `recurring_stranger`
+/// when the same face has now been seen on enough days.
+async fn note_stranger(
+    handle: &GateHandle,
+    strangers: &Strangers,
+    gate: &crate::domain::GateId,
+    embedding: Vec<f32>,
+    unknown: &EventRecord,
+) -> Result<()> {
+    if strangers.policy.keep_days == 0 {
+        return Ok(());
+    }
+    let (s, gate_id, seq, snapshot) = (
+        strangers.clone(),
+        gate.to_string(),
+        unknown.seq,
+        unknown.snapshot.clone(),
+    );
+    let at = chrono::Utc::now();
+    let report = handle
+        .with_store(move |store| {
+            store::strangers::record(
+                store.conn(),
+                &store::strangers::Sighting {
+                    at,
+                    gate: &gate_id,
+                    model: &s.model,
+                    embedding: &embedding,
+                    snapshot: snapshot.as_deref(),
+                    event_seq: Some(seq),
+                },
+                &s.policy,
+            )
+        })
+        .await??;
+    if let Some(r) = report {
+        tracing::warn!(stranger = %r.stranger, days = r.days, "an unregistered face keeps coming back");
+        let mut e = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+        e.gate = Some(gate.clone());
+        e.credential_kind = Some("face".into());
+        e.reason = Some("recurring_stranger".into());
+        e.snapshot = unknown.snapshot.clone();
+        e.detail = Some(serde_json::to_value(&r)?);
+        handle.record(e).await?;
     }
     Ok(())
 }

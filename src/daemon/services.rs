@@ -106,9 +106,10 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
 
     let handle = daemon.handle();
     let snapshots = config.data_dir().join("snapshots");
-    let (event_days, audit_days) = (
+    let (event_days, audit_days, stranger_days) = (
         config.store.retention_days,
         config.store.audit_retention_days,
+        config.face.stranger_days,
     );
     let stop = until_shutdown(daemon.shutdown_signal());
     daemon.spawn(async move {
@@ -120,6 +121,12 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
                         // Ended visitor passes go a day after their window, freeing their PINs.
                         let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
                         crate::store::visitors::purge_ended(store, "retention", day_ago)?;
+                        // Unregistered people's faces go after `[face] stranger_days`.
+                        let strangers =
+                            crate::store::strangers::purge(store.conn(), stranger_days)?;
+                        if strangers > 0 {
+                            tracing::info!(strangers, "stranger sightings purged");
+                        }
                         crate::store::retention::purge(
                             store.conn(),
                             &snapshots,

@@ -54,6 +54,10 @@ pub struct UnknownFace {
     /// JPEG of the face and its surroundings (not the whole frame).
     #[serde(skip)]
     pub snapshot_jpeg: Vec<u8>,
+    /// The face's embedding (unit length), to recognise a stranger who
+    /// comes back (`store::strangers`); never published.
+    #[serde(skip)]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// A face the station's watchlist names, confirmed over K frames.
@@ -306,6 +310,7 @@ impl FrameProcessor {
                         best,
                         at,
                         snapshot_jpeg,
+                        embedding: face.embedding.as_ref().map(|e| e.as_slice().to_vec()),
                     }));
                 }
             }
@@ -626,6 +631,9 @@ pub struct Pipelines {
     pub watchlist: WatchFaces,
     /// The embedding length (watchlist entries of another length are skipped).
     pub dim: usize,
+    /// The embedder's name and the match threshold (strangers are grouped with it).
+    pub model: String,
+    pub threshold: f32,
 }
 
 /// Starts a pipeline per configured camera: one gallery and one watchlist
@@ -645,6 +653,7 @@ pub fn spawn_all(
     watchlist
         .reload(conn, dim)
         .context("cannot read the face watchlist")?;
+    let model = spec.name.clone();
     let mut witness = FaceWitness::new(gallery.clone(), policy, config, spec);
     let mut handles = Vec::new();
     let mut memories: std::collections::HashMap<GateId, SharedGateMemory> = Default::default();
@@ -668,5 +677,7 @@ pub fn spawn_all(
         witness,
         watchlist,
         dim,
+        model,
+        threshold: policy.threshold,
     })
 }

@@ -22,6 +22,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/006_watchlist_version.sql"),
     ),
     ("007_console", include_str!("migrations/007_console.sql")),
+    (
+        "008_strangers",
+        include_str!("migrations/008_strangers.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {

@@ -20,6 +20,7 @@ pub mod retention;
 pub mod secret;
 pub mod snapshot;
 pub mod station_queries;
+pub mod strangers;
 pub mod vehicles;
 pub mod visitors;
 
