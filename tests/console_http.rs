@@ -398,3 +398,77 @@ fn a_lost_password_is_reset_from_the_gateway_shell() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].actor.starts_with("os:"), "{:?}", rows[0]);
 }
+
+#[test]
+fn the_manager_sees_recurring_strangers_with_their_snapshots_and_every_look_is_audited() {
+    use gatehouse::store::strangers::{self, Sighting, StrangerPolicy};
+    let gw = Gateway::start("console-strangers");
+    let data = gw.dir.path();
+    // The cameras saw one unregistered face on three days (as the daemon records them).
+    let jpeg = std::fs::read(common::shared_dir().join("faces/identities/obama/obama_1.jpg"))
+        .expect("a real photo");
+    std::fs::create_dir_all(data.join("snapshots")).unwrap();
+    let store = Store::open(&data.join("gatehouse.db"), data).unwrap();
+    let policy = StrangerPolicy {
+        threshold: 0.5,
+        keep_days: 30,
+        report_after_days: 3,
+        utc_offset: chrono::FixedOffset::east_opt(8 * 3600).unwrap(),
+    };
+    for day in 0..3 {
+        let name = format!("face-east-test{day}.jpg");
+        std::fs::write(data.join("snapshots").join(&name), &jpeg).unwrap();
+        strangers::record(
+            store.conn(),
+            &Sighting {
+                at: chrono::Utc::now() - chrono::Duration::days(day),
+                gate: "east",
+                model: "mobilefacenet",
+                embedding: &[0.6, 0.8],
+                snapshot: Some(&name),
+                event_seq: None,
+            },
+            &policy,
+        )
+        .unwrap();
+    }
+
+    let mut manager = signed_in_manager(&gw);
+    let page = manager.get("/strangers");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("stranger-table"), "{}", page.body);
+    assert!(
+        page.body.contains("/snapshots/face-east-test0.jpg"),
+        "{}",
+        page.body
+    );
+    let (status, kind, bytes) = manager.get_bytes("/snapshots/face-east-test0.jpg");
+    assert_eq!(status, 200);
+    assert_eq!(kind.as_deref(), Some("image/jpeg"));
+    assert_eq!(bytes, jpeg, "the snapshot as stored");
+    // Nothing outside the snapshots folder, and nothing that is not there.
+    for path in [
+        "/snapshots/..%2Fgatehouse.db",
+        "/snapshots/gatehouse.db",
+        "/snapshots/face-east-missing.jpg",
+    ] {
+        assert_eq!(manager.get_bytes(path).0, 404, "{path}");
+    }
+    let actions: Vec<String> = audit_rows(store.conn(), &AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert!(
+        actions.iter().any(|a| a == "console.strangers"),
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|a| a == "console.snapshot"),
+        "{actions:?}"
+    );
+
+    // Anonymous visitors are sent to sign in; no snapshot leaks.
+    let mut anon = Http::new(&gw.base);
+    assert_ne!(anon.get_bytes("/snapshots/face-east-test0.jpg").0, 200);
+}

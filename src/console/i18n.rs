@@ -177,6 +177,16 @@ impl Lang {
             "daemon_started" => self.t("系统启动", "gateway started"),
             "daemon_stopped" => self.t("系统停止", "gateway stopped"),
             "ambiguous_plate" => self.t("车牌识别不确定", "ambiguous plate"),
+            "unknown_face" => self.t("陌生人脸", "unknown face"),
+            "recurring_stranger" => {
+                self.t("未登记人员多次出现", "unregistered face keeps coming back")
+            }
+            "watchlist_match" => self.t("布控名单命中", "watchlist match"),
+            "face_required" => self.t("需刷脸", "face required"),
+            "face_mismatch" => self.t("人脸与卡主不符", "face does not match the card"),
+            "face_not_enrolled" => self.t("卡主未录入人脸", "card owner has no face enrolled"),
+            "card_required" => self.t("需刷卡", "card required"),
+            "camera_lost" => self.t("摄像头断开", "camera lost"),
             other => return other.to_string(),
         };
         s.to_string()

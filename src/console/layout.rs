@@ -19,6 +19,7 @@ const NAV: &[(&str, &str, &str, Perm)] = &[
     ("/visitors", "访客", "Visitors", Perm::Visitors),
     ("/live", "实时", "Live", Perm::LiveEvents),
     ("/log", "通行记录", "Entry log", Perm::Logs),
+    ("/strangers", "未登记人员", "Strangers", Perm::Register),
     ("/audit", "审计", "Audit", Perm::Audit),
     ("/status", "设备", "Devices", Perm::Status),
     ("/import", "导入", "Import", Perm::Import),

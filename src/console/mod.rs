@@ -232,6 +232,8 @@ fn router(app: AppRef) -> Router {
         .route("/log.csv", get(pages::events::log_csv))
         .route("/audit", get(pages::events::audit))
         .route("/status", get(pages::status::show))
+        .route("/strangers", get(pages::strangers::list))
+        .route("/snapshots/{name}", get(pages::strangers::snapshot))
         .route("/import", get(pages::import::form_page))
         .merge(uploads)
         .fallback(pages::login::not_found)

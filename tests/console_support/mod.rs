@@ -268,6 +268,25 @@ impl Http {
         self.finish(r)
     }
 
+    /// A GET whose body is binary: (status, content type, bytes).
+    pub fn get_bytes(&mut self, path: &str) -> (u16, Option<String>, Vec<u8>) {
+        let resp = match self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .set("cookie", &self.cookie_header())
+            .call()
+        {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("HTTP request failed: {e}"),
+        };
+        let status = resp.status();
+        let kind = resp.header("content-type").map(str::to_string);
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).expect("read body");
+        (status, kind, body)
+    }
+
     pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
         let r = self
             .agent

@@ -11,4 +11,5 @@ pub mod import;
 pub mod login;
 pub mod residents;
 pub mod status;
+pub mod strangers;
 pub mod visitors;
