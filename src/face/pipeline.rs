@@ -245,9 +245,12 @@ impl FrameProcessor {
                         self.policy.threshold,
                         Utc::now(),
                     );
-                    let confirmed =
-                        self.watch_memory
-                            .observe(track, hit, self.policy.confirm_k, now);
+                    let confirmed = self.watch_memory.observe(
+                        track,
+                        hit,
+                        (self.policy.confirm_k, self.policy.confirm_m),
+                        now,
+                    );
                     if let (WatchOutcome::Alarm { value, score }, Some((entry, _))) =
                         (confirmed, hit)
                     {

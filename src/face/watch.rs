@@ -10,7 +10,7 @@
 //! (the same model name the status message gives); entries of another
 //! length are skipped with a warning, never compared.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -101,14 +101,16 @@ pub fn best_match<'a>(
 }
 
 /// One camera's confirmation and rate limit for watchlist matches.
+///
+/// Confirmation is the gate's own rule for residents (K of the last M frames
+/// of one tracked face name the same entry), so a face is confirmed on the
+/// watchlist on the same frame it would be confirmed as a resident.
 #[derive(Debug, Default)]
 pub struct WatchMemory {
-    /// Per tracked face: the entry it matched on consecutive frames, and how often.
-    streak: HashMap<u64, (String, usize)>,
+    /// Per tracked face: the entry each of its last M frames matched (value, deny).
+    frames: HashMap<u64, VecDeque<Option<(String, bool)>>>,
     /// When each entry last alarmed at this gate.
     last_alarm: HashMap<String, Instant>,
-    /// Tracked faces confirmed on a `deny` entry: they do not open the gate.
-    denied: HashMap<u64, String>,
 }
 
 /// What one frame's match means for a tracked face.
@@ -128,26 +130,23 @@ impl WatchMemory {
         &mut self,
         track: u64,
         hit: Option<(&WatchFace, f32)>,
-        confirm_k: usize,
+        (confirm_k, confirm_m): (usize, usize),
         now: Instant,
     ) -> WatchOutcome {
+        let window = self.frames.entry(track).or_default();
+        window.push_back(hit.map(|(f, _)| (f.value.clone(), f.deny)));
+        while window.len() > confirm_m.max(1) {
+            window.pop_front();
+        }
         let Some((face, score)) = hit else {
-            self.streak.remove(&track);
             return WatchOutcome::Nothing;
         };
-        let streak = self
-            .streak
-            .entry(track)
-            .or_insert_with(|| (face.value.clone(), 0));
-        if streak.0 != face.value {
-            *streak = (face.value.clone(), 0);
-        }
-        streak.1 += 1;
-        if streak.1 < confirm_k.max(1) {
+        let agreeing = window
+            .iter()
+            .filter(|f| f.as_ref().is_some_and(|(v, _)| *v == face.value))
+            .count();
+        if agreeing < confirm_k.max(1) {
             return WatchOutcome::Nothing;
-        }
-        if face.deny {
-            self.denied.insert(track, face.value.clone());
         }
         let recent = self
             .last_alarm
@@ -163,15 +162,18 @@ impl WatchMemory {
         }
     }
 
-    /// The `deny` entry `track` was confirmed on, if any.
+    /// The `deny` entry any of `track`'s recent frames matched: such a face
+    /// does not open the gate, even before its alarm is confirmed.
     pub fn denied(&self, track: u64) -> Option<&str> {
-        self.denied.get(&track).map(String::as_str)
+        self.frames.get(&track)?.iter().find_map(|f| match f {
+            Some((value, true)) => Some(value.as_str()),
+            _ => None,
+        })
     }
 
     /// Forgets a face that left the picture.
     pub fn forget(&mut self, track: u64) {
-        self.streak.remove(&track);
-        self.denied.remove(&track);
+        self.frames.remove(&track);
     }
 }
 
@@ -206,37 +208,49 @@ mod tests {
     }
 
     #[test]
-    fn an_alarm_needs_k_frames_of_one_face_and_repeats_only_after_a_minute() {
-        let listed = face("case-1", &[1.0, 0.0], true);
+    fn an_alarm_needs_k_of_m_frames_of_one_face_and_repeats_only_after_a_minute() {
+        let listed = face("case-1", &[1.0, 0.0], false);
+        let km = (2, 3);
         let mut m = WatchMemory::default();
         let t0 = Instant::now();
         assert_eq!(
-            m.observe(7, Some((&listed, 0.9)), 2, t0),
+            m.observe(7, Some((&listed, 0.9)), km, t0),
             WatchOutcome::Nothing
         );
-        // A frame without the match breaks the streak.
-        assert_eq!(m.observe(7, None, 2, t0), WatchOutcome::Nothing);
-        assert_eq!(
-            m.observe(7, Some((&listed, 0.9)), 2, t0),
-            WatchOutcome::Nothing
-        );
-        assert!(m.denied(7).is_none());
+        // A frame without the match in between: 2 of the last 3 still confirm.
+        assert_eq!(m.observe(7, None, km, t0), WatchOutcome::Nothing);
         assert!(matches!(
-            m.observe(7, Some((&listed, 0.8)), 2, t0),
+            m.observe(7, Some((&listed, 0.8)), km, t0),
             WatchOutcome::Alarm { ref value, .. } if value == "case-1"
         ));
-        assert_eq!(m.denied(7), Some("case-1"));
         // The same entry on another face soon after: no second alarm.
-        m.observe(8, Some((&listed, 0.9)), 2, t0);
+        m.observe(8, Some((&listed, 0.9)), km, t0);
         assert_eq!(
-            m.observe(8, Some((&listed, 0.9)), 2, t0 + Duration::from_secs(5)),
+            m.observe(8, Some((&listed, 0.9)), km, t0 + Duration::from_secs(5)),
             WatchOutcome::Nothing
         );
         assert!(matches!(
-            m.observe(8, Some((&listed, 0.9)), 2, t0 + REPEAT),
+            m.observe(8, Some((&listed, 0.9)), km, t0 + REPEAT),
             WatchOutcome::Alarm { .. }
         ));
-        m.forget(7);
-        assert!(m.denied(7).is_none());
+        // One frame in three is not enough.
+        let mut m = WatchMemory::default();
+        m.observe(9, Some((&listed, 0.9)), km, t0);
+        m.observe(9, None, km, t0);
+        m.observe(9, None, km, t0);
+        assert_eq!(m.observe(9, None, km, t0), WatchOutcome::Nothing);
+    }
+
+    #[test]
+    fn a_deny_entry_keeps_the_face_out_from_its_first_matching_frame() {
+        let wanted = face("case-2", &[1.0, 0.0], true);
+        let mut m = WatchMemory::default();
+        let t0 = Instant::now();
+        m.observe(3, None, (2, 3), t0);
+        assert!(m.denied(3).is_none());
+        m.observe(3, Some((&wanted, 0.7)), (2, 3), t0);
+        assert_eq!(m.denied(3), Some("case-2"));
+        m.forget(3);
+        assert!(m.denied(3).is_none());
     }
 }
