@@ -16,7 +16,8 @@ use gatehouse::domain::GateId;
 use gatehouse::store::events::AccessResult;
 use gatehouse::wiegand::format;
 
-const FACE_WAIT_S: u32 = 4;
+// Long enough that the looping clip shows a face within the wait whatever the moment.
+const FACE_WAIT_S: u32 = 8;
 
 fn gate(id: &str) -> GateId {
     id.parse().unwrap()
