@@ -797,3 +797,50 @@ async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_card_and_face_hours_of_a_running_gate() {
+    // card + face at night only; no camera here, so inside the hours a card
+    // falls back to opening alone (flagged), outside them it is a plain card.
+    let rig = Rig::start_with(|c| {
+        c.cameras.clear();
+        c.gates[0].two_factor = gatehouse::config::TwoFactor::CardAndFace;
+        c.gates[0].two_factor_hours = vec!["daily 00:00-00:01".parse().unwrap()];
+    })
+    .await;
+    let h = rig.h();
+    let status = |h: GateHandle| async move {
+        h.status()
+            .await
+            .into_iter()
+            .find(|s| s.id == "east")
+            .unwrap()
+    };
+    let before = status(h.clone()).await;
+    assert_eq!(
+        before.two_factor.as_deref(),
+        Some("card+face (daily 00:00-00:01)")
+    );
+    let mut new = rig.config.clone();
+    // All day, every day: the rule applies now whatever the time of the test.
+    new.gates[0].two_factor_hours = vec!["daily 00:00-24:00".parse().unwrap()];
+    new.gates[0].face_wait_s = 30;
+    h.reload_config(&rig.config, &new).await.unwrap();
+    let after = status(h.clone()).await;
+    assert_eq!(
+        after.two_factor.as_deref(),
+        Some("card+face (daily 00:00-24:00)")
+    );
+    assert!(after.two_factor_now, "{after:?}");
+    let out = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    let e = out
+        .events
+        .iter()
+        .find(|e| e.credential_kind.as_deref() == Some("card+face"))
+        .expect("decided as card + face now");
+    assert_eq!(e.detail.as_ref().unwrap()["face_unavailable"], true);
+    rig.stop().await;
+}

@@ -67,10 +67,10 @@ pub(crate) enum GateCommand {
     Sync {
         reply: oneshot::Sender<()>,
     },
-    /// New live settings (SIGHUP); see `daemon::reload`.
+    /// New live settings (SIGHUP); the gate takes the keys `daemon::reload`
+    /// lists as live from `gate` and ignores the rest.
     Reconfigure {
-        unlock_ms: u32,
-        held_open_s: u32,
+        gate: Box<config::Gate>,
         access: config::Access,
         reply: oneshot::Sender<()>,
     },
@@ -306,13 +306,14 @@ impl GateTask {
                 let _ = reply.send(());
             }
             GateCommand::Reconfigure {
-                unlock_ms,
-                held_open_s,
+                gate,
                 access,
                 reply,
             } => {
-                self.cfg.unlock_ms = unlock_ms;
-                self.cfg.held_open_s = held_open_s;
+                self.cfg.unlock_ms = gate.unlock_ms;
+                self.cfg.held_open_s = gate.held_open_s;
+                self.cfg.two_factor_hours = gate.two_factor_hours;
+                self.cfg.face_wait_s = gate.face_wait_s;
                 self.ctx = GateContext::from_config(&self.cfg, &access);
                 self.door.set_config(DoorConfig::from_gate(&self.cfg));
                 let _ = reply.send(());

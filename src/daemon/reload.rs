@@ -2,7 +2,8 @@
 //! working and the uplink stays connected.
 //!
 //! What changes at once: `[access]` (lockout and anti-passback), each gate's
-//! `unlock_ms` and `held_open_s`, `[logging]` `level` and `format`, and the
+//! `unlock_ms`, `held_open_s`, `two_factor_hours` and `face_wait_s`,
+//! `[logging]` `level` and `format`, and the
 //! register (re-read even if the watcher saw no change). Everything else (gates
 //! added or removed, pins, backends, cameras, models, face, uplink, LPR,
 //! metrics, store, site) is reported as needing a restart and keeps its
@@ -22,8 +23,14 @@ use super::{GateHandle, Slot};
 use crate::config::Config;
 use crate::store::events::{EventKind, NewEvent};
 
-/// Gate keys a running gate task can take over.
-const LIVE_GATE_KEYS: [&str; 2] = ["unlock_ms", "held_open_s"];
+/// Gate keys a running gate task can take over. (`two_factor` itself needs a
+/// restart: the cameras keep recent faces only for gates that had it at start.)
+const LIVE_GATE_KEYS: [&str; 4] = [
+    "unlock_ms",
+    "held_open_s",
+    "two_factor_hours",
+    "face_wait_s",
+];
 
 /// What a reload changes, by key path (`access.lockout_attempts`,
 /// `gates[east].unlock_ms`, `uplink.broker`).
@@ -90,6 +97,8 @@ fn gates(running: &Config, new: &Config, plan: &mut ReloadPlan, effective: &mut 
         }
         gate.unlock_ms = fresh.unlock_ms;
         gate.held_open_s = fresh.held_open_s;
+        gate.two_factor_hours = fresh.two_factor_hours.clone();
+        gate.face_wait_s = fresh.face_wait_s;
     }
 }
 
@@ -138,8 +147,7 @@ impl GateHandle {
             };
             let (reply, rx) = tokio::sync::oneshot::channel();
             let cmd = GateCommand::Reconfigure {
-                unlock_ms: gate.unlock_ms,
-                held_open_s: gate.held_open_s,
+                gate: Box::new(gate.clone()),
                 access: config.access.clone(),
                 reply,
             };
@@ -228,6 +236,7 @@ mod tests {
         new.access.anti_passback = true;
         new.gates[0].unlock_ms = 9000;
         new.gates[2].held_open_s = 5;
+        new.gates[1].face_wait_s = 20;
         new.logging.level = "debug".into();
         let (p, effective) = plan(&demo(), &new);
         assert_eq!(
@@ -237,9 +246,11 @@ mod tests {
                 "access.lockout_attempts",
                 "logging.level",
                 "gates[east].unlock_ms",
+                "gates[east-out].face_wait_s",
                 "gates[car-in].held_open_s",
             ]
         );
+        assert_eq!(effective.gates[1].face_wait_s, 20);
         assert!(p.needs_restart.is_empty(), "{p:?}");
         assert_eq!(effective.access.lockout_attempts, 2);
         assert_eq!(effective.gates[0].unlock_ms, 9000);
