@@ -343,6 +343,7 @@ fn card_and_face_opens_for_the_owners_face_only() {
             mode: TwoFactor::CardAndFace,
             hours: Vec::new(),
             face_wait: Duration::from_secs(10),
+            fallback: Default::default(),
         },
     };
     let now = Now {

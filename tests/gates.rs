@@ -799,9 +799,10 @@ async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_moves_the_card_and_face_hours_of_a_running_gate() {
+async fn a_reload_moves_the_card_and_face_hours_and_fallback_of_a_running_gate() {
     // card + face at night only; no camera here, so inside the hours a card
-    // falls back to opening alone (flagged), outside them it is a plain card.
+    // falls back to opening alone (flagged), outside them it is a plain card,
+    // and with face_unavailable = "refuse" it is refused.
     let rig = Rig::start_with(|c| {
         c.cameras.clear();
         c.gates[0].two_factor = gatehouse::config::TwoFactor::CardAndFace;
@@ -842,5 +843,17 @@ async fn a_reload_moves_the_card_and_face_hours_of_a_running_gate() {
         .find(|e| e.credential_kind.as_deref() == Some("card+face"))
         .expect("decided as card + face now");
     assert_eq!(e.detail.as_ref().unwrap()["face_unavailable"], true);
+
+    // The site decides it would rather refuse without a camera.
+    let mut strict = new.clone();
+    strict.gates[0].face_unavailable = gatehouse::config::FaceFallback::Refuse;
+    h.reload_config(&new, &strict).await.unwrap();
+    let refused = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(refused.reason.as_deref(), Some("face_unavailable"));
     rig.stop().await;
 }

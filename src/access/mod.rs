@@ -200,6 +200,8 @@ pub enum DenyReason {
     FaceNotEnrolled,
     /// A two-factor gate: a face alone does not open; present the card too.
     CardRequired,
+    /// A two-factor gate set to refuse without a working camera (`face_unavailable = "refuse"`).
+    FaceUnavailable,
     /// The register row could not be read; refused rather than guessed.
     InvalidRecord,
     /// The station watches this card or plate and asked for entry to be refused.
@@ -228,6 +230,7 @@ impl DenyReason {
             DenyReason::FaceMismatch => "face_mismatch",
             DenyReason::FaceNotEnrolled => "face_not_enrolled",
             DenyReason::CardRequired => "card_required",
+            DenyReason::FaceUnavailable => "face_unavailable",
             DenyReason::InvalidRecord => "invalid_record",
             DenyReason::Watchlisted => "watchlisted",
         }
@@ -418,7 +421,11 @@ fn two_factors(
         return granted;
     }
     let refusal = match face {
-        Some(FaceCheck::Match { .. } | FaceCheck::Unavailable) => return granted,
+        Some(FaceCheck::Match { .. }) => return granted,
+        Some(FaceCheck::Unavailable) => match gate.two_factor.fallback {
+            config::FaceFallback::Card => return granted,
+            config::FaceFallback::Refuse => DenyReason::FaceUnavailable,
+        },
         Some(FaceCheck::NotSeen) => DenyReason::FaceRequired,
         Some(FaceCheck::NotEnrolled) => DenyReason::FaceNotEnrolled,
         Some(FaceCheck::Mismatch { .. }) => DenyReason::FaceMismatch,

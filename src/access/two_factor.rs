@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 
-use crate::config::{self, TwoFactor, WeeklyHours};
+use crate::config::{self, FaceFallback, TwoFactor, WeeklyHours};
 
 /// The face seen with a card, checked 1:1 against the card owner's enrolled
 /// faces by the face policy (`face::MatchPolicy::verify`).
@@ -25,9 +25,8 @@ pub enum FaceCheck {
     /// The face is not the card owner's.
     Mismatch { score: f32 },
     /// No camera at this gate is working (lost, or face recognition out of
-    /// service): the gate falls back to the card alone, flagged in the event,
-    /// as every other gate accepts cards (a card always works; the camera
-    /// alarm has already told the station).
+    /// service): the gate does as its `face_unavailable` setting says (by
+    /// default the card alone opens, flagged in the event).
     Unavailable,
 }
 
@@ -50,6 +49,8 @@ pub struct TwoFactorRule {
     /// (`face::recent::RecentFaces::check_owner` over that time) before
     /// deciding with [`FaceCheck::NotSeen`].
     pub face_wait: Duration,
+    /// What a card does when no camera works.
+    pub fallback: FaceFallback,
 }
 
 /// Whether a gate needs two factors now.
@@ -68,6 +69,7 @@ impl TwoFactorRule {
             mode: gate.two_factor,
             hours: gate.two_factor_hours.clone(),
             face_wait: Duration::from_secs(u64::from(gate.face_wait_s)),
+            fallback: gate.face_unavailable,
         }
     }
 
@@ -154,6 +156,7 @@ mod tests {
                 mode,
                 hours: hours.iter().map(|h| h.parse().unwrap()).collect(),
                 face_wait: Duration::from_secs(10),
+                fallback: FaceFallback::Card,
             },
         }
     }
@@ -412,5 +415,11 @@ mod tests {
         let d = decide(&r, &s, &with_face(3, FaceCheck::Unavailable), &always, &at);
         assert_eq!(d.reason(), Some(DenyReason::Suspended));
         assert_eq!(FaceCheck::Unavailable.score(), None);
+        // A site that prefers to refuse says so per gate.
+        let mut strict = always.clone();
+        strict.two_factor.fallback = FaceFallback::Refuse;
+        let d = decide(&r, &s, &with_face(1, FaceCheck::Unavailable), &strict, &at);
+        assert_eq!(d.reason(), Some(DenyReason::FaceUnavailable));
+        assert!(d.alarm.is_none(), "a dead camera is not a guessing attempt");
     }
 }

@@ -19,6 +19,19 @@ pub enum TwoFactor {
     CardAndFace,
 }
 
+/// What a card + face gate does when none of its cameras works (lost, or
+/// face recognition out of service).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaceFallback {
+    /// The card alone opens, flagged `face_unavailable` in the event: a card
+    /// always works, and the `camera_lost` alarm has told the station.
+    #[default]
+    Card,
+    /// Cards are refused with `face_unavailable` until a camera works again.
+    Refuse,
+}
+
 /// A weekly time range in site local time. When `end` is not after `start`
 /// the range runs past midnight into the next day (`22:00-06:00`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]

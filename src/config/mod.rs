@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{validate_slug, GateId};
 
 pub use console::Console;
-pub use hours::{TwoFactor, WeeklyHours};
+pub use hours::{FaceFallback, TwoFactor, WeeklyHours};
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
 
@@ -205,6 +205,10 @@ pub struct Gate {
     /// Seconds a card waits at a two-factor gate for its owner's face.
     #[serde(default = "default_face_wait_s")]
     pub face_wait_s: u32,
+    /// A card + face gate without a working camera: `card` (default) opens
+    /// for the card alone, `refuse` refuses cards.
+    #[serde(default)]
+    pub face_unavailable: FaceFallback,
 }
 
 fn default_face_wait_s() -> u32 {

@@ -186,6 +186,7 @@ impl Lang {
             "face_mismatch" => self.t("人脸与卡主不符", "face does not match the card"),
             "face_not_enrolled" => self.t("卡主未录入人脸", "card owner has no face enrolled"),
             "card_required" => self.t("需刷卡", "card required"),
+            "face_unavailable" => self.t("摄像头不可用", "no working camera"),
             "camera_lost" => self.t("摄像头断开", "camera lost"),
             other => return other.to_string(),
         };

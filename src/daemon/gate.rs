@@ -314,6 +314,7 @@ impl GateTask {
                 self.cfg.held_open_s = gate.held_open_s;
                 self.cfg.two_factor_hours = gate.two_factor_hours;
                 self.cfg.face_wait_s = gate.face_wait_s;
+                self.cfg.face_unavailable = gate.face_unavailable;
                 self.ctx = GateContext::from_config(&self.cfg, &access);
                 self.door.set_config(DoorConfig::from_gate(&self.cfg));
                 let _ = reply.send(());
@@ -502,7 +503,7 @@ impl GateTask {
             detail.insert("face_wait_ms".into(), json!(waited));
             if check == FaceCheck::Unavailable {
                 detail.insert("face_unavailable".into(), json!(true));
-                tracing::warn!(gate = %self.cfg.id, "card + face gate without a working camera: card alone accepted");
+                tracing::warn!(gate = %self.cfg.id, fallback = ?self.cfg.face_unavailable, "card + face gate without a working camera");
             }
             Credential::CardAndFace {
                 card: pending.card,

@@ -2,7 +2,7 @@
 //! working and the uplink stays connected.
 //!
 //! What changes at once: `[access]` (lockout and anti-passback), each gate's
-//! `unlock_ms`, `held_open_s`, `two_factor_hours` and `face_wait_s`,
+//! `unlock_ms`, `held_open_s`, `two_factor_hours`, `face_wait_s` and `face_unavailable`,
 //! `[logging]` `level` and `format`, and the
 //! register (re-read even if the watcher saw no change). Everything else (gates
 //! added or removed, pins, backends, cameras, models, face, uplink, LPR,
@@ -25,11 +25,12 @@ use crate::store::events::{EventKind, NewEvent};
 
 /// Gate keys a running gate task can take over. (`two_factor` itself needs a
 /// restart: the cameras keep recent faces only for gates that had it at start.)
-const LIVE_GATE_KEYS: [&str; 4] = [
+const LIVE_GATE_KEYS: [&str; 5] = [
     "unlock_ms",
     "held_open_s",
     "two_factor_hours",
     "face_wait_s",
+    "face_unavailable",
 ];
 
 /// What a reload changes, by key path (`access.lockout_attempts`,
@@ -99,6 +100,7 @@ fn gates(running: &Config, new: &Config, plan: &mut ReloadPlan, effective: &mut 
         gate.held_open_s = fresh.held_open_s;
         gate.two_factor_hours = fresh.two_factor_hours.clone();
         gate.face_wait_s = fresh.face_wait_s;
+        gate.face_unavailable = fresh.face_unavailable;
     }
 }
 
