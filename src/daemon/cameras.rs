@@ -96,6 +96,33 @@ struct Lists {
     strangers: Strangers,
 }
 
+/// The cameras' own (reading) connection to the database.
+type Reader = std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>;
+
+/// A sighting that can cross into a blocking task.
+#[derive(Clone)]
+struct OwnedSighting {
+    at: chrono::DateTime<chrono::Utc>,
+    gate: String,
+    model: String,
+    embedding: Vec<f32>,
+    snapshot: Option<String>,
+    event_seq: i64,
+}
+
+impl OwnedSighting {
+    fn borrowed(&self) -> store::strangers::Sighting<'_> {
+        store::strangers::Sighting {
+            at: self.at,
+            gate: &self.gate,
+            model: &self.model,
+            embedding: &self.embedding,
+            snapshot: self.snapshot.as_deref(),
+            event_seq: Some(self.event_seq),
+        }
+    }
+}
+
 /// How unknown faces are kept and grouped (`store::strangers`).
 #[derive(Clone)]
 struct Strangers {
@@ -124,7 +151,7 @@ async fn run_events(
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                if let Err(e) = on_event(&handle, &snapshots, &strangers, event).await {
+                if let Err(e) = on_event(&handle, &snapshots, &strangers, &conn, event).await {
                     tracing::warn!("face event not recorded: {e:#}");
                 }
             }
@@ -183,6 +210,7 @@ async fn on_event(
     handle: &GateHandle,
     snapshots: &std::path::Path,
     strangers: &Strangers,
+    reader: &Reader,
     event: FaceEvent,
 ) -> Result<()> {
     match event {
@@ -215,7 +243,7 @@ async fn on_event(
             e.detail = Some(serde_json::json!({ "camera": u.camera }));
             let stored = handle.record(e).await?;
             if let Some(embedding) = u.embedding {
-                note_stranger(handle, strangers, &u.gate, embedding, &stored).await?;
+                note_stranger(handle, strangers, reader, &u.gate, embedding, &stored).await?;
             }
         }
         FaceEvent::Watchlist(w) => {
@@ -268,6 +296,7 @@ async fn on_event(
 async fn note_stranger(
     handle: &GateHandle,
     strangers: &Strangers,
+    reader: &Reader,
     gate: &crate::domain::GateId,
     embedding: Vec<f32>,
     unknown: &EventRecord,
@@ -275,27 +304,29 @@ async fn note_stranger(
     if strangers.policy.keep_days == 0 {
         return Ok(());
     }
-    let (s, gate_id, seq, snapshot) = (
-        strangers.clone(),
-        gate.to_string(),
-        unknown.seq,
-        unknown.snapshot.clone(),
-    );
-    let at = chrono::Utc::now();
+    let sighting = OwnedSighting {
+        at: chrono::Utc::now(),
+        gate: gate.to_string(),
+        model: strangers.model.clone(),
+        embedding,
+        snapshot: unknown.snapshot.clone(),
+        event_seq: unknown.seq,
+    };
+    let policy = strangers.policy;
+    // The search reads every kept sighting: on the cameras' own connection,
+    // so gate events never wait behind it; only the insert takes the writer.
+    let (reader, searched) = (reader.clone(), sighting.clone());
+    let stranger = tokio::task::spawn_blocking(move || -> Result<Option<i64>> {
+        let conn = reader
+            .lock()
+            .map_err(|_| anyhow::anyhow!("camera database connection poisoned"))?;
+        store::strangers::closest_stranger(&conn, &searched.borrowed(), &policy)
+    })
+    .await
+    .context("stranger search task failed")??;
     let report = handle
         .with_store(move |store| {
-            store::strangers::record(
-                store.conn(),
-                &store::strangers::Sighting {
-                    at,
-                    gate: &gate_id,
-                    model: &s.model,
-                    embedding: &embedding,
-                    snapshot: snapshot.as_deref(),
-                    event_seq: Some(seq),
-                },
-                &s.policy,
-            )
+            store::strangers::record_as(store.conn(), &sighting.borrowed(), stranger, &policy)
         })
         .await??;
     if let Some(r) = report {

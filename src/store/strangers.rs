@@ -78,8 +78,23 @@ pub fn record(
     if policy.keep_days == 0 {
         return Ok(None);
     }
-    let since = stamp(s.at - chrono::Duration::days(i64::from(policy.keep_days)));
-    let stranger = closest_stranger(conn, s, &since, policy.threshold)?;
+    let stranger = closest_stranger(conn, s, policy)?;
+    record_as(conn, s, stranger, policy)
+}
+
+/// [`record`] with the grouping already done by [`closest_stranger`] (the
+/// daemon searches on a reader connection, so the scan never holds the
+/// writer that gate events wait for).
+pub fn record_as(
+    conn: &Connection,
+    s: &Sighting<'_>,
+    stranger: Option<i64>,
+    policy: &StrangerPolicy,
+) -> Result<Option<Recurring>> {
+    if policy.keep_days == 0 {
+        return Ok(None);
+    }
+    let since = window_start(s.at, policy);
     let day =
         s.at.with_timezone(&policy.utc_offset)
             .date_naive()
@@ -137,17 +152,22 @@ pub fn record(
     Ok(report)
 }
 
-/// The stranger whose closest kept sighting (same model) reaches `threshold`.
-fn closest_stranger(
+fn window_start(at: DateTime<Utc>, policy: &StrangerPolicy) -> String {
+    stamp(at - chrono::Duration::days(i64::from(policy.keep_days)))
+}
+
+/// The stranger whose closest kept sighting (same model, within the window)
+/// reaches the threshold; `None`: a face not seen before. Read-only.
+pub fn closest_stranger(
     conn: &Connection,
     s: &Sighting<'_>,
-    since: &str,
-    threshold: f32,
+    policy: &StrangerPolicy,
 ) -> Result<Option<i64>> {
+    let (since, threshold) = (window_start(s.at, policy), policy.threshold);
     let mut stmt = conn.prepare_cached(
         "SELECT stranger, embedding FROM stranger_sighting WHERE model = ?1 AND at >= ?2",
     )?;
-    let mut rows = stmt.query(params![s.model, since])?;
+    let mut rows = stmt.query(params![s.model, &since])?;
     let mut best: Option<(i64, f32)> = None;
     while let Some(row) = rows.next()? {
         let stranger: i64 = row.get(0)?;
