@@ -112,6 +112,18 @@ fn seed(config: &Config) {
     .unwrap();
 }
 
+/// The daemon on `config`, with the clock taken as synchronised.
+async fn start_daemon(config: &Config) -> Daemon {
+    Daemon::start_with(
+        config,
+        DaemonOptions {
+            assume_clock_synced: Some(true),
+        },
+    )
+    .await
+    .unwrap()
+}
+
 struct Rig {
     _dir: Scratch,
     config: Config,
@@ -128,14 +140,7 @@ impl Rig {
         let mut config = config(&dir);
         tweak(&mut config);
         seed(&config);
-        let daemon = Daemon::start_with(
-            &config,
-            DaemonOptions {
-                assume_clock_synced: Some(true),
-            },
-        )
-        .await
-        .unwrap();
+        let daemon = start_daemon(&config).await;
         Rig {
             _dir: dir,
             config,
@@ -168,15 +173,7 @@ impl Rig {
             .shutdown(Duration::from_secs(2))
             .await
             .unwrap();
-        let daemon = Daemon::start_with(
-            &self.config,
-            DaemonOptions {
-                assume_clock_synced: Some(true),
-            },
-        )
-        .await
-        .unwrap();
-        self.daemon = Some(daemon);
+        self.daemon = Some(start_daemon(&self.config).await);
         self
     }
 

@@ -102,10 +102,13 @@ impl Credential {
 
     /// Guessable credentials, which count towards a reader lockout.
     pub fn is_guessable(&self) -> bool {
-        matches!(
-            self,
-            Credential::Card(_) | Credential::Pin(_) | Credential::CardAndFace { .. }
-        )
+        Credential::is_guessable_kind(self.kind())
+    }
+
+    /// [`Credential::is_guessable`] for a stored event's `credential_kind`
+    /// (rebuilding lockouts after a restart).
+    pub fn is_guessable_kind(kind: &str) -> bool {
+        matches!(kind, "card" | "pin" | "card+face")
     }
 }
 

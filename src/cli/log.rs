@@ -95,8 +95,7 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
         }
         .into());
     }
-    let offset = FixedOffset::east_opt(config.site.utc_offset_minutes * 60)
-        .ok_or_else(|| anyhow!("site.utc_offset_minutes out of range"))?;
+    let offset = config.site.utc_offset();
     let q = &args.query;
     let now = Utc::now();
     let filter = EventFilter {

@@ -57,8 +57,7 @@ pub enum VisitorCommand {
 }
 
 fn site_offset(config: &Config) -> FixedOffset {
-    FixedOffset::east_opt(config.site.utc_offset_minutes * 60)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"))
+    config.site.utc_offset()
 }
 
 fn parse_start(raw: &str, offset: FixedOffset) -> Result<DateTime<Utc>> {

@@ -85,10 +85,11 @@ fn default_utc_offset() -> i32 {
 }
 
 impl Site {
-    /// The site's offset from UTC (validated to -12..=+14 hours at load).
+    /// The site's offset from UTC (validated to -12..=+14 hours at load, so
+    /// the UTC fallback is for configs built by hand).
     pub fn utc_offset(&self) -> chrono::FixedOffset {
         chrono::FixedOffset::east_opt(self.utc_offset_minutes * 60)
-            .unwrap_or_else(|| chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid"))
+            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("zero offset is valid"))
     }
 }
 

@@ -119,7 +119,10 @@ impl Core {
             return Ok(0);
         };
         let records = events::since(lock(&self.store).conn(), now.wall - lookback_wall)?;
-        let past: Vec<access::PastEvent> = records.iter().filter_map(past_event).collect();
+        let past: Vec<access::PastEvent> = records
+            .iter()
+            .filter_map(|e| past_event(e, now.wall))
+            .collect();
         self.decider().state.restore(&past, gates, now.mono);
         Ok(records.len())
     }
@@ -321,17 +324,17 @@ impl Core {
 }
 
 /// What a stored event means for the access state, if anything.
-fn past_event(e: &EventRecord) -> Option<access::PastEvent> {
+fn past_event(e: &EventRecord, now: chrono::DateTime<chrono::Utc>) -> Option<access::PastEvent> {
     use crate::store::events::{AccessResult, EventKind};
     let gate: crate::domain::GateId = e.gate.as_deref()?.parse().ok()?;
     let at = chrono::DateTime::parse_from_rfc3339(&e.at).ok()?;
-    let age = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+    let age = (now - at.with_timezone(&chrono::Utc))
         .to_std()
         .unwrap_or_default();
-    let guessable = matches!(
-        e.credential_kind.as_deref(),
-        Some("card" | "pin" | "card+face")
-    );
+    let guessable = e
+        .credential_kind
+        .as_deref()
+        .is_some_and(access::Credential::is_guessable_kind);
     let kind = match (e.kind, e.result, e.reason.as_deref()) {
         (EventKind::Access, Some(AccessResult::Granted), _) => access::PastKind::Passed {
             person: crate::domain::ResidentId(e.subject_id?),

@@ -483,22 +483,20 @@ pub fn spawn(
     gallery: GalleryHandle,
     tx: mpsc::Sender<FaceEvent>,
 ) -> Result<PipelineHandle> {
-    spawn_sharing(config, camera, gallery, tx, SharedGateMemory::default())
+    spawn_with(
+        config,
+        camera,
+        gallery,
+        tx,
+        SharedGateMemory::default(),
+        None,
+        None,
+    )
 }
 
-/// [`spawn`], with the gate's memory shared with its other cameras.
-pub fn spawn_sharing(
-    config: &Config,
-    camera: &crate::config::Camera,
-    gallery: GalleryHandle,
-    tx: mpsc::Sender<FaceEvent>,
-    gate_memory: SharedGateMemory,
-) -> Result<PipelineHandle> {
-    spawn_with(config, camera, gallery, tx, gate_memory, None, None)
-}
-
-/// [`spawn_sharing`], also recording good faces in `recent` (card + face
-/// gates) and comparing them with the station's `watchlist`.
+/// [`spawn`], with the gate's memory (cooldowns) shared with its other
+/// cameras, recording good faces in `recent` (card + face gates) and
+/// comparing them with the station's `watchlist`.
 fn spawn_with(
     config: &Config,
     camera: &crate::config::Camera,

@@ -84,11 +84,13 @@ pub fn decrypt_crop(secret: &DeviceSecret, person: ResidentId, blob: &[u8]) -> R
         })
 }
 
-fn f32_blob(v: &[f32]) -> Vec<u8> {
+/// An embedding as stored: little-endian f32 (faces, watchlist, strangers).
+pub(crate) fn f32_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn blob_f32(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
+/// The numbers of a stored embedding (a trailing partial number is ignored).
+pub(crate) fn blob_f32(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
 }

@@ -213,10 +213,7 @@ pub fn watchlist_set(conn: &Connection, entries: &[WatchEntry], added_by: &str) 
         .context("cannot start watchlist transaction")?;
     let now = crate::store::now_rfc3339();
     for e in entries {
-        let blob = e
-            .embedding
-            .as_ref()
-            .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+        let blob = e.embedding.as_deref().map(super::faces::f32_blob);
         tx.execute(
             "INSERT INTO watchlist (kind, value, embedding, action, label, expires_at, added_at, added_by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -336,11 +333,7 @@ fn read_entries<P: rusqlite::Params>(
         Ok(WatchEntry {
             kind: WatchKind::parse(&kind).unwrap_or(WatchKind::Card),
             value: r.get(1)?,
-            embedding: blob.map(|b| {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            }),
+            embedding: blob.map(|b| super::faces::blob_f32(&b).collect()),
             action: if action == "deny" {
                 WatchAction::Deny
             } else {

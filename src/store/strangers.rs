@@ -15,6 +15,7 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::faces::{blob_f32, f32_blob};
 use crate::face::gallery::dot;
 
 /// One unknown face to keep.
@@ -50,16 +51,6 @@ pub struct Recurring {
     pub gates: Vec<String>,
     /// Snapshot files of the latest sightings (newest first, at most 3).
     pub snapshots: Vec<String>,
-}
-
-fn blob(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn floats(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn stamp(t: DateTime<Utc>) -> String {
@@ -110,7 +101,7 @@ pub fn record_as(
             day,
             s.gate,
             s.model,
-            blob(s.embedding),
+            f32_blob(s.embedding),
             s.snapshot,
             s.event_seq,
             stranger
@@ -172,7 +163,7 @@ pub fn closest_stranger(
     while let Some(row) = rows.next()? {
         let stranger: i64 = row.get(0)?;
         let emb: Vec<u8> = row.get(1)?;
-        let v = floats(&emb);
+        let v: Vec<f32> = blob_f32(&emb).collect();
         if v.len() != s.embedding.len() {
             continue;
         }
@@ -191,13 +182,12 @@ fn summary(conn: &Connection, stranger: i64, since: &str) -> Result<Recurring> {
         params![stranger, since],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let mut gates: Vec<String> = conn
+    let gates: Vec<String> = conn
         .prepare_cached(
             "SELECT DISTINCT gate FROM stranger_sighting WHERE stranger = ?1 AND at >= ?2 ORDER BY gate",
         )?
         .query_map(params![stranger, since], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    gates.dedup();
     let snapshots: Vec<String> = conn
         .prepare_cached(
             "SELECT snapshot FROM stranger_sighting

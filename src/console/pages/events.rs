@@ -240,8 +240,7 @@ pub struct LogQuery {
 }
 
 fn offset(ctx: &Ctx) -> FixedOffset {
-    FixedOffset::east_opt(ctx.app.config.site.utc_offset_minutes * 60)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
+    ctx.app.config.site.utc_offset()
 }
 
 /// Local midnight starting `d`.
