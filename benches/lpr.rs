@@ -9,8 +9,8 @@
 //!
 //! Run: `cargo bench --bench lpr`
 
-#[path = "../tests/lpr_support/mod.rs"]
-mod lpr_support;
+#[path = "../tests/lpr/lpr_support.rs"]
+pub mod lpr_support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -14,7 +14,7 @@
 //! `cargo bench --bench uplink`
 
 #[path = "../tests/common/mod.rs"]
-mod common;
+pub mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! Shared test fixtures: the `../shared` folder, scratch data directories, a
 //! real mosquitto broker on a free loopback port, and the gatehouse binary.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

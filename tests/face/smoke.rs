@@ -1,0 +1,379 @@
+//! Smoke tests of face recognition with the real models (YuNet 2026may,
+//! MobileFaceNet) and the real photos and clip in `../shared/faces`.
+
+use crate::common;
+use crate::face_support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use face_support::{faces, path_str, people, photos_of, stderr, stdout, FaceEnv};
+use gatehouse::domain::ResidentId;
+use gatehouse::face::pipeline::{self, FaceEvent};
+use gatehouse::face::{self, photo, FaceEngine, FrameVerdict, MatchPolicy};
+
+fn engine(env: &FaceEnv) -> FaceEngine {
+    FaceEngine::load(&env.config).expect("load face models")
+}
+
+#[test]
+fn yunet_through_ort_finds_obama_with_the_eyes_in_the_upper_half() {
+    let env = FaceEnv::new("smoke-yunet");
+    let mut engine = engine(&env);
+    let frame = photo::load(&faces("identities/obama/obama_1.jpg")).unwrap();
+    // At the camera's width (320) and at the still-photo width alike.
+    for width in [320, 512, 640] {
+        let found = engine.detector.detect_at(&frame, width).unwrap();
+        assert_eq!(found.len(), 1, "width {width}: {found:?}");
+        let d = found[0];
+        assert!(d.score > 0.85, "score {}", d.score);
+        // The README's reference box (512×640 input): x=369.5 y=90.6 w=242.6 h=330.6.
+        assert!(
+            (d.bbox.x - 369.5).abs() < 15.0 && (d.bbox.y - 90.6).abs() < 15.0,
+            "{d:?}"
+        );
+        assert!(
+            (d.bbox.w - 242.6).abs() < 25.0 && (d.bbox.h - 330.6).abs() < 30.0,
+            "{d:?}"
+        );
+        let [right_eye, left_eye, nose, ..] = d.landmarks;
+        let mid = d.bbox.y + d.bbox.h / 2.0;
+        assert!(
+            right_eye[1] < mid && left_eye[1] < mid,
+            "eyes in the upper half: {d:?}"
+        );
+        assert!(
+            right_eye[0] < left_eye[0],
+            "subject's right eye is on the image's left"
+        );
+        assert!(nose[1] > right_eye[1] && nose[0] > right_eye[0] && nose[0] < left_eye[0]);
+        for p in d.landmarks {
+            assert!(
+                p[0] >= d.bbox.x && p[0] <= d.bbox.x + d.bbox.w,
+                "{p:?} inside box"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_person_enrolled_from_one_photo_is_identified_from_the_others_and_nobody_else() {
+    let env = FaceEnv::new("smoke-identify");
+    let mut enrolled: BTreeMap<ResidentId, String> = BTreeMap::new();
+    for person in people() {
+        let id = env.add_person(&person);
+        let first = photos_of(&person)[0].clone();
+        let out = env.run(&["face", "enroll", &id.to_string(), &path_str(&first)]);
+        assert!(out.status.success(), "enrol {person}: {}", stderr(&out));
+        assert!(stdout(&out).contains("enrolled 1 face"), "{}", stdout(&out));
+        enrolled.insert(id, person);
+    }
+    let store = env.store();
+    let mut engine = engine(&env);
+    let spec = face::embedder_spec(&env.config).unwrap();
+    let policy = MatchPolicy::from_config(&env.config.face, &spec).unwrap();
+    let gallery = face::load_gallery(
+        store.conn(),
+        engine.model_name(),
+        engine.embedder.dim(),
+        policy.combine,
+    )
+    .unwrap();
+    assert_eq!(gallery.identities(), enrolled.len());
+
+    let mut matched = 0;
+    let mut probes = 0;
+    for (id, person) in &enrolled {
+        for probe in photos_of(person).into_iter().skip(1) {
+            probes += 1;
+            let frame = photo::load(&probe).unwrap();
+            let found = photo::detect(&mut engine, &frame).unwrap();
+            assert!(!found.is_empty(), "{}: no face", probe.display());
+            // The subject is the largest face; any other (a painting) must match nobody.
+            let subject = found
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.bbox.area().total_cmp(&b.1.bbox.area()))
+                .map(|(i, _)| i)
+                .unwrap();
+            for (i, d) in found.iter().enumerate() {
+                let verdict = engine
+                    .observe(&frame, *d, &gallery, &policy)
+                    .unwrap()
+                    .verdict;
+                let partial = probe.to_string_lossy().contains("partial");
+                match verdict {
+                    FrameVerdict::Match(s) if i == subject => {
+                        assert_eq!(
+                            s.resident,
+                            *id,
+                            "{} matched {}",
+                            probe.display(),
+                            enrolled[&s.resident]
+                        );
+                        matched += 1;
+                    }
+                    FrameVerdict::Match(s) => panic!(
+                        "{}: a second face matched {}",
+                        probe.display(),
+                        enrolled[&s.resident]
+                    ),
+                    FrameVerdict::Rejected { .. } if partial => {}
+                    other if i == subject => {
+                        panic!("{}: subject not identified: {other:?}", probe.display())
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(probes >= 10);
+    assert!(matched >= probes - 2, "identified {matched} of {probes}");
+
+    // The CLI says the same for one photo.
+    let out = env.run(&[
+        "face",
+        "identify",
+        &path_str(&faces("identities/kit_harington/kit_2.jpg")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kit = enrolled
+        .iter()
+        .find(|(_, p)| p.as_str() == "kit_harington")
+        .unwrap()
+        .0;
+    assert!(
+        stdout(&out).contains(&format!("MATCH {kit}")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn group_photo_yields_six_faces_and_enrolment_from_it_is_refused() {
+    let env = FaceEnv::new("smoke-group");
+    let mut engine = engine(&env);
+    let group = faces("group/group_six.jpg");
+    let frame = photo::load(&group).unwrap();
+    assert_eq!(photo::detect(&mut engine, &frame).unwrap().len(), 6);
+    assert_eq!(
+        engine.detector.detect(&frame).unwrap().len(),
+        6,
+        "also at the camera width"
+    );
+    drop(engine);
+    let id = env.add_person("someone");
+    let out = env.run(&["face", "enroll", &id.to_string(), &path_str(&group)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("group_six.jpg: 6 faces found"), "{err}");
+    assert!(err.contains("nothing was enrolled"), "{err}");
+    let store = env.store();
+    assert!(gatehouse::store::faces::list(store.conn(), None)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn files_in_formats_give_clear_errors() {
+    let env = FaceEnv::new("smoke-formats");
+    let id = env.add_person("someone");
+    let cases = [
+        (
+            "formats/not_an_image.jpg",
+            "not_an_image.jpg: cannot decode: not a JPEG, PNG",
+        ),
+        (
+            "formats/truncated.jpg",
+            "truncated.jpg: cannot decode: the image file is truncated",
+        ),
+        (
+            "formats/does_not_exist.jpg",
+            "does_not_exist.jpg: cannot read the file",
+        ),
+    ];
+    for (file, want) in cases {
+        for args in [
+            vec!["face", "detect"],
+            vec!["face", "enroll", &id.to_string()],
+        ] {
+            let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            args.push(path_str(&faces(file)));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = env.run(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+            assert!(!stderr(&out).contains("panicked"));
+        }
+    }
+    // A 32-bit RGBA PNG is unusual but valid: its alpha is dropped and the face is found.
+    let out = env.run(&[
+        "face",
+        "detect",
+        &path_str(&faces("formats/rgba_32bit.png")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 face(s)"), "{}", stdout(&out));
+    // A bad photo among good ones: nothing is stored, each bad one is named.
+    let out = env.run(&[
+        "face",
+        "enroll",
+        &id.to_string(),
+        &path_str(&faces("identities/obama/obama_1.jpg")),
+        &path_str(&faces("formats/truncated.jpg")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("1 of 2 photo(s) refused"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gatehouse::store::faces::list(env.store().conn(), None)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn the_video_clip_through_the_camera_path_produces_face_events() {
+    let mut env = FaceEnv::new("smoke-video");
+    // Lin-Manuel Miranda performs in the clip; the others are not in it.
+    let lin = env.add_person("lin");
+    let mut absent = Vec::new();
+    for (name, photo) in [
+        ("biden", "identities/biden/biden_1.jpg"),
+        ("kit", "identities/kit_harington/kit_1.jpg"),
+        ("rose", "identities/rose_leslie/rose_1.jpg"),
+    ] {
+        let id = env.add_person(name);
+        absent.push(id);
+        let out = env.run(&["face", "enroll", &id.to_string(), &path_str(&faces(photo))]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = env.run(&[
+        "face",
+        "enroll",
+        &lin.to_string(),
+        &path_str(&faces("identities/lin_manuel_miranda/lin_1.png")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut config = env.config.clone();
+    config.cameras = vec![gatehouse::config::Camera {
+        id: "east-cam".into(),
+        gate: "east".parse().unwrap(),
+        source: path_str(&faces("video/short_hamilton_clip.mp4")),
+        max_fps: 10.0,
+        loop_file: false,
+    }];
+    env.config = config.clone();
+    let store = env.store();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let pipeline::Pipelines {
+        gallery, handles, ..
+    } = pipeline::spawn_all(&config, store.conn(), tx).unwrap();
+    assert_eq!(gallery.current().identities(), 4);
+    let handle = &handles[0];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !handle.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = handle.status();
+    assert!(handle.is_finished(), "clip did not end: {status:?}");
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    let credentials: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            FaceEvent::Credential(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(status.frames > 20, "{status:?}");
+    assert!(status.faces > 0, "{status:?}");
+    assert!(
+        !credentials.is_empty(),
+        "no face credential from the clip: {status:?} {events:?}"
+    );
+    for c in &credentials {
+        assert_eq!(c.resident, lin, "{c:?}: only Lin is in the clip");
+        assert!(!absent.contains(&c.resident));
+        assert_eq!(c.gate.as_str(), "east");
+        assert!(c.score >= status_threshold(&env));
+    }
+    assert!(events.iter().any(|e| matches!(
+        e,
+        FaceEvent::Camera {
+            state: gatehouse::face::camera::CameraState::Ended,
+            ..
+        }
+    )));
+    for e in &events {
+        if let FaceEvent::Unknown(u) = e {
+            assert!(
+                u.snapshot_jpeg.starts_with(&[0xFF, 0xD8]),
+                "snapshot is a JPEG"
+            );
+        }
+    }
+}
+
+fn status_threshold(env: &FaceEnv) -> f32 {
+    let spec = face::embedder_spec(&env.config).unwrap();
+    MatchPolicy::from_config(&env.config.face, &spec)
+        .unwrap()
+        .threshold
+}
+
+#[test]
+fn face_eval_prints_the_figures_and_one_json_line() {
+    let env = FaceEnv::new("smoke-eval");
+    let out = env.run(&[
+        "face",
+        "eval",
+        "--pairs",
+        &path_str(&faces("pairs.csv")),
+        "--root",
+        &path_str(&common::faces_dir()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for figure in [
+        "pairs used:",
+        "ROC AUC:",
+        "best accuracy:",
+        "FAR",
+        "FRR",
+        "detection",
+    ] {
+        assert!(text.contains(figure), "missing {figure}: {text}");
+    }
+    let last = text.lines().last().unwrap();
+    let json: serde_json::Value = serde_json::from_str(last).unwrap();
+    let keys = [
+        "pairs",
+        "no_face",
+        "auc",
+        "best_accuracy",
+        "best_threshold",
+        "threshold",
+        "far",
+        "frr",
+        "detect_ms",
+        "embed_ms",
+    ];
+    let obj = json.as_object().unwrap();
+    assert_eq!(obj.len(), keys.len(), "{last}");
+    for k in keys {
+        assert!(obj.contains_key(k), "missing {k}: {last}");
+    }
+    assert_eq!(json["pairs"], 136);
+    assert_eq!(json["no_face"], 0);
+    assert!(json["auc"].as_f64().unwrap() >= 0.99, "{last}");
+    assert_eq!(
+        json["far"].as_f64().unwrap(),
+        0.0,
+        "a false accept at the default threshold: {last}"
+    );
+    assert!(json["detect_ms"].as_f64().unwrap() > 0.0);
+}

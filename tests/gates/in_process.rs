@@ -1,0 +1,856 @@
+//! The gates end to end in-process: a real SQLite register, the daemon's gate
+//! tasks on the simulated backend (the same code as on rppal), credentials
+//! arriving as Wiegand pulse trains, contact and button edges.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::Scratch;
+use gatehouse::config::{Config, GpioPin};
+use gatehouse::daemon::{Daemon, DaemonOptions, GateHandle};
+use gatehouse::domain::GateId;
+use gatehouse::hw::Level;
+use gatehouse::store::events::{AccessResult, EventKind, EventRecord};
+use gatehouse::store::Store;
+use gatehouse::wiegand::{format, RejectKind};
+use rusqlite::params;
+
+fn gate(id: &str) -> GateId {
+    id.parse().unwrap()
+}
+
+/// The demo config in a scratch directory, with short timers.
+fn config(dir: &Scratch) -> Config {
+    let mut c = Config::demo();
+    c.set_data_dir(dir.path().to_path_buf());
+    for g in &mut c.gates {
+        g.unlock_ms = 400;
+        g.held_open_s = 1;
+    }
+    c
+}
+
+const NOW: &str = "2025-01-01T00:00:00.000Z";
+
+fn add_person(
+    store: &Store,
+    id: i64,
+    name: &str,
+    status: &str,
+    valid_until: Option<&str>,
+    card: Option<&str>,
+) {
+    store
+        .conn()
+        .execute(
+            "INSERT INTO person (id, name, role, status, valid_until, created_at, created_by, updated_at, updated_by)
+             VALUES (?1, ?2, 'owner', ?3, ?4, ?5, 'test', ?5, 'test')",
+            params![id, name, status, valid_until, NOW],
+        )
+        .unwrap();
+    if let Some(card) = card {
+        store
+            .conn()
+            .execute(
+                "INSERT INTO card (card_key, format, person_id, created_at, created_by) VALUES (?1, 'wiegand26', ?2, ?3, 'test')",
+                params![card, id, NOW],
+            )
+            .unwrap();
+    }
+}
+
+/// Residents: 张三 (R1, card 10:12345), 李四 (R2, suspended, card 10:2),
+/// 王五 (R3, lease ended 2001, card 10:3), 钱七 (R5, cleaner only allowed at
+/// east on a day that is never today, card 10:5); a visitor pass for
+/// 张三's guest with PIN 246810 and one use; 张三's car 川A12345.
+fn seed(config: &Config) {
+    let store = Store::open_config(config).unwrap();
+    add_person(&store, 1, "张三", "active", None, Some("10:12345"));
+    add_person(&store, 2, "李四", "suspended", None, Some("10:2"));
+    add_person(
+        &store,
+        3,
+        "王五",
+        "active",
+        Some("2001-01-31"),
+        Some("10:3"),
+    );
+    add_person(&store, 5, "钱七", "active", None, Some("10:5"));
+    let c = store.conn();
+    // A window every day but today (local time), so now is outside it.
+    let today = chrono::Utc::now().with_timezone(
+        &chrono::FixedOffset::east_opt(config.site.utc_offset_minutes * 60).unwrap(),
+    );
+    let today_bit = 1i64 << chrono::Datelike::weekday(&today).num_days_from_monday();
+    c.execute(
+        "INSERT INTO access_group (id, name) VALUES (1, 'cleaners')",
+        [],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO access_group_window (group_id, gate, days, start_minute, end_minute) VALUES (1, 'east', ?1, 0, 1440)",
+        params![127 & !today_bit],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO access_group_member (group_id, person_id) VALUES (1, 5)",
+        [],
+    )
+    .unwrap();
+    let pin = store.secret().keyed_hash("pin", b"246810");
+    c.execute(
+        "INSERT INTO visitor_pass (host_id, visitor_name, pin_hash, gates, valid_from, valid_until, uses_left, created_at, created_by)
+         VALUES (1, '周客人', ?1, '[\"east\"]', '2000-01-01', '2999-12-31', 1, ?2, 'test')",
+        params![pin.to_vec(), NOW],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO vehicle (plate, person_id, created_at, created_by) VALUES ('川A12345', 1, ?1, 'test')",
+        params![NOW],
+    )
+    .unwrap();
+}
+
+/// The daemon on `config`, with the clock taken as synchronised.
+async fn start_daemon(config: &Config) -> Daemon {
+    Daemon::start_with(
+        config,
+        DaemonOptions {
+            assume_clock_synced: Some(true),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+struct Rig {
+    _dir: Scratch,
+    config: Config,
+    daemon: Option<Daemon>,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        Rig::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut Config)) -> Rig {
+        let dir = Scratch::new("gates");
+        let mut config = config(&dir);
+        tweak(&mut config);
+        seed(&config);
+        let daemon = start_daemon(&config).await;
+        Rig {
+            _dir: dir,
+            config,
+            daemon: Some(daemon),
+        }
+    }
+
+    fn h(&self) -> GateHandle {
+        self.daemon.as_ref().unwrap().handle()
+    }
+
+    fn relay(&self, gate_id: &str) -> Level {
+        let g = self.config.gate(&gate(gate_id)).unwrap();
+        self.h()
+            .simulator(&gate(gate_id))
+            .unwrap()
+            .output_level(g.relay_pin)
+            .unwrap()
+    }
+
+    fn store(&self) -> Store {
+        Store::open_config(&self.config).unwrap()
+    }
+
+    /// Stops the daemon and starts a new one on the same data directory.
+    async fn restart(mut self) -> Rig {
+        self.daemon
+            .take()
+            .unwrap()
+            .shutdown(Duration::from_secs(2))
+            .await
+            .unwrap();
+        self.daemon = Some(start_daemon(&self.config).await);
+        self
+    }
+
+    async fn stop(mut self) -> Config {
+        self.daemon
+            .take()
+            .unwrap()
+            .shutdown(Duration::from_secs(2))
+            .await
+            .unwrap();
+        self.config.clone()
+    }
+}
+
+fn card_bits(card: &str) -> Vec<bool> {
+    format::encode_card(&card.parse().unwrap(), None).unwrap()
+}
+
+/// Waits for an event with this reason at this gate.
+async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<EventRecord>,
+    reason: &str,
+    within: Duration,
+) -> EventRecord {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let e = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {reason} event within {within:?}"))
+            .unwrap();
+        if e.reason.as_deref() == Some(reason) {
+            return e;
+        }
+    }
+}
+
+// Demo gate east: fail_secure, active high: released = High, locked = Low.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_card_opens_and_relocks_after_unlock_time() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    assert_eq!(rig.relay("east"), Level::Low, "starts locked");
+    let out = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    let d = out.decision.unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    assert_eq!(d.subject_id, Some(1));
+    assert_eq!(d.subject_name.as_deref(), Some("张*"));
+    assert_eq!(rig.relay("east"), Level::High, "released");
+    assert!(
+        d.event_seq.is_some(),
+        "the event was stored before the reply"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(rig.relay("east"), Level::Low, "relocked after unlock_ms");
+    let config = rig.stop().await;
+    // The stored event carries the masked name only.
+    let store = Store::open_config(&config).unwrap();
+    let full: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM event WHERE subject_name LIKE '%张三%' OR detail LIKE '%张三%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(full, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_closing_after_passage_relocks_at_once() {
+    let rig = Rig::start_with(|c| c.gates[0].unlock_ms = 10_000).await;
+    let h = rig.h();
+    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    assert_eq!(rig.relay("east"), Level::High);
+    let out = h.simulate_door(&gate("east"), true).await.unwrap();
+    assert!(
+        out.events.is_empty(),
+        "an authorised opening raises nothing: {:?}",
+        out.events
+    );
+    h.simulate_door(&gate("east"), false).await.unwrap();
+    assert_eq!(rig.relay("east"), Level::Low);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_unknown_suspended_expired_out_of_schedule_and_used_up_visitor_with_reasons() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let east = gate("east");
+    for (card, reason) in [
+        ("10:999", "unknown_credential"),
+        ("10:2", "suspended"),
+        ("10:3", "lease_ended"),
+        ("10:5", "outside_time_window"),
+    ] {
+        let d = h
+            .simulate_wiegand(&east, &card_bits(card))
+            .await
+            .unwrap()
+            .decision
+            .unwrap();
+        assert_eq!(d.result, AccessResult::Denied, "{card}");
+        assert_eq!(d.reason.as_deref(), Some(reason), "{card}");
+        assert_eq!(rig.relay("east"), Level::Low, "{card} must not open");
+    }
+    let first = h
+        .simulate_pin(&east, "246810", false)
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(first.result, AccessResult::Granted);
+    assert_eq!(first.subject_name.as_deref(), Some("周**"));
+    let second = h
+        .simulate_pin(&east, "246810", true)
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(second.reason.as_deref(), Some("visitor_pass_used_up"));
+    let left: i64 = rig
+        .store()
+        .conn()
+        .query_row("SELECT uses_left FROM visitor_pass", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "the use was written to the register");
+    // After a reload from the database the pass is still used up.
+    h.reload_register(true).await.unwrap();
+    let third = h
+        .simulate_pin(&east, "246810", false)
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(third.reason.as_deref(), Some("visitor_pass_used_up"));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_left_open_raises_held_open() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut events = h.events();
+    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    h.simulate_door(&gate("east"), true).await.unwrap();
+    let e = wait_event(&mut events, "held_open", Duration::from_secs(3)).await;
+    assert_eq!(e.kind, EventKind::Alarm);
+    assert_eq!(e.gate.as_deref(), Some("east"));
+    let out = h.simulate_door(&gate("east"), false).await.unwrap();
+    assert_eq!(out.events[0].reason.as_deref(), Some("held_open_cleared"));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn door_opened_without_grant_raises_forced_open() {
+    let rig = Rig::start().await;
+    let out = rig.h().simulate_door(&gate("east"), true).await.unwrap();
+    let alarm = out
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Alarm)
+        .expect("an alarm");
+    assert_eq!(alarm.reason.as_deref(), Some("forced_open"));
+    assert_eq!(out.status.unwrap().alarms.len(), 1);
+    // Opening after the exit button is not forced.
+    let h = rig.h();
+    h.simulate_door(&gate("east"), false).await.unwrap();
+    let b = h.simulate_button(&gate("east")).await.unwrap();
+    assert_eq!(b.decision.unwrap().result, AccessResult::Granted);
+    let out = h.simulate_door(&gate("east"), true).await.unwrap();
+    assert!(out.events.is_empty(), "{:?}", out.events);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parity_broken_frame_is_rejected_and_counted() {
+    let rig = Rig::start().await;
+    let mut bits = card_bits("10:12345");
+    bits[7] = !bits[7];
+    let out = rig
+        .h()
+        .simulate_wiegand(&gate("east"), &bits)
+        .await
+        .unwrap();
+    assert!(out.decision.is_none());
+    assert_eq!(out.rejected.unwrap().kind, RejectKind::Parity);
+    assert!(
+        out.events.is_empty(),
+        "a rejected frame is not an access attempt"
+    );
+    let reader = out.status.unwrap().reader.unwrap();
+    assert_eq!(reader.health.counters.parity_errors, 1);
+    assert_eq!(rig.relay("east"), Level::Low);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_unknown_cards_in_a_minute_lock_the_reader_out_and_raise_an_alarm() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let east = gate("east");
+    for i in 0..5 {
+        let out = h
+            .simulate_wiegand(&east, &card_bits(&format!("10:{}", 500 + i)))
+            .await
+            .unwrap();
+        let d = out.decision.unwrap();
+        assert_eq!(d.reason.as_deref(), Some("unknown_credential"));
+        let alarm = out
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::Alarm && e.reason.as_deref() == Some("reader_lockout"));
+        assert_eq!(alarm, i == 4, "attempt {i}");
+    }
+    let out = h
+        .simulate_wiegand(&east, &card_bits("10:12345"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.decision.unwrap().reason.as_deref(),
+        Some("reader_locked_out")
+    );
+    assert!(out.status.unwrap().reader.unwrap().locked_out_s.is_some());
+    assert_eq!(rig.relay("east"), Level::Low);
+    // The other reader is not locked out.
+    let other = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    assert_eq!(other.decision.unwrap().result, AccessResult::Granted);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barrier_stays_up_while_a_car_is_on_the_loop() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let car = gate("car-in");
+    let d = h
+        .simulate_plate(&car, "川A12345".parse().unwrap())
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    assert_eq!(rig.relay("car-in"), Level::High);
+    h.simulate_vehicle(&car, true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(rig.relay("car-in"), Level::High, "never lowered on a car");
+    h.simulate_vehicle(&car, false).await.unwrap();
+    assert_eq!(rig.relay("car-in"), Level::Low, "lowered behind the car");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_changes_in_the_database_reach_the_running_gates() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:777"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.reason.as_deref(), Some("unknown_credential"));
+    add_person(&rig.store(), 7, "孙八", "active", None, Some("10:777"));
+    assert!(
+        h.reload_register(false).await.unwrap(),
+        "the version counter saw the change"
+    );
+    assert!(
+        !h.reload_register(false).await.unwrap(),
+        "nothing changed since"
+    );
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:777"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_open_is_audited_and_logged() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let p = h
+        .open(&gate("east"), "os:manager", "parcel delivery")
+        .await
+        .unwrap();
+    assert!(p.decision.is_granted());
+    assert_eq!(rig.relay("east"), Level::High);
+    assert!(
+        h.open(&gate("east"), "os:manager", " ").await.is_err(),
+        "a reason is required"
+    );
+    let store = rig.store();
+    let (actor, detail): (String, String) = store
+        .conn()
+        .query_row(
+            "SELECT actor, detail FROM audit WHERE action = 'gate.open'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(actor, "os:manager");
+    assert!(detail.contains("parcel delivery"));
+    let e = p.event.unwrap();
+    assert_eq!(e.credential_kind.as_deref(), Some("remote"));
+    assert_eq!(e.detail.unwrap()["remote_reason"], "parcel delivery");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_whose_hardware_fails_is_out_of_service_alone() {
+    if gatehouse::hw::rppal_board::RppalBoard::open().is_ok() {
+        return; // on a real Pi the rppal gate would work
+    }
+    let rig = Rig::start_with(|c| c.gates[2].backend = gatehouse::config::Backend::Rppal).await;
+    let h = rig.h();
+    let status = h.status().await;
+    let car = status.iter().find(|s| s.id == "car-in").unwrap();
+    assert!(
+        car.out_of_service
+            .as_deref()
+            .unwrap()
+            .contains("cannot open the Raspberry Pi GPIO"),
+        "{car:?}"
+    );
+    let err = h
+        .present(&gate("car-in"), gatehouse::access::Credential::ExitButton)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("out of service"), "{err}");
+    assert!(h.simulator(&gate("car-in")).is_err());
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_every_relay_locked() {
+    let rig = Rig::start_with(|c| c.gates[0].unlock_ms = 30_000).await;
+    let h = rig.h();
+    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    let board = h.simulator(&gate("east")).unwrap();
+    let relay: GpioPin = rig.config.gates[0].relay_pin;
+    assert_eq!(board.output_level(relay), Some(Level::High));
+    rig.stop().await;
+    assert_eq!(board.output_level(relay), Some(Level::Low));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tamper_switch_raises_an_alarm_and_clears() {
+    let tamper = GpioPin(4);
+    let rig = Rig::start_with(|c| c.gates[0].tamper_pin = Some(tamper)).await;
+    let h = rig.h();
+    let mut events = h.events();
+    let board = h.simulator(&gate("east")).unwrap();
+    board.drive(tamper, Level::High).unwrap();
+    let e = wait_event(&mut events, "tamper", Duration::from_secs(2)).await;
+    assert_eq!(e.kind, EventKind::Alarm);
+    assert!(h.status().await.iter().any(|s| s.id == "east" && s.tamper));
+    board.drive(tamper, Level::Low).unwrap();
+    wait_event(&mut events, "tamper_cleared", Duration::from_secs(2)).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_sending_bad_frames_faults_its_gate_only_and_recovers() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut events = h.events();
+    let mut broken = card_bits("10:12345");
+    broken[7] = !broken[7];
+    for _ in 0..gatehouse::wiegand::FAULT_BAD_FRAMES {
+        let out = h.simulate_wiegand(&gate("east"), &broken).await.unwrap();
+        assert_eq!(out.rejected.unwrap().kind, RejectKind::Parity);
+    }
+    let fault = wait_event(&mut events, "reader_fault", Duration::from_secs(2)).await;
+    assert_eq!(fault.gate.as_deref(), Some("east"));
+    assert_eq!(fault.kind, EventKind::Device);
+    assert_eq!(
+        fault.detail.unwrap()["bad_frames"],
+        gatehouse::wiegand::FAULT_BAD_FRAMES
+    );
+    let status = h.status().await;
+    let east = status.iter().find(|s| s.id == "east").unwrap();
+    assert!(east.reader.as_ref().unwrap().health.faulted, "{east:?}");
+    assert!(
+        east.out_of_service.is_none(),
+        "a faulty reader is not a dead gate"
+    );
+    let out_gate = status.iter().find(|s| s.id == "east-out").unwrap();
+    assert!(!out_gate.reader.as_ref().unwrap().health.faulted);
+
+    // The other reader at the same opening still admits, and the daemon lives on.
+    let d = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    assert!(h.unresponsive(Duration::from_secs(1)).await.is_empty());
+
+    // A good frame at the faulty reader clears the fault.
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    wait_event(&mut events, "reader_recovered", Duration::from_secs(2)).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_changes_unlock_time_and_lockout_for_the_running_gates() {
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut new = rig.config.clone();
+    new.gates[0].unlock_ms = 30_000;
+    new.access.lockout_attempts = 2;
+    new.gates[0].relay_pin = GpioPin(26); // needs a restart: reported, not applied
+    let effective = h.reload_config(&rig.config, &new).await.unwrap();
+    assert_eq!(effective.gates[0].relay_pin, rig.config.gates[0].relay_pin);
+
+    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        rig.relay("east"),
+        Level::High,
+        "still released after the old 400 ms"
+    );
+    let first = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:99999"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(first.alarm, None);
+    let second = h
+        .simulate_wiegand(&gate("east-out"), &card_bits("10:99998"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(second.alarm.as_deref(), Some("reader_lockout"));
+
+    let store = rig.store();
+    let detail: String = store
+        .conn()
+        .query_row(
+            "SELECT detail FROM event WHERE reason = 'config_reloaded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(
+        detail["applied"],
+        serde_json::json!(["access.lockout_attempts", "gates[east].unlock_ms"])
+    );
+    assert_eq!(
+        detail["needs_restart"],
+        serde_json::json!(["gates[east].relay_pin"])
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_check_lists_ended_gate_tasks_but_not_gates_out_of_service() {
+    if gatehouse::hw::rppal_board::RppalBoard::open().is_ok() {
+        return; // on a real Pi the rppal gate would work
+    }
+    let rig = Rig::start_with(|c| c.gates[2].backend = gatehouse::config::Backend::Rppal).await;
+    let h = rig.h();
+    assert_eq!(
+        h.unresponsive(Duration::from_millis(500)).await,
+        Vec::<GateId>::new()
+    );
+    let mut events = h.events();
+    rig.stop().await;
+    assert_eq!(
+        h.unresponsive(Duration::from_millis(200)).await,
+        vec![gate("east"), gate("east-out")]
+    );
+    let stopped = wait_event(&mut events, "daemon_stopped", Duration::from_secs(1)).await;
+    assert_eq!(
+        stopped.detail.unwrap()["relays"],
+        serde_json::json!({ "east": "locked", "east-out": "locked", "car-in": "out_of_service" })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchlisted_cards_raise_an_alarm_and_are_refused_only_when_the_station_asks() {
+    use gatehouse::store::station_queries::{watchlist_set, WatchAction, WatchEntry, WatchKind};
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut alarms = h.events();
+    let entry = |card: &str, action| WatchEntry {
+        kind: WatchKind::Card,
+        value: card.to_string(),
+        embedding: None,
+        action,
+        label: Some("case 2026-118".into()),
+        expires_at: None,
+    };
+    watchlist_set(
+        rig.store().conn(),
+        &[
+            entry("10:12345", WatchAction::Alert),
+            entry("10:5", WatchAction::Deny),
+        ],
+        "station:officer-7",
+    )
+    .unwrap();
+    assert!(
+        h.reload_register(false).await.unwrap(),
+        "a watchlist change bumps the register version"
+    );
+
+    // Alert only: the resident still gets in, and the station hears of it at once.
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    assert_eq!(d.alarm.as_deref(), Some("watchlist_match"));
+    let alarm = wait_event(&mut alarms, "watchlist_match", Duration::from_secs(2)).await;
+    assert_eq!(alarm.kind, EventKind::Alarm);
+    assert_eq!(alarm.detail.as_ref().unwrap()["denied"], false);
+
+    // Deny: refused with its reason although the card is otherwise valid.
+    let d = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:5"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Denied);
+    assert_eq!(d.reason.as_deref(), Some("watchlisted"));
+    let alarm = wait_event(&mut alarms, "watchlist_match", Duration::from_secs(2)).await;
+    assert_eq!(alarm.detail.as_ref().unwrap()["denied"], true);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
+    let rig = Rig::start_with(|c| c.access.anti_passback = true).await;
+    let h = rig.h();
+    let (east, east_out) = (gate("east"), gate("east-out"));
+    // 张三 comes in (east and east-out are a pair).
+    let d = h
+        .simulate_wiegand(&east, &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(d.result, AccessResult::Granted);
+    // Someone tries cards at the exit reader until it locks.
+    for i in 0..5 {
+        h.simulate_wiegand(&east_out, &card_bits(&format!("10:{}", 700 + i)))
+            .await
+            .unwrap();
+    }
+    // The power is pulled and comes back.
+    let rig = rig.restart().await;
+    let h = rig.h();
+    let locked = h
+        .simulate_wiegand(&east_out, &card_bits("10:12345"))
+        .await
+        .unwrap();
+    assert_eq!(
+        locked.decision.unwrap().reason.as_deref(),
+        Some("reader_locked_out"),
+        "the exit reader is still locked out after the restart"
+    );
+    assert!(locked
+        .status
+        .unwrap()
+        .reader
+        .unwrap()
+        .locked_out_s
+        .is_some());
+    let again = h
+        .simulate_wiegand(&east, &card_bits("10:12345"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.decision.unwrap().reason.as_deref(),
+        Some("anti_passback"),
+        "a second entry without an exit is still refused after the restart"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_card_and_face_hours_and_fallback_of_a_running_gate() {
+    // card + face at night only; no camera here, so inside the hours a card
+    // falls back to opening alone (flagged), outside them it is a plain card,
+    // and with face_unavailable = "refuse" it is refused.
+    let rig = Rig::start_with(|c| {
+        c.cameras.clear();
+        c.gates[0].two_factor = gatehouse::config::TwoFactor::CardAndFace;
+        c.gates[0].two_factor_hours = vec!["daily 00:00-00:01".parse().unwrap()];
+    })
+    .await;
+    let h = rig.h();
+    let status = |h: GateHandle| async move {
+        h.status()
+            .await
+            .into_iter()
+            .find(|s| s.id == "east")
+            .unwrap()
+    };
+    let before = status(h.clone()).await;
+    assert_eq!(
+        before.two_factor.as_deref(),
+        Some("card+face (daily 00:00-00:01)")
+    );
+    let mut new = rig.config.clone();
+    // All day, every day: the rule applies now whatever the time of the test.
+    new.gates[0].two_factor_hours = vec!["daily 00:00-24:00".parse().unwrap()];
+    new.gates[0].face_wait_s = 30;
+    h.reload_config(&rig.config, &new).await.unwrap();
+    let after = status(h.clone()).await;
+    assert_eq!(
+        after.two_factor.as_deref(),
+        Some("card+face (daily 00:00-24:00)")
+    );
+    assert!(after.two_factor_now, "{after:?}");
+    let out = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap();
+    let e = out
+        .events
+        .iter()
+        .find(|e| e.credential_kind.as_deref() == Some("card+face"))
+        .expect("decided as card + face now");
+    assert_eq!(e.detail.as_ref().unwrap()["face_unavailable"], true);
+
+    // The site decides it would rather refuse without a camera.
+    let mut strict = new.clone();
+    strict.gates[0].face_unavailable = gatehouse::config::FaceFallback::Refuse;
+    h.reload_config(&new, &strict).await.unwrap();
+    let refused = h
+        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(refused.reason.as_deref(), Some("face_unavailable"));
+    rig.stop().await;
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the gates: the daemon's gate tasks in-process on the
+//! simulated backend, and `gatehouse run` as a real process driven by the CLI
+//! and signals. One test binary per area, so the suite links OpenCV, ONNX
+//! Runtime and SQLite a handful of times rather than once per file.
+
+// The fixtures every test binary shares (each uses a part): public, so one
+// this binary does not use is not dead code here. The area's own support
+// module is private: everything in it is used by these tests.
+#[path = "../common/mod.rs"]
+pub mod common;
+mod daemon_support;
+
+mod cli;
+mod daemon_run;
+mod in_process;
