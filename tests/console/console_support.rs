@@ -68,6 +68,12 @@ pub fn write_config(dir: &Path, console_port: u16, extra: &str, faces: bool) -> 
         text.contains(&format!("127.0.0.1:{console_port}")),
         "demo config has no [console] listen"
     );
+    // The device page and the camera-frame check read the camera live, however
+    // long the test has run: the clip must loop rather than end.
+    assert!(
+        text.contains("loop_file = true"),
+        "demo config's camera does not loop"
+    );
     let path = dir.join("gatehouse.toml");
     std::fs::write(&path, text).expect("write config");
     path

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use common::Scratch;
 use gatehouse::config::{Config, GpioPin};
+use gatehouse::daemon::simulate::SimOutcome;
+use gatehouse::daemon::view::DecisionView;
 use gatehouse::daemon::{Daemon, DaemonOptions, GateHandle};
 use gatehouse::domain::GateId;
 use gatehouse::hw::Level;
@@ -32,6 +34,10 @@ fn config(dir: &Scratch) -> Config {
 }
 
 const NOW: &str = "2025-01-01T00:00:00.000Z";
+
+/// How long a test waits for something the daemon does on its own (an event,
+/// a relay moving on its timer): generous, as waits end when it happens.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn add_person(
     store: &Store,
@@ -165,25 +171,44 @@ impl Rig {
         Store::open_config(&self.config).unwrap()
     }
 
+    /// A card swiped at a gate's reader (its Wiegand pulse train).
+    async fn swipe(&self, gate_id: &str, card: &str) -> SimOutcome {
+        self.h()
+            .simulate_wiegand(&gate(gate_id), &card_bits(card))
+            .await
+            .unwrap()
+    }
+
+    /// The gate's decision on a card swiped at its reader.
+    async fn decide(&self, gate_id: &str, card: &str) -> DecisionView {
+        self.swipe(gate_id, card)
+            .await
+            .decision
+            .expect("a decision")
+    }
+
+    /// Waits until the gate's relay is at `level`: the gate's own timers move
+    /// it, so the test waits on the pin, not on how fast the machine is.
+    async fn wait_relay(&self, gate_id: &str, level: Level) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.relay(gate_id) != level {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "relay of {gate_id} not {level:?} within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the daemon and starts a new one on the same data directory.
     async fn restart(mut self) -> Rig {
-        self.daemon
-            .take()
-            .unwrap()
-            .shutdown(Duration::from_secs(2))
-            .await
-            .unwrap();
+        self.daemon.take().unwrap().shutdown(WAIT).await.unwrap();
         self.daemon = Some(start_daemon(&self.config).await);
         self
     }
 
     async fn stop(mut self) -> Config {
-        self.daemon
-            .take()
-            .unwrap()
-            .shutdown(Duration::from_secs(2))
-            .await
-            .unwrap();
+        self.daemon.take().unwrap().shutdown(WAIT).await.unwrap();
         self.config.clone()
     }
 }
@@ -215,12 +240,8 @@ async fn wait_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_card_opens_and_relocks_after_unlock_time() {
     let rig = Rig::start().await;
-    let h = rig.h();
     assert_eq!(rig.relay("east"), Level::Low, "starts locked");
-    let out = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap();
+    let out = rig.swipe("east", "10:12345").await;
     let d = out.decision.unwrap();
     assert_eq!(d.result, AccessResult::Granted);
     assert_eq!(d.subject_id, Some(1));
@@ -230,8 +251,8 @@ async fn known_card_opens_and_relocks_after_unlock_time() {
         d.event_seq.is_some(),
         "the event was stored before the reply"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(rig.relay("east"), Level::Low, "relocked after unlock_ms");
+    // Relocked after unlock_ms.
+    rig.wait_relay("east", Level::Low).await;
     let config = rig.stop().await;
     // The stored event carries the masked name only.
     let store = Store::open_config(&config).unwrap();
@@ -250,9 +271,7 @@ async fn known_card_opens_and_relocks_after_unlock_time() {
 async fn door_closing_after_passage_relocks_at_once() {
     let rig = Rig::start_with(|c| c.gates[0].unlock_ms = 10_000).await;
     let h = rig.h();
-    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap();
+    rig.swipe("east", "10:12345").await;
     assert_eq!(rig.relay("east"), Level::High);
     let out = h.simulate_door(&gate("east"), true).await.unwrap();
     assert!(
@@ -276,12 +295,7 @@ async fn refuses_unknown_suspended_expired_out_of_schedule_and_used_up_visitor_w
         ("10:3", "lease_ended"),
         ("10:5", "outside_time_window"),
     ] {
-        let d = h
-            .simulate_wiegand(&east, &card_bits(card))
-            .await
-            .unwrap()
-            .decision
-            .unwrap();
+        let d = rig.decide("east", card).await;
         assert_eq!(d.result, AccessResult::Denied, "{card}");
         assert_eq!(d.reason.as_deref(), Some(reason), "{card}");
         assert_eq!(rig.relay("east"), Level::Low, "{card} must not open");
@@ -324,11 +338,9 @@ async fn door_left_open_raises_held_open() {
     let rig = Rig::start().await;
     let h = rig.h();
     let mut events = h.events();
-    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap();
+    rig.swipe("east", "10:12345").await;
     h.simulate_door(&gate("east"), true).await.unwrap();
-    let e = wait_event(&mut events, "held_open", Duration::from_secs(3)).await;
+    let e = wait_event(&mut events, "held_open", WAIT).await;
     assert_eq!(e.kind, EventKind::Alarm);
     assert_eq!(e.gate.as_deref(), Some("east"));
     let out = h.simulate_door(&gate("east"), false).await.unwrap();
@@ -382,13 +394,8 @@ async fn parity_broken_frame_is_rejected_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_unknown_cards_in_a_minute_lock_the_reader_out_and_raise_an_alarm() {
     let rig = Rig::start().await;
-    let h = rig.h();
-    let east = gate("east");
     for i in 0..5 {
-        let out = h
-            .simulate_wiegand(&east, &card_bits(&format!("10:{}", 500 + i)))
-            .await
-            .unwrap();
+        let out = rig.swipe("east", &format!("10:{}", 500 + i)).await;
         let d = out.decision.unwrap();
         assert_eq!(d.reason.as_deref(), Some("unknown_credential"));
         let alarm = out
@@ -397,10 +404,7 @@ async fn five_unknown_cards_in_a_minute_lock_the_reader_out_and_raise_an_alarm()
             .any(|e| e.kind == EventKind::Alarm && e.reason.as_deref() == Some("reader_lockout"));
         assert_eq!(alarm, i == 4, "attempt {i}");
     }
-    let out = h
-        .simulate_wiegand(&east, &card_bits("10:12345"))
-        .await
-        .unwrap();
+    let out = rig.swipe("east", "10:12345").await;
     assert_eq!(
         out.decision.unwrap().reason.as_deref(),
         Some("reader_locked_out")
@@ -408,17 +412,16 @@ async fn five_unknown_cards_in_a_minute_lock_the_reader_out_and_raise_an_alarm()
     assert!(out.status.unwrap().reader.unwrap().locked_out_s.is_some());
     assert_eq!(rig.relay("east"), Level::Low);
     // The other reader is not locked out.
-    let other = h
-        .simulate_wiegand(&gate("east-out"), &card_bits("10:12345"))
-        .await
-        .unwrap();
+    let other = rig.swipe("east-out", "10:12345").await;
     assert_eq!(other.decision.unwrap().result, AccessResult::Granted);
     rig.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn barrier_stays_up_while_a_car_is_on_the_loop() {
-    let rig = Rig::start().await;
+    // An unlock time the car reaches the loop well within, however busy the
+    // machine; the check then waits past it.
+    let rig = Rig::start_with(|c| c.gates[2].unlock_ms = 3_000).await;
     let h = rig.h();
     let car = gate("car-in");
     let d = h
@@ -427,10 +430,11 @@ async fn barrier_stays_up_while_a_car_is_on_the_loop() {
         .unwrap()
         .decision
         .unwrap();
+    let granted = tokio::time::Instant::now();
     assert_eq!(d.result, AccessResult::Granted);
     assert_eq!(rig.relay("car-in"), Level::High);
     h.simulate_vehicle(&car, true).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep_until(granted + Duration::from_millis(3_500)).await;
     assert_eq!(rig.relay("car-in"), Level::High, "never lowered on a car");
     h.simulate_vehicle(&car, false).await.unwrap();
     assert_eq!(rig.relay("car-in"), Level::Low, "lowered behind the car");
@@ -441,12 +445,7 @@ async fn barrier_stays_up_while_a_car_is_on_the_loop() {
 async fn register_changes_in_the_database_reach_the_running_gates() {
     let rig = Rig::start().await;
     let h = rig.h();
-    let d = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:777"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east", "10:777").await;
     assert_eq!(d.reason.as_deref(), Some("unknown_credential"));
     add_person(&rig.store(), 7, "孙八", "active", None, Some("10:777"));
     assert!(
@@ -457,12 +456,7 @@ async fn register_changes_in_the_database_reach_the_running_gates() {
         !h.reload_register(false).await.unwrap(),
         "nothing changed since"
     );
-    let d = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:777"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east", "10:777").await;
     assert_eq!(d.result, AccessResult::Granted);
     rig.stop().await;
 }
@@ -520,12 +514,7 @@ async fn a_gate_whose_hardware_fails_is_out_of_service_alone() {
         .unwrap_err();
     assert!(err.to_string().contains("out of service"), "{err}");
     assert!(h.simulator(&gate("car-in")).is_err());
-    let d = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east", "10:12345").await;
     assert_eq!(d.result, AccessResult::Granted);
     rig.stop().await;
 }
@@ -534,9 +523,7 @@ async fn a_gate_whose_hardware_fails_is_out_of_service_alone() {
 async fn shutdown_leaves_every_relay_locked() {
     let rig = Rig::start_with(|c| c.gates[0].unlock_ms = 30_000).await;
     let h = rig.h();
-    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap();
+    rig.swipe("east", "10:12345").await;
     let board = h.simulator(&gate("east")).unwrap();
     let relay: GpioPin = rig.config.gates[0].relay_pin;
     assert_eq!(board.output_level(relay), Some(Level::High));
@@ -552,11 +539,11 @@ async fn tamper_switch_raises_an_alarm_and_clears() {
     let mut events = h.events();
     let board = h.simulator(&gate("east")).unwrap();
     board.drive(tamper, Level::High).unwrap();
-    let e = wait_event(&mut events, "tamper", Duration::from_secs(2)).await;
+    let e = wait_event(&mut events, "tamper", WAIT).await;
     assert_eq!(e.kind, EventKind::Alarm);
     assert!(h.status().await.iter().any(|s| s.id == "east" && s.tamper));
     board.drive(tamper, Level::Low).unwrap();
-    wait_event(&mut events, "tamper_cleared", Duration::from_secs(2)).await;
+    wait_event(&mut events, "tamper_cleared", WAIT).await;
     rig.stop().await;
 }
 
@@ -571,7 +558,7 @@ async fn a_reader_sending_bad_frames_faults_its_gate_only_and_recovers() {
         let out = h.simulate_wiegand(&gate("east"), &broken).await.unwrap();
         assert_eq!(out.rejected.unwrap().kind, RejectKind::Parity);
     }
-    let fault = wait_event(&mut events, "reader_fault", Duration::from_secs(2)).await;
+    let fault = wait_event(&mut events, "reader_fault", WAIT).await;
     assert_eq!(fault.gate.as_deref(), Some("east"));
     assert_eq!(fault.kind, EventKind::Device);
     assert_eq!(
@@ -589,24 +576,14 @@ async fn a_reader_sending_bad_frames_faults_its_gate_only_and_recovers() {
     assert!(!out_gate.reader.as_ref().unwrap().health.faulted);
 
     // The other reader at the same opening still admits, and the daemon lives on.
-    let d = h
-        .simulate_wiegand(&gate("east-out"), &card_bits("10:12345"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east-out", "10:12345").await;
     assert_eq!(d.result, AccessResult::Granted);
-    assert!(h.unresponsive(Duration::from_secs(1)).await.is_empty());
+    assert!(h.unresponsive(WAIT).await.is_empty());
 
     // A good frame at the faulty reader clears the fault.
-    let d = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east", "10:12345").await;
     assert_eq!(d.result, AccessResult::Granted);
-    wait_event(&mut events, "reader_recovered", Duration::from_secs(2)).await;
+    wait_event(&mut events, "reader_recovered", WAIT).await;
     rig.stop().await;
 }
 
@@ -621,28 +598,16 @@ async fn a_config_reload_changes_unlock_time_and_lockout_for_the_running_gates()
     let effective = h.reload_config(&rig.config, &new).await.unwrap();
     assert_eq!(effective.gates[0].relay_pin, rig.config.gates[0].relay_pin);
 
-    h.simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap();
+    rig.swipe("east", "10:12345").await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(
         rig.relay("east"),
         Level::High,
         "still released after the old 400 ms"
     );
-    let first = h
-        .simulate_wiegand(&gate("east-out"), &card_bits("10:99999"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let first = rig.decide("east-out", "10:99999").await;
     assert_eq!(first.alarm, None);
-    let second = h
-        .simulate_wiegand(&gate("east-out"), &card_bits("10:99998"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let second = rig.decide("east-out", "10:99998").await;
     assert_eq!(second.alarm.as_deref(), Some("reader_lockout"));
 
     let store = rig.store();
@@ -673,17 +638,14 @@ async fn watchdog_check_lists_ended_gate_tasks_but_not_gates_out_of_service() {
     }
     let rig = Rig::start_with(|c| c.gates[2].backend = gatehouse::config::Backend::Rppal).await;
     let h = rig.h();
-    assert_eq!(
-        h.unresponsive(Duration::from_millis(500)).await,
-        Vec::<GateId>::new()
-    );
+    assert_eq!(h.unresponsive(WAIT).await, Vec::<GateId>::new());
     let mut events = h.events();
     rig.stop().await;
     assert_eq!(
         h.unresponsive(Duration::from_millis(200)).await,
         vec![gate("east"), gate("east-out")]
     );
-    let stopped = wait_event(&mut events, "daemon_stopped", Duration::from_secs(1)).await;
+    let stopped = wait_event(&mut events, "daemon_stopped", WAIT).await;
     assert_eq!(
         stopped.detail.unwrap()["relays"],
         serde_json::json!({ "east": "locked", "east-out": "locked", "car-in": "out_of_service" })
@@ -719,28 +681,18 @@ async fn watchlisted_cards_raise_an_alarm_and_are_refused_only_when_the_station_
     );
 
     // Alert only: the resident still gets in, and the station hears of it at once.
-    let d = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east", "10:12345").await;
     assert_eq!(d.result, AccessResult::Granted);
     assert_eq!(d.alarm.as_deref(), Some("watchlist_match"));
-    let alarm = wait_event(&mut alarms, "watchlist_match", Duration::from_secs(2)).await;
+    let alarm = wait_event(&mut alarms, "watchlist_match", WAIT).await;
     assert_eq!(alarm.kind, EventKind::Alarm);
     assert_eq!(alarm.detail.as_ref().unwrap()["denied"], false);
 
     // Deny: refused with its reason although the card is otherwise valid.
-    let d = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:5"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east", "10:5").await;
     assert_eq!(d.result, AccessResult::Denied);
     assert_eq!(d.reason.as_deref(), Some("watchlisted"));
-    let alarm = wait_event(&mut alarms, "watchlist_match", Duration::from_secs(2)).await;
+    let alarm = wait_event(&mut alarms, "watchlist_match", WAIT).await;
     assert_eq!(alarm.detail.as_ref().unwrap()["denied"], true);
     rig.stop().await;
 }
@@ -748,29 +700,16 @@ async fn watchlisted_cards_raise_an_alarm_and_are_refused_only_when_the_station_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
     let rig = Rig::start_with(|c| c.access.anti_passback = true).await;
-    let h = rig.h();
-    let (east, east_out) = (gate("east"), gate("east-out"));
     // 张三 comes in (east and east-out are a pair).
-    let d = h
-        .simulate_wiegand(&east, &card_bits("10:12345"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = rig.decide("east", "10:12345").await;
     assert_eq!(d.result, AccessResult::Granted);
     // Someone tries cards at the exit reader until it locks.
     for i in 0..5 {
-        h.simulate_wiegand(&east_out, &card_bits(&format!("10:{}", 700 + i)))
-            .await
-            .unwrap();
+        rig.swipe("east-out", &format!("10:{}", 700 + i)).await;
     }
     // The power is pulled and comes back.
     let rig = rig.restart().await;
-    let h = rig.h();
-    let locked = h
-        .simulate_wiegand(&east_out, &card_bits("10:12345"))
-        .await
-        .unwrap();
+    let locked = rig.swipe("east-out", "10:12345").await;
     assert_eq!(
         locked.decision.unwrap().reason.as_deref(),
         Some("reader_locked_out"),
@@ -783,10 +722,7 @@ async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
         .unwrap()
         .locked_out_s
         .is_some());
-    let again = h
-        .simulate_wiegand(&east, &card_bits("10:12345"))
-        .await
-        .unwrap();
+    let again = rig.swipe("east", "10:12345").await;
     assert_eq!(
         again.decision.unwrap().reason.as_deref(),
         Some("anti_passback"),
@@ -830,10 +766,7 @@ async fn a_reload_moves_the_card_and_face_hours_and_fallback_of_a_running_gate()
         Some("card+face (daily 00:00-24:00)")
     );
     assert!(after.two_factor_now, "{after:?}");
-    let out = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap();
+    let out = rig.swipe("east", "10:12345").await;
     let e = out
         .events
         .iter()
@@ -845,12 +778,7 @@ async fn a_reload_moves_the_card_and_face_hours_and_fallback_of_a_running_gate()
     let mut strict = new.clone();
     strict.gates[0].face_unavailable = gatehouse::config::FaceFallback::Refuse;
     h.reload_config(&new, &strict).await.unwrap();
-    let refused = h
-        .simulate_wiegand(&gate("east"), &card_bits("10:12345"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let refused = rig.decide("east", "10:12345").await;
     assert_eq!(refused.reason.as_deref(), Some("face_unavailable"));
     rig.stop().await;
 }
