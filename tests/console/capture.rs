@@ -6,14 +6,20 @@
 
 use crate::common;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use common::Scratch;
 use gatehouse::config::Config;
-use gatehouse::daemon::{Daemon, DaemonOptions, GateHandle};
+use gatehouse::daemon::{CapturedCard, Daemon, DaemonOptions, GateHandle};
 use gatehouse::domain::GateId;
 use gatehouse::store::events::EventKind;
 use gatehouse::wiegand::format;
+
+/// How long a test waits for the gate: generous, as waits end when it answers.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn gate(id: &str) -> GateId {
     id.parse().unwrap()
@@ -33,6 +39,25 @@ async fn start(dir: &Scratch) -> Daemon {
     .unwrap()
 }
 
+type Capture = Pin<Box<dyn Future<Output = anyhow::Result<CapturedCard>> + Send>>;
+
+/// A capture at east that the gate has taken on. Its command is sent on the
+/// first poll (after a yield, with a fresh cooperative budget), and a sync
+/// round trip queued behind it proves the gate handled it: the gate's commands
+/// run in order. No guessed delay, however busy the machine.
+async fn registered_capture(h: &GateHandle, timeout: Duration) -> Capture {
+    let gate_handle = h.clone();
+    let mut capture: Capture =
+        Box::pin(async move { gate_handle.capture_card(&gate("east"), timeout).await });
+    tokio::task::yield_now().await;
+    let first = std::future::poll_fn(|cx| Poll::Ready(capture.as_mut().poll(cx))).await;
+    if let Poll::Ready(ended) = first {
+        panic!("the capture ended at once: {:?}", ended.err());
+    }
+    assert!(h.unresponsive(WAIT).await.is_empty(), "the gate answers");
+    capture
+}
+
 async fn swipe(handle: &GateHandle, card: &str) -> gatehouse::daemon::simulate::SimOutcome {
     let bits = format::encode_card(&card.parse().unwrap(), None).unwrap();
     handle.simulate_wiegand(&gate("east"), &bits).await.unwrap()
@@ -48,16 +73,11 @@ async fn captured_card_is_handed_over_and_never_decided_on() {
     // Six captures of an unknown card in a row: none is decided, so none
     // counts towards the five-unknown-cards lockout.
     for _ in 0..6 {
-        let waiting = {
-            let h = h.clone();
-            tokio::spawn(async move { h.capture_card(&gate("east"), Duration::from_secs(5)).await })
-        };
-        // The capture is registered before the swipe (the gate handles commands in order).
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = registered_capture(&h, WAIT).await;
         let out = swipe(&h, "10:12345").await;
         assert_eq!(out.captured.as_deref(), Some("10:***45"));
         assert!(out.decision.is_none(), "{out:?}");
-        let got = waiting.await.unwrap().unwrap();
+        let got = waiting.await.unwrap();
         assert_eq!(got.card.to_string(), "10:12345");
         assert_eq!(got.format.as_str(), "wiegand26");
     }
@@ -98,20 +118,12 @@ async fn waiting_for_a_card_ends_with_a_clear_error() {
         "{e}"
     );
 
-    let first = {
-        let h = h.clone();
-        tokio::spawn(async move { h.capture_card(&gate("east"), Duration::from_secs(5)).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let second = {
-        let h = h.clone();
-        tokio::spawn(async move { h.capture_card(&gate("east"), Duration::from_secs(5)).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let e = first.await.unwrap().unwrap_err();
+    let first = registered_capture(&h, WAIT).await;
+    let second = registered_capture(&h, WAIT).await;
+    let e = first.await.unwrap_err();
     assert!(e.to_string().contains("cancelled by a newer one"), "{e}");
     swipe(&h, "10:777").await;
-    assert_eq!(second.await.unwrap().unwrap().card.to_string(), "10:777");
+    assert_eq!(second.await.unwrap().card.to_string(), "10:777");
 
     let e = h
         .capture_card(&gate("car-in"), Duration::from_secs(1))

@@ -105,8 +105,19 @@ fn demo_with_a_broker_publishes_every_event_to_the_station_topics() {
         "{stdout}"
     );
 
-    let mut received = Vec::new();
-    while let Ok((topic, payload)) = rx.recv_timeout(std::time::Duration::from_secs(3)) {
+    // Until the events checked below have arrived (however long a busy machine
+    // takes to deliver them), then until the stream goes quiet.
+    let mut received: Vec<(String, serde_json::Value)> = Vec::new();
+    let seen = |received: &[(String, serde_json::Value)], reason: &str| {
+        received.iter().any(|(_, e)| e["reason"] == reason)
+    };
+    loop {
+        let next = if seen(&received, "lease_ended") && seen(&received, "forced_open") {
+            rx.recv_timeout(std::time::Duration::from_secs(3)).ok()
+        } else {
+            rx.recv_timeout(std::time::Duration::from_secs(60)).ok()
+        };
+        let Some((topic, payload)) = next else { break };
         let event: serde_json::Value = serde_json::from_slice(&payload).expect("JSON event");
         received.push((topic, event));
     }
