@@ -17,6 +17,7 @@ pub mod domain;
 pub mod door;
 pub mod enrol;
 pub mod face;
+pub mod http_server;
 pub mod hw;
 pub mod logging;
 pub mod lpr;

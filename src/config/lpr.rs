@@ -43,6 +43,25 @@ pub struct Lpr {
     /// without a second decision or event. 0: every push is decided.
     #[serde(default = "default_repeat_window_s")]
     pub repeat_window_s: u32,
+    /// Seconds a camera has to send a whole request head (also how long an
+    /// idle keep-alive connection stays open).
+    #[serde(default = "super::console::default_header_read_timeout_s")]
+    pub header_read_timeout_s: u32,
+    /// Seconds a request body or an answer may move no byte before the
+    /// connection is dropped.
+    #[serde(default = "super::console::default_idle_timeout_s")]
+    pub idle_timeout_s: u32,
+    /// Open connections at most (addresses off `allow` are refused before
+    /// they count).
+    #[serde(default = "default_lpr_max_connections")]
+    pub max_connections: u32,
+    /// Open connections at most from one camera address.
+    #[serde(default = "super::console::default_max_connections_per_address")]
+    pub max_connections_per_address: u32,
+}
+
+fn default_lpr_max_connections() -> u32 {
+    256
 }
 
 fn default_max_body_kb() -> u32 {
@@ -65,6 +84,13 @@ impl fmt::Debug for Lpr {
             .field("ocr_tolerance", &self.ocr_tolerance)
             .field("cameras", &self.cameras)
             .field("repeat_window_s", &self.repeat_window_s)
+            .field("header_read_timeout_s", &self.header_read_timeout_s)
+            .field("idle_timeout_s", &self.idle_timeout_s)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
             .finish()
     }
 }
@@ -80,6 +106,10 @@ impl Default for Lpr {
             ocr_tolerance: Vec::new(),
             cameras: Vec::new(),
             repeat_window_s: default_repeat_window_s(),
+            header_read_timeout_s: super::console::default_header_read_timeout_s(),
+            idle_timeout_s: super::console::default_idle_timeout_s(),
+            max_connections: default_lpr_max_connections(),
+            max_connections_per_address: super::console::default_max_connections_per_address(),
         }
     }
 }
@@ -171,6 +201,16 @@ impl From<AddrRange> for String {
 
 impl Lpr {
     /// True when `ip` may push plate events.
+    /// The listener's limits against slow and idle clients.
+    pub fn limits(&self) -> crate::http_server::Limits {
+        super::console::limits(
+            self.header_read_timeout_s,
+            self.idle_timeout_s,
+            self.max_connections,
+            self.max_connections_per_address,
+        )
+    }
+
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allow.iter().any(|r| r.contains(ip))
     }
@@ -205,6 +245,13 @@ impl Lpr {
                 Some(_) => Ok(()),
             }
         };
+        super::console::check_limits(
+            "lpr",
+            self.header_read_timeout_s,
+            self.idle_timeout_s,
+            self.max_connections,
+            self.max_connections_per_address,
+        )?;
         if self.listen.is_some() {
             if self.allow.is_empty() {
                 return Err((
@@ -397,6 +444,17 @@ gate = "car-in"
             (
                 BASE.replacen("address = \"192.168.1.70\"", "address = \"10.0.0.5\"", 1),
                 "lpr.cameras[0].address: 10.0.0.5 is not in lpr.allow",
+            ),
+            (
+                BASE.replace("[lpr]\n", "[lpr]\nheader_read_timeout_s = 45\n"),
+                "lpr.header_read_timeout_s: expected 1..=30, got 45",
+            ),
+            (
+                BASE.replace(
+                    "[lpr]\n",
+                    "[lpr]\nmax_connections = 10\nmax_connections_per_address = 11\n",
+                ),
+                "lpr.max_connections_per_address: expected 1..=10 (max_connections), got 11",
             ),
             (
                 BASE.replace("channel = 2\n", ""),

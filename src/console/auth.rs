@@ -1,6 +1,7 @@
 //! Who is signed in and what they may do: sessions (random tokens, kept in
 //! the daemon's memory, ending after a quiet spell or a fixed lifetime), the
-//! per-session CSRF token, the sign-in rate limit, the one-time setup token
+//! per-session CSRF token, the sign-in limits (per address and per account,
+//! counted before the password is hashed), the one-time setup token
 //! and the role → permission table.
 //!
 //! Everything here takes the current `Instant` as an argument, so the rules
@@ -213,69 +214,161 @@ impl Sessions {
     }
 }
 
-/// Refuses sign-in attempts from an address or for an account name after
-/// [`LOGIN_MAX_FAILURES`] failures within [`LOGIN_WINDOW`].
+/// The sign-in limits. Every attempt is counted *before* its password is
+/// hashed (and uncounted if no hash could be run), so a burst of parallel
+/// guesses cannot slip past the count.
+///
+/// - Per address: [`LOGIN_MAX_FAILURES`] failed attempts within
+///   [`LOGIN_WINDOW`], then that address waits until the oldest leaves the
+///   window (at most 15 minutes). An attacker's address locks out only
+///   itself.
+/// - Per account: once an account has [`LOGIN_MAX_FAILURES`] failures within
+///   the window, attempts on it from addresses it has not signed in from
+///   are spaced [`ACCOUNT_SPACING`] apart, however many addresses try.
+///   Addresses the account has signed in from (this run, or within
+///   [`KNOWN_FOR`] in the audit log at start) are not held back by the
+///   account's failures, only by their own: so someone guessing the
+///   manager's password from elsewhere cannot keep the manager out of the
+///   office PC, and nothing is locked for longer than the window.
 #[derive(Default)]
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    inner: Mutex<LimiterState>,
+}
+
+/// How far apart attempts on an account from unfamiliar addresses must be
+/// once it has had [`LOGIN_MAX_FAILURES`] within [`LOGIN_WINDOW`].
+pub const ACCOUNT_SPACING: Duration = Duration::from_secs(60);
+/// How long an address a manager signed in from stays familiar.
+pub const KNOWN_FOR: Duration = Duration::from_secs(90 * 86400);
+/// (account, address) pairs remembered at most.
+const KNOWN_MAX: usize = 10_000;
+
+#[derive(Default)]
+struct LimiterState {
+    /// `addr:<ip>` and `name:<account>` → times of counted attempts.
+    failures: HashMap<String, VecDeque<Instant>>,
+    /// (account in lower case, address) pairs that signed in.
+    known: std::collections::HashSet<(String, String)>,
+}
+
+/// An attempt that was counted; hand it back to [`LoginLimiter::succeeded`]
+/// or [`LoginLimiter::uncount`].
+#[derive(Debug)]
+pub struct Attempt {
+    account: String,
+    peer: String,
+    at: Instant,
 }
 
 impl LoginLimiter {
-    pub fn keys(peer: &str, account: &str) -> [String; 2] {
-        [
-            format!("addr:{peer}"),
-            format!("name:{}", account.trim().to_lowercase()),
-        ]
+    fn addr_key(peer: &str) -> String {
+        format!("addr:{peer}")
     }
 
-    /// `Err(wait)` when one of `keys` has used up its failures.
-    pub fn check(&self, keys: &[String], now: Instant) -> Result<(), Duration> {
-        let mut map = lock(&self.failures);
+    fn name_key(account: &str) -> String {
+        format!("name:{}", account.trim().to_lowercase())
+    }
+
+    /// Remembers that `account` signed in from `peer` (the audit log, at start).
+    pub fn remember(&self, account: &str, peer: &str) {
+        let mut state = lock(&self.inner);
+        if state.known.len() < KNOWN_MAX {
+            state
+                .known
+                .insert((account.trim().to_lowercase(), peer.to_string()));
+        }
+    }
+
+    fn recent(times: &mut VecDeque<Instant>, now: Instant) -> usize {
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= LOGIN_WINDOW)
+        {
+            times.pop_front();
+        }
+        times.len()
+    }
+
+    /// Counts an attempt on `account` from `peer`, or `Err(wait)` when one of
+    /// the limits holds it back.
+    pub fn attempt(&self, peer: &str, account: &str, now: Instant) -> Result<Attempt, Duration> {
+        let mut state = lock(&self.inner);
+        let (addr, name) = (Self::addr_key(peer), Self::name_key(account));
+        let known = state
+            .known
+            .contains(&(account.trim().to_lowercase(), peer.to_string()));
         let mut wait = Duration::ZERO;
-        for key in keys {
-            if let Some(times) = map.get_mut(key) {
-                while times
-                    .front()
-                    .is_some_and(|t| now.saturating_duration_since(*t) >= LOGIN_WINDOW)
-                {
-                    times.pop_front();
+        if let Some(times) = state.failures.get_mut(&addr) {
+            if Self::recent(times, now) >= LOGIN_MAX_FAILURES {
+                if let Some(oldest) = times.front() {
+                    wait = LOGIN_WINDOW - now.saturating_duration_since(*oldest);
                 }
-                if times.len() >= LOGIN_MAX_FAILURES {
-                    if let Some(oldest) = times.front() {
-                        wait = wait.max(LOGIN_WINDOW - now.saturating_duration_since(*oldest));
+            }
+        }
+        if !known {
+            if let Some(times) = state.failures.get_mut(&name) {
+                if Self::recent(times, now) >= LOGIN_MAX_FAILURES {
+                    if let Some(last) = times.back() {
+                        let since = now.saturating_duration_since(*last);
+                        wait = wait.max(ACCOUNT_SPACING.saturating_sub(since));
                     }
                 }
             }
         }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(wait)
+        if !wait.is_zero() {
+            return Err(wait);
         }
-    }
-
-    pub fn failed(&self, keys: &[String], now: Instant) {
-        let mut map = lock(&self.failures);
-        if map.len() > LIMITER_MAX_KEYS {
-            map.retain(|_, times| {
+        if state.failures.len() > LIMITER_MAX_KEYS {
+            state.failures.retain(|_, times| {
                 times
                     .back()
                     .is_some_and(|t| now.saturating_duration_since(*t) < LOGIN_WINDOW)
             });
         }
-        for key in keys {
-            let times = map.entry(key.clone()).or_default();
+        for key in [addr, name] {
+            let times = state.failures.entry(key).or_default();
             times.push_back(now);
+            // Only the newest few matter; an attacker's flood must not grow memory.
             while times.len() > LOGIN_MAX_FAILURES {
                 times.pop_front();
             }
         }
+        Ok(Attempt {
+            account: account.trim().to_lowercase(),
+            peer: peer.to_string(),
+            at: now,
+        })
     }
 
-    pub fn succeeded(&self, keys: &[String]) {
-        let mut map = lock(&self.failures);
-        for key in keys {
-            map.remove(key);
+    /// The attempt could not be checked (no hashing thread free): it does not count.
+    pub fn uncount(&self, attempt: Attempt) {
+        let mut state = lock(&self.inner);
+        for key in [
+            Self::addr_key(&attempt.peer),
+            Self::name_key(&attempt.account),
+        ] {
+            if let Some(times) = state.failures.get_mut(&key) {
+                if let Some(i) = times.iter().rposition(|t| *t == attempt.at) {
+                    times.remove(i);
+                }
+            }
+        }
+    }
+
+    /// The right password: the attempt was no failure, the address's
+    /// failures are forgiven and the address becomes familiar for the
+    /// account. The account's other failures stay (they may be someone
+    /// else's).
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut state = lock(&self.inner);
+        state.failures.remove(&Self::addr_key(&attempt.peer));
+        if let Some(times) = state.failures.get_mut(&Self::name_key(&attempt.account)) {
+            if let Some(i) = times.iter().rposition(|t| *t == attempt.at) {
+                times.remove(i);
+            }
+        }
+        if state.known.len() < KNOWN_MAX {
+            state.known.insert((attempt.account, attempt.peer));
         }
     }
 }
@@ -389,28 +482,86 @@ mod tests {
     }
 
     #[test]
-    fn sign_in_is_refused_after_five_failures_until_the_window_passes() {
+    fn an_address_is_refused_after_five_attempts_until_the_window_passes() {
         let limiter = LoginLimiter::default();
         let t0 = Instant::now();
-        let keys = LoginLimiter::keys("10.0.0.5", "Wang");
         for i in 0..LOGIN_MAX_FAILURES {
-            assert!(limiter.check(&keys, t0).is_ok(), "attempt {i}");
-            limiter.failed(&keys, t0 + Duration::from_secs(i as u64));
+            let t = t0 + Duration::from_secs(i as u64 * 100);
+            let name = format!("guess{i}");
+            assert!(limiter.attempt("10.0.0.5", &name, t).is_ok(), "attempt {i}");
         }
-        let wait = limiter
-            .check(&keys, t0 + Duration::from_secs(10))
-            .unwrap_err();
-        assert!(wait > Duration::from_secs(800), "{wait:?}");
-        // Another address trying the same account is refused too …
-        let other = LoginLimiter::keys("10.0.0.6", "wang");
-        assert!(limiter.check(&other, t0 + Duration::from_secs(10)).is_err());
-        // … a different account from a fresh address is not.
+        let t = t0 + Duration::from_secs(500);
+        let wait = limiter.attempt("10.0.0.5", "li", t).unwrap_err();
+        assert_eq!(wait, LOGIN_WINDOW - Duration::from_secs(500));
+        // Another address is not held back by it.
+        assert!(limiter.attempt("10.0.0.6", "li", t).is_ok());
         assert!(limiter
-            .check(&LoginLimiter::keys("10.0.0.6", "li"), t0)
+            .attempt("10.0.0.5", "li", t0 + LOGIN_WINDOW + Duration::from_secs(1))
             .is_ok());
+    }
+
+    #[test]
+    fn attempts_are_counted_before_the_password_is_checked() {
+        // Parallel guesses all ask before any answer is known: the sixth is
+        // refused although none of the five has failed yet.
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        let counted: Vec<_> = (0..LOGIN_MAX_FAILURES)
+            .map(|_| limiter.attempt("10.0.0.5", "wang", t0).unwrap())
+            .collect();
+        assert!(limiter.attempt("10.0.0.5", "wang", t0).is_err());
+        // An attempt that could not be checked is given back.
+        for a in counted {
+            limiter.uncount(a);
+        }
+        assert!(limiter.attempt("10.0.0.5", "wang", t0).is_ok());
+    }
+
+    #[test]
+    fn guesses_on_an_account_space_out_strangers_but_not_the_managers_own_address() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        // The manager signed in from the office PC once.
+        let ok = limiter.attempt("10.0.0.2", "wang", t0).unwrap();
+        limiter.succeeded(ok);
+        // Guesses from five addresses (one each) put the account under watch.
+        for i in 0..LOGIN_MAX_FAILURES {
+            let peer = format!("10.0.9.{i}");
+            assert!(limiter.attempt(&peer, "Wang", t0).is_ok());
+        }
+        let t = t0 + Duration::from_secs(10);
+        // A sixth stranger waits for the spacing, whatever its address.
+        let wait = limiter.attempt("10.0.9.77", "wang", t).unwrap_err();
+        assert_eq!(wait, ACCOUNT_SPACING - Duration::from_secs(10));
+        // The office PC is not held back by the account's failures.
+        assert!(limiter.attempt("10.0.0.2", "wang", t).is_ok());
+        // Nor is a familiar address from the audit log.
+        limiter.remember("wang", "10.0.0.3");
+        assert!(limiter.attempt("10.0.0.3", "WANG", t).is_ok());
+        // The spacing counts from the account's last attempt (any address's).
+        let later = t + ACCOUNT_SPACING;
+        assert!(limiter.attempt("10.0.9.77", "wang", later).is_ok());
+        assert!(limiter.attempt("10.0.9.78", "wang", later).is_err());
+        // Nothing is held after the window.
         assert!(limiter
-            .check(&keys, t0 + LOGIN_WINDOW + Duration::from_secs(5))
+            .attempt("10.0.9.78", "wang", later + LOGIN_WINDOW)
             .is_ok());
+    }
+
+    #[test]
+    fn a_right_password_forgives_its_address_but_not_the_account() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..LOGIN_MAX_FAILURES - 1 {
+            limiter.attempt("10.0.0.2", "wang", t0).unwrap();
+        }
+        let ok = limiter.attempt("10.0.0.2", "wang", t0).unwrap();
+        limiter.succeeded(ok);
+        for _ in 0..LOGIN_MAX_FAILURES - 1 {
+            assert!(limiter.attempt("10.0.0.2", "wang", t0).is_ok());
+        }
+        // The account saw four failures plus these: a stranger waits.
+        assert!(limiter.attempt("10.0.9.1", "wang", t0).is_err());
     }
 
     #[test]

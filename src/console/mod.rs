@@ -4,8 +4,11 @@
 //!
 //! Accounts have a role (manager, guard, auditor), Argon2 password hashes and
 //! no default password: while no account exists the daemon logs a one-time
-//! setup link. Sessions expire, sign-in is rate-limited, every form carries a
-//! CSRF token and a post without it is refused.
+//! setup link. Sessions expire, sign-in is limited per address and per
+//! account (counted before the password is hashed, at most two hashes at
+//! once), every form carries a CSRF token and a post without it is refused.
+//! Both listeners (this and LPR) are served by `http_server`, with header,
+//! idle and connection limits.
 //!
 //! Architecture Invariant: the console changes nothing itself. Every read and
 //! change goes through the same `store` and `enrol` functions as the CLI, on
@@ -81,6 +84,7 @@ impl ConsoleServer {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
             _ => None,
         };
+        crate::http_server::raise_open_files_limit();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen for the console on {listen}"))?;
@@ -103,6 +107,33 @@ impl ConsoleServer {
         let accounts = handle
             .with_store(|store| crate::store::console::count(store.conn()))
             .await??;
+        // Addresses each account signed in from lately stay familiar across a
+        // restart, so guesses from elsewhere cannot hold the manager back.
+        let since = chrono::Utc::now()
+            - chrono::Duration::from_std(auth::KNOWN_FOR).unwrap_or(chrono::Duration::days(90));
+        let logins = handle
+            .with_store(move |store| {
+                crate::store::console::audit_rows(
+                    store.conn(),
+                    &crate::store::console::AuditFilter {
+                        since: Some(since),
+                        action: Some("console.login".into()),
+                        limit: Some(5000),
+                        ..Default::default()
+                    },
+                )
+            })
+            .await??;
+        for row in logins.iter().filter(|r| r.action == "console.login") {
+            let peer = row
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|d| d.get("peer").and_then(|p| p.as_str()).map(str::to_string));
+            if let (Some(name), Some(peer)) = (&row.subject, peer) {
+                app.limiter.remember(name, &peer);
+            }
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         if accounts == 0 {
             let token = app.setup.issue();
@@ -129,7 +160,8 @@ impl ConsoleServer {
             .context("console listener has no local address")
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, under `[console]`'s limits on slow
+    /// and idle clients (see `http_server`).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let addr = self.local_addr()?;
         let app = self.app.clone();
@@ -137,23 +169,17 @@ impl ConsoleServer {
             shutdown.await;
             let _ = app.stopping.send(true);
         };
-        match self.tls {
-            Some(acceptor) => {
-                tracing::info!(%addr, "console: https://{addr}/");
-                tls::serve(self.listener, acceptor, self.router, shutdown).await
-            }
-            None => {
-                tracing::info!(%addr, "console: http://{addr}/");
-                axum::serve(
-                    self.listener,
-                    self.router
-                        .into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await
-                .context("console stopped")
-            }
-        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, "console: {scheme}://{addr}/");
+        let options = crate::http_server::Options {
+            name: "console",
+            limits: self.app.config.console.limits(),
+            admit: None,
+            tls: self.tls,
+        };
+        crate::http_server::serve(self.listener, self.router, options, shutdown)
+            .await
+            .context("console stopped")
     }
 }
 

@@ -1,21 +1,14 @@
 //! HTTPS for the console when `[console] tls_cert` and `tls_key` are set:
-//! rustls (ring) in front of the same router, one task per connection.
+//! rustls (ring) in front of the same router; connections are served by
+//! `http_server` with the same limits as plain HTTP.
 
 use std::fs::File;
-use std::future::Future;
 use std::io::BufReader;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::ConnectInfo;
-use axum::{Extension, Router};
 use tokio_rustls::TlsAcceptor;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Loads the PEM certificate chain and private key.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
@@ -52,50 +45,4 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
         .context("console TLS: the certificate and key do not belong together")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts TLS connections until `shutdown`; each is served by `router`
-/// with the peer's address available as `ConnectInfo`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    acceptor: TlsAcceptor,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("console: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let service = router
-            .clone()
-            .layer(Extension(ConnectInfo::<SocketAddr>(peer)));
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "console: TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let io = hyper_util::rt::TokioIo::new(tls);
-            let service = hyper_util::service::TowerToHyperService::new(service);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await
-            {
-                tracing::debug!(%peer, "console: connection ended: {e}");
-            }
-        });
-    }
 }

@@ -1,7 +1,8 @@
 //! The HTTP endpoint LPR cameras push to (axum on `[lpr] listen`).
 //!
 //! Every request passes the same checks, cheapest first: the peer address
-//! against `[lpr] allow` (403), the shared secret (401), the body size (413),
+//! against `[lpr] allow` (403, at accept, before a byte is read, and again
+//! per request for in-process use), the shared secret (401), the body size (413),
 //! the body itself (400), the gate (404). Only a request that passes all of
 //! them saves a picture or reaches the sink, so bad input changes nothing.
 
@@ -90,6 +91,7 @@ impl Settings {
 pub struct LprServer {
     listener: tokio::net::TcpListener,
     router: Router,
+    lpr: Lpr,
 }
 
 impl LprServer {
@@ -100,11 +102,13 @@ impl LprServer {
             .listen
             .context("lpr.listen is not set, so the LPR endpoint is off")?;
         let settings = Settings::from_config(config)?;
+        crate::http_server::raise_open_files_limit();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen for LPR cameras on {listen}"))?;
         Ok(LprServer {
             listener,
+            lpr: settings.lpr.clone(),
             router: router(settings, sink),
         })
     }
@@ -115,18 +119,34 @@ impl LprServer {
             .context("LPR listener has no local address")
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, under `[lpr]`'s limits on slow and
+    /// idle clients; an address off `[lpr] allow` is answered 403 and closed
+    /// at accept, so it holds nothing (see `http_server`).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "LPR cameras: POST http://{addr}/lpr/json or /lpr/hikvision");
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("LPR endpoint stopped")
+        let lpr = self.lpr.clone();
+        let admit: crate::http_server::Admit = Arc::new(move |ip: IpAddr| {
+            if lpr.allows(ip) {
+                Ok(())
+            } else {
+                count("any", "forbidden");
+                Err(crate::http_server::Refusal {
+                    status: 403,
+                    reason: "Forbidden",
+                    message: format!("address {ip} is not in [lpr] allow"),
+                })
+            }
+        });
+        let options = crate::http_server::Options {
+            name: "LPR",
+            limits: self.lpr.limits(),
+            admit: Some(admit),
+            tls: None,
+        };
+        crate::http_server::serve(self.listener, self.router, options, shutdown)
+            .await
+            .context("LPR endpoint stopped")
     }
 }
 

@@ -5,7 +5,7 @@
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::login::hash_blocking;
+use super::login::{hash_blocking, verify_blocking};
 use crate::console::auth::Perm;
 use crate::console::layout::{self, csrf};
 use crate::console::password;
@@ -262,9 +262,7 @@ pub async fn own_password(
     };
     let current = form.current.clone();
     let hash = stored.password_hash.clone();
-    let right = tokio::task::spawn_blocking(move || password::verify(&current, &hash))
-        .await
-        .unwrap_or(false);
+    let right = verify_blocking(&ctx, current, hash).await?;
     if !right {
         problems.push(
             ctx.t("当前密码不正确", "the current password is wrong")

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use crate::console::auth::{random_token, LoginLimiter};
+use crate::console::auth::random_token;
 use crate::console::i18n::{self, Lang};
 use crate::console::layout::{self, home_for};
 use crate::console::web::{
@@ -156,6 +156,7 @@ pub async fn setup(PrePosted { ctx, form }: PrePosted<SetupForm>) -> Page {
         }
     }
     ctx.app.setup.close();
+    ctx.app.limiter.remember(name.as_str(), &ctx.peer);
     tracing::info!(account = %name, "console: first manager account created; the setup link is closed");
     let (peer, who) = (ctx.peer.clone(), name.to_string());
     ctx.store(move |store| accounts::record_login(store, &who, &peer))
@@ -169,11 +170,36 @@ pub async fn setup(PrePosted { ctx, form }: PrePosted<SetupForm>) -> Page {
     ))
 }
 
+/// Hashes a new password on the shared hashing threads (at most two at once).
 pub(crate) async fn hash_blocking(ctx: &Ctx, password: String) -> Result<String, Fail> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
+    match password::hash_queued(password).await {
+        Ok(hashed) => hashed.map_err(|e| ctx.internal(&e)),
+        Err(busy) => Err(Fail(Box::new(busy_page(ctx, &busy)))),
+    }
+}
+
+/// Checks a password on the shared hashing threads (at most two at once).
+pub(crate) async fn verify_blocking(ctx: &Ctx, password: String, phc: String) -> Result<bool, Fail> {
+    password::verify_queued(password, phc)
         .await
-        .map_err(|e| ctx.internal(&anyhow::anyhow!("password hashing task failed: {e}")))?
-        .map_err(|e| ctx.internal(&e))
+        .map_err(|busy| Fail(Box::new(busy_page(ctx, &busy))))
+}
+
+/// 503 with a Retry-After: every hashing thread is taken.
+fn busy_page(ctx: &Ctx, busy: &password::Busy) -> Response {
+    tracing::warn!(peer = %ctx.peer, "console: {busy}");
+    let body = html! {
+        h1 { (ctx.t("系统繁忙", "Busy")) }
+        p.error role="alert" { (ctx.t(
+            "正在核对其他登录的密码，请几秒后再试。",
+            "Other sign-ins are being checked; try again in a few seconds."
+        )) }
+    };
+    let mut r = layout::page(ctx, ctx.t("系统繁忙", "Busy"), body);
+    *r.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
 }
 
 #[derive(Deserialize)]
@@ -222,23 +248,38 @@ pub struct LoginForm {
     next: String,
 }
 
+/// Signs in: the attempt is counted (per address and per account) before
+/// the password is hashed, and hashed on the shared threads; when they are
+/// all taken the attempt is refused with 503 and not counted.
 pub async fn login(PrePosted { ctx, form }: PrePosted<LoginForm>) -> Page {
     let now = Instant::now();
-    let keys = LoginLimiter::keys(&ctx.peer, &form.name);
-    if let Err(wait) = ctx.app.limiter.check(&keys, now) {
-        let minutes = wait.as_secs().div_ceil(60);
-        let text = match ctx.lang {
-            Lang::Zh => format!("登录失败次数过多，请 {minutes} 分钟后再试。"),
-            Lang::En => format!("Too many failed sign-ins; try again in {minutes} minute(s)."),
-        };
-        let (tried, peer) = (form.name.clone(), ctx.peer.clone());
-        ctx.store(move |s| accounts::record_failed_login(s, &tried, &peer, "rate limited"))
-            .await?
-            .map_err(|e| ctx.internal(&e))?;
-        let mut r = login_page(&ctx, &form.name, &form.next, Some(&text));
-        *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
-        return Ok(r);
-    }
+    let attempt = match ctx.app.limiter.attempt(&ctx.peer, &form.name, now) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let seconds = wait.as_secs().max(1);
+            let text = match (ctx.lang, seconds) {
+                (Lang::Zh, s) if s < 60 => format!("登录尝试过于频繁，请 {s} 秒后再试。"),
+                (Lang::Zh, s) => format!("登录失败次数过多，请 {} 分钟后再试。", s.div_ceil(60)),
+                (Lang::En, s) if s < 60 => {
+                    format!("Too many sign-in attempts; try again in {s} second(s).")
+                }
+                (Lang::En, s) => format!(
+                    "Too many failed sign-ins; try again in {} minute(s).",
+                    s.div_ceil(60)
+                ),
+            };
+            let (tried, peer) = (form.name.clone(), ctx.peer.clone());
+            ctx.store(move |s| accounts::record_failed_login(s, &tried, &peer, "rate limited"))
+                .await?
+                .map_err(|e| ctx.internal(&e))?;
+            let mut r = login_page(&ctx, &form.name, &form.next, Some(&text));
+            *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+            if let Ok(v) = header::HeaderValue::from_str(&seconds.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(r);
+        }
+    };
     let tried = form.name.trim().to_string();
     let lookup = tried.clone();
     let found = ctx
@@ -249,14 +290,16 @@ pub async fn login(PrePosted { ctx, form }: PrePosted<LoginForm>) -> Page {
         .as_ref()
         .map(|c| c.password_hash.clone())
         .unwrap_or_else(|| password::decoy().to_string());
-    let given = form.password.clone();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
-        .await
-        .unwrap_or(false);
+    let matches = match password::verify_queued(form.password.clone(), hash).await {
+        Ok(matches) => matches,
+        Err(busy) => {
+            ctx.app.limiter.uncount(attempt);
+            return Ok(busy_page(&ctx, &busy));
+        }
+    };
     let account = match found {
         Some(c) if matches && !c.account.disabled => c.account,
         other => {
-            ctx.app.limiter.failed(&keys, now);
             let why = match other {
                 None => "unknown account",
                 Some(c) if c.account.disabled => "account disabled",
@@ -275,7 +318,7 @@ pub async fn login(PrePosted { ctx, form }: PrePosted<LoginForm>) -> Page {
             return Ok(r);
         }
     };
-    ctx.app.limiter.succeeded(&keys);
+    ctx.app.limiter.succeeded(attempt);
     let (peer, who) = (ctx.peer.clone(), account.name.clone());
     ctx.store(move |s| accounts::record_login(s, &who, &peer))
         .await?
