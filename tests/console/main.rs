@@ -7,7 +7,11 @@
 #[path = "../common/mod.rs"]
 pub mod common;
 mod console_support;
+// The LPR endpoint's fixtures, for the listener-limit tests.
+#[path = "../lpr/lpr_support.rs"]
+pub mod lpr_support;
 
 mod browser;
 mod capture;
 mod http;
+mod http_limits;

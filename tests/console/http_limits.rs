@@ -11,9 +11,9 @@
 //! state (the connection closed), with a long safety bound only so a
 //! regression fails instead of hanging.
 
-mod common;
-mod console_support;
-mod lpr_support;
+use crate::common;
+use crate::console_support;
+use crate::lpr_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
