@@ -181,6 +181,7 @@ impl<A: GatewayActions> Dispatcher<A> {
             "open_gate" => self.open_gate(v, args(&v.args)?).await,
             "watchlist_set" => self.watchlist_set(v, args(&v.args)?).await,
             "watchlist_clear" => self.watchlist_clear(args(&v.args)?).await,
+            "get_snapshot" => self.get_snapshot(v, args(&v.args)?).await,
             other => Err(Refusal::new(
                 RefusalCode::UnknownCommand,
                 format!("unknown command {other:?}"),
@@ -347,6 +348,26 @@ impl<A: GatewayActions> Dispatcher<A> {
             .map_err(failed)?;
         self.actions.watchlist_changed();
         Ok(json!({ "removed": removed }))
+    }
+}
+
+impl<A: GatewayActions> Dispatcher<A> {
+    /// A snapshot `face_snapshots` held back, sent on an officer's signed
+    /// request (see `uplink::snapshots`).
+    async fn get_snapshot(
+        &self,
+        v: &Verified,
+        a: super::snapshots::GetSnapshotArgs,
+    ) -> Result<Value, Refusal> {
+        if a.reason.trim().is_empty() || a.reason.chars().count() > 200 {
+            return Err(bad_args("reason: expected 1..=200 characters".into()));
+        }
+        let dir = self.settings.data_dir.join("snapshots");
+        let officer = v.officer.clone();
+        self.db
+            .call(move |store| super::snapshots::get(store, &dir, &actor(&officer), &officer, &a))
+            .await
+            .map_err(failed)
     }
 }
 

@@ -27,6 +27,7 @@ use super::db::Db;
 use super::dispatch::Dispatcher;
 use super::payload::{EventPayload, Heartbeat, LinkState, StatusPayload};
 use super::settings::{Broker, Settings};
+use super::snapshots;
 use super::status;
 use super::Stopped;
 use crate::store::outbox;
@@ -354,16 +355,23 @@ impl<A: GatewayActions> Link<A> {
         s.exhausted = rows.len() < want;
         let topics = &self.settings.topics;
         for record in rows {
+            let mut payload = EventPayload::from_record(&record, topics);
             if let Some(name) = &record.snapshot {
-                if let Some(jpeg) = self.read_snapshot(name).await {
-                    self.publish(
-                        client,
-                        s,
-                        Msg::new(topics.snapshot(&record.id), jpeg, Tag::Snapshot),
-                    )?;
+                if snapshots::sent_with_event(self.settings.face_snapshots, &record) {
+                    if let Some(jpeg) = self.read_snapshot(name).await {
+                        self.publish(
+                            client,
+                            s,
+                            Msg::new(topics.snapshot(&record.id), jpeg, Tag::Snapshot),
+                        )?;
+                    }
+                } else {
+                    // Held back by `face_snapshots`: the station may ask (`get_snapshot`).
+                    payload.snapshot = None;
+                    payload.detail = snapshots::mark_on_request(payload.detail.take());
                 }
             }
-            let payload = serde_json::to_vec(&EventPayload::from_record(&record, topics))?;
+            let payload = serde_json::to_vec(&payload)?;
             self.publish(
                 client,
                 s,
