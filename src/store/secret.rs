@@ -232,8 +232,9 @@ mod tests {
         let data = dir.join("data");
         fs::create_dir_all(&data).unwrap();
         DeviceSecret::load_or_create(&data).unwrap();
-        // A file where the key's directory should be: the move cannot succeed.
-        fs::write(dir.join("etc"), b"not a directory").unwrap();
+        // The key's directory is a dangling link: the key reads as missing,
+        // and the move cannot create its directory.
+        std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("etc")).unwrap();
         let err = DeviceSecret::open(&dir.join("etc/device.key"), Some(&data.join(FILE_NAME)))
             .unwrap_err()
             .to_string();
