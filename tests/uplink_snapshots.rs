@@ -159,6 +159,29 @@ async fn an_unknown_face_stays_on_the_gateway_until_an_officer_asks_for_it() {
     assert_eq!(reads[0].0, "station:officer-7");
     assert_eq!(reads[0].1, unknown.id);
     assert!(reads[0].2.contains("courier dispute"), "{}", reads[0].2);
+
+    // The event log the station pages through says the same as the live event.
+    let page = station::call(
+        &mut conn,
+        &topics,
+        &signer,
+        Some(&reply_key),
+        "query_events",
+        json!({}),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(page.ok, "{page:?}");
+    let logged = page.result.unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == unknown.id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(logged["snapshot"], serde_json::Value::Null);
+    assert_eq!(logged["detail"]["snapshot_on_request"], true);
     conn.close().await;
     task.stop().await;
 }

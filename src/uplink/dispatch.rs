@@ -17,7 +17,6 @@ use super::actions::{GatewayActions, RemoteOpen};
 use super::args::*;
 use super::command::{self, Refusal, RefusalCode, Reply, SignedCommand, Verified};
 use super::db::Db;
-use super::payload::EventPayload;
 use super::settings::Settings;
 use crate::domain::{GateId, ResidentId};
 use crate::store::events::{self, EventFilter};
@@ -244,8 +243,9 @@ impl<A: GatewayActions> Dispatcher<A> {
         let mut bytes = 0usize;
         let mut truncated = false;
         for rec in rows.iter().take(page as usize) {
-            let p = serde_json::to_value(EventPayload::from_record(rec, &self.settings.topics))
-                .map_err(|e| failed(e.into()))?;
+            let p =
+                super::snapshots::payload(self.settings.face_snapshots, rec, &self.settings.topics);
+            let p = serde_json::to_value(p).map_err(|e| failed(e.into()))?;
             bytes += p.to_string().len();
             if bytes > MAX_PAGE_BYTES && !out.is_empty() {
                 truncated = true;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::actions::GatewayActions;
 use super::db::Db;
 use super::dispatch::Dispatcher;
-use super::payload::{EventPayload, Heartbeat, LinkState, StatusPayload};
+use super::payload::{Heartbeat, LinkState, StatusPayload};
 use super::settings::{Broker, Settings};
 use super::snapshots;
 use super::status;
@@ -355,9 +355,10 @@ impl<A: GatewayActions> Link<A> {
         s.exhausted = rows.len() < want;
         let topics = &self.settings.topics;
         for record in rows {
-            let mut payload = EventPayload::from_record(&record, topics);
+            let policy = self.settings.face_snapshots;
             if let Some(name) = &record.snapshot {
-                if snapshots::sent_with_event(self.settings.face_snapshots, &record) {
+                // Held back by `face_snapshots`: the station may ask (`get_snapshot`).
+                if snapshots::sent_with_event(policy, &record) {
                     if let Some(jpeg) = self.read_snapshot(name).await {
                         self.publish(
                             client,
@@ -365,13 +366,9 @@ impl<A: GatewayActions> Link<A> {
                             Msg::new(topics.snapshot(&record.id), jpeg, Tag::Snapshot),
                         )?;
                     }
-                } else {
-                    // Held back by `face_snapshots`: the station may ask (`get_snapshot`).
-                    payload.snapshot = None;
-                    payload.detail = snapshots::mark_on_request(payload.detail.take());
                 }
             }
-            let payload = serde_json::to_vec(&payload)?;
+            let payload = serde_json::to_vec(&snapshots::payload(policy, &record, topics))?;
             self.publish(
                 client,
                 s,

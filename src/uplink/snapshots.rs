@@ -15,6 +15,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::payload::EventPayload;
+use super::topics::Topics;
 use crate::config::FaceSnapshots;
 use crate::store::events::EventRecord;
 use crate::store::Store;
@@ -46,6 +48,18 @@ pub fn sent_with_event(policy: FaceSnapshots, record: &EventRecord) -> bool {
         FaceSnapshots::Never => false,
         FaceSnapshots::Watchlist => record.reason.as_deref() == Some("watchlist_match"),
     }
+}
+
+/// The event as the station sees it, live or through `query_events`: a
+/// held-back snapshot is not named (its topic never carries it) and the
+/// detail says it can be requested.
+pub fn payload(policy: FaceSnapshots, record: &EventRecord, topics: &Topics) -> EventPayload {
+    let mut payload = EventPayload::from_record(record, topics);
+    if record.snapshot.is_some() && !sent_with_event(policy, record) {
+        payload.snapshot = None;
+        payload.detail = mark_on_request(payload.detail.take());
+    }
+    payload
 }
 
 /// The event's `detail` with `snapshot_on_request: true`, so the station knows
