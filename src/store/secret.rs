@@ -3,7 +3,9 @@
 //! copied database or data directory alone does not reveal which ID numbers or
 //! PINs it holds, nor decrypt face crops. Older installs kept it at
 //! `<data_dir>/device.key`; it is moved on first open (with a log line), or, if
-//! it cannot be moved, the open fails with the command that moves it.
+//! it cannot be moved (the daemon under `ProtectSystem=strict`), it is used
+//! where it lies with an error-level log line naming the command that moves
+//! it: the gate keeps working, and `doctor` keeps warning.
 
 use std::fs;
 use std::io::Write;
@@ -40,13 +42,22 @@ impl DeviceSecret {
 
     /// The secret at `path`, created if missing. If it is missing and
     /// `legacy` (the old `<data_dir>/device.key`) exists, that file is moved
-    /// to `path` first, so an existing install keeps its hashes.
+    /// to `path` first, so an existing install keeps its hashes; if it cannot
+    /// be moved, it is used in place (logged as an error).
     pub fn open(path: &Path, legacy: Option<&Path>) -> Result<DeviceSecret> {
         match fs::read(path) {
             Ok(bytes) => DeviceSecret::from_file(path, bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(old) = legacy.filter(|old| *old != path && old.exists()) {
-                    move_legacy(old, path)?;
+                    if let Err(e) = move_legacy(old, path) {
+                        // A gate that will not start locks residents out: keep
+                        // the old key in place, loudly (doctor warns too).
+                        tracing::error!("{e:#}");
+                        let bytes = fs::read(old).with_context(|| {
+                            format!("cannot read device secret {}", old.display())
+                        })?;
+                        return DeviceSecret::from_file(old, bytes);
+                    }
                     let bytes = fs::read(path)
                         .with_context(|| format!("cannot read device secret {}", path.display()))?;
                     let mut secret = DeviceSecret::from_file(path, bytes)?;
@@ -173,7 +184,7 @@ fn move_legacy(from: &Path, to: &Path) -> Result<()> {
     attempt().map_err(|e| {
         anyhow::anyhow!(
             "the device secret is still at {from}, inside the data directory, and could not be moved \
-             to {to} (store.device_key): {e}. Move it once as root: \
+             to {to} (store.device_key): {e}; it is used where it lies until moved once as root: \
              install -m 600 -o gatehouse -g gatehouse {from} {to} && rm {from}",
             from = from.display(),
             to = to.display()
@@ -226,22 +237,26 @@ mod tests {
     }
 
     #[test]
-    fn refuses_with_the_command_when_the_old_key_cannot_be_moved() {
+    fn keeps_using_an_old_key_it_cannot_move_and_says_how_to_move_it() {
         let dir = std::env::temp_dir().join(format!("gh-secret-stuck-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let data = dir.join("data");
         fs::create_dir_all(&data).unwrap();
-        DeviceSecret::load_or_create(&data).unwrap();
+        let old = DeviceSecret::load_or_create(&data).unwrap();
         // The key's directory is a dangling link: the key reads as missing,
         // and the move cannot create its directory.
         std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("etc")).unwrap();
-        let err = DeviceSecret::open(&dir.join("etc/device.key"), Some(&data.join(FILE_NAME)))
+        let err = move_legacy(&data.join(FILE_NAME), &dir.join("etc/device.key"))
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("could not be moved") && err.contains("install -m 600"),
             "{err}"
         );
+        let kept =
+            DeviceSecret::open(&dir.join("etc/device.key"), Some(&data.join(FILE_NAME))).unwrap();
+        assert_eq!(kept.path(), data.join(FILE_NAME), "used where it lies");
+        assert_eq!(kept.keyed_hash("id", b"x"), old.keyed_hash("id", b"x"));
         assert!(data.join(FILE_NAME).exists(), "the old key is kept");
         fs::remove_dir_all(&dir).ok();
     }
