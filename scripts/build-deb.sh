@@ -90,6 +90,20 @@ if [ "$1" = configure ]; then
   # The config may hold the LPR token: readable by the service, not by everyone.
   chgrp gatehouse /etc/gatehouse/gatehouse.toml
   chmod 0640 /etc/gatehouse/gatehouse.toml
+  # The device secret lives outside the data directory (README "Personal data").
+  # An older install kept it in /var/lib/gatehouse: move it (the hashes stay valid);
+  # a new install gets a fresh one. The daemon reads it as the gatehouse user.
+  key=/etc/gatehouse/device.key
+  if [ ! -e "$key" ]; then
+    if [ -e /var/lib/gatehouse/device.key ]; then
+      install -m 0600 -o gatehouse -g gatehouse /var/lib/gatehouse/device.key "$key"
+      rm -f /var/lib/gatehouse/device.key
+      echo "gatehouse: moved the device secret to $key"
+    else
+      (umask 077; head -c 32 /dev/urandom >"$key")
+      chown gatehouse:gatehouse "$key"
+    fi
+  fi
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     # An upgrade restarts a running daemon on the new binary.

@@ -50,6 +50,10 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
         ),
     )];
     checks.push(check_data_dir(config.data_dir()));
+    checks.push(check_device_secret(
+        &config.device_key_path(),
+        config.data_dir(),
+    ));
     checks.push(check_disk(config.data_dir()));
     checks.extend(check_gpio(config));
     checks.extend(check_models(config));
@@ -105,6 +109,67 @@ fn check_data_dir(dir: &Path) -> Check {
             "data directory",
             Status::Fail,
             format!("{} is not writable: {e}", dir.display()),
+        ),
+    }
+}
+
+/// Where the device secret is, and whether a copy of the data directory
+/// alone would give the keyed hashes their key.
+fn check_device_secret(key: &Path, data_dir: &Path) -> Check {
+    use std::os::unix::fs::PermissionsExt;
+    let label = "device secret";
+    let legacy = data_dir.join(crate::store::secret::FILE_NAME);
+    if key.starts_with(data_dir) {
+        return Check::new(
+            label,
+            Status::Warn,
+            format!(
+                "{} is inside the data directory: a copy of it reveals the ID-number and PIN hashes; \
+                 remove [store] device_key (default: beside the config, /etc/gatehouse/device.key)",
+                key.display()
+            ),
+        );
+    }
+    match std::fs::metadata(key) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => Check::new(
+            label,
+            Status::Fail,
+            format!(
+                "{} has mode {:o}: run chmod 600",
+                key.display(),
+                m.permissions().mode() & 0o777
+            ),
+        ),
+        Ok(_) => Check::new(
+            label,
+            Status::Pass,
+            format!("{}, outside the data directory", key.display()),
+        ),
+        Err(_) if legacy.exists() => Check::new(
+            label,
+            Status::Warn,
+            format!(
+                "still at {}; it moves to {} on the next start that may write there, or: \
+                 install -m 600 -o gatehouse -g gatehouse {} {} && rm {}",
+                legacy.display(),
+                key.display(),
+                legacy.display(),
+                key.display(),
+                legacy.display()
+            ),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::new(
+            label,
+            Status::Warn,
+            format!(
+                "{} does not exist yet; the first command that opens the register creates it",
+                key.display()
+            ),
+        ),
+        Err(e) => Check::new(
+            label,
+            Status::Fail,
+            format!("cannot read {}: {e}", key.display()),
         ),
     }
 }
@@ -298,5 +363,29 @@ fn check_clock() -> Check {
             Status::Warn,
             "not synchronised (no NTP yet?): events are flagged and residents are never refused for it",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_secret_check_warns_inside_the_data_directory_and_passes_outside() {
+        let root = std::env::temp_dir().join(format!("gh-doctor-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let data = root.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let inside = crate::store::DeviceSecret::load_or_create(&data).unwrap();
+        let check = check_device_secret(inside.path(), &data);
+        assert_eq!(check.status, Status::Warn, "{}", check.detail);
+        let outside = root.join("etc/device.key");
+        let check = check_device_secret(&outside, &data);
+        assert_eq!(check.status, Status::Warn, "old key still to move");
+        assert!(check.detail.contains("install -m 600"), "{}", check.detail);
+        crate::store::DeviceSecret::open(&outside, Some(&data.join("device.key"))).unwrap();
+        let check = check_device_secret(&outside, &data);
+        assert_eq!(check.status, Status::Pass, "{}", check.detail);
+        std::fs::remove_dir_all(&root).ok();
     }
 }

@@ -15,8 +15,14 @@ pub const ORT_VERSION: &str = "1.31.1";
 static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
 static LOADED_FROM: Mutex<Option<PathBuf>> = Mutex::new(None);
 
+/// The system install (`scripts/build-deb.sh` puts it here).
+pub const SYSTEM_PATH: &str = "/usr/lib/gatehouse/libonnxruntime.so";
+
 /// Where to look for the library, in order: `ORT_DYLIB_PATH`, the config's
-/// `[models] onnxruntime`, the system install, next to the binary, and the
+/// `[models] onnxruntime`, the system install. Loading a library runs its
+/// code: a release build never looks in the current directory or beside the
+/// binary, where root running the CLI in a writable folder would load
+/// whatever lies there. Debug builds (development, `cargo test`) also try the
 /// project-local cache that `scripts/setup.sh` fills.
 pub fn candidates(configured: Option<&Path>) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -26,15 +32,14 @@ pub fn candidates(configured: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = configured {
         out.push(p.to_path_buf());
     }
-    out.push(PathBuf::from("/usr/lib/gatehouse/libonnxruntime.so"));
+    out.push(PathBuf::from(SYSTEM_PATH));
+    #[cfg(debug_assertions)]
     if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            out.push(dir.join("libonnxruntime.so"));
-            // target/{debug,release}/gatehouse → <repo>/.cache/onnxruntime
-            out.push(dir.join("../../.cache/onnxruntime/libonnxruntime.so"));
+        // target/debug/gatehouse (or target/debug/deps/<test>) → <repo>/.cache/onnxruntime
+        for up in exe.ancestors().skip(1).take(3) {
+            out.push(up.join("../.cache/onnxruntime/libonnxruntime.so"));
         }
     }
-    out.push(PathBuf::from(".cache/onnxruntime/libonnxruntime.so"));
     out
 }
 
@@ -91,4 +96,26 @@ pub fn session(model: &Path, threads: usize) -> Result<ort::session::Session> {
         .commit_from_file(model)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_looks_in_the_current_directory() {
+        let tried = candidates(Some(Path::new("/opt/ort/libonnxruntime.so")));
+        assert!(tried.iter().all(|p| p.is_absolute()), "{tried:?}");
+        let cwd = std::env::current_dir().unwrap();
+        assert!(!tried.contains(&cwd.join("libonnxruntime.so")), "{tried:?}");
+        assert!(tried.contains(&PathBuf::from("/opt/ort/libonnxruntime.so")));
+        assert!(tried.contains(&PathBuf::from(SYSTEM_PATH)));
+        // A release build knows exactly three places.
+        #[cfg(not(debug_assertions))]
+        assert_eq!(
+            tried.len(),
+            2 + usize::from(std::env::var_os("ORT_DYLIB_PATH").is_some()),
+            "{tried:?}"
+        );
+    }
 }

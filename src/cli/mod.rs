@@ -23,7 +23,7 @@ mod uplink_cmd;
 mod vehicle;
 mod visitor;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -183,23 +183,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 impl Cli {
     /// The effective configuration: `--config`/`GATEHOUSE_CONFIG`, else the
-    /// default path, else (on a machine without one) the built-in demo config.
-    /// `--data-dir` is applied on top.
+    /// default path; `--data-dir` is applied on top. Without either there is no
+    /// configuration: that is a usage error (exit 2) naming the paths tried, and
+    /// nothing is written (only `gatehouse demo` runs on the built-in config).
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => {
-                let default = PathBuf::from(DEFAULT_CONFIG_PATH);
-                if default.exists() {
-                    Config::load(&default)?
-                } else {
-                    tracing::warn!(
-                        "no config at {DEFAULT_CONFIG_PATH} and no --config given; using the built-in demo configuration"
-                    );
-                    Config::demo()
-                }
-            }
-        };
+        let path = resolve_config_path(self.config.as_deref(), Path::new(DEFAULT_CONFIG_PATH))
+            .map_err(config_error)?;
+        let mut config = Config::load(&path)?;
         if let Some(dir) = &self.data_dir {
             config.set_data_dir(dir.clone());
         }
@@ -207,7 +197,53 @@ impl Cli {
     }
 }
 
+/// The config file a command reads: the one named (flag or environment), else
+/// `default` if it exists. No file is never silently replaced by the demo
+/// configuration, which would write a `gatehouse-data/` wherever the command ran.
+fn resolve_config_path(named: Option<&Path>, default: &Path) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = named {
+        return Ok(path.to_path_buf());
+    }
+    if default.exists() {
+        return Ok(default.to_path_buf());
+    }
+    Err(ConfigError {
+        source_name: default.display().to_string(),
+        key_path: String::new(),
+        problem: format!(
+            "no configuration: --config was not given, GATEHOUSE_CONFIG is not set and {} does not exist; \
+             pass --config FILE (see config/gatehouse.example.toml), or try `gatehouse demo`",
+            default.display()
+        ),
+    })
+}
+
 /// Turns a `ConfigError` into an `anyhow::Error` that still maps to exit 2.
 pub fn config_error(e: ConfigError) -> anyhow::Error {
     anyhow::Error::new(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_named_or_default_config_there_is_no_configuration() {
+        let missing = std::env::temp_dir().join("gatehouse-no-such-dir/gatehouse.toml");
+        let err = resolve_config_path(None, &missing).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&missing.display().to_string()), "{text}");
+        assert!(
+            text.contains("--config") && text.contains("GATEHOUSE_CONFIG"),
+            "{text}"
+        );
+        assert_eq!(exit_code_of(&config_error(err)), 2);
+    }
+
+    #[test]
+    fn a_named_config_wins_over_the_default() {
+        let named = Path::new("/somewhere/site.toml");
+        let path = resolve_config_path(Some(named), Path::new("/nonexistent")).unwrap();
+        assert_eq!(path, named);
+    }
 }

@@ -31,6 +31,17 @@ pub enum ResidentCommand {
         #[command(flatten)]
         out: FormatArg,
     },
+    /// Check an ID number a person shows against the one registered (the
+    /// register keeps only a keyed hash); prints match or no match (audited)
+    CheckId {
+        resident: ResidentId,
+        /// The number (`-` reads it from standard input, keeping it out of shell history)
+        #[arg(long, value_name = "NUMBER")]
+        id_number: String,
+        /// Kind of ID document
+        #[arg(long, default_value = "resident_id")]
+        id_kind: IdKind,
+    },
     /// Change a resident's details; `none` clears an optional field
     Update(UpdateArgs),
     /// Refuse a resident at every gate until resumed
@@ -175,6 +186,11 @@ pub fn run(cli: &Cli, cmd: &ResidentCommand) -> Result<ExitCode> {
             reveal_phone,
             out,
         } => show(&store, &actor, *resident, *reveal_phone, *out),
+        ResidentCommand::CheckId {
+            resident,
+            id_number,
+            id_kind,
+        } => check_id(&store, &actor, *resident, id_number, *id_kind),
         ResidentCommand::Update(a) => update(&store, &actor, a),
         ResidentCommand::Suspend { resident } => {
             status(&store, &actor, *resident, PersonStatus::Suspended)
@@ -362,6 +378,31 @@ fn show(
         print!("{}", render_pairs(&pairs));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 0 on a match, 1 on no match (so a script can branch on it).
+fn check_id(
+    store: &Store,
+    actor: &str,
+    id: ResidentId,
+    raw: &str,
+    kind: IdKind,
+) -> Result<ExitCode> {
+    let doc = id_document(raw, kind)?;
+    match people::check_id_document(store, actor, id, &doc)? {
+        Some(true) => {
+            println!("match: this is the {kind} number registered for {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(false) => {
+            println!("no match: {id} has a different {kind} number registered");
+            Ok(ExitCode::from(1))
+        }
+        None => Err(anyhow::Error::new(super::Exit {
+            code: 1,
+            message: format!("{id} has no ID document registered"),
+        })),
+    }
 }
 
 fn update(store: &Store, actor: &str, a: &UpdateArgs) -> Result<ExitCode> {

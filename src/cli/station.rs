@@ -34,7 +34,7 @@ pub enum StationCommand {
         target: Target,
         #[command(flatten)]
         signer: SignerArgs,
-        /// ping, query_events, get_resident, open_gate, watchlist_set, watchlist_clear
+        /// ping, query_events, get_resident, open_gate, watchlist_set, watchlist_clear, get_snapshot
         command: String,
         /// The command's arguments as a JSON object
         #[arg(long, default_value = "{}")]

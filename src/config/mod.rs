@@ -108,6 +108,14 @@ pub struct Store {
     /// Audit rows are kept for the longer of this and `retention_days`.
     #[serde(default = "default_audit_retention_days")]
     pub audit_retention_days: u32,
+    /// The device secret that keys the hashes of ID numbers and PINs and encrypts
+    /// face crops. Default: `device.key` beside the config file
+    /// (`/etc/gatehouse/device.key`), outside `data_dir`, so a copy of the data
+    /// directory alone reveals nothing. A relative path is taken inside
+    /// `data_dir` (scratch setups such as the demo only). Under systemd,
+    /// `LoadCredential=device.key:…` (`$CREDENTIALS_DIRECTORY/device.key`) wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -130,6 +138,7 @@ impl Default for Store {
             database: default_database(),
             retention_days: default_retention_days(),
             audit_retention_days: default_audit_retention_days(),
+            device_key: None,
         }
     }
 }
@@ -475,6 +484,25 @@ pub struct Uplink {
     pub outbox_max_mb: Option<u32>,
     /// Seconds between status heartbeats.
     pub heartbeat_s: Option<u32>,
+    /// Which face snapshots go to the station with their event: `watchlist`
+    /// (only watchlist matches), `never` or `all`. Any other leaves only on a
+    /// signed, audited `get_snapshot` request. Pictures of plates are not faces
+    /// and are always sent.
+    #[serde(default)]
+    pub face_snapshots: FaceSnapshots,
+}
+
+/// `[uplink] face_snapshots`: which pictures of faces leave the gateway
+/// unasked. PIPL: a visitor's or courier's face is not the station's business
+/// unless an officer asks for that event.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaceSnapshots {
+    /// Only faces that matched the station's watchlist.
+    #[default]
+    Watchlist,
+    Never,
+    All,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
@@ -548,6 +576,10 @@ impl Config {
         // daemon happens to be started from.
         if let Some(dir) = path.parent() {
             config.resolve_relative_to(dir);
+            // The device secret lives beside the config, not beside the database.
+            if config.store.device_key.is_none() {
+                config.store.device_key = Some(dir.join(crate::store::secret::FILE_NAME));
+            }
         }
         Ok(config)
     }
@@ -793,6 +825,24 @@ impl Config {
 
     pub fn data_dir(&self) -> &Path {
         &self.store.data_dir
+    }
+
+    /// Where the device secret is read (or created): systemd's credential if
+    /// the unit passes one, else `store.device_key` (a relative path inside
+    /// `data_dir`), else, for a config not read from a file (the demo, tests),
+    /// `<data_dir>/device.key`.
+    pub fn device_key_path(&self) -> PathBuf {
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let credential = PathBuf::from(dir).join(crate::store::secret::FILE_NAME);
+            if credential.is_file() {
+                return credential;
+            }
+        }
+        match &self.store.device_key {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => self.store.data_dir.join(p),
+            None => self.store.data_dir.join(crate::store::secret::FILE_NAME),
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -225,6 +225,7 @@ fn router(app: AppRef) -> Router {
             "/residents/{id}/phone",
             post(pages::residents::reveal_phone),
         )
+        .route("/residents/{id}/check-id", post(pages::residents::check_id))
         .route("/residents/{id}/face", get(pages::faces::show))
         .route(
             "/residents/{id}/face/camera",

@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::mask::mask_middle;
+use super::mask::mask_all;
 use crate::store::DeviceSecret;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -131,13 +131,20 @@ impl IdDocument {
         self.kind
     }
 
-    /// `510105********1237` for resident IDs (region and check digits, no birth
-    /// date); other documents keep two characters at each end.
+    /// Every character starred, the length kept (`******************`).
+    ///
+    /// Why nothing is shown: whoever holds the device secret can test a
+    /// candidate number against the keyed hash. With the region and the last
+    /// four shown, only the birth date was hidden: about 1,700 candidates, a
+    /// fraction of a second. A resident ID number has about 3,000 region codes
+    /// × 36,525 birth dates in a century × 1,000 sequence numbers ≈ 10^11
+    /// valid values; showing any character divides that by 10 or more (the
+    /// check character alone by 11, leaving ≈ 10^10), so the masked form shows
+    /// none and stays well above 10^10 (`candidates_left`). Other documents
+    /// are shorter still. The desk recognises a person by name, household and
+    /// phone, and checks a number it is shown with `resident check-id`.
     pub fn masked(&self) -> String {
-        match self.kind {
-            IdKind::ResidentId => mask_middle(&self.number, 6, 4),
-            _ => mask_middle(&self.number, 2, 2),
-        }
+        mask_all(&self.number)
     }
 
     /// The lookup key stored in `person.id_hash`: HMAC-SHA256 under the device
@@ -201,7 +208,7 @@ mod tests {
         assert!(IdDocument::resident_id("510105199001011237").is_ok());
         // Lower-case x is normalised.
         let id = IdDocument::resident_id("11010519491231002x").unwrap();
-        assert_eq!(id.masked(), "110105********002X");
+        assert_eq!(id.masked(), "******************");
     }
 
     #[test]
@@ -233,8 +240,36 @@ mod tests {
     #[test]
     fn masks_and_debug_never_show_the_birth_date() {
         let id = IdDocument::resident_id("510105199001011237").unwrap();
-        assert_eq!(id.masked(), "510105********1237");
+        assert_eq!(id.masked(), "******************");
         assert!(!format!("{id:?}").contains("19900101"));
+        assert!(!format!("{id:?}").contains("1237"));
+    }
+
+    /// How many valid resident ID numbers fit a masked form, for an attacker
+    /// who knows the structure: ~3,000 county-level region codes, birth dates
+    /// over a century, 1,000 sequence numbers, and a check character that
+    /// keeps one candidate in 11 when it is shown. Digits shown in a field
+    /// divide that field's count by 10 each (at least one value stays).
+    fn candidates_left(masked: &str) -> f64 {
+        let shown = |range: std::ops::Range<usize>| {
+            masked[range].chars().filter(|c| *c != '*').count() as i32
+        };
+        let field = |values: f64, shown: i32| (values / 10f64.powi(shown)).max(1.0);
+        let check = if shown(17..18) == 1 { 11.0 } else { 1.0 };
+        field(3_000.0, shown(0..6)) * field(36_525.0, shown(6..14)) * field(1_000.0, shown(14..17))
+            / check
+    }
+
+    #[test]
+    fn a_masked_resident_id_leaves_at_least_ten_billion_candidates() {
+        let id = IdDocument::resident_id("11010519491231002X").unwrap();
+        let masked = id.masked();
+        assert!(masked.chars().filter(|c| *c != '*').count() <= 8);
+        assert!(candidates_left(&masked) >= 1e10, "{masked}");
+        // The old form hid only the birth date: a few thousand candidates.
+        assert!(candidates_left("110105********002X") < 1e4);
+        // Even the check character alone would fall short of 10^10.
+        assert!(candidates_left("*****************X") < 1e10);
     }
 
     #[test]
@@ -260,7 +295,7 @@ mod tests {
             IdDocument::parse(IdKind::Passport, "e12345678")
                 .unwrap()
                 .masked(),
-            "E1*****78"
+            "*********"
         );
         assert!(IdDocument::parse(IdKind::Passport, "E12").is_err());
         assert!(IdDocument::parse(IdKind::Passport, "E123-4567").is_err());

@@ -33,6 +33,12 @@ pub fn mask_middle(s: &str, head: usize, tail: usize) -> String {
     out
 }
 
+/// Every character starred, the length kept: for numbers whose every shown
+/// character would narrow a search (ID documents, see `IdDocument::masked`).
+pub fn mask_all(s: &str) -> String {
+    "*".repeat(s.chars().count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +61,6 @@ mod tests {
         );
         assert_eq!(mask_middle("13800000000", 3, 4), "138****0000");
         assert_eq!(mask_middle("1234", 3, 4), "****");
+        assert_eq!(mask_all("11010519491231002X"), "******************");
     }
 }

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "008_strangers",
         include_str!("migrations/008_strangers.sql"),
     ),
+    (
+        "011_mask_id_numbers",
+        include_str!("migrations/011_mask_id_numbers.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {
@@ -50,4 +54,40 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
         tracing::info!(migration = name, "applied schema migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_011_remasks_stored_id_numbers_completely() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS
+            .iter()
+            .position(|(name, _)| *name == "011_mask_id_numbers")
+            .unwrap();
+        for (_, sql) in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        for (name, masked) in [("甲", "110105********002X"), ("乙", "E1*****78")] {
+            conn.execute(
+                "INSERT INTO person (name, id_masked, role, created_at, created_by, updated_at, updated_by)
+                 VALUES (?1, ?2, 'owner', 't', 'test', 't', 'test')",
+                rusqlite::params![name, masked],
+            )
+            .unwrap();
+        }
+        apply(&mut conn).unwrap();
+        let masked: Vec<String> = conn
+            .prepare("SELECT id_masked FROM person ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(masked, ["******************", "*********"]);
+    }
 }

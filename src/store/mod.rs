@@ -40,12 +40,29 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `data_dir`, applies pending
-    /// migrations and loads (or creates) the device secret beside it.
+    /// Opens (creating if needed) the database with the device secret at
+    /// `<data_dir>/device.key`: scratch setups (tests) whose key may sit beside
+    /// their database. A gateway opens through [`Store::open_config`].
     pub fn open(db_path: &Path, data_dir: &Path) -> Result<Store> {
+        Store::open_with_key(db_path, data_dir, &data_dir.join(secret::FILE_NAME))
+    }
+
+    /// Opens (creating if needed) the database in `data_dir`, applies pending
+    /// migrations and loads (or creates) the device secret at `key_path`; an
+    /// old `<data_dir>/device.key` is moved there first. The database files
+    /// are created, and kept, readable by their owner only.
+    pub fn open_with_key(db_path: &Path, data_dir: &Path, key_path: &Path) -> Result<Store> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let secret = DeviceSecret::load_or_create(data_dir)?;
+        let secret = DeviceSecret::open(key_path, Some(&data_dir.join(secret::FILE_NAME)))?;
+        let db_created = create_owner_only(db_path)?;
+        // root running the CLI first must not leave files the daemon's user
+        // cannot read: what this process created goes to the data directory's owner.
+        let created = [
+            secret.is_fresh().then_some(key_path),
+            db_created.then_some(db_path),
+        ];
+        give_to_owner_of(data_dir, created.into_iter().flatten());
         let conn = Connection::open_with_flags(
             db_path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -55,6 +72,9 @@ impl Store {
         .with_context(|| format!("cannot open database {}", db_path.display()))?;
         configure(&conn)
             .with_context(|| format!("cannot configure database {}", db_path.display()))?;
+        // SQLite gives -wal and -shm the main file's mode; an older install's
+        // files (created under the service's umask 0027) are tightened here.
+        tighten_db_files(db_path);
         let mut store = Store {
             conn,
             path: db_path.to_path_buf(),
@@ -65,9 +85,14 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the database named by a config (after `--data-dir` was applied).
+    /// Opens the database named by a config (after `--data-dir` was applied),
+    /// with the device secret where the config keeps it.
     pub fn open_config(config: &crate::config::Config) -> Result<Store> {
-        Store::open(&config.database_path(), config.data_dir())
+        Store::open_with_key(
+            &config.database_path(),
+            config.data_dir(),
+            &config.device_key_path(),
+        )
     }
 
     pub fn conn(&self) -> &Connection {
@@ -114,6 +139,62 @@ impl Store {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+/// Creates an empty database file with mode 0600 before SQLite opens it
+/// (an empty file is a valid empty database), whatever the umask. True when
+/// it created the file.
+fn create_owner_only(db_path: &Path) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db_path)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot create database {}", db_path.display())),
+    }
+}
+
+/// As root, hands files this process just created to the owner of `dir`
+/// (`gatehouse:gatehouse` on an install); otherwise nothing to do.
+fn give_to_owner_of<'a>(dir: &Path, paths: impl Iterator<Item = &'a Path>) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let Ok(owner) = std::fs::metadata(dir) else {
+        return;
+    };
+    for path in paths {
+        if let Err(e) = std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot hand the file to the data directory's owner");
+        }
+    }
+}
+
+/// Sets the database, its -wal and -shm to 0600 where they allow more; best
+/// effort (a file owned by someone else keeps its mode and opens as before).
+fn tighten_db_files(db_path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wal = db_path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = db_path.as_os_str().to_owned();
+    shm.push("-shm");
+    for path in [
+        db_path.to_path_buf(),
+        PathBuf::from(wal),
+        PathBuf::from(shm),
+    ] {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
     }
 }
 
@@ -168,6 +249,65 @@ mod tests {
         // Reopening applies nothing new and keeps the version.
         let store = Store::open(&dir.join("g.db"), &dir).unwrap();
         assert_eq!(store.schema_version().unwrap(), migrations::count());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn creates_the_database_wal_and_shm_readable_by_the_owner_only() {
+        let dir = std::env::temp_dir().join(format!("gh-store-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("g.db");
+        let store = Store::open(&db, &dir).unwrap();
+        // A write makes SQLite create the -wal and -shm files.
+        Store::audit(store.conn(), "test", "touch", None, None).unwrap();
+        for name in ["g.db", "g.db-wal", "g.db-shm"] {
+            assert_eq!(mode_of(&dir.join(name)), 0o600, "{name}");
+        }
+        drop(store);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn tightens_an_older_installs_world_readable_database() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("gh-store-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = dir.join("g.db");
+        drop(Store::open(&db, &dir).unwrap());
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&db, &dir).unwrap());
+        assert_eq!(mode_of(&db), 0o600);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_gateway_keeps_its_device_secret_outside_the_data_directory() {
+        let dir = std::env::temp_dir().join(format!("gh-store-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_path = dir.join("gatehouse.toml");
+        std::fs::write(
+            &config_path,
+            "[site]\nid = \"s\"\ngateway_id = \"g\"\nname = \"n\"\n\n[store]\ndata_dir = \"data\"\n",
+        )
+        .unwrap();
+        let config = crate::config::Config::load(&config_path).unwrap();
+        let store = Store::open_config(&config).unwrap();
+        assert_eq!(store.secret().path(), dir.join(secret::FILE_NAME));
+        let data_files: Vec<String> = std::fs::read_dir(dir.join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !data_files.iter().any(|f| f.contains("key")),
+            "{data_files:?}"
+        );
+        drop(store);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -335,8 +335,8 @@ pub(crate) fn insert(
     if let (Some(hash), Some(doc)) = (&id_hash, &new.id_document) {
         if let Some(other) = find_by_id_hash(conn, hash)? {
             bail!(
-                "ID number {} is already registered to {other}",
-                doc.masked()
+                "this {} number is already registered to {other}",
+                doc.kind()
             );
         }
     }
@@ -453,6 +453,33 @@ pub fn reveal_phone(store: &Store, actor: &str, id: ResidentId) -> Result<Option
         None,
     )?;
     Ok(person.phone)
+}
+
+/// Whether `doc` is the ID document registered for `id`: the desk types in
+/// the number a person shows and learns yes or no (the register keeps only its
+/// keyed hash, and shows it fully masked). Audited with the answer, never the
+/// number. `None` when the resident has no document registered.
+pub fn check_id_document(
+    store: &Store,
+    actor: &str,
+    id: ResidentId,
+    doc: &IdDocument,
+) -> Result<Option<bool>> {
+    let stored: Option<Vec<u8>> = store
+        .conn()
+        .prepare_cached("SELECT id_hash FROM person WHERE id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| anyhow::anyhow!("no resident {id}"))?;
+    let answer = stored.map(|h| h.as_slice() == doc.keyed_hash(store.secret()).as_slice());
+    Store::audit(
+        store.conn(),
+        actor,
+        "person.check_id",
+        Some(&id.to_string()),
+        Some(&serde_json::json!({ "kind": doc.kind(), "matches": answer })),
+    )?;
+    Ok(answer)
 }
 
 /// Filters for [`search`]; all given filters must match.
@@ -678,7 +705,7 @@ pub(crate) fn apply_update(
         if current_hash.as_deref() != hash.as_ref().map(|h| &h[..]) {
             if let (Some(h), Some(d)) = (&hash, doc) {
                 if let Some(other) = find_by_id_hash(conn, h)?.filter(|o| *o != id) {
-                    bail!("ID number {} is already registered to {other}", d.masked());
+                    bail!("this {} number is already registered to {other}", d.kind());
                 }
             }
             sets.push(("id_hash", Box::new(hash.map(|h| h.to_vec()))));

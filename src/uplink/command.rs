@@ -39,6 +39,7 @@ pub const COMMANDS: &[&str] = &[
     "open_gate",
     "watchlist_set",
     "watchlist_clear",
+    "get_snapshot",
 ];
 
 /// A command as it travels (`…/cmd/{command}` payload).

@@ -17,7 +17,6 @@ use super::actions::{GatewayActions, RemoteOpen};
 use super::args::*;
 use super::command::{self, Refusal, RefusalCode, Reply, SignedCommand, Verified};
 use super::db::Db;
-use super::payload::EventPayload;
 use super::settings::Settings;
 use crate::domain::{GateId, ResidentId};
 use crate::store::events::{self, EventFilter};
@@ -181,6 +180,7 @@ impl<A: GatewayActions> Dispatcher<A> {
             "open_gate" => self.open_gate(v, args(&v.args)?).await,
             "watchlist_set" => self.watchlist_set(v, args(&v.args)?).await,
             "watchlist_clear" => self.watchlist_clear(args(&v.args)?).await,
+            "get_snapshot" => self.get_snapshot(v, args(&v.args)?).await,
             other => Err(Refusal::new(
                 RefusalCode::UnknownCommand,
                 format!("unknown command {other:?}"),
@@ -243,8 +243,9 @@ impl<A: GatewayActions> Dispatcher<A> {
         let mut bytes = 0usize;
         let mut truncated = false;
         for rec in rows.iter().take(page as usize) {
-            let p = serde_json::to_value(EventPayload::from_record(rec, &self.settings.topics))
-                .map_err(|e| failed(e.into()))?;
+            let p =
+                super::snapshots::payload(self.settings.face_snapshots, rec, &self.settings.topics);
+            let p = serde_json::to_value(p).map_err(|e| failed(e.into()))?;
             bytes += p.to_string().len();
             if bytes > MAX_PAGE_BYTES && !out.is_empty() {
                 truncated = true;
@@ -347,6 +348,26 @@ impl<A: GatewayActions> Dispatcher<A> {
             .map_err(failed)?;
         self.actions.watchlist_changed();
         Ok(json!({ "removed": removed }))
+    }
+}
+
+impl<A: GatewayActions> Dispatcher<A> {
+    /// A snapshot `face_snapshots` held back, sent on an officer's signed
+    /// request (see `uplink::snapshots`).
+    async fn get_snapshot(
+        &self,
+        v: &Verified,
+        a: super::snapshots::GetSnapshotArgs,
+    ) -> Result<Value, Refusal> {
+        if a.reason.trim().is_empty() || a.reason.chars().count() > 200 {
+            return Err(bad_args("reason: expected 1..=200 characters".into()));
+        }
+        let dir = self.settings.data_dir.join("snapshots");
+        let officer = v.officer.clone();
+        self.db
+            .call(move |store| super::snapshots::get(store, &dir, &actor(&officer), &officer, &a))
+            .await
+            .map_err(failed)
     }
 }
 

@@ -25,8 +25,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::actions::GatewayActions;
 use super::db::Db;
 use super::dispatch::Dispatcher;
-use super::payload::{EventPayload, Heartbeat, LinkState, StatusPayload};
+use super::payload::{Heartbeat, LinkState, StatusPayload};
 use super::settings::{Broker, Settings};
+use super::snapshots;
 use super::status;
 use super::Stopped;
 use crate::store::outbox;
@@ -354,16 +355,20 @@ impl<A: GatewayActions> Link<A> {
         s.exhausted = rows.len() < want;
         let topics = &self.settings.topics;
         for record in rows {
+            let policy = self.settings.face_snapshots;
             if let Some(name) = &record.snapshot {
-                if let Some(jpeg) = self.read_snapshot(name).await {
-                    self.publish(
-                        client,
-                        s,
-                        Msg::new(topics.snapshot(&record.id), jpeg, Tag::Snapshot),
-                    )?;
+                // Held back by `face_snapshots`: the station may ask (`get_snapshot`).
+                if snapshots::sent_with_event(policy, &record) {
+                    if let Some(jpeg) = self.read_snapshot(name).await {
+                        self.publish(
+                            client,
+                            s,
+                            Msg::new(topics.snapshot(&record.id), jpeg, Tag::Snapshot),
+                        )?;
+                    }
                 }
             }
-            let payload = serde_json::to_vec(&EventPayload::from_record(&record, topics))?;
+            let payload = serde_json::to_vec(&snapshots::payload(policy, &record, topics))?;
             self.publish(
                 client,
                 s,

@@ -25,6 +25,7 @@ mod dispatch;
 mod link;
 pub mod payload;
 mod settings;
+pub mod snapshots;
 pub mod status;
 pub mod tls;
 pub mod topics;
@@ -103,8 +104,12 @@ pub async fn run<A: GatewayActions>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Stopped> {
     let store = {
-        let (db, dir) = (settings.db_path.clone(), settings.data_dir.clone());
-        tokio::task::spawn_blocking(move || Store::open(&db, &dir))
+        let (db, dir, key) = (
+            settings.db_path.clone(),
+            settings.data_dir.clone(),
+            settings.device_key.clone(),
+        );
+        tokio::task::spawn_blocking(move || Store::open_with_key(&db, &dir, &key))
             .await
             .context("database task was cancelled")??
     };

@@ -125,6 +125,10 @@ pub struct Settings {
     pub timing: Timing,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
+    /// The device secret (`Config::device_key_path`), which keys the replies.
+    pub device_key: PathBuf,
+    /// Which face snapshots are published with their event (`[uplink] face_snapshots`).
+    pub face_snapshots: crate::config::FaceSnapshots,
     pub client_id: String,
     /// Stop once the outbox is empty (`gatehouse uplink drain --until-empty`).
     pub exit_when_drained: bool,
@@ -238,6 +242,8 @@ impl Settings {
             timing,
             db_path: config.database_path(),
             data_dir: config.data_dir().to_path_buf(),
+            device_key: config.device_key_path(),
+            face_snapshots: config.uplink.face_snapshots,
             exit_when_drained: false,
         })
     }

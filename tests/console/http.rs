@@ -472,3 +472,139 @@ fn the_manager_sees_recurring_strangers_with_their_snapshots_and_every_look_is_a
     let mut anon = Http::new(&gw.base);
     assert_ne!(anon.get_bytes("/snapshots/face-east-test0.jpg").0, 200);
 }
+
+#[test]
+fn edit_form_never_shows_the_full_phone_and_an_empty_field_keeps_it() {
+    let gw = Gateway::start("console-phone");
+    let mut http = signed_in_manager(&gw);
+    let token = http.csrf();
+    let r = http.post(
+        "/residents/new",
+        &with_token(
+            &token,
+            &[
+                ("name", "王五"),
+                ("role", "owner"),
+                ("id_kind", "resident_id"),
+                ("id_number", "11010519491231002X"),
+                ("phone", "13812345678"),
+                ("address", "3-2-503"),
+            ],
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = r.location.expect("redirect to the new resident");
+    let edit = http.get(&format!("{page}/edit"));
+    assert_eq!(edit.status, 200);
+    assert!(
+        !edit.body.contains("13812345678"),
+        "full phone in the edit form"
+    );
+    assert!(
+        edit.body.contains("138****5678"),
+        "masked phone as the hint"
+    );
+
+    // Saving the form as shown (phone field empty) keeps the number.
+    let token = http.csrf();
+    let r = http.post(
+        &format!("{page}/edit"),
+        &with_token(
+            &token,
+            &[
+                ("name", "王五"),
+                ("role", "owner"),
+                ("id_kind", "resident_id"),
+                ("id_number", ""),
+                ("phone", ""),
+                ("address", "3-2-504"),
+            ],
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let store = Store::open(&gw.dir.path().join("gatehouse.db"), gw.dir.path()).unwrap();
+    let rid: i64 = page.rsplit('/').next().unwrap().parse().unwrap();
+    let person =
+        gatehouse::store::people::get(store.conn(), gatehouse::domain::ResidentId(rid)).unwrap();
+    assert_eq!(
+        person.phone.map(|p| p.as_str().to_string()).as_deref(),
+        Some("13812345678")
+    );
+    assert_eq!(
+        person.address.map(|a| a.to_string()).as_deref(),
+        Some("3-2-504")
+    );
+    let reads: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'person.read_phone'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reads, 0, "nobody asked to see the phone in full");
+}
+
+#[test]
+fn the_desk_checks_an_id_number_without_seeing_it_and_the_check_is_audited() {
+    let gw = Gateway::start("console-check-id");
+    let mut http = signed_in_manager(&gw);
+    let token = http.csrf();
+    let r = http.post(
+        "/residents/new",
+        &with_token(
+            &token,
+            &[
+                ("name", "赵六"),
+                ("role", "owner"),
+                ("id_kind", "resident_id"),
+                ("id_number", "11010519491231002X"),
+                ("address", "3-2-505"),
+            ],
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = r.location.expect("redirect to the new resident");
+    let shown = http.get(&page);
+    assert!(
+        shown.body.contains("******************"),
+        "masked ID on the page"
+    );
+    assert!(
+        !shown.body.contains("110105"),
+        "no part of the number is shown"
+    );
+
+    for (number, answers) in [
+        (
+            "11010519491231002x",
+            ["证件号码一致", "matches the one on record"],
+        ),
+        ("510105199001011237", ["证件号码不一致", "does NOT match"]),
+    ] {
+        let token = http.csrf();
+        let r = http.post(
+            &format!("{page}/check-id"),
+            &with_token(&token, &[("id_kind", "resident_id"), ("id_number", number)]),
+        );
+        assert_eq!(r.status, 303, "{}", r.body);
+        let after = http.get(&page);
+        assert!(
+            answers.iter().any(|a| after.body.contains(a)),
+            "{number}: {}",
+            after.body
+        );
+        assert!(!after.body.contains(number), "the number is not echoed");
+    }
+    let store = Store::open(&gw.dir.path().join("gatehouse.db"), gw.dir.path()).unwrap();
+    let details: Vec<String> = store
+        .conn()
+        .prepare("SELECT detail FROM audit WHERE action = 'person.check_id' AND actor LIKE 'console:%' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(details[0].contains("\"matches\":true") && details[1].contains("\"matches\":false"));
+}

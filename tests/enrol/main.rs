@@ -12,3 +12,4 @@ mod cli;
 mod crash;
 mod import;
 mod privacy;
+mod pipl_desk;

@@ -86,6 +86,9 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     let postinst = std::fs::read_to_string(root.join("DEBIAN/postinst")).unwrap();
     assert!(postinst.contains("systemd-sysusers /usr/lib/sysusers.d/gatehouse.conf"));
     assert!(postinst.contains("systemd-tmpfiles --create /usr/lib/tmpfiles.d/gatehouse.conf"));
+    // The device secret outside the data directory: created, or moved from an older install.
+    assert!(postinst.contains("key=/etc/gatehouse/device.key"));
+    assert!(postinst.contains("/var/lib/gatehouse/device.key \"$key\""));
     for (packaged, source) in [
         (
             "lib/systemd/system/gatehouse.service",

@@ -95,3 +95,51 @@ fn sysusers_creates_the_user_and_tmpfiles_the_directories() {
     run("systemd-tmpfiles", &["--create"], "gatehouse.tmpfiles");
     assert!(sysroot.path().join("var/lib/gatehouse/snapshots").is_dir());
 }
+
+/// `[section]` → its `Key=value` lines, for checks a verifier cannot make.
+fn directives(section: &str) -> Vec<(String, String)> {
+    let text = unit_text();
+    let mut current = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            current = line.to_string();
+        } else if current == section && !line.starts_with('#') {
+            if let Some((k, v)) = line.split_once('=') {
+                out.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn service_keeps_restarting_and_bounds_files_and_memory() {
+    let unit = directives("[Unit]");
+    assert!(
+        unit.contains(&("StartLimitIntervalSec".into(), "0".into())),
+        "five quick failures must not leave the gate dead: {unit:?}"
+    );
+    let service = directives("[Service]");
+    let value = |key: &str| {
+        service
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key}= in [Service]"))
+    };
+    let files: u32 = value("LimitNOFILE").parse().unwrap();
+    assert!(files >= 4096, "1,000 idle clients plus cameras: {files}");
+    let memory = value("MemoryMax");
+    let mb: u32 = memory.trim_end_matches('M').parse().unwrap();
+    assert!(
+        (512..=1024).contains(&mb),
+        "headroom over the ~230 MB daemon, below a Pi's RAM: {memory}"
+    );
+    assert!(
+        service
+            .iter()
+            .any(|(k, v)| k == "DeviceAllow" && v == "/dev/gpiomem0 rw"),
+        "Raspberry Pi 5 GPIO"
+    );
+}

@@ -13,3 +13,4 @@ mod kill;
 mod publish;
 mod smoke_mqtt;
 mod tls;
+mod snapshots;

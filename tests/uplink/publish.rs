@@ -49,6 +49,9 @@ async fn events_snapshots_and_status_arrive_and_match_the_schemas() {
     let collector = Collector::start(broker.port, "gatehouse/v1/lotus/gw1/#", None);
     let mut settings = gw.settings(Some(&broker.url()));
     settings.timing.heartbeat = Duration::from_millis(400);
+    // Every face snapshot leaves with its event (the default sends only
+    // watchlist matches: tests/uplink_snapshots.rs).
+    settings.face_snapshots = gatehouse::config::FaceSnapshots::All;
     let task = UplinkTask::start(settings, Arc::new(NoGates));
     let msgs = blocking(|| {
         collector.wait_until(Duration::from_secs(15), "4 events and 2 heartbeats", |m| {

@@ -237,6 +237,10 @@ pub struct PersonForm {
     residence_permit_until: String,
     #[serde(default)]
     notes: String,
+    /// Edit form only: remove the phone on record (the field itself starts
+    /// empty there, so an empty field keeps the number).
+    #[serde(default)]
+    clear_phone: Option<String>,
 }
 
 /// The form's values, checked by the same parsers as the CLI and the import.
@@ -371,13 +375,23 @@ fn check(l: Lang, f: &PersonForm) -> Result<Checked, Vec<String>> {
     })
 }
 
+/// What the edit form shows of the values on record instead of the values
+/// themselves: the masked ID and phone (the full phone is only ever shown by
+/// the audited "show in full").
+struct OnRecord {
+    id: String,
+    phone: Option<String>,
+}
+
 fn person_form(
     ctx: &Ctx,
     action: &str,
     f: &PersonForm,
-    id_hint: Option<&str>,
+    on_record: Option<&OnRecord>,
     problems: &[String],
 ) -> Markup {
+    let id_hint = on_record.map(|r| r.id.as_str());
+    let phone_hint = on_record.and_then(|r| r.phone.as_deref());
     let l = ctx.lang;
     let Some(me) = ctx.user.as_ref() else {
         return html! {};
@@ -408,7 +422,13 @@ fn person_form(
                 (layout::select(l.t("身份", "Role"), "role", &roles, if f.role.is_empty() { "tenant" } else { &f.role }))
                 (layout::select(l.t("证件类型", "ID kind"), "id_kind", &kinds, if f.id_kind.is_empty() { "resident_id" } else { &f.id_kind }))
                 (layout::input(l.t("证件号码", "ID number"), "id_number", &f.id_number, "text", id_hint))
-                (layout::input(l.t("手机", "Mobile"), "phone", &f.phone, "tel", None))
+                (layout::input(l.t("手机", "Mobile"), "phone", &f.phone, "tel", phone_hint))
+                @if phone_hint.is_some() {
+                    label.check {
+                        input type="checkbox" name="clear_phone" value="1" checked[f.clear_phone.is_some()];
+                        span { (l.t("删除登记的手机号", "Remove the mobile number on record")) }
+                    }
+                }
                 (layout::input(l.t("地址（楼栋-单元-房号）", "Address (building-unit-room)"), "address", &f.address, "text", Some("3-2-501")))
                 (layout::select(l.t("房屋类型", "Household kind"), "household_kind", &households, &f.household_kind))
                 (layout::input(l.t("生效日期", "Valid from"), "valid_from", &f.valid_from, "date", None))
@@ -517,6 +537,15 @@ pub async fn show(ctx: Ctx, Path(id): Path<i64>) -> Page {
                 dt { (l.t("房屋类型", "Household")) } dd { (p.household_kind.map(|k| l.household(k)).unwrap_or("-")) }
                 dt { (l.t("证件", "ID")) } dd {
                     (p.id_kind.map(|k| l.id_kind(k)).unwrap_or("-")) " " (p.id_masked.as_deref().unwrap_or(""))
+                    @if let Some(kind) = p.id_kind.filter(|_| p.id_masked.is_some()) {
+                        form.inline.no-print method="post" action=(format!("{base}/check-id")) id="check-id-form" {
+                            (csrf(&me))
+                            input type="hidden" name="id_kind" value=(kind.as_str());
+                            input type="text" name="id_number" id="f-check-id" autocomplete="off"
+                                placeholder=(l.t("输入证件号码核对", "type the number to check it"));
+                            button.link type="submit" id="check-id" { (l.t("核对（将记入审计）", "check (audited)")) }
+                        }
+                    }
                 }
                 dt { (l.t("手机", "Mobile")) } dd {
                     (p.phone.as_ref().map(|p| p.masked()).unwrap_or_else(|| "-".into()))
@@ -675,11 +704,9 @@ fn form_of(d: &PersonDetail) -> PersonForm {
             .map(|k| k.as_str().to_string())
             .unwrap_or_default(),
         id_number: String::new(),
-        phone: p
-            .phone
-            .as_ref()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default(),
+        // Never the number on record: the form would show it in full without
+        // the audited "show in full". Empty keeps it (see `on_record`).
+        phone: String::new(),
         role: p.role.as_str().to_string(),
         address: p
             .address
@@ -695,27 +722,34 @@ fn form_of(d: &PersonDetail) -> PersonForm {
         floating: p.floating.then(|| "1".to_string()),
         residence_permit_until: date(p.residence_permit_until),
         notes: p.notes.clone().unwrap_or_default(),
+        clear_phone: None,
     }
 }
 
-fn id_hint(l: Lang, d: &PersonDetail) -> String {
-    match &d.person.id_masked {
-        Some(m) => format!(
-            "{} {m}; {}",
+fn on_record(l: Lang, d: &PersonDetail) -> OnRecord {
+    let keep = |masked: &str| {
+        format!(
+            "{} {masked}; {}",
             l.t("当前", "now"),
             l.t("留空则不修改", "leave empty to keep")
-        ),
-        None => l.t("未登记", "none on record").to_string(),
+        )
+    };
+    OnRecord {
+        id: match &d.person.id_masked {
+            Some(m) => keep(m),
+            None => l.t("未登记", "none on record").to_string(),
+        },
+        phone: d.person.phone.as_ref().map(|p| keep(&p.masked())),
     }
 }
 
 pub async fn edit_form(ctx: Ctx, Path(id): Path<i64>) -> Page {
     let d = detail(&ctx, id).await?;
     let title = ctx.t("修改住户", "Edit resident");
-    let hint = id_hint(ctx.lang, &d);
+    let record = on_record(ctx.lang, &d);
     let body = html! {
         h1 { (title) " " span.muted { (d.person.id) } }
-        (person_form(&ctx, &format!("/residents/{id}/edit"), &form_of(&d), Some(&hint), &[]))
+        (person_form(&ctx, &format!("/residents/{id}/edit"), &form_of(&d), Some(&record), &[]))
     };
     Ok(layout::page(&ctx, title, body))
 }
@@ -726,10 +760,10 @@ pub async fn update(
         ctx, user, form, ..
     }: Posted<PersonForm>,
 ) -> Page {
-    ctx.need(Perm::Register)?;
+    let record = on_record(ctx.lang, &detail(&ctx, id).await?);
     let title = ctx.t("修改住户", "Edit resident");
     let again = |problems: Vec<String>| {
-        let body = html! { h1 { (title) } (person_form(&ctx, &format!("/residents/{id}/edit"), &form, None, &problems)) };
+        let body = html! { h1 { (title) } (person_form(&ctx, &format!("/residents/{id}/edit"), &form, Some(&record), &problems)) };
         let mut r = layout::page(&ctx, title, body);
         *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
         r
@@ -742,7 +776,12 @@ pub async fn update(
         name: Some(c.name),
         // An empty ID field keeps the document on record.
         id_document: c.id_document.map(Some),
-        phone: Some(c.phone),
+        // An empty phone field keeps the number unless "remove" is ticked.
+        phone: match (c.phone, form.clear_phone.is_some()) {
+            (Some(p), _) => Some(Some(p)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        },
         role: Some(c.role),
         address: Some(c.address),
         household_kind: c.household_kind,
@@ -857,6 +896,55 @@ pub async fn reveal_phone(
             false,
             ctx.t("没有登记手机。", "No mobile number on record."),
         ),
+        Err(e) => ctx.flash(false, format!("{e:#}")),
+    }
+    Ok(see_other(&format!("/residents/{id}")))
+}
+
+#[derive(Deserialize)]
+pub struct CheckIdForm {
+    #[serde(default)]
+    id_kind: String,
+    #[serde(default)]
+    id_number: String,
+}
+
+/// The desk's "check an ID number": the register keeps only a keyed hash, so
+/// the number a person shows is typed in and compared (audited, with the
+/// answer and never the number). The answer is a flash; the number is not
+/// echoed back.
+pub async fn check_id(
+    Path(id): Path<i64>,
+    Posted {
+        ctx, user, form, ..
+    }: Posted<CheckIdForm>,
+) -> Page {
+    ctx.need(Perm::Register)?;
+    let kind = form.id_kind.parse::<IdKind>().unwrap_or(IdKind::ResidentId);
+    let doc = match IdDocument::parse(kind, &form.id_number) {
+        Ok(doc) => doc,
+        Err(e) => {
+            ctx.flash(false, format!("{}: {e}", ctx.t("证件号码", "ID number")));
+            return Ok(see_other(&format!("/residents/{id}")));
+        }
+    };
+    let actor = user.actor();
+    match ctx
+        .store(move |s| people::check_id_document(s, &actor, ResidentId(id), &doc))
+        .await?
+    {
+        Ok(Some(true)) => ctx.flash(
+            true,
+            ctx.t("证件号码一致。", "The ID number matches the one on record."),
+        ),
+        Ok(Some(false)) => ctx.flash(
+            false,
+            ctx.t(
+                "证件号码不一致。",
+                "The ID number does NOT match the one on record.",
+            ),
+        ),
+        Ok(None) => ctx.flash(false, ctx.t("没有登记证件。", "No ID document on record.")),
         Err(e) => ctx.flash(false, format!("{e:#}")),
     }
     Ok(see_other(&format!("/residents/{id}")))
