@@ -190,7 +190,10 @@ fn reasons(events: &[EventRecord]) -> Vec<&str> {
 }
 
 async fn pin_at(h: &GateHandle, gate_id: &str, pin: &str) -> (String, Vec<EventRecord>) {
-    let out = h.simulate_pin(&gate(gate_id), pin, false).await.unwrap();
+    let out = h
+        .simulate_pin(&gate(gate_id), pin, false)
+        .await
+        .unwrap_or_else(|e| panic!("PIN {pin} at {gate_id}: {e:#}"));
     let reason = out.decision.unwrap().reason.unwrap_or_else(|| "granted".into());
     (reason, out.events)
 }
