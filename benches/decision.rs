@@ -268,7 +268,10 @@ fn daemon_percentiles(f: &Fixture) {
                 .unwrap();
             let before = board.output_history(relay).len();
             let sent = board.now();
-            let p = h.present(&east, Credential::Card(card.into())).await.unwrap();
+            let p = h
+                .present(&east, Credential::Card(card.into()))
+                .await
+                .unwrap();
             assert!(p.decision.is_granted());
             let history = board.output_history(relay);
             let (at, level) = history[before];

@@ -13,9 +13,9 @@ use gatehouse::config::Config;
 use gatehouse::daemon::{Daemon, DaemonOptions, GateHandle};
 use gatehouse::domain::GateId;
 use gatehouse::store::events::{AccessResult, EventRecord};
-use gatehouse::wiegand::{format, CardFormat};
 use gatehouse::store::station_queries::{watchlist_set, WatchAction, WatchEntry, WatchKind};
 use gatehouse::store::Store;
+use gatehouse::wiegand::{format, CardFormat};
 use lpr_support::{post_json, Endpoint};
 use rusqlite::params;
 
@@ -194,7 +194,11 @@ async fn pin_at(h: &GateHandle, gate_id: &str, pin: &str) -> (String, Vec<EventR
         .simulate_pin(&gate(gate_id), pin, false)
         .await
         .unwrap_or_else(|e| panic!("PIN {pin} at {gate_id}: {e:#}"));
-    let reason = out.decision.unwrap().reason.unwrap_or_else(|| "granted".into());
+    let reason = out
+        .decision
+        .unwrap()
+        .reason
+        .unwrap_or_else(|| "granted".into());
     (reason, out.events)
 }
 
@@ -213,7 +217,11 @@ async fn slow_pin_guessing_alarms_and_the_days_budget_suspends_pin_entry_across_
         let (reason, events) = pin_at(&h, "east", &format!("13579{i}")).await;
         assert_eq!(reason, "unknown_credential", "guess {i}");
         assert!(!reasons(&events).contains(&"reader_lockout"), "guess {i}");
-        alarms.extend(events.into_iter().filter(|e| e.kind == gatehouse::store::events::EventKind::Alarm));
+        alarms.extend(
+            events
+                .into_iter()
+                .filter(|e| e.kind == gatehouse::store::events::EventKind::Alarm),
+        );
     }
     // The fifth wrong PIN within the hour is no typo: one pin_guessing alarm.
     assert_eq!(reasons(&alarms), ["pin_guessing"]);
@@ -227,8 +235,15 @@ async fn slow_pin_guessing_alarms_and_the_days_budget_suspends_pin_entry_across_
         assert_eq!(reason, "unknown_credential");
         last = events;
     }
-    assert!(reasons(&last).contains(&"pin_entry_suspended"), "{:?}", reasons(&last));
-    let status = h.simulate_pin(&gate("east"), "246810", false).await.unwrap();
+    assert!(
+        reasons(&last).contains(&"pin_entry_suspended"),
+        "{:?}",
+        reasons(&last)
+    );
+    let status = h
+        .simulate_pin(&gate("east"), "246810", false)
+        .await
+        .unwrap();
     assert_eq!(
         status.decision.unwrap().reason.as_deref(),
         Some("pin_entry_suspended"),
@@ -237,7 +252,8 @@ async fn slow_pin_guessing_alarms_and_the_days_budget_suspends_pin_entry_across_
     let reader = status.status.unwrap().reader.unwrap();
     assert!(reader.pin_suspended_s.unwrap() > 23 * 3600, "{reader:?}");
     // Cards still work at that reader.
-    let bits = format::encode_card(&"10:12345".parse().unwrap(), Some(CardFormat::Wiegand26)).unwrap();
+    let bits =
+        format::encode_card(&"10:12345".parse().unwrap(), Some(CardFormat::Wiegand26)).unwrap();
     let card = h.simulate_wiegand(&gate("east"), &bits).await.unwrap();
     assert_eq!(card.decision.unwrap().result, AccessResult::Granted);
 
@@ -246,7 +262,10 @@ async fn slow_pin_guessing_alarms_and_the_days_budget_suspends_pin_entry_across_
     let daemon = start_daemon(&config).await;
     let h = daemon.handle();
     let (reason, _) = pin_at(&h, "east", "246810").await;
-    assert_eq!(reason, "pin_entry_suspended", "a restart does not refill the budget");
+    assert_eq!(
+        reason, "pin_entry_suspended",
+        "a restart does not refill the budget"
+    );
     daemon.shutdown(Duration::from_secs(2)).await.unwrap();
 }
 
@@ -254,9 +273,7 @@ async fn slow_pin_guessing_alarms_and_the_days_budget_suspends_pin_entry_across_
 async fn a_26_bit_card_is_refused_as_a_34_bit_frame_with_the_same_numbers() {
     let dir = Scratch::new("trust-card-format");
     let config = keypad_site(&dir);
-    let frame = |format| {
-        format::encode_card(&"10:12345".parse().unwrap(), Some(format)).unwrap()
-    };
+    let frame = |format| format::encode_card(&"10:12345".parse().unwrap(), Some(format)).unwrap();
     let daemon = start_daemon(&config).await;
     let h = daemon.handle();
     for (format, expected) in [

@@ -114,7 +114,12 @@ impl AccessState {
     }
 
     /// The oldest wrong PIN at this keypad within `window` before `now`.
-    pub fn oldest_wrong_pin(&self, gate: &GateId, now: Duration, window: Duration) -> Option<Duration> {
+    pub fn oldest_wrong_pin(
+        &self,
+        gate: &GateId,
+        now: Duration,
+        window: Duration,
+    ) -> Option<Duration> {
         self.wrong_pins
             .get(gate)?
             .iter()
@@ -254,7 +259,9 @@ impl AccessState {
                             .or_default()
                             .push_back(at);
                     }
-                    if event.kind == PastKind::WrongPin && now.saturating_sub(at) < PIN_BUDGET_WINDOW {
+                    if event.kind == PastKind::WrongPin
+                        && now.saturating_sub(at) < PIN_BUDGET_WINDOW
+                    {
                         self.wrong_pin(&gate.gate, at);
                     }
                 }
@@ -395,7 +402,10 @@ mod tests {
         events.insert(0, past("east", HOUR * 25, PastKind::WrongPin));
         s.restore(&events, std::slice::from_ref(&g), now);
         assert!(!s.pin_entry_suspended(&g, now));
-        assert_eq!(s.wrong_pins(&g.gate, now, PIN_BUDGET_WINDOW), budget as usize - 1);
+        assert_eq!(
+            s.wrong_pins(&g.gate, now, PIN_BUDGET_WINDOW),
+            budget as usize - 1
+        );
     }
 
     fn past_alarm() -> PastEvent {

@@ -569,7 +569,13 @@ fn watchlist_decision_table() {
     let alert = Some(AccessAlarm::Watchlist { deny: false });
     let deny = Some(AccessAlarm::Watchlist { deny: true });
     let cases: Vec<(&str, Credential, &GateContext, Outcome, Option<AccessAlarm>)> = vec![
-        ("alert card opens, alarms", card(1), &east, Outcome::Granted, alert),
+        (
+            "alert card opens, alarms",
+            card(1),
+            &east,
+            Outcome::Granted,
+            alert,
+        ),
         (
             "deny card refused, alarms",
             card(5),
@@ -591,8 +597,20 @@ fn watchlist_decision_table() {
             Outcome::Denied(DenyReason::Watchlisted),
             deny,
         ),
-        ("unlisted card + face", with_face(2), &two, Outcome::Denied(DenyReason::Suspended), None),
-        ("alert plate", plate("川A12345"), &east, Outcome::Granted, alert),
+        (
+            "unlisted card + face",
+            with_face(2),
+            &two,
+            Outcome::Denied(DenyReason::Suspended),
+            None,
+        ),
+        (
+            "alert plate",
+            plate("川A12345"),
+            &east,
+            Outcome::Granted,
+            alert,
+        ),
         (
             "deny plate of nobody",
             plate("川C77777"),

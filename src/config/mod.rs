@@ -784,7 +784,9 @@ impl Config {
                 "expected at least 1".into(),
             ));
         }
-        if !(6..=crate::wiegand::MAX_PIN_DIGITS).contains(&usize::from(self.access.long_pass_pin_digits)) {
+        if !(6..=crate::wiegand::MAX_PIN_DIGITS)
+            .contains(&usize::from(self.access.long_pass_pin_digits))
+        {
             return Err((
                 "access.long_pass_pin_digits".into(),
                 format!(

@@ -12,9 +12,7 @@ use serde_json::json;
 use super::{GateHandle, Presentation};
 use crate::access::{Credential, Subject};
 use crate::domain::Plate;
-use crate::lpr::{
-    listed_alternatives, PlateOutcome, PlateReading, PlateSink, Resolution, Verdict,
-};
+use crate::lpr::{listed_alternatives, PlateOutcome, PlateReading, PlateSink, Resolution, Verdict};
 use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
 
 impl PlateSink for GateHandle {

@@ -142,7 +142,9 @@ fn load_cards(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning>
             // The CHECK constraint keeps this out; if it got in, the card
             // matches no frame rather than every frame.
             Err(e) => {
-                warnings.push(format!("card {key} of {person}: {e}; refused at the gates until fixed"));
+                warnings.push(format!(
+                    "card {key} of {person}: {e}; refused at the gates until fixed"
+                ));
                 reg.add_card_in(key, crate::domain::CardFormat::Raw, person);
             }
         }
@@ -337,7 +339,12 @@ mod tests {
             clock_synced: true,
         };
         let s = AccessState::new();
-        let card = Credential::Card("10:12345".parse::<crate::domain::CardNumber>().unwrap().into());
+        let card = Credential::Card(
+            "10:12345"
+                .parse::<crate::domain::CardNumber>()
+                .unwrap()
+                .into(),
+        );
         assert!(decide(&reg, &s, &card, &gate, &now).is_granted());
         let bad_row = Credential::Face {
             resident: ResidentId(2),

@@ -494,7 +494,10 @@ mod tests {
         assert_eq!(pins.for_window(Duration::hours(24)), 6);
         assert_eq!(pins.for_window(Duration::hours(25)), 8);
         assert_eq!(pins.for_window(Duration::days(31)), 8);
-        assert_eq!(PinLength { long_pass: 40 }.for_window(Duration::days(2)), 12);
+        assert_eq!(
+            PinLength { long_pass: 40 }.for_window(Duration::days(2)),
+            12
+        );
         for _ in 0..500 {
             let pin = Pin::generate_digits(8);
             assert_eq!(pin.as_str().len(), 8);
