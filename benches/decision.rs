@@ -164,8 +164,11 @@ impl Pipeline {
         self.base += Duration::from_secs(1);
         let mut moved = false;
         for e in events {
-            if let ReaderEvent::Card { card, .. } = e {
-                let cred = Credential::Card(card);
+            if let ReaderEvent::Card { card, format } = e {
+                let cred = Credential::Card(gatehouse::domain::CardRead {
+                    number: card,
+                    format,
+                });
                 let d = access::decide(register, &self.state, &cred, &self.ctx, now);
                 self.state.apply(&d, &cred, &self.ctx, now);
                 if d.is_granted() {
@@ -260,10 +263,15 @@ fn daemon_percentiles(f: &Fixture) {
         let mut samples = Vec::new();
         for k in 0..if full_run() { 500i64 } else { 20 } {
             let i = 1 + (k * 7919) % persons();
-            let card = format!("{}:{}", i / 65536, i % 65536).parse().unwrap();
+            let card = format!("{}:{}", i / 65536, i % 65536)
+                .parse::<gatehouse::domain::CardNumber>()
+                .unwrap();
             let before = board.output_history(relay).len();
             let sent = board.now();
-            let p = h.present(&east, Credential::Card(card)).await.unwrap();
+            let p = h
+                .present(&east, Credential::Card(card.into()))
+                .await
+                .unwrap();
             assert!(p.decision.is_granted());
             let history = board.output_history(relay);
             let (at, level) = history[before];
@@ -328,7 +336,12 @@ fn bench(c: &mut Criterion, f: &Fixture) {
     group.finish();
     let state = AccessState::new();
     let ctx = GateContext::from_config(&f.config.gates[0], &f.config.access);
-    let cred = Credential::Card("0:4242".parse().unwrap());
+    let cred = Credential::Card(
+        "0:4242"
+            .parse::<gatehouse::domain::CardNumber>()
+            .unwrap()
+            .into(),
+    );
     c.bench_function("decide/known_card_50k", |b| {
         b.iter(|| black_box(access::decide(&f.register, &state, &cred, &ctx, &now)))
     });

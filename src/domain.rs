@@ -183,6 +183,145 @@ impl From<CardNumber> for String {
     }
 }
 
+/// The layout of a card's Wiegand frame. Part of what identifies a card: a
+/// card enrolled as 26-bit is not the 34-bit frame with the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardFormat {
+    /// HID H10301: 8-bit facility code, 16-bit card number.
+    Wiegand26,
+    /// 16-bit facility code, 16-bit card number.
+    Wiegand34,
+    /// HID H10304: 16-bit facility code, 19-bit card number.
+    Wiegand37,
+    /// The raw bits of a frame in a format the reader does not decode.
+    Raw,
+}
+
+impl CardFormat {
+    /// The value stored in `card.format`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardFormat::Wiegand26 => "wiegand26",
+            CardFormat::Wiegand34 => "wiegand34",
+            CardFormat::Wiegand37 => "wiegand37",
+            CardFormat::Raw => "raw",
+        }
+    }
+
+    /// Largest facility code and card number the format can carry.
+    fn limits(self) -> Option<(u32, u64)> {
+        match self {
+            CardFormat::Wiegand26 => Some((255, 65_535)),
+            CardFormat::Wiegand34 => Some((65_535, 65_535)),
+            CardFormat::Wiegand37 => Some((65_535, 524_287)),
+            CardFormat::Raw => None,
+        }
+    }
+
+    /// Whether `card` can be sent in this format.
+    pub fn check(self, card: &CardNumber) -> Result<(), String> {
+        match (self.limits(), card) {
+            (None, CardNumber::Raw(_)) => Ok(()),
+            (None, CardNumber::Formatted { .. }) => Err(format!(
+                "card {card} has a facility code and number; raw cards are written raw:<bits>"
+            )),
+            (Some(_), CardNumber::Raw(_)) => {
+                Err(format!("card {card} is raw bits; use --format raw"))
+            }
+            (Some((max_f, max_n)), CardNumber::Formatted { facility, number }) => {
+                if *facility > max_f {
+                    Err(format!(
+                        "facility code {facility} does not fit {} (at most {max_f})",
+                        self.as_str()
+                    ))
+                } else if *number > max_n {
+                    Err(format!(
+                        "card number {number} does not fit {} (at most {max_n})",
+                        self.as_str()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The smallest format that carries `card` (raw for raw bits).
+    pub fn infer(card: &CardNumber) -> Result<CardFormat, String> {
+        if matches!(card, CardNumber::Raw(_)) {
+            return Ok(CardFormat::Raw);
+        }
+        [
+            CardFormat::Wiegand26,
+            CardFormat::Wiegand34,
+            CardFormat::Wiegand37,
+        ]
+        .into_iter()
+        .find(|f| f.check(card).is_ok())
+        .ok_or_else(|| {
+            format!("card {card} fits no supported format (facility ≤ 65535, number ≤ 524287)")
+        })
+    }
+}
+
+impl fmt::Display for CardFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CardFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CardFormat, String> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "wiegand26" | "w26" | "26" => CardFormat::Wiegand26,
+            "wiegand34" | "w34" | "34" => CardFormat::Wiegand34,
+            "wiegand37" | "w37" | "37" => CardFormat::Wiegand37,
+            "raw" => CardFormat::Raw,
+            _ => {
+                return Err(format!(
+                    "unknown card format {s:?}; expected wiegand26, wiegand34, wiegand37 or raw"
+                ))
+            }
+        })
+    }
+}
+
+/// A card as a reader sent it: its numbers and the frame format they came in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CardRead {
+    pub number: CardNumber,
+    pub format: CardFormat,
+}
+
+impl CardRead {
+    /// The register's key of the number (`card.card_key`); the format is
+    /// compared beside it.
+    pub fn key(&self) -> String {
+        self.number.key()
+    }
+
+    pub fn masked(&self) -> String {
+        self.number.masked()
+    }
+}
+
+/// The card in the format an enrolment without `--format` gives it (the
+/// smallest that carries it): for callers that name a card by its numbers.
+impl From<CardNumber> for CardRead {
+    fn from(number: CardNumber) -> CardRead {
+        let format = CardFormat::infer(&number).unwrap_or(CardFormat::Raw);
+        CardRead { number, format }
+    }
+}
+
+impl fmt::Display for CardRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.number, self.format)
+    }
+}
+
 /// A mainland Chinese licence plate, normalised (upper case, no spaces or dots):
 /// regular (川A12345), new-energy (川AD12345), special suffixes (川A1234警, 粤Z1234港)
 /// and embassy plates (使014123).

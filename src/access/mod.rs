@@ -27,7 +27,7 @@ pub use state::{AccessState, PastEvent, PastKind};
 pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction};
-use crate::domain::{CardNumber, GateId, Plate, ResidentId};
+use crate::domain::{CardRead, GateId, Plate, ResidentId};
 use crate::store::DeviceSecret;
 
 /// The keyed hash of a keypad PIN (`secret.keyed_hash("pin", digits)`); the
@@ -50,7 +50,8 @@ impl PinHash {
 /// Something presented at a gate.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Credential {
-    Card(CardNumber),
+    /// A card's numbers and the frame format they came in.
+    Card(CardRead),
     Pin(PinHash),
     /// A face the pipeline matched to a resident (1:N, after confirmation).
     Face {
@@ -61,7 +62,7 @@ pub enum Credential {
     /// A card presented with the face seen at the same gate, checked 1:1
     /// against the card owner's enrolled faces (two-factor gates).
     CardAndFace {
-        card: CardNumber,
+        card: CardRead,
         face: FaceCheck,
     },
     /// A manual or remote open: `officer` is the station officer's id, or
@@ -121,7 +122,20 @@ pub struct AccessPolicy {
     pub anti_passback: bool,
     /// A remembered direction older than this no longer refuses (`None`: never expires).
     pub anti_passback_reset: Option<Duration>,
+    /// Wrong PINs per keypad within [`PIN_BUDGET_WINDOW`] before PIN entry
+    /// there is suspended (`None`: no budget).
+    pub pin_budget: Option<u32>,
+    /// Wrong PINs within `pin_alarm_window` that raise the `pin_guessing`
+    /// alarm (`None`: off).
+    pub pin_alarm_failures: Option<u32>,
+    pub pin_alarm_window: Duration,
+    /// A card opens only in the format it was enrolled with.
+    pub card_format_strict: bool,
 }
+
+/// The long window of the keypad's PIN budget: slow guessing under the
+/// per-minute lockout still meets it.
+pub const PIN_BUDGET_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 impl AccessPolicy {
     pub fn from_config(access: &config::Access) -> AccessPolicy {
@@ -132,6 +146,11 @@ impl AccessPolicy {
             anti_passback: access.anti_passback,
             anti_passback_reset: (access.anti_passback_reset_h > 0)
                 .then(|| Duration::from_secs(u64::from(access.anti_passback_reset_h) * 3600)),
+            pin_budget: (access.pin_failures_per_day > 0).then_some(access.pin_failures_per_day),
+            pin_alarm_failures: (access.pin_alarm_failures > 0)
+                .then_some(access.pin_alarm_failures),
+            pin_alarm_window: Duration::from_secs(u64::from(access.pin_alarm_window_min) * 60),
+            card_format_strict: access.card_format_strict,
         }
     }
 }
@@ -209,6 +228,12 @@ pub enum DenyReason {
     InvalidRecord,
     /// The station watches this card or plate and asked for entry to be refused.
     Watchlisted,
+    /// A card's numbers in another Wiegand format than the card enrolled
+    /// (a 34-bit frame carrying a 26-bit card's numbers): not that card.
+    CardFormatMismatch,
+    /// Too many wrong PINs at this keypad within a day: PIN entry is
+    /// suspended there (cards and faces still work).
+    PinEntrySuspended,
 }
 
 impl DenyReason {
@@ -236,6 +261,8 @@ impl DenyReason {
             DenyReason::FaceUnavailable => "face_unavailable",
             DenyReason::InvalidRecord => "invalid_record",
             DenyReason::Watchlisted => "watchlisted",
+            DenyReason::CardFormatMismatch => "card_format_mismatch",
+            DenyReason::PinEntrySuspended => "pin_entry_suspended",
         }
     }
 }
@@ -274,11 +301,39 @@ pub enum AccessAlarm {
     Watchlist { deny: bool },
 }
 
+/// An alarm of the keypad's long-window PIN budget. Separate from
+/// [`AccessAlarm`] because one wrong PIN can also lock the reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum KeypadAlarm {
+    /// Wrong PINs keep coming at a rate that is no typo: someone is guessing.
+    PinGuessing { wrong_pins: u32, window_min: u64 },
+    /// The day's budget of wrong PINs is spent: PIN entry is suspended at this
+    /// keypad until the oldest of them is a day old.
+    PinEntrySuspended {
+        wrong_pins: u32,
+        window_h: u64,
+        resumes_in_s: u64,
+    },
+}
+
+impl KeypadAlarm {
+    /// The alarm event's `reason`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeypadAlarm::PinGuessing { .. } => "pin_guessing",
+            KeypadAlarm::PinEntrySuspended { .. } => "pin_entry_suspended",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub outcome: Outcome,
     pub subject: Option<Subject>,
     pub alarm: Option<AccessAlarm>,
+    /// The keypad's PIN budget alarm, if this wrong PIN raised one.
+    pub keypad_alarm: Option<KeypadAlarm>,
     /// A date or time-window check would have refused, but the clock is not
     /// synchronised, so it was not applied.
     pub clock_override: bool,
@@ -301,6 +356,7 @@ impl Decision {
             outcome: Outcome::Granted,
             subject,
             alarm: None,
+            keypad_alarm: None,
             clock_override: false,
         }
     }
@@ -310,6 +366,7 @@ impl Decision {
             outcome: Outcome::Denied(reason),
             subject,
             alarm: None,
+            keypad_alarm: None,
             clock_override: false,
         }
     }
@@ -325,6 +382,9 @@ pub fn decide(
 ) -> Decision {
     if credential.is_guessable() && state.reader_locked(&gate.gate, now.mono) {
         return Decision::denied(DenyReason::ReaderLockedOut, None);
+    }
+    if matches!(credential, Credential::Pin(_)) && state.pin_entry_suspended(gate, now.mono) {
+        return Decision::denied(DenyReason::PinEntrySuspended, None);
     }
     let mut decision = decide_register(register, state, credential, gate, now);
     // The station's watchlist overrides nothing silently: a hit always alarms,
@@ -347,27 +407,27 @@ fn decide_register(
 ) -> Decision {
     match credential {
         Credential::ExitButton | Credential::Remote { .. } => Decision::granted(None),
-        Credential::Card(card) => match register.cards.get(&card.key()) {
-            Some(id) => two_factors(
-                resident(register, state, *id, gate, now),
+        Credential::Card(card) => match card_holder(register, card, gate) {
+            Ok(id) => two_factors(
+                resident(register, state, id, gate, now),
                 register,
                 state,
                 gate,
                 now,
                 Some(FaceCheck::NotSeen),
             ),
-            None => unknown(state, credential, gate, now),
+            Err(reason) => guess_failed(reason, state, credential, gate, now),
         },
-        Credential::CardAndFace { card, face } => match register.cards.get(&card.key()) {
-            Some(id) => two_factors(
-                resident(register, state, *id, gate, now),
+        Credential::CardAndFace { card, face } => match card_holder(register, card, gate) {
+            Ok(id) => two_factors(
+                resident(register, state, id, gate, now),
                 register,
                 state,
                 gate,
                 now,
                 Some(*face),
             ),
-            None => unknown(state, credential, gate, now),
+            Err(reason) => guess_failed(reason, state, credential, gate, now),
         },
         Credential::Face { resident: id, .. } => two_factors(
             resident(register, state, *id, gate, now),
@@ -457,17 +517,77 @@ fn lockout_alarm(state: &AccessState, gate: &GateContext, now: &Now) -> Option<A
     })
 }
 
+/// Who holds the card as read: its numbers and (unless the site opted out)
+/// the format it was enrolled in. The refusal says which failed; neither
+/// names the holder.
+fn card_holder(
+    register: &Register,
+    card: &CardRead,
+    gate: &GateContext,
+) -> Result<ResidentId, DenyReason> {
+    let (id, enrolled) = register
+        .card_holder(&card.key())
+        .ok_or(DenyReason::UnknownCredential)?;
+    if gate.policy.card_format_strict && enrolled != card.format {
+        return Err(DenyReason::CardFormatMismatch);
+    }
+    Ok(id)
+}
+
 fn unknown(
     state: &AccessState,
     credential: &Credential,
     gate: &GateContext,
     now: &Now,
 ) -> Decision {
-    let mut d = Decision::denied(DenyReason::UnknownCredential, None);
+    guess_failed(DenyReason::UnknownCredential, state, credential, gate, now)
+}
+
+/// A guessable credential that names nobody (`reason`): refused, counted
+/// toward the reader lockout (and, for a PIN, the keypad's budget).
+fn guess_failed(
+    reason: DenyReason,
+    state: &AccessState,
+    credential: &Credential,
+    gate: &GateContext,
+    now: &Now,
+) -> Decision {
+    let mut d = Decision::denied(reason, None);
     if credential.is_guessable() {
         d.alarm = lockout_alarm(state, gate, now);
     }
+    if matches!(credential, Credential::Pin(_)) {
+        d.keypad_alarm = keypad_alarm(state, gate, now);
+    }
     d
+}
+
+/// The PIN budget's alarm if one more wrong PIN spends the day's budget or
+/// reaches the guessing rate (once per alarm window).
+fn keypad_alarm(state: &AccessState, gate: &GateContext, now: &Now) -> Option<KeypadAlarm> {
+    let policy = &gate.policy;
+    if let Some(budget) = policy.pin_budget {
+        let today = state.wrong_pins(&gate.gate, now.mono, PIN_BUDGET_WINDOW) + 1;
+        if today >= budget as usize {
+            let oldest = state
+                .oldest_wrong_pin(&gate.gate, now.mono, PIN_BUDGET_WINDOW)
+                .unwrap_or(now.mono);
+            let resumes = (oldest + PIN_BUDGET_WINDOW).saturating_sub(now.mono);
+            return Some(KeypadAlarm::PinEntrySuspended {
+                wrong_pins: today as u32,
+                window_h: PIN_BUDGET_WINDOW.as_secs() / 3600,
+                resumes_in_s: resumes.as_secs(),
+            });
+        }
+    }
+    let limit = policy.pin_alarm_failures?;
+    let window = policy.pin_alarm_window;
+    let recent = state.wrong_pins(&gate.gate, now.mono, window) + 1;
+    (recent >= limit as usize && !state.pin_alarm_raised_within(&gate.gate, now.mono, window))
+        .then_some(KeypadAlarm::PinGuessing {
+            wrong_pins: recent as u32,
+            window_min: window.as_secs() / 60,
+        })
 }
 
 /// Applies a check that depends on the wall clock: with an unsynchronised

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
-use crate::domain::{GateId, Plate, ResidentId};
+use crate::domain::{CardFormat, CardNumber, GateId, Plate, ResidentId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -134,6 +134,8 @@ pub struct Register {
     pub offset: FixedOffset,
     pub(crate) persons: HashMap<ResidentId, Person>,
     pub(crate) cards: HashMap<String, ResidentId>,
+    /// The Wiegand format each card (by `card_key`) was enrolled in.
+    pub(crate) card_formats: HashMap<String, CardFormat>,
     pub(crate) plates: HashMap<Plate, ResidentId>,
     pub(crate) passes: HashMap<i64, VisitorPass>,
     pub(crate) pass_by_pin: HashMap<[u8; 32], i64>,
@@ -155,6 +157,12 @@ pub struct WatchHit {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl WatchHit {
+    fn live_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.map_or(true, |t| t > now)
+    }
+}
+
 impl Register {
     /// An empty register for a site `utc_offset_minutes` east of UTC.
     pub fn new(utc_offset_minutes: i32) -> Register {
@@ -164,6 +172,7 @@ impl Register {
             offset,
             persons: HashMap::new(),
             cards: HashMap::new(),
+            card_formats: HashMap::new(),
             plates: HashMap::new(),
             passes: HashMap::new(),
             pass_by_pin: HashMap::new(),
@@ -186,22 +195,63 @@ impl Register {
 
     /// `Some(deny)` when the credential is on a live watchlist entry.
     pub fn watch_hit(&self, credential: &super::Credential, now: DateTime<Utc>) -> Option<bool> {
+        use super::Credential;
         let hit = match credential {
-            super::Credential::Card(card) => self.watch_cards.get(&card.key()),
-            super::Credential::Plate(plate) => self.watch_plates.get(plate),
-            _ => None,
+            // A card shown with a face at a card + face gate is still that card.
+            Credential::Card(card) | Credential::CardAndFace { card, .. } => {
+                self.watch_cards.get(&card.key())
+            }
+            Credential::Plate(plate) => return self.plate_watched(plate, now),
+            Credential::Pin(_)
+            | Credential::Face { .. }
+            | Credential::Remote { .. }
+            | Credential::ExitButton => None,
         }?;
-        let live = hit.expires_at.map_or(true, |t| t > now);
-        live.then_some(hit.deny)
+        hit.live_at(now).then_some(hit.deny)
+    }
+
+    /// `Some(deny)` when `plate` is on a live watchlist entry (the LPR
+    /// resolution asks this of every OCR candidate, not only the one presented).
+    pub fn plate_watched(&self, plate: &Plate, now: DateTime<Utc>) -> Option<bool> {
+        let hit = self.watch_plates.get(plate)?;
+        hit.live_at(now).then_some(hit.deny)
+    }
+
+    /// Whether `plate` is registered to a resident's vehicle or a visitor pass.
+    pub fn plate_registered(&self, plate: &Plate) -> bool {
+        self.plates.contains_key(plate) || self.passes_by_plate.contains_key(plate)
     }
 
     pub fn add_person(&mut self, person: Person) {
         self.persons.insert(person.id, person);
     }
 
-    /// `card_key` as in `card.card_key` (`CardNumber::key`).
+    /// `card_key` as in `card.card_key` (`CardNumber::key`), in the format
+    /// an enrolment without `--format` gives it (the smallest that fits).
     pub fn add_card(&mut self, card_key: String, person: ResidentId) {
+        let format = card_key
+            .parse::<CardNumber>()
+            .ok()
+            .and_then(|c| CardFormat::infer(&c).ok())
+            .unwrap_or(CardFormat::Raw);
+        self.add_card_in(card_key, format, person);
+    }
+
+    /// A card enrolled in `format` (`card.format`).
+    pub fn add_card_in(&mut self, card_key: String, format: CardFormat, person: ResidentId) {
+        self.card_formats.insert(card_key.clone(), format);
         self.cards.insert(card_key, person);
+    }
+
+    /// The holder of a card and the format it was enrolled in.
+    pub fn card_holder(&self, card_key: &str) -> Option<(ResidentId, CardFormat)> {
+        let id = *self.cards.get(card_key)?;
+        let format = self
+            .card_formats
+            .get(card_key)
+            .copied()
+            .unwrap_or(CardFormat::Raw);
+        Some((id, format))
     }
 
     pub fn add_plate(&mut self, plate: Plate, person: ResidentId) {

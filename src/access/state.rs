@@ -1,12 +1,16 @@
 //! What the decision remembers between credentials: recent unknown
-//! credentials and lockouts per reader, the last direction of each person
-//! through paired gates (anti-passback), and visitor-pass uses not yet
-//! reflected in the register snapshot.
+//! credentials and lockouts per reader, wrong PINs per keypad over a day
+//! (the PIN budget) and when each keypad last raised the guessing alarm, the
+//! last direction of each person through paired gates (anti-passback), and
+//! visitor-pass uses not yet reflected in the register snapshot.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use super::{AccessAlarm, Credential, Decision, DenyReason, GateContext, Now, Subject};
+use super::{
+    AccessAlarm, Credential, Decision, DenyReason, GateContext, KeypadAlarm, Now, Subject,
+    PIN_BUDGET_WINDOW,
+};
 use crate::config::Direction;
 use crate::domain::{GateId, ResidentId};
 
@@ -14,6 +18,10 @@ use crate::domain::{GateId, ResidentId};
 pub struct AccessState {
     unknown: HashMap<GateId, VecDeque<Duration>>,
     locked_until: HashMap<GateId, Duration>,
+    /// Wrong PINs per keypad within [`PIN_BUDGET_WINDOW`], oldest first.
+    wrong_pins: HashMap<GateId, VecDeque<Duration>>,
+    /// When each keypad last raised the `pin_guessing` alarm.
+    pin_alarm_at: HashMap<GateId, Duration>,
     /// Keyed by the pair (the smaller gate id of the two) and the person;
     /// with the monotonic time of the passage.
     last_direction: HashMap<(GateId, ResidentId), (Direction, Duration)>,
@@ -36,8 +44,12 @@ pub struct PastEvent {
 pub enum PastKind {
     /// A resident was let through.
     Passed { person: ResidentId },
-    /// An unknown card or PIN, or a card with someone else's face.
+    /// An unknown card, or a card with someone else's face.
     FailedGuess,
+    /// An unknown PIN: a failed guess that also spends the keypad's budget.
+    WrongPin,
+    /// The keypad raised the `pin_guessing` alarm.
+    PinGuessingAlarm,
     /// The reader was locked out.
     LockedOut,
 }
@@ -92,6 +104,66 @@ impl AccessState {
         }
     }
 
+    /// Wrong PINs at this keypad within `window` before `now`.
+    pub fn wrong_pins(&self, gate: &GateId, now: Duration, window: Duration) -> usize {
+        self.wrong_pins.get(gate).map_or(0, |q| {
+            q.iter()
+                .filter(|t| now.saturating_sub(**t) < window)
+                .count()
+        })
+    }
+
+    /// The oldest wrong PIN at this keypad within `window` before `now`.
+    pub fn oldest_wrong_pin(
+        &self,
+        gate: &GateId,
+        now: Duration,
+        window: Duration,
+    ) -> Option<Duration> {
+        self.wrong_pins
+            .get(gate)?
+            .iter()
+            .find(|t| now.saturating_sub(**t) < window)
+            .copied()
+    }
+
+    /// Whether the keypad has spent its day's budget of wrong PINs.
+    pub fn pin_entry_suspended(&self, gate: &GateContext, now: Duration) -> bool {
+        gate.policy.pin_budget.is_some_and(|budget| {
+            self.wrong_pins(&gate.gate, now, PIN_BUDGET_WINDOW) >= budget as usize
+        })
+    }
+
+    /// When PIN entry at a suspended keypad resumes (monotonic).
+    pub fn pin_entry_resumes(&self, gate: &GateContext, now: Duration) -> Option<Duration> {
+        if !self.pin_entry_suspended(gate, now) {
+            return None;
+        }
+        let budget = gate.policy.pin_budget? as usize;
+        // Resumes when all but budget - 1 of the wrong PINs have aged out.
+        let q = self.wrong_pins.get(&gate.gate)?;
+        let live: Vec<Duration> = q
+            .iter()
+            .filter(|t| now.saturating_sub(**t) < PIN_BUDGET_WINDOW)
+            .copied()
+            .collect();
+        live.get(live.len() - budget)
+            .map(|t| *t + PIN_BUDGET_WINDOW)
+    }
+
+    /// Whether the keypad raised the `pin_guessing` alarm within `window`.
+    pub fn pin_alarm_raised_within(&self, gate: &GateId, now: Duration, window: Duration) -> bool {
+        self.pin_alarm_at
+            .get(gate)
+            .is_some_and(|t| now.saturating_sub(*t) < window)
+    }
+
+    fn wrong_pin(&mut self, gate: &GateId, at: Duration) {
+        let q = self.wrong_pins.entry(gate.clone()).or_default();
+        q.retain(|t| at.saturating_sub(*t) < PIN_BUDGET_WINDOW);
+        q.push_back(at);
+    }
+
     pub fn visitor_uses(&self, pass: i64) -> u32 {
         self.visitor_uses.get(&pass).copied().unwrap_or(0)
     }
@@ -106,13 +178,25 @@ impl AccessState {
     ) {
         let failed_guess = matches!(
             decision.reason(),
-            Some(DenyReason::UnknownCredential | DenyReason::FaceMismatch)
+            Some(
+                DenyReason::UnknownCredential
+                    | DenyReason::FaceMismatch
+                    | DenyReason::CardFormatMismatch
+            )
         );
         if failed_guess && credential.is_guessable() {
             let window = gate.policy.lockout_window;
             let q = self.unknown.entry(gate.gate.clone()).or_default();
             q.retain(|t| now.mono.saturating_sub(*t) < window);
             q.push_back(now.mono);
+        }
+        if decision.reason() == Some(DenyReason::UnknownCredential)
+            && matches!(credential, Credential::Pin(_))
+        {
+            self.wrong_pin(&gate.gate, now.mono);
+        }
+        if let Some(KeypadAlarm::PinGuessing { .. }) = decision.keypad_alarm {
+            self.pin_alarm_at.insert(gate.gate.clone(), now.mono);
         }
         if let Some(AccessAlarm::ReaderLockout { .. }) = decision.alarm {
             self.locked_until
@@ -149,9 +233,10 @@ impl AccessState {
         }
     }
 
-    /// Rebuilds lockouts, failed-guess counts and anti-passback directions
-    /// from stored events (oldest first) after a restart, so pulling the
-    /// power neither clears a reader lockout nor lets a card in twice.
+    /// Rebuilds lockouts, failed-guess counts, the keypads' PIN budgets and
+    /// anti-passback directions from stored events (oldest first) after a
+    /// restart, so pulling the power neither clears a reader lockout or a
+    /// spent PIN budget nor lets a card in twice.
     /// `now` is the monotonic time; each event happened `age` before it.
     pub fn restore(&mut self, past: &[PastEvent], gates: &[GateContext], now: Duration) {
         for event in past {
@@ -167,13 +252,21 @@ impl AccessState {
                         .insert((pair_key(gate), person), (gate.direction, at));
                 }
                 PastKind::Passed { .. } => {}
-                PastKind::FailedGuess => {
+                PastKind::FailedGuess | PastKind::WrongPin => {
                     if now.saturating_sub(at) < gate.policy.lockout_window {
                         self.unknown
                             .entry(gate.gate.clone())
                             .or_default()
                             .push_back(at);
                     }
+                    if event.kind == PastKind::WrongPin
+                        && now.saturating_sub(at) < PIN_BUDGET_WINDOW
+                    {
+                        self.wrong_pin(&gate.gate, at);
+                    }
+                }
+                PastKind::PinGuessingAlarm => {
+                    self.pin_alarm_at.insert(gate.gate.clone(), at);
                 }
                 PastKind::LockedOut => {
                     let until = at + gate.policy.lockout_for;
@@ -279,5 +372,43 @@ mod tests {
             now,
         );
         assert_eq!(s.recent_unknown(&g.gate, now, g.policy.lockout_window), 1);
+    }
+
+    #[test]
+    fn restore_keeps_a_spent_pin_budget_for_a_day_and_the_guessing_alarm_quiet() {
+        let g = gate("east", "east-out", Direction::In);
+        let now = 30 * HOUR;
+        let budget = g.policy.pin_budget.unwrap();
+        // One wrong PIN an hour for the last `budget` hours, plus the PIN alarm.
+        let mut events: Vec<PastEvent> = (1..=budget)
+            .rev()
+            .map(|h| past("east", HOUR * h, PastKind::WrongPin))
+            .collect();
+        events.push(past_alarm());
+        let mut s = AccessState::new();
+        s.restore(&events, std::slice::from_ref(&g), now);
+        assert!(s.pin_entry_suspended(&g, now));
+        assert_eq!(
+            s.pin_entry_resumes(&g, now),
+            Some(now - HOUR * budget + PIN_BUDGET_WINDOW)
+        );
+        assert!(s.pin_alarm_raised_within(&g.gate, now, g.policy.pin_alarm_window));
+        // A wrong PIN older than a day is not counted.
+        let mut s = AccessState::new();
+        let mut events: Vec<PastEvent> = (1..budget)
+            .rev()
+            .map(|h| past("east", HOUR * h, PastKind::WrongPin))
+            .collect();
+        events.insert(0, past("east", HOUR * 25, PastKind::WrongPin));
+        s.restore(&events, std::slice::from_ref(&g), now);
+        assert!(!s.pin_entry_suspended(&g, now));
+        assert_eq!(
+            s.wrong_pins(&g.gate, now, PIN_BUDGET_WINDOW),
+            budget as usize - 1
+        );
+    }
+
+    fn past_alarm() -> PastEvent {
+        past("east", 2 * HOUR / 3, PastKind::PinGuessingAlarm)
     }
 }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use super::*;
+use crate::domain::{CardFormat, CardNumber, CardRead};
 
 const OFFSET: i32 = 480;
 
@@ -47,10 +48,14 @@ fn gate(id: &str) -> GateContext {
 }
 
 fn card(n: u64) -> Credential {
-    Credential::Card(CardNumber::Formatted {
+    Credential::Card(number(n).into())
+}
+
+fn number(n: u64) -> CardNumber {
+    CardNumber::Formatted {
         facility: 10,
         number: n,
-    })
+    }
 }
 
 fn pin(d: &str) -> PinHash {
@@ -521,5 +526,319 @@ fn role_groups_restrict_everyone_in_the_role() {
     assert_eq!(
         decide(&r, &s, &card(8), &gate("west"), &t).reason(),
         Some(DenyReason::GateNotAllowed)
+    );
+}
+
+fn card_and_face_gate() -> GateContext {
+    GateContext {
+        two_factor: TwoFactorRule {
+            mode: config::TwoFactor::CardAndFace,
+            hours: Vec::new(),
+            face_wait: Duration::from_secs(10),
+            fallback: config::FaceFallback::Card,
+        },
+        ..gate("east")
+    }
+}
+
+fn watched(deny: bool) -> WatchHit {
+    WatchHit {
+        deny,
+        expires_at: None,
+    }
+}
+
+#[test]
+fn watchlist_decision_table() {
+    // Card 1 (张三) is on an alert entry, card 5 (钱七) on a deny entry, 张三's
+    // car 川A12345 on an alert entry, 川C77777 (nobody's) on a deny entry.
+    let mut r = register();
+    r.add_watched_card("10:1".into(), watched(false));
+    r.add_watched_card("10:5".into(), watched(true));
+    r.add_watched_plate("川A12345".parse().unwrap(), watched(false));
+    r.add_watched_plate("川C77777".parse().unwrap(), watched(true));
+    let s = AccessState::new();
+    let east = gate("east");
+    let two = card_and_face_gate();
+    let face = FaceCheck::Match { score: 0.7 };
+    let with_face = |n| Credential::CardAndFace {
+        card: number(n).into(),
+        face,
+    };
+    let plate = |p: &str| Credential::Plate(p.parse().unwrap());
+    let alert = Some(AccessAlarm::Watchlist { deny: false });
+    let deny = Some(AccessAlarm::Watchlist { deny: true });
+    let cases: Vec<(&str, Credential, &GateContext, Outcome, Option<AccessAlarm>)> = vec![
+        (
+            "alert card opens, alarms",
+            card(1),
+            &east,
+            Outcome::Granted,
+            alert,
+        ),
+        (
+            "deny card refused, alarms",
+            card(5),
+            &east,
+            Outcome::Denied(DenyReason::Watchlisted),
+            deny,
+        ),
+        (
+            "alert card with its owner's face at a card + face gate",
+            with_face(1),
+            &two,
+            Outcome::Granted,
+            alert,
+        ),
+        (
+            "deny card with a face at a card + face gate",
+            with_face(5),
+            &two,
+            Outcome::Denied(DenyReason::Watchlisted),
+            deny,
+        ),
+        (
+            "unlisted card + face",
+            with_face(2),
+            &two,
+            Outcome::Denied(DenyReason::Suspended),
+            None,
+        ),
+        (
+            "alert plate",
+            plate("川A12345"),
+            &east,
+            Outcome::Granted,
+            alert,
+        ),
+        (
+            "deny plate of nobody",
+            plate("川C77777"),
+            &east,
+            Outcome::Denied(DenyReason::Watchlisted),
+            deny,
+        ),
+    ];
+    for (name, cred, g, expected, alarm) in cases {
+        let d = decide(&r, &s, &cred, g, &now("2025-03-12 10:00"));
+        assert_eq!((d.outcome, d.alarm), (expected, alarm), "{name}");
+    }
+}
+
+#[test]
+fn a_lapsed_watch_entry_no_longer_alarms() {
+    let mut r = register();
+    r.add_watched_card(
+        "10:1".into(),
+        WatchHit {
+            deny: true,
+            expires_at: Some(at("2025-03-01 00:00")),
+        },
+    );
+    let d = decide(
+        &r,
+        &AccessState::new(),
+        &card_and_face_gate_card(1),
+        &card_and_face_gate(),
+        &now("2025-03-12 10:00"),
+    );
+    assert_eq!((d.outcome, d.alarm), (Outcome::Granted, None));
+}
+
+fn card_and_face_gate_card(n: u64) -> Credential {
+    Credential::CardAndFace {
+        card: number(n).into(),
+        face: FaceCheck::Match { score: 0.7 },
+    }
+}
+
+#[test]
+fn slow_pin_guessing_under_the_lockout_alarms_then_spends_the_keypads_day_budget() {
+    let r = register();
+    let mut s = AccessState::new();
+    let east = gate("east");
+    let mut t = now("2025-03-12 10:00");
+    let base = Duration::from_secs(1000);
+    // Four wrong PINs a minute stay under the lockout (5 within 60 s)...
+    for i in 0..10u64 {
+        t.mono = base + Duration::from_secs(i * 16);
+        let cred = Credential::Pin(pin(&format!("90{i:04}")));
+        let d = decide(&r, &s, &cred, &east, &t);
+        s.apply(&d, &cred, &east, &t);
+        assert_eq!(d.reason(), Some(DenyReason::UnknownCredential), "{i}");
+        assert_eq!(d.alarm, None, "no reader lockout at attempt {i}");
+        let expected = match i {
+            // ...but the fifth within the hour is a guessing rate (alarmed once),
+            4 => Some(KeypadAlarm::PinGuessing {
+                wrong_pins: 5,
+                window_min: 60,
+            }),
+            // and the tenth within the day spends the keypad's budget.
+            9 => Some(KeypadAlarm::PinEntrySuspended {
+                wrong_pins: 10,
+                window_h: 24,
+                resumes_in_s: 24 * 3600 - 144,
+            }),
+            _ => None,
+        };
+        assert_eq!(d.keypad_alarm, expected, "attempt {i}");
+    }
+    // Suspended: even the right PIN is refused at this keypad, unevaluated...
+    t.mono = base + Duration::from_secs(200);
+    let right = Credential::Pin(pin("111111"));
+    let d = decide(&r, &s, &right, &east, &t);
+    assert_eq!(d.reason(), Some(DenyReason::PinEntrySuspended));
+    s.apply(&d, &right, &east, &t);
+    assert_eq!(s.wrong_pins(&east.gate, t.mono, PIN_BUDGET_WINDOW), 10);
+    assert_eq!(
+        s.pin_entry_resumes(&east, t.mono),
+        Some(base + PIN_BUDGET_WINDOW)
+    );
+    // ...while cards work there and other keypads take PINs.
+    assert!(decide(&r, &s, &card(1), &east, &t).is_granted());
+    assert_eq!(
+        decide(&r, &s, &Credential::Pin(pin("999999")), &gate("west"), &t).reason(),
+        Some(DenyReason::UnknownCredential)
+    );
+    // Once the oldest wrong PIN is a day old, PIN entry resumes.
+    t.mono = base + PIN_BUDGET_WINDOW + Duration::from_secs(1);
+    assert!(decide(&r, &s, &right, &east, &t).is_granted());
+    assert_eq!(s.pin_entry_resumes(&east, t.mono), None);
+}
+
+#[test]
+fn pin_budget_and_guessing_alarm_can_be_turned_off() {
+    let r = register();
+    let mut s = AccessState::new();
+    let mut east = gate("east");
+    east.policy.pin_budget = None;
+    east.policy.pin_alarm_failures = None;
+    let mut t = now("2025-03-12 10:00");
+    for i in 0..30u64 {
+        t.mono = Duration::from_secs(1000 + i * 16);
+        let cred = Credential::Pin(pin(&format!("90{i:04}")));
+        let d = decide(&r, &s, &cred, &east, &t);
+        s.apply(&d, &cred, &east, &t);
+        assert_eq!(d.keypad_alarm, None);
+    }
+    assert!(decide(&r, &s, &Credential::Pin(pin("111111")), &east, &t).is_granted());
+}
+
+#[test]
+fn wrong_pins_of_known_passes_do_not_spend_the_budget() {
+    // A used-up or revoked pass's PIN is a real visitor, not a guess.
+    let r = register();
+    let mut s = AccessState::new();
+    let east = gate("east");
+    let mut t = now("2025-03-12 10:00");
+    for i in 0..20u64 {
+        t.mono = Duration::from_secs(1000 + i * 16);
+        let cred = Credential::Pin(pin(if i % 2 == 0 { "222222" } else { "333333" }));
+        let d = decide(&r, &s, &cred, &east, &t);
+        s.apply(&d, &cred, &east, &t);
+        assert!(d.keypad_alarm.is_none());
+    }
+    assert!(!s.pin_entry_suspended(&east, t.mono));
+}
+
+fn read_as(n: u64, format: CardFormat) -> CardRead {
+    CardRead {
+        number: number(n),
+        format,
+    }
+}
+
+#[test]
+fn card_format_decision_table() {
+    // Cards 1..=6 are enrolled as 26-bit (the smallest format that fits);
+    // card 7 (R1's second) as 34-bit.
+    let mut r = register();
+    r.add_card_in("10:7".into(), CardFormat::Wiegand34, ResidentId(1));
+    let s = AccessState::new();
+    let strict = gate("east");
+    let mut lax = gate("east");
+    lax.policy.card_format_strict = false;
+    let two = card_and_face_gate();
+    let face = FaceCheck::Match { score: 0.7 };
+    let mismatch = Outcome::Denied(DenyReason::CardFormatMismatch);
+    let cases: Vec<(&str, Credential, &GateContext, Outcome)> = vec![
+        (
+            "26-bit card as 26-bit",
+            Credential::Card(read_as(1, CardFormat::Wiegand26)),
+            &strict,
+            Outcome::Granted,
+        ),
+        (
+            "26-bit card's numbers in a 34-bit frame",
+            Credential::Card(read_as(1, CardFormat::Wiegand34)),
+            &strict,
+            mismatch,
+        ),
+        (
+            "26-bit card's numbers in a 37-bit frame",
+            Credential::Card(read_as(1, CardFormat::Wiegand37)),
+            &strict,
+            mismatch,
+        ),
+        (
+            "34-bit card as 34-bit",
+            Credential::Card(read_as(7, CardFormat::Wiegand34)),
+            &strict,
+            Outcome::Granted,
+        ),
+        (
+            "34-bit card's numbers in a 26-bit frame",
+            Credential::Card(read_as(7, CardFormat::Wiegand26)),
+            &strict,
+            mismatch,
+        ),
+        (
+            "a card + face gate checks the format too",
+            Credential::CardAndFace {
+                card: read_as(1, CardFormat::Wiegand34),
+                face,
+            },
+            &two,
+            mismatch,
+        ),
+        (
+            "a site that opted out takes any frame",
+            Credential::Card(read_as(1, CardFormat::Wiegand34)),
+            &lax,
+            Outcome::Granted,
+        ),
+        (
+            "unknown numbers stay unknown",
+            Credential::Card(read_as(99, CardFormat::Wiegand34)),
+            &strict,
+            Outcome::Denied(DenyReason::UnknownCredential),
+        ),
+    ];
+    for (name, cred, g, expected) in cases {
+        let d = decide(&r, &s, &cred, g, &now("2025-03-12 10:00"));
+        assert_eq!(d.outcome, expected, "{name}");
+        if !d.is_granted() {
+            assert_eq!(d.subject, None, "{name}: a refused frame names nobody");
+        }
+    }
+}
+
+#[test]
+fn frames_in_the_wrong_format_count_toward_the_reader_lockout() {
+    let r = register();
+    let mut s = AccessState::new();
+    let east = gate("east");
+    let mut t = now("2025-03-12 10:00");
+    for i in 0..5u64 {
+        t.mono = Duration::from_secs(100 + i * 5);
+        let cred = Credential::Card(read_as(1 + i, CardFormat::Wiegand34));
+        let d = decide(&r, &s, &cred, &east, &t);
+        s.apply(&d, &cred, &east, &t);
+        assert_eq!(d.reason(), Some(DenyReason::CardFormatMismatch));
+        assert_eq!(d.alarm.is_some(), i == 4, "attempt {i}");
+    }
+    assert_eq!(
+        decide(&r, &s, &card(1), &east, &t).reason(),
+        Some(DenyReason::ReaderLockedOut)
     );
 }

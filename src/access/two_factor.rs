@@ -98,7 +98,7 @@ mod tests {
 
     use super::super::*;
     use super::*;
-    use crate::domain::{CardNumber, ResidentId};
+    use crate::domain::{CardNumber, CardRead, ResidentId};
 
     const OFFSET: i32 = 480;
 
@@ -139,11 +139,12 @@ mod tests {
         r
     }
 
-    fn card(n: u64) -> CardNumber {
+    fn card(n: u64) -> CardRead {
         CardNumber::Formatted {
             facility: 10,
             number: n,
         }
+        .into()
     }
 
     fn gate(mode: TwoFactor, hours: &[&str]) -> GateContext {

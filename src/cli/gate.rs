@@ -97,6 +97,9 @@ fn table(gates: &[GateStatus]) -> String {
                 if let Some(l) = r.locked_out_s {
                     s.push_str(&format!(" locked_out={l}s"));
                 }
+                if let Some(p) = r.pin_suspended_s {
+                    s.push_str(&format!(" pin_suspended={p}s"));
+                }
                 s
             }
         };

@@ -124,7 +124,8 @@ pub fn run(cli: &Cli, cmd: &VisitorCommand) -> Result<ExitCode> {
                 valid_until: until,
                 uses: *uses,
             };
-            let issued = visitors::issue(&store, &actor, &new, &config.site.id)?;
+            let pins = visitors::PinLength::from_config(&config.access);
+            let issued = visitors::issue_with(&store, &actor, &new, &config.site.id, pins)?;
             let p = &issued.pass;
             if out.format == output::Format::Json {
                 let value = serde_json::json!({

@@ -437,6 +437,41 @@ pub struct Access {
     /// left by an unmonitored way is not refused for ever (0: never).
     #[serde(default = "default_anti_passback_reset_h")]
     pub anti_passback_reset_h: u32,
+    /// Wrong PINs at one keypad within 24 h before PIN entry there is
+    /// suspended (cards still work) with a `pin_entry_suspended` alarm; it
+    /// resumes as the oldest of them passes a day. 0: no budget.
+    #[serde(default = "default_pin_failures_per_day")]
+    pub pin_failures_per_day: u32,
+    /// Wrong PINs at one keypad within `pin_alarm_window_min` that raise a
+    /// `pin_guessing` alarm (once per window); 0: off.
+    #[serde(default = "default_pin_alarm_failures")]
+    pub pin_alarm_failures: u32,
+    #[serde(default = "default_pin_alarm_window_min")]
+    pub pin_alarm_window_min: u32,
+    /// Digits of the PIN of a visitor pass valid for more than a day
+    /// (shorter passes get 6): a longer pass gives a guesser more days.
+    #[serde(default = "default_long_pass_pin_digits")]
+    pub long_pass_pin_digits: u8,
+    /// A card opens only in the Wiegand format it was enrolled with (26, 34,
+    /// 37 bits or raw); `false` accepts its numbers in any format.
+    #[serde(default = "default_card_format_strict")]
+    pub card_format_strict: bool,
+}
+
+fn default_pin_failures_per_day() -> u32 {
+    10
+}
+fn default_pin_alarm_failures() -> u32 {
+    5
+}
+fn default_pin_alarm_window_min() -> u32 {
+    60
+}
+fn default_long_pass_pin_digits() -> u8 {
+    8
+}
+fn default_card_format_strict() -> bool {
+    true
 }
 
 fn default_anti_passback_reset_h() -> u32 {
@@ -461,6 +496,11 @@ impl Default for Access {
             lockout_s: default_lockout_s(),
             anti_passback: false,
             anti_passback_reset_h: default_anti_passback_reset_h(),
+            pin_failures_per_day: default_pin_failures_per_day(),
+            pin_alarm_failures: default_pin_alarm_failures(),
+            pin_alarm_window_min: default_pin_alarm_window_min(),
+            long_pass_pin_digits: default_long_pass_pin_digits(),
+            card_format_strict: default_card_format_strict(),
         }
     }
 }
@@ -774,6 +814,24 @@ impl Config {
             return Err((
                 "access.lockout_attempts".into(),
                 "expected at least 1".into(),
+            ));
+        }
+        if !(6..=crate::wiegand::MAX_PIN_DIGITS)
+            .contains(&usize::from(self.access.long_pass_pin_digits))
+        {
+            return Err((
+                "access.long_pass_pin_digits".into(),
+                format!(
+                    "expected 6..={} (what a keypad sends before #), got {}",
+                    crate::wiegand::MAX_PIN_DIGITS,
+                    self.access.long_pass_pin_digits
+                ),
+            ));
+        }
+        if self.access.pin_alarm_failures > 0 && self.access.pin_alarm_window_min == 0 {
+            return Err((
+                "access.pin_alarm_window_min".into(),
+                "expected at least 1 (or pin_alarm_failures = 0 to turn the alarm off)".into(),
             ));
         }
         if self.models.threads == 0 {

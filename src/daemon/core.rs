@@ -103,6 +103,11 @@ impl Core {
                 [
                     g.policy.lockout_window,
                     g.policy.lockout_for,
+                    if g.policy.pin_budget.is_some() {
+                        access::PIN_BUDGET_WINDOW
+                    } else {
+                        g.policy.pin_alarm_window
+                    },
                     if g.policy.anti_passback && g.paired_with.is_some() {
                         g.policy
                             .anti_passback_reset
@@ -339,12 +344,18 @@ fn past_event(e: &EventRecord, now: chrono::DateTime<chrono::Utc>) -> Option<acc
         (EventKind::Access, Some(AccessResult::Granted), _) => access::PastKind::Passed {
             person: crate::domain::ResidentId(e.subject_id?),
         },
+        (EventKind::Access, Some(AccessResult::Denied), Some("unknown_credential"))
+            if e.credential_kind.as_deref() == Some("pin") =>
+        {
+            access::PastKind::WrongPin
+        }
         (
             EventKind::Access,
             Some(AccessResult::Denied),
-            Some("unknown_credential" | "face_mismatch"),
+            Some("unknown_credential" | "face_mismatch" | "card_format_mismatch"),
         ) if guessable => access::PastKind::FailedGuess,
         (EventKind::Alarm, _, Some("reader_lockout")) => access::PastKind::LockedOut,
+        (EventKind::Alarm, _, Some("pin_guessing")) => access::PastKind::PinGuessingAlarm,
         _ => return None,
     };
     Some(access::PastEvent { gate, age, kind })

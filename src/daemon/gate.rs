@@ -19,7 +19,7 @@ use crate::access::{
     AccessAlarm, Credential, Decision, DenyReason, FaceCheck, GateContext, Now, PinHash, Subject,
 };
 use crate::config::{self, Direction, GateKind, TwoFactor};
-use crate::domain::CardNumber;
+use crate::domain::{CardNumber, CardRead};
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
 use crate::hw::{Board, Edge, InputPin, Level, Pull};
 use crate::metrics;
@@ -327,7 +327,13 @@ impl GateTask {
     pub(crate) fn status(&self) -> GateStatus {
         let door = self.door.status();
         let now = self.core.clock.mono();
-        let locked_until = self.core.decider().state.locked_until(&self.cfg.id, now);
+        let (locked_until, pin_resumes) = {
+            let d = self.core.decider();
+            (
+                d.state.locked_until(&self.cfg.id, now),
+                d.state.pin_entry_resumes(&self.ctx, now),
+            )
+        };
         GateStatus {
             id: self.cfg.id.to_string(),
             name: self.cfg.name.clone(),
@@ -342,6 +348,7 @@ impl GateTask {
             reader: self.reader.as_ref().map(|r| ReaderStatus {
                 health: r.health(),
                 locked_out_s: locked_until.map(|u| (u - now).as_secs().max(1)),
+                pin_suspended_s: pin_resumes.map(|u| u.saturating_sub(now).as_secs().max(1)),
             }),
             out_of_service: None,
             two_factor: two_factor_words(&self.ctx),
@@ -431,7 +438,10 @@ impl GateTask {
     /// that needs the face now) once its owner's face is seen or the wait ends.
     async fn on_card(&mut self, card: CardNumber, format: wiegand::CardFormat) {
         if self.ctx.two_factor.mode == TwoFactor::Off {
-            let mut p = Presentation::from(Credential::Card(card));
+            let mut p = Presentation::from(Credential::Card(CardRead {
+                number: card,
+                format,
+            }));
             p.detail = Some(json!({ "format": format.as_str() }));
             self.present(p).await;
             return;
@@ -455,7 +465,7 @@ impl GateTask {
         };
         let check = self.face_check(&pending);
         let waiting_helps = matches!(check, FaceCheck::NotSeen | FaceCheck::Mismatch { .. })
-            && self.face_needed(&pending.card);
+            && self.face_needed(&pending.card, pending.format);
         if !waiting_helps {
             self.finish_card(pending, check).await;
             return;
@@ -470,10 +480,12 @@ impl GateTask {
 
     /// Whether this card, shown alone now, is refused only for want of a face
     /// (two factors needed at this hour, and the register admits its owner).
-    fn face_needed(&self, card: &CardNumber) -> bool {
-        let alone = self
-            .core
-            .preview(&self.ctx, &Credential::Card(card.clone()));
+    fn face_needed(&self, card: &CardNumber, format: wiegand::CardFormat) -> bool {
+        let read = CardRead {
+            number: card.clone(),
+            format,
+        };
+        let alone = self.core.preview(&self.ctx, &Credential::Card(read));
         alone.reason() == Some(DenyReason::FaceRequired)
     }
 
@@ -498,7 +510,7 @@ impl GateTask {
         detail.insert("format".into(), json!(pending.format.as_str()));
         // Where the face is not needed now (other hours, or the register
         // refuses the card anyway), the card is decided and logged as a card.
-        let credential = if self.face_needed(&pending.card) {
+        let credential = if self.face_needed(&pending.card, pending.format) {
             let waited = pending.read_at.elapsed().as_millis() as u64;
             detail.insert("face_wait_ms".into(), json!(waited));
             if check == FaceCheck::Unavailable {
@@ -506,11 +518,17 @@ impl GateTask {
                 tracing::warn!(gate = %self.cfg.id, fallback = ?self.cfg.face_unavailable, "card + face gate without a working camera");
             }
             Credential::CardAndFace {
-                card: pending.card,
+                card: CardRead {
+                    number: pending.card,
+                    format: pending.format,
+                },
                 face: check,
             }
         } else {
-            Credential::Card(pending.card)
+            Credential::Card(CardRead {
+                number: pending.card,
+                format: pending.format,
+            })
         };
         let mut p = Presentation::from(credential);
         p.detail = Some(serde_json::Value::Object(detail));
@@ -633,6 +651,11 @@ impl GateTask {
         {
             let detail = json!({ "attempts": attempts, "lockout_s": lockout_s });
             self.gate_event(EventKind::Alarm, "reader_lockout", Some(detail))
+                .await;
+        }
+        if let Some(alarm) = decision.keypad_alarm {
+            let detail = serde_json::to_value(alarm).ok();
+            self.gate_event(EventKind::Alarm, alarm.as_str(), detail)
                 .await;
         }
         if let Some(AccessAlarm::Watchlist { deny }) = decision.alarm {

@@ -476,6 +476,13 @@ impl GateHandle {
     }
 
     /// The state the gate tasks share.
+    /// Moves the daemon's monotonic clock forward by `by`, as if that much
+    /// time had passed for lockouts, PIN budgets and door timers (tests and
+    /// simulations wait on time they control, never on real time).
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.core.clock.advance(by);
+    }
+
     pub fn core(&self) -> &Arc<Core> {
         &self.shared.core
     }

@@ -1,41 +1,49 @@
 //! The vehicle gate's side of the LPR adapter: a plate reading becomes a
 //! `Plate` credential presented at the gate, like a card at a reader.
+//!
+//! The station's watchlist takes part in choosing the candidate: a listed
+//! reading is presented as read (never swapped to a resident's plate), and a
+//! listed OCR candidate the gate did not decide on still raises a
+//! `watchlist_match` alarm, because the car may be the listed one misread.
 
 use anyhow::Result;
+use serde_json::json;
 
 use super::{GateHandle, Presentation};
 use crate::access::{Credential, Subject};
-use crate::lpr::{PlateOutcome, PlateReading, PlateSink, Resolution, Verdict};
-use crate::store::events::{AccessResult, EventKind, NewEvent};
+use crate::domain::Plate;
+use crate::lpr::{listed_alternatives, PlateOutcome, PlateReading, PlateSink, Resolution, Verdict};
+use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
 
 impl PlateSink for GateHandle {
     async fn present(&self, reading: PlateReading) -> Result<PlateOutcome> {
         let register = self.register();
-        let chosen = match reading.resolve(|p| {
-            register.plates.contains_key(p) || register.passes_by_plate.contains_key(p)
-        }) {
-            Resolution::Present(candidate) => candidate.plate.clone(),
-            Resolution::Ambiguous(candidates) => {
-                // Two registered plates fit the same reading: open for neither, tell the station.
-                let plate = candidates[0].plate.clone();
-                let mut event = NewEvent::now(EventKind::Access, crate::clock::is_synchronised());
-                event.gate = Some(reading.gate.clone());
-                event.credential_kind = Some("plate".into());
-                event.credential_masked = Some(reading.read.text.clone());
-                event.result = Some(AccessResult::Denied);
-                event.reason = Some("ambiguous_plate".into());
-                event.snapshot = reading.snapshot.clone();
-                event.detail = Some(reading.event_detail(&plate));
-                let stored = self.record(event).await?;
-                return Ok(PlateOutcome {
-                    verdict: Verdict::Refused,
-                    plate,
-                    reason: "ambiguous_plate".into(),
-                    subject: None,
-                    event_seq: Some(stored.seq),
-                });
-            }
+        let now = chrono::Utc::now();
+        let listed = |p: &Plate| register.plate_watched(p, now).is_some();
+        let resolution = reading.resolve(|p| register.plate_registered(p) || listed(p));
+        // The decision itself alarms for the plate presented; the others here.
+        let (outcome, presented) = match resolution {
+            Resolution::Present(candidate) => (
+                self.decide_plate(&reading, candidate.plate.clone()).await?,
+                Some(&candidate.plate),
+            ),
+            Resolution::Ambiguous(candidates) => (
+                self.refuse_ambiguous(&reading, candidates[0].plate.clone())
+                    .await?,
+                None,
+            ),
         };
+        for other in listed_alternatives(&reading.read, presented, listed) {
+            let deny = register.plate_watched(&other.plate, now) == Some(true);
+            self.possible_watch_match(&reading, &other.plate, deny, &outcome)
+                .await?;
+        }
+        Ok(outcome)
+    }
+}
+
+impl GateHandle {
+    async fn decide_plate(&self, reading: &PlateReading, chosen: Plate) -> Result<PlateOutcome> {
         let presented = self
             .submit(
                 &reading.gate,
@@ -72,5 +80,57 @@ impl PlateSink for GateHandle {
             subject,
             event_seq: presented.event.map(|e| e.seq),
         })
+    }
+
+    /// Two known plates fit the same reading: open for neither, tell the station.
+    async fn refuse_ambiguous(&self, reading: &PlateReading, plate: Plate) -> Result<PlateOutcome> {
+        let mut event = NewEvent::now(EventKind::Access, crate::clock::is_synchronised());
+        event.gate = Some(reading.gate.clone());
+        event.credential_kind = Some("plate".into());
+        event.credential_masked = Some(reading.read.text.clone());
+        event.result = Some(AccessResult::Denied);
+        event.reason = Some("ambiguous_plate".into());
+        event.snapshot = reading.snapshot.clone();
+        event.detail = Some(reading.event_detail(&plate));
+        let stored = self.record(event).await?;
+        Ok(PlateOutcome {
+            verdict: Verdict::Refused,
+            plate,
+            reason: "ambiguous_plate".into(),
+            subject: None,
+            event_seq: Some(stored.seq),
+        })
+    }
+
+    /// A listed candidate the gate did not decide on: the alarm the station
+    /// would have had if the camera had read that plate.
+    async fn possible_watch_match(
+        &self,
+        reading: &PlateReading,
+        listed: &Plate,
+        deny: bool,
+        outcome: &PlateOutcome,
+    ) -> Result<EventRecord> {
+        let mut event = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+        event.gate = Some(reading.gate.clone());
+        event.reason = Some("watchlist_match".into());
+        event.snapshot = reading.snapshot.clone();
+        let substitution = reading
+            .read
+            .candidate(listed)
+            .and_then(|c| c.substitution)
+            .map(|s| json!({"position": s.position, "read": s.read, "tried": s.tried}));
+        event.detail = Some(json!({
+            "credential_kind": "plate",
+            "credential": listed.as_str(),
+            "possible": true,
+            "read": reading.read.text,
+            "ocr_substitution": substitution,
+            "action": if deny { "deny" } else { "alert" },
+            "denied": outcome.verdict == Verdict::Refused,
+            "decided_plate": outcome.plate.as_str(),
+            "access_event_seq": outcome.event_seq,
+        }));
+        self.record(event).await
     }
 }

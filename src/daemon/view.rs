@@ -47,10 +47,13 @@ impl DecisionView {
             reason: d.reason().map(|r| r.as_str().to_string()),
             subject_id,
             subject_name,
-            alarm: d.alarm.map(|a| match a {
-                AccessAlarm::ReaderLockout { .. } => "reader_lockout".to_string(),
-                AccessAlarm::Watchlist { .. } => "watchlist_match".to_string(),
-            }),
+            alarm: d
+                .alarm
+                .map(|a| match a {
+                    AccessAlarm::ReaderLockout { .. } => "reader_lockout".to_string(),
+                    AccessAlarm::Watchlist { .. } => "watchlist_match".to_string(),
+                })
+                .or_else(|| d.keypad_alarm.map(|a| a.as_str().to_string())),
             clock_override: d.clock_override,
             event_seq: event.map(|e| e.seq),
         }
@@ -104,6 +107,9 @@ pub struct ReaderStatus {
     pub health: ReaderHealth,
     /// Seconds left of a lockout after too many unknown credentials.
     pub locked_out_s: Option<u64>,
+    /// Seconds until PIN entry resumes after the day's budget of wrong PINs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_suspended_s: Option<u64>,
 }
 
 /// One gate in `gatehouse gate status`.

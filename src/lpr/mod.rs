@@ -29,7 +29,8 @@ use serde::Serialize;
 use crate::domain::{GateId, Plate, ResidentId};
 
 pub use plate::{
-    read_plate, resolve, CameraText, PlateCandidate, PlateRead, Resolution, Substitution,
+    listed_alternatives, read_plate, resolve, CameraText, PlateCandidate, PlateRead, Resolution,
+    Substitution,
 };
 pub use server::{router, LprServer, Settings};
 

@@ -182,6 +182,8 @@ pub enum Resolution<'a> {
 
 /// Picks the candidate to present; `is_known` answers from the register
 /// (vehicles, visitor passes, the watchlist: whatever the gate acts on).
+/// A watch-listed exact reading is therefore always presented as read: a
+/// swap never carries a listed car in under a resident's plate.
 pub fn resolve<'a>(read: &'a PlateRead, is_known: impl Fn(&Plate) -> bool) -> Resolution<'a> {
     let exact = read.candidates.iter().find(|c| c.substitution.is_none());
     if let Some(exact) = exact.filter(|c| is_known(&c.plate)) {
@@ -197,6 +199,20 @@ pub fn resolve<'a>(read: &'a PlateRead, is_known: impl Fn(&Plate) -> bool) -> Re
         [] => Resolution::Present(exact.unwrap_or(read.primary())),
         _ => Resolution::Ambiguous(known),
     }
+}
+
+/// The candidates on the station's watchlist other than `presented`: the car
+/// may be the listed one misread, so each raises an alarm even when the gate
+/// decided on another candidate (or on none).
+pub fn listed_alternatives<'a>(
+    read: &'a PlateRead,
+    presented: Option<&Plate>,
+    is_listed: impl Fn(&Plate) -> bool,
+) -> Vec<&'a PlateCandidate> {
+    read.candidates
+        .iter()
+        .filter(|c| Some(&c.plate) != presented && is_listed(&c.plate))
+        .collect()
 }
 
 #[cfg(test)]
@@ -311,5 +327,35 @@ mod tests {
             panic!("should be ambiguous")
         };
         assert_eq!(both.len(), 2);
+    }
+
+    #[test]
+    fn resolve_never_swaps_away_from_a_watch_listed_reading() {
+        // 川A80125 is on the watchlist; one swap away is a resident's 川AB0125.
+        let r = read("川A80125", true);
+        let listed = |p: &Plate| p.as_str() == "川A80125";
+        let known = |p: &Plate| listed(p) || p.as_str() == "川AB0125";
+        assert_eq!(resolve(&r, known), Resolution::Present(&r.candidates()[0]));
+        assert!(listed_alternatives(&r, Some(&r.candidates()[0].plate), listed).is_empty());
+    }
+
+    #[test]
+    fn a_listed_swap_beside_the_plate_decided_on_is_reported() {
+        // The resident's plate read exactly; a swap of it is listed.
+        let r = read("川AB0125", true);
+        let listed = |p: &Plate| p.as_str() == "川A80125";
+        let known = |p: &Plate| listed(p) || p.as_str() == "川AB0125";
+        let Resolution::Present(chosen) = resolve(&r, known) else {
+            panic!("ambiguous")
+        };
+        assert_eq!(chosen.plate.as_str(), "川AB0125");
+        let also = listed_alternatives(&r, Some(&chosen.plate), listed);
+        assert_eq!(also.len(), 1);
+        assert_eq!(also[0].plate.as_str(), "川A80125");
+        assert_eq!(also[0].substitution.unwrap().tried, '8');
+        // A registered swap and a listed swap of an unknown reading: open for neither.
+        let r = read("川AB01Z5", true);
+        let known = |p: &Plate| ["川AB0125", "川A801Z5"].contains(&p.as_str());
+        assert!(matches!(resolve(&r, known), Resolution::Ambiguous(_)));
     }
 }

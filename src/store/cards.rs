@@ -1,12 +1,10 @@
 //! Access cards: which card (reader format + facility code + number, or raw
 //! bits) belongs to whom. The gate's lookup is one indexed read.
 
-use std::fmt;
-
 use anyhow::{bail, Context, Result};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::atomic::atomically;
@@ -14,108 +12,8 @@ use super::people::{self, holder_from_row, select_holder, Holder};
 use super::{now_rfc3339, Store};
 use crate::domain::{CardNumber, ResidentId};
 
-/// The frame format a card's reader sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CardFormat {
-    /// HID H10301: 8-bit facility code, 16-bit card number.
-    Wiegand26,
-    /// 16-bit facility code, 16-bit card number.
-    Wiegand34,
-    /// HID H10304: 16-bit facility code, 19-bit card number.
-    Wiegand37,
-    /// The raw bits of a frame in a format the reader does not decode.
-    Raw,
-}
-
-impl CardFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CardFormat::Wiegand26 => "wiegand26",
-            CardFormat::Wiegand34 => "wiegand34",
-            CardFormat::Wiegand37 => "wiegand37",
-            CardFormat::Raw => "raw",
-        }
-    }
-
-    /// Largest facility code and card number the format can carry.
-    fn limits(self) -> Option<(u32, u64)> {
-        match self {
-            CardFormat::Wiegand26 => Some((255, 65_535)),
-            CardFormat::Wiegand34 => Some((65_535, 65_535)),
-            CardFormat::Wiegand37 => Some((65_535, 524_287)),
-            CardFormat::Raw => None,
-        }
-    }
-
-    /// Whether `card` can be sent in this format.
-    pub fn check(self, card: &CardNumber) -> Result<(), String> {
-        match (self.limits(), card) {
-            (None, CardNumber::Raw(_)) => Ok(()),
-            (None, CardNumber::Formatted { .. }) => Err(format!(
-                "card {card} has a facility code and number; raw cards are written raw:<bits>"
-            )),
-            (Some(_), CardNumber::Raw(_)) => {
-                Err(format!("card {card} is raw bits; use --format raw"))
-            }
-            (Some((max_f, max_n)), CardNumber::Formatted { facility, number }) => {
-                if *facility > max_f {
-                    Err(format!(
-                        "facility code {facility} does not fit {} (at most {max_f})",
-                        self.as_str()
-                    ))
-                } else if *number > max_n {
-                    Err(format!(
-                        "card number {number} does not fit {} (at most {max_n})",
-                        self.as_str()
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
-        }
-    }
-
-    /// The smallest format that carries `card` (raw for raw bits).
-    pub fn infer(card: &CardNumber) -> Result<CardFormat, String> {
-        if matches!(card, CardNumber::Raw(_)) {
-            return Ok(CardFormat::Raw);
-        }
-        [
-            CardFormat::Wiegand26,
-            CardFormat::Wiegand34,
-            CardFormat::Wiegand37,
-        ]
-        .into_iter()
-        .find(|f| f.check(card).is_ok())
-        .ok_or_else(|| {
-            format!("card {card} fits no supported format (facility ≤ 65535, number ≤ 524287)")
-        })
-    }
-}
-
-impl fmt::Display for CardFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for CardFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<CardFormat, String> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "wiegand26" | "w26" | "26" => CardFormat::Wiegand26,
-            "wiegand34" | "w34" | "34" => CardFormat::Wiegand34,
-            "wiegand37" | "w37" | "37" => CardFormat::Wiegand37,
-            "raw" => CardFormat::Raw,
-            _ => {
-                return Err(format!(
-                    "unknown card format {s:?}; expected wiegand26, wiegand34, wiegand37 or raw"
-                ))
-            }
-        })
-    }
-}
+/// The frame format a card's reader sends (one type with `wiegand`'s).
+pub use crate::domain::CardFormat;
 
 impl ToSql for CardFormat {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

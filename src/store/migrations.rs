@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/008_strangers.sql"),
     ),
     (
+        "010_card_format",
+        include_str!("migrations/010_card_format.sql"),
+    ),
+    (
         "011_mask_id_numbers",
         include_str!("migrations/011_mask_id_numbers.sql"),
     ),
@@ -59,6 +63,68 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database at the schema before `name`, as an older gatehouse left it.
+    fn before(name: &str) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        let upto = MIGRATIONS.iter().position(|(n, _)| *n == name).unwrap();
+        for (i, (_, sql)) in MIGRATIONS.iter().enumerate().take(upto) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn cards_keep_working_in_the_format_they_were_last_granted_in() {
+        let mut conn = before("010_card_format");
+        let t = "2026-11-01T08:00:00.000Z";
+        for (id, card) in [(1, "10:12345"), (2, "10:7"), (3, "20:555")] {
+            conn.execute(
+                "INSERT INTO person (id, name, role, status, created_at, created_by, updated_at, updated_by)
+                 VALUES (?1, '张三', 'owner', 'active', ?2, 't', ?2, 't')",
+                rusqlite::params![id, t],
+            )
+            .unwrap();
+            // Assigned without --format: the smallest that fits.
+            conn.execute(
+                "INSERT INTO card (card_key, format, person_id, created_at, created_by)
+                 VALUES (?1, 'wiegand26', ?2, ?3, 't')",
+                rusqlite::params![card, id, t],
+            )
+            .unwrap();
+        }
+        let event = |seq: i64, subject: i64, masked: &str, result: &str, format: &str| {
+            format!(
+                "INSERT INTO event (seq, id, at, clock_synced, kind, gate, credential_kind, credential_masked,
+                     subject_id, result, detail, prev_hash, hash)
+                 VALUES ({seq}, 'e{seq}', '{t}', 1, 'access', 'east', 'card', '{masked}', {subject},
+                     '{result}', '{{\"format\": \"{format}\"}}', x'00', x'00')"
+            )
+        };
+        for sql in [
+            // R1's reader sends 34-bit frames: granted twice that way.
+            event(1, 1, "10:***45", "granted", "wiegand34"),
+            event(2, 1, "10:***45", "granted", "wiegand34"),
+            // R2 was granted as 26-bit, then someone tried its numbers as 37-bit.
+            event(3, 2, "10:7", "granted", "wiegand26"),
+            event(4, 2, "10:7", "denied", "wiegand37"),
+            // R3's card was never used.
+        ] {
+            conn.execute_batch(&sql).unwrap();
+        }
+        apply(&mut conn).unwrap();
+        let format = |key: &str| -> String {
+            conn.query_row("SELECT format FROM card WHERE card_key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(format("10:12345"), "wiegand34");
+        assert_eq!(format("10:7"), "wiegand26");
+        assert_eq!(format("20:555"), "wiegand26");
+    }
 
     #[test]
     fn migration_011_remasks_stored_id_numbers_completely() {

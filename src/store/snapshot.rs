@@ -33,7 +33,7 @@ pub fn load(conn: &Connection, utc_offset_minutes: i32) -> Result<(Register, Vec
     let mut reg = Register::new(utc_offset_minutes);
     let mut warnings = Vec::new();
     load_persons(&tx, &mut reg, &mut warnings).context("cannot read person")?;
-    load_cards(&tx, &mut reg).context("cannot read card")?;
+    load_cards(&tx, &mut reg, &mut warnings).context("cannot read card")?;
     load_vehicles(&tx, &mut reg, &mut warnings).context("cannot read vehicle")?;
     load_passes(&tx, &mut reg, &mut warnings).context("cannot read visitor_pass")?;
     load_groups(&tx, &mut reg, &mut warnings).context("cannot read access groups")?;
@@ -130,11 +130,24 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
     Ok(())
 }
 
-fn load_cards(conn: &Connection, reg: &mut Register) -> Result<()> {
-    let mut stmt = conn.prepare("SELECT card_key, person_id FROM card")?;
+fn load_cards(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning>) -> Result<()> {
+    let mut stmt = conn.prepare("SELECT card_key, person_id, format FROM card")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        reg.add_card(row.get(0)?, ResidentId(row.get(1)?));
+        let key: String = row.get(0)?;
+        let person = ResidentId(row.get(1)?);
+        let format: String = row.get(2)?;
+        match format.parse::<crate::domain::CardFormat>() {
+            Ok(format) => reg.add_card_in(key, format, person),
+            // The CHECK constraint keeps this out; if it got in, the card
+            // matches no frame rather than every frame.
+            Err(e) => {
+                warnings.push(format!(
+                    "card {key} of {person}: {e}; refused at the gates until fixed"
+                ));
+                reg.add_card_in(key, crate::domain::CardFormat::Raw, person);
+            }
+        }
     }
     Ok(())
 }
@@ -326,7 +339,12 @@ mod tests {
             clock_synced: true,
         };
         let s = AccessState::new();
-        let card = Credential::Card("10:12345".parse().unwrap());
+        let card = Credential::Card(
+            "10:12345"
+                .parse::<crate::domain::CardNumber>()
+                .unwrap()
+                .into(),
+        );
         assert!(decide(&reg, &s, &card, &gate, &now).is_granted());
         let bad_row = Credential::Face {
             resident: ResidentId(2),

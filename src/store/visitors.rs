@@ -1,7 +1,9 @@
 //! Visitor passes: a resident invites someone for a time window, at some
-//! gates, for a number of uses. The visitor gets a 6-digit PIN (and a QR code
-//! carrying it); the register keeps only a keyed hash of the PIN, unique among
-//! passes, so a PIN typed at a keypad names exactly one pass.
+//! gates, for a number of uses. The visitor gets a PIN (6 digits for a pass of
+//! a day or less, `[access] long_pass_pin_digits` for a longer one, which a
+//! guesser has more days to find) and a QR code carrying it; the register
+//! keeps only a keyed hash of the PIN, unique among passes, so a PIN typed at a
+//! keypad names exactly one pass.
 
 use std::fmt;
 
@@ -45,7 +47,7 @@ impl std::str::FromStr for PassId {
     }
 }
 
-/// A visitor's 6-digit PIN. Exists in clear only between generation and the
+/// A visitor's PIN (6 to 12 digits). Exists in clear only between generation and the
 /// printout, and between a keypad and [`lookup_pin`]. `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pin(String);
@@ -55,12 +57,20 @@ impl Pin {
         &self.0
     }
 
-    /// A random PIN that is not trivially guessable (not one repeated digit, not
-    /// a run such as 123456).
+    /// A random 6-digit PIN that is not trivially guessable (not one repeated
+    /// digit, not a run such as 123456).
     pub fn generate() -> Pin {
+        Pin::generate_digits(PinLength::SHORT)
+    }
+
+    /// [`Pin::generate`] with `digits` digits (clamped to 6..=12).
+    pub fn generate_digits(digits: usize) -> Pin {
+        let digits = digits.clamp(PinLength::SHORT, PinLength::MAX);
         let mut rng = rand::rngs::OsRng;
         loop {
-            let pin = format!("{:06}", rng.gen_range(0..1_000_000u32));
+            let pin: String = (0..digits)
+                .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+                .collect();
             if !is_weak(&pin) {
                 return Pin(pin);
             }
@@ -82,10 +92,16 @@ impl std::str::FromStr for Pin {
     type Err = String;
     fn from_str(s: &str) -> Result<Pin, String> {
         let s = s.trim();
-        if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+        if (PinLength::SHORT..=PinLength::MAX).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_digit())
+        {
             Ok(Pin(s.to_string()))
         } else {
-            Err("a visitor PIN is 6 digits".into())
+            Err(format!(
+                "a visitor PIN is {} to {} digits",
+                PinLength::SHORT,
+                PinLength::MAX
+            ))
         }
     }
 }
@@ -93,6 +109,41 @@ impl std::str::FromStr for Pin {
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Pin(******)")
+    }
+}
+
+/// How many digits a new pass's PIN gets, by how long the pass is valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinLength {
+    /// Digits for a pass valid for more than a day.
+    pub long_pass: usize,
+}
+
+impl PinLength {
+    /// Digits of a pass valid for a day or less.
+    pub const SHORT: usize = 6;
+    /// The longest PIN a keypad sends before `#`.
+    pub const MAX: usize = crate::wiegand::MAX_PIN_DIGITS;
+
+    pub fn from_config(access: &crate::config::Access) -> PinLength {
+        PinLength {
+            long_pass: usize::from(access.long_pass_pin_digits),
+        }
+    }
+
+    /// The digits for a pass valid over `window`.
+    pub fn for_window(self, window: Duration) -> usize {
+        if window > Duration::days(1) {
+            self.long_pass.clamp(PinLength::SHORT, PinLength::MAX)
+        } else {
+            PinLength::SHORT
+        }
+    }
+}
+
+impl Default for PinLength {
+    fn default() -> Self {
+        PinLength::from_config(&crate::config::Access::default())
     }
 }
 
@@ -217,8 +268,20 @@ pub fn parse_qr_payload(text: &str) -> Option<(String, PassId, Pin)> {
     Some((site?, pass?, pin?))
 }
 
-/// Issues a pass with a fresh PIN unique among all stored passes.
+/// Issues a pass with a fresh PIN unique among all stored passes, of the
+/// default length for its window ([`issue_with`] takes the site's).
 pub fn issue(store: &Store, actor: &str, new: &NewPass, site: &str) -> Result<IssuedPass> {
+    issue_with(store, actor, new, site, PinLength::default())
+}
+
+/// [`issue`] with the PIN length from the config (`PinLength::from_config`).
+pub fn issue_with(
+    store: &Store,
+    actor: &str,
+    new: &NewPass,
+    site: &str,
+    pins: PinLength,
+) -> Result<IssuedPass> {
     let visitor_name =
         validate_name(&new.visitor_name).map_err(|e| anyhow::anyhow!("visitor name {e}"))?;
     if new.valid_until <= new.valid_from {
@@ -247,9 +310,10 @@ pub fn issue(store: &Store, actor: &str, new: &NewPass, site: &str) -> Result<Is
                 host.status
             );
         }
+        let digits = pins.for_window(new.valid_until - new.valid_from);
         let mut pin_and_hash = None;
         for _ in 0..64 {
-            let pin = Pin::generate();
+            let pin = Pin::generate_digits(digits);
             let hash = pin.keyed_hash(store);
             let taken: bool = conn
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM visitor_pass WHERE pin_hash = ?1)")?
@@ -422,6 +486,26 @@ mod tests {
             format!("{:?}", "482913".parse::<Pin>().unwrap()),
             "Pin(******)"
         );
+    }
+
+    #[test]
+    fn a_pass_valid_for_more_than_a_day_gets_a_longer_pin() {
+        let pins = PinLength { long_pass: 8 };
+        assert_eq!(pins.for_window(Duration::hours(24)), 6);
+        assert_eq!(pins.for_window(Duration::hours(25)), 8);
+        assert_eq!(pins.for_window(Duration::days(31)), 8);
+        assert_eq!(
+            PinLength { long_pass: 40 }.for_window(Duration::days(2)),
+            12
+        );
+        for _ in 0..500 {
+            let pin = Pin::generate_digits(8);
+            assert_eq!(pin.as_str().len(), 8);
+            assert!(!is_weak(pin.as_str()));
+        }
+        assert!("48291377".parse::<Pin>().is_ok());
+        assert!("48291".parse::<Pin>().is_err());
+        assert!("4829137712345".parse::<Pin>().is_err());
     }
 
     #[test]

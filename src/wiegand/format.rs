@@ -5,27 +5,8 @@
 
 use crate::domain::CardNumber;
 
-/// Which layout a card frame had.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CardFormat {
-    Wiegand26,
-    Wiegand34,
-    Wiegand37,
-    Raw,
-}
-
-impl CardFormat {
-    /// The value stored in `card.format`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CardFormat::Wiegand26 => "wiegand26",
-            CardFormat::Wiegand34 => "wiegand34",
-            CardFormat::Wiegand37 => "wiegand37",
-            CardFormat::Raw => "raw",
-        }
-    }
-}
+/// Which layout a card frame had (one type with the register's `card.format`).
+pub use crate::domain::CardFormat;
 
 /// A key on a Wiegand keypad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

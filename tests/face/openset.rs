@@ -282,11 +282,12 @@ fn doctor_warns_when_the_register_outgrows_the_model() {
     assert!(risk.over_target() && risk.max_residents == 0, "{risk:?}");
 }
 
-fn card(n: u64) -> CardNumber {
+fn card(n: u64) -> gatehouse::domain::CardRead {
     CardNumber::Formatted {
         facility: 10,
         number: n,
     }
+    .into()
 }
 
 #[test]

@@ -8,8 +8,12 @@
 // module is private: everything in it is used by these tests.
 #[path = "../common/mod.rs"]
 pub mod common;
+// The LPR endpoint's fixtures, for the plate watchlist tests.
+#[path = "../lpr/lpr_support.rs"]
+pub mod lpr_support;
 mod daemon_support;
 
 mod cli;
 mod daemon_run;
 mod in_process;
+mod trust_access;

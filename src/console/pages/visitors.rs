@@ -237,6 +237,7 @@ pub async fn issue(
     let now = Utc::now();
     let actor = user.actor();
     let site = ctx.app.config.site.id.clone();
+    let pins = visitors::PinLength::from_config(&ctx.app.config.access);
     let (host, name) = (form.host.clone(), form.visitor_name.clone());
     let issued = ctx
         .store(move |s| {
@@ -251,7 +252,7 @@ pub async fn issue(
                 valid_until: now + duration,
                 uses,
             };
-            visitors::issue(s, &actor, &new, &site)
+            visitors::issue_with(s, &actor, &new, &site, pins)
         })
         .await?;
     let issued = match issued {
