@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "008_strangers",
         include_str!("migrations/008_strangers.sql"),
     ),
+    (
+        "009_trusted_time",
+        include_str!("migrations/009_trusted_time.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {
