@@ -187,17 +187,38 @@ pub fn parse_chrony_tracking(csv: &str) -> Option<bool> {
 }
 
 static CACHE: Mutex<Option<(Instant, Sync)>> = Mutex::new(None);
+static REFRESHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// This machine's reading, reused for [`READING_TTL`]. A reading that
-/// changed, or that cannot be had, is logged once.
+/// This machine's reading. Only the first call asks the sources in the
+/// caller's thread; after that a reading older than [`READING_TTL`] is
+/// returned while a background thread asks again, so a slow `chronyc` never
+/// delays a decision. A reading that changed, or cannot be had, is logged once.
 pub fn reading() -> Sync {
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((at, sync)) = &*cache {
-        if at.elapsed() < READING_TTL {
-            return sync.clone();
+    use std::sync::atomic::Ordering;
+    let cached = CACHE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match cached {
+        None => refresh(),
+        Some((at, sync)) => {
+            if at.elapsed() >= READING_TTL && !REFRESHING.swap(true, Ordering::SeqCst) {
+                let spawned = std::thread::Builder::new()
+                    .name("clock-sync".into())
+                    .spawn(|| {
+                        refresh();
+                        REFRESHING.store(false, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    REFRESHING.store(false, Ordering::SeqCst);
+                }
+            }
+            sync
         }
     }
+}
+
+/// Asks the sources now and caches the answer.
+pub fn refresh() -> Sync {
     let sync = Probe::system().read();
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let changed = cache.as_ref().map(|(_, s)| s) != Some(&sync);
     if changed {
         match &sync {
@@ -241,8 +262,9 @@ impl Floor {
     /// Raises the floor to `t` if that is later; never lowers it.
     pub fn raise(&self, t: DateTime<Utc>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let current = inner.map(|(f, at)| f + chrono::Duration::from_std(at.elapsed()).unwrap_or_default());
-        if current.is_none_or(|c| t > c) {
+        let current =
+            inner.map(|(f, at)| f + chrono::Duration::from_std(at.elapsed()).unwrap_or_default());
+        if current.map_or(true, |c| t > c) {
             *inner = Some((t, Instant::now()));
         }
     }
@@ -270,7 +292,8 @@ mod tests {
     }
 
     fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gatehouse-clock-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-clock-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -284,7 +307,10 @@ mod tests {
         // silent "unsynchronised".
         match p.read() {
             Sync::Unknown { why } => {
-                assert!(why.contains("adjtimex") && why.contains("os error 1"), "{why}")
+                assert!(
+                    why.contains("adjtimex") && why.contains("os error 1"),
+                    "{why}"
+                )
             }
             other => panic!("expected unknown, got {other:?}"),
         }
@@ -337,7 +363,10 @@ mod tests {
     #[test]
     fn chrony_leap_status_is_parsed() {
         let line = "A9FEA97B,169.254.169.123,4,1764750000.1,0.000001,0.0,0.0,-1.2,0.0,0.1,0.0001,0.0002,64.0,";
-        assert_eq!(parse_chrony_tracking(&format!("{line}Normal\n")), Some(true));
+        assert_eq!(
+            parse_chrony_tracking(&format!("{line}Normal\n")),
+            Some(true)
+        );
         assert_eq!(
             parse_chrony_tracking(&format!("{line}Not synchronised\n")),
             Some(false)

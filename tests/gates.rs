@@ -869,7 +869,10 @@ async fn tenant_whose_lease_ended_is_refused_while_the_clock_reads_unsynchronise
         add_person(&store, 6, "孙八", "active", None, Some("10:6"));
         store
             .conn()
-            .execute("UPDATE person SET valid_from = '2999-01-01' WHERE id = 6", [])
+            .execute(
+                "UPDATE person SET valid_from = '2999-01-01' WHERE id = 6",
+                [],
+            )
             .unwrap();
     }
     let daemon = Daemon::start_with(
@@ -893,7 +896,11 @@ async fn tenant_whose_lease_ended_is_refused_while_the_clock_reads_unsynchronise
     assert!(!ended.clock_override);
     let sim = h.simulator(&east).unwrap();
     let relay = config.gate(&east).unwrap().relay_pin;
-    assert_eq!(sim.output_level(relay).unwrap(), Level::Low, "must not open");
+    assert_eq!(
+        sim.output_level(relay).unwrap(),
+        Level::Low,
+        "must not open"
+    );
     // A lease that starts later may be the clock's fault: it opens, flagged.
     let early = h
         .simulate_wiegand(&east, &card_bits("10:6"))
@@ -947,7 +954,11 @@ async fn a_stored_time_floor_keeps_an_ended_pass_shut_when_the_clock_reads_earli
         .unwrap()
         .decision
         .unwrap();
-    assert_eq!(pass.reason.as_deref(), Some("visitor_pass_expired"), "{pass:?}");
+    assert_eq!(
+        pass.reason.as_deref(),
+        Some("visitor_pass_expired"),
+        "{pass:?}"
+    );
     let resident = h
         .simulate_wiegand(&east, &card_bits("10:12345"))
         .await

@@ -869,7 +869,11 @@ async fn a_command_naming_a_foreign_reply_topic_gets_no_reply_and_is_refused() {
             .args(["-m", &serde_json::to_string(cmd).unwrap()])
             .output()
             .expect("mosquitto_pub (apt install mosquitto-clients)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let open = f.signer.sign(
         &f.topics,

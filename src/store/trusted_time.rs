@@ -95,7 +95,8 @@ mod tests {
     }
 
     fn store(tag: &str) -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("gatehouse-floor-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-floor-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         (Store::open(&dir.join("g.db"), &dir).unwrap(), dir)

@@ -489,8 +489,9 @@ fn admit(
             RefusalCode::Replayed,
             format!("nonce {} was already used at {seen_at}", v.nonce),
         )),
-        None => command::check_freshness(v, trusted.synced, trusted_time::key_mark(&tx, key)?)
-            .err(),
+        None => {
+            command::check_freshness(v, trusted.synced, trusted_time::key_mark(&tx, key)?).err()
+        }
     };
     if let Some(refusal) = refusal {
         let mut detail = detail;

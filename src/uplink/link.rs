@@ -521,4 +521,3 @@ impl<A: GatewayActions> Link<A> {
         }
     }
 }
-
