@@ -3,8 +3,8 @@
 //!
 //! - whether the clock is synchronised, read in a way the systemd sandbox
 //!   allows: the shipped unit filters `@clock`, so `adjtimex(2)` fails with
-//!   EPERM there; systemd-timesyncd's `/run/systemd/timesync/synchronized`
-//!   and `chronyc tracking` still answer. A source that cannot be asked is
+//!   EPERM there; systemd-timesyncd's `/run/systemd/timesync/synchronized`,
+//!   `chronyc tracking` and ntpd's `ntpq -c "rv 0 leap"` still answer. A source that cannot be asked is
 //!   "unknown", said in the log, never silently "unsynchronised";
 //! - the trusted time floor ([`Floor`]): the latest time the gateway had
 //!   reason to trust (a synchronised reading, the newest event it wrote, a
@@ -30,8 +30,8 @@ pub const TIMESYNCD_FLAG: &str = "/run/systemd/timesync/synchronized";
 
 /// How long a reading is reused before the sources are asked again.
 const READING_TTL: Duration = Duration::from_secs(10);
-/// How long `chronyc` may take before its answer counts as "unknown".
-const CHRONYC_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long `chronyc` or `ntpq` may take before its answer counts as "unknown".
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// What the sources say about the clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,8 @@ pub struct Probe {
     pub timesyncd_flag: PathBuf,
     /// The `chronyc` program (`None`: chrony is not asked).
     pub chronyc: Option<PathBuf>,
+    /// The `ntpq` program of ntpd / ntpsec (`None`: not asked).
+    pub ntpq: Option<PathBuf>,
 }
 
 impl Default for Probe {
@@ -87,6 +89,7 @@ impl Probe {
             kernel: adjtimex,
             timesyncd_flag: PathBuf::from(TIMESYNCD_FLAG),
             chronyc: Some(PathBuf::from("chronyc")),
+            ntpq: Some(PathBuf::from("ntpq")),
         }
     }
 
@@ -111,6 +114,13 @@ impl Probe {
                 Ok(true) => return Sync::Synchronised { source: "chrony" },
                 Ok(false) => return Sync::Unsynchronised { source: "chrony" },
                 Err(e) => problems.push(format!("chronyc: {e}")),
+            }
+        }
+        if let Some(ntpq) = &self.ntpq {
+            match ask(ntpq, &["-n", "-c", "rv 0 leap"], parse_ntpq_leap) {
+                Ok(true) => return Sync::Synchronised { source: "ntpd" },
+                Ok(false) => return Sync::Unsynchronised { source: "ntpd" },
+                Err(e) => problems.push(format!("ntpq: {e}")),
             }
         }
         if problems[0] == "adjtimex: unsynchronised" {
@@ -141,13 +151,18 @@ fn timesyncd_synchronised(flag: &Path) -> bool {
 
 /// `chronyc -n -c tracking`: `Ok(synchronised)` from its leap status.
 fn chrony_tracking(chronyc: &Path) -> io::Result<bool> {
-    let mut child = Command::new(chronyc)
-        .args(["-n", "-c", "tracking"])
+    ask(chronyc, &["-n", "-c", "tracking"], parse_chrony_tracking)
+}
+
+/// Runs a time daemon's client with a deadline and parses its answer.
+fn ask(program: &Path, args: &[&str], parse: fn(&str) -> Option<bool>) -> io::Result<bool> {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let deadline = Instant::now() + CHRONYC_TIMEOUT;
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
     loop {
         if child.try_wait()?.is_some() {
             break;
@@ -166,8 +181,24 @@ fn chrony_tracking(chronyc: &Path) -> io::Result<bool> {
     if !out.status.success() {
         return Err(io::Error::other(format!("exited with {}", out.status)));
     }
-    parse_chrony_tracking(&String::from_utf8_lossy(&out.stdout))
+    parse(&String::from_utf8_lossy(&out.stdout))
         .ok_or_else(|| io::Error::other("unexpected output"))
+}
+
+/// `ntpq -c "rv 0 leap"` prints `leap=00` (or `leap=01`/`10`, a leap second
+/// announced) when synchronised and `leap=11` when not; ntpsec may print
+/// the names (`leap_none`, `leap_alarm`).
+pub fn parse_ntpq_leap(out: &str) -> Option<bool> {
+    let value = out
+        .split([',', '\n'])
+        .filter_map(|kv| kv.trim().strip_prefix("leap="))
+        .next()?
+        .trim();
+    match value {
+        "00" | "01" | "10" | "leap_none" | "leap_add_sec" | "leap_del_sec" => Some(true),
+        "11" | "leap_alarm" => Some(false),
+        _ => None,
+    }
 }
 
 /// The last CSV field of `chronyc -c tracking` is the leap status:
@@ -288,6 +319,7 @@ mod tests {
             kernel,
             timesyncd_flag: dir.join("synchronized"),
             chronyc,
+            ntpq: None,
         }
     }
 
@@ -372,6 +404,28 @@ mod tests {
             Some(false)
         );
         assert_eq!(parse_chrony_tracking("506 Cannot talk to daemon"), None);
+    }
+
+    #[test]
+    fn ntpq_leap_is_parsed_and_asked_when_the_others_cannot_answer() {
+        assert_eq!(parse_ntpq_leap("leap=00\n"), Some(true));
+        assert_eq!(
+            parse_ntpq_leap("associd=0 status=c016, leap=11\n"),
+            Some(false)
+        );
+        assert_eq!(parse_ntpq_leap("leap=leap_alarm\n"), Some(false));
+        assert_eq!(parse_ntpq_leap("ntpq: read: Connection refused"), None);
+        let dir = scratch("ntpq");
+        let path = dir.join("ntpq");
+        std::fs::write(&path, "#!/bin/sh\necho 'leap=00'\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = Probe {
+            ntpq: Some(path),
+            ..probe(&dir, eperm, Some(dir.join("no-such-chronyc")))
+        };
+        assert_eq!(p.read(), Sync::Synchronised { source: "ntpd" });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
