@@ -121,7 +121,7 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     if !crate::clock::is_synchronised() {
         writeln!(
             out,
-            "note: this machine's clock is not synchronised; the demo treats it as synchronised so lease dates apply.\n      A real gateway flags such events and never refuses a resident because of the clock."
+            "note: this machine's clock is not synchronised; the demo treats it as synchronised so lease dates apply.\n      A real gateway still enforces every expiry then; it waives only start dates, and flags those events."
         )?;
     }
     // The camera starts after the scripted credentials, so a face at the door

@@ -355,13 +355,18 @@ fn check_broker(config: &Config) -> Check {
 }
 
 fn check_clock() -> Check {
-    if crate::clock::is_synchronised() {
-        Check::new("clock", Status::Pass, "synchronised")
+    let sync = crate::clock::reading();
+    if sync.is_synchronised() {
+        Check::new("clock", Status::Pass, sync.describe())
     } else {
         Check::new(
             "clock",
             Status::Warn,
-            "not synchronised (no NTP yet?): events are flagged and residents are never refused for it",
+            format!(
+                "{} (no NTP yet?): expiries are still enforced at the trusted time floor; \
+                 only start dates are waived, and such events are flagged",
+                sync.describe()
+            ),
         )
     }
 }

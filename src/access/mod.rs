@@ -7,9 +7,17 @@
 //! station's signed command `Remote`. The daemon calls [`decide`], then
 //! [`AccessState::apply`] with the same arguments.
 //!
-//! Architecture Invariant: never denies because the clock is unsynchronised:
-//! date and time-window checks are skipped (and the decision flagged) when the
-//! clock is not known to be right.
+//! Time: `now.wall` is the trusted "now", max(system clock, trusted time
+//! floor) (see `crate::clock`), so it never runs backwards past a time the
+//! gateway had reason to trust.
+//!
+//! Architecture Invariant: every expiry in the past of `now.wall` is enforced,
+//! synchronised clock or not: lease end, residence-permit end, visitor-pass
+//! end, the end of a group's hours (and card + face hours apply as the clock
+//! reads). Only "not yet valid" checks (a lease or pass that starts later, a
+//! group window that opens later today) are overridden while the clock is
+//! unsynchronised (a Pi without a real-time clock boots with an old time),
+//! and the decision is flagged (`clock_override`).
 
 mod register;
 mod state;
@@ -188,6 +196,7 @@ impl GateContext {
 /// lockouts (immune to clock steps), and whether the wall clock is trusted.
 #[derive(Clone, Copy, Debug)]
 pub struct Now {
+    /// max(system clock, trusted time floor): expiries before it are enforced.
     pub wall: DateTime<Utc>,
     pub mono: Duration,
     pub clock_synced: bool,
@@ -201,6 +210,8 @@ pub enum DenyReason {
     MovedOut,
     /// `valid_until` (lease end) has passed.
     LeaseEnded,
+    /// The residence permit (`residence_permit_until`) has expired.
+    PermitEnded,
     NotYetValid,
     /// None of the person's groups has this gate.
     GateNotAllowed,
@@ -243,6 +254,7 @@ impl DenyReason {
             DenyReason::Suspended => "suspended",
             DenyReason::MovedOut => "moved_out",
             DenyReason::LeaseEnded => "lease_ended",
+            DenyReason::PermitEnded => "permit_ended",
             DenyReason::NotYetValid => "not_yet_valid",
             DenyReason::GateNotAllowed => "gate_not_allowed",
             DenyReason::OutsideTimeWindow => "outside_time_window",
@@ -334,8 +346,9 @@ pub struct Decision {
     pub alarm: Option<AccessAlarm>,
     /// The keypad's PIN budget alarm, if this wrong PIN raised one.
     pub keypad_alarm: Option<KeypadAlarm>,
-    /// A date or time-window check would have refused, but the clock is not
-    /// synchronised, so it was not applied.
+    /// A "not yet valid" check (a start date, a window that opens later
+    /// today) would have refused, but the clock is not synchronised, so it was
+    /// not applied. Expiries are never overridden.
     pub clock_override: bool,
 }
 
@@ -468,7 +481,7 @@ fn decide_register(
 /// second factor: `face` is the face check of a card (`None`: the credential
 /// was a face alone, which needs the card).
 fn two_factors(
-    mut granted: Decision,
+    granted: Decision,
     register: &Register,
     state: &AccessState,
     gate: &GateContext,
@@ -494,11 +507,9 @@ fn two_factors(
         Some(FaceCheck::Mismatch { .. }) => DenyReason::FaceMismatch,
         None => DenyReason::CardRequired,
     };
-    if required == Required::ByHours && !now.clock_synced {
-        // The hours may be wrong: do as outside them, and say so.
-        granted.clock_override = true;
-        return granted;
-    }
+    // Card + face hours apply as the trusted clock reads, synchronised or
+    // not: skipping them would turn an unsynchronised clock into a way past
+    // the second factor.
     let mut d = Decision::denied(refusal, granted.subject);
     if refusal == DenyReason::FaceMismatch {
         // A card shown with someone else's face, again and again, is a card
@@ -590,9 +601,11 @@ fn keypad_alarm(state: &AccessState, gate: &GateContext, now: &Now) -> Option<Ke
         })
 }
 
-/// Applies a check that depends on the wall clock: with an unsynchronised
-/// clock a failing check is overridden and flagged instead of refusing.
-fn clock_check(ok: bool, now: &Now, override_flag: &mut bool) -> bool {
+/// Applies a "not yet valid" check: with an unsynchronised clock the true
+/// time may be later than `now.wall`, so a failing check is overridden and
+/// flagged instead of refusing. Expiry checks never come through here: the
+/// true time is never earlier than `now.wall` (the trusted floor).
+fn started_check(ok: bool, now: &Now, override_flag: &mut bool) -> bool {
     if ok {
         return true;
     }
@@ -629,14 +642,19 @@ fn resident(
     }
     let mut clock_override = false;
     let offset = register.offset;
-    if let Some(from) = person.valid_from {
-        if !clock_check(from.started(now.wall, offset), now, &mut clock_override) {
-            return deny(DenyReason::NotYetValid);
+    if let Some(until) = person.valid_until {
+        if !until.not_ended(now.wall, offset) {
+            return deny(DenyReason::LeaseEnded);
         }
     }
-    if let Some(until) = person.valid_until {
-        if !clock_check(until.not_ended(now.wall, offset), now, &mut clock_override) {
-            return deny(DenyReason::LeaseEnded);
+    if let Some(until) = person.permit_until {
+        if !until.not_ended(now.wall, offset) {
+            return deny(DenyReason::PermitEnded);
+        }
+    }
+    if let Some(from) = person.valid_from {
+        if !started_check(from.started(now.wall, offset), now, &mut clock_override) {
+            return deny(DenyReason::NotYetValid);
         }
     }
     if let Some(reason) = schedule(register, person, &gate.gate, now, &mut clock_override) {
@@ -655,6 +673,9 @@ fn resident(
 
 /// Access groups: a person in no group may use every gate at any time;
 /// otherwise some window of one of their groups must cover this gate now.
+/// Outside every window, only "opens later today" may be overridden while the
+/// clock is unsynchronised; hours that have ended today (or a day without
+/// hours) refuse.
 fn schedule(
     register: &Register,
     person: &Person,
@@ -664,6 +685,7 @@ fn schedule(
 ) -> Option<DenyReason> {
     let mut restricted = false;
     let mut gate_listed = false;
+    let mut opens_later_today = false;
     let local = now.wall.with_timezone(&register.offset);
     let day_bit = 1u8 << local.weekday().num_days_from_monday();
     let minute = (local.hour() * 60 + local.minute()) as u16;
@@ -677,6 +699,9 @@ fn schedule(
             if w.days & day_bit != 0 && w.start_minute <= minute && minute < w.end_minute {
                 return None;
             }
+            if w.days & day_bit != 0 && minute < w.start_minute {
+                opens_later_today = true;
+            }
         }
     }
     if !restricted {
@@ -685,7 +710,7 @@ fn schedule(
     if !gate_listed {
         return Some(DenyReason::GateNotAllowed);
     }
-    if clock_check(false, now, clock_override) {
+    if opens_later_today && started_check(false, now, clock_override) {
         return None;
     }
     Some(DenyReason::OutsideTimeWindow)
@@ -723,20 +748,16 @@ fn visitor(
             return deny(DenyReason::VisitorPassWrongGate);
         }
     }
+    if !pass.valid_until.not_ended(now.wall, register.offset) {
+        return deny(DenyReason::VisitorPassExpired);
+    }
     let mut clock_override = false;
-    if !clock_check(
+    if !started_check(
         pass.valid_from.started(now.wall, register.offset),
         now,
         &mut clock_override,
     ) {
         return deny(DenyReason::VisitorPassNotYetValid);
-    }
-    if !clock_check(
-        pass.valid_until.not_ended(now.wall, register.offset),
-        now,
-        &mut clock_override,
-    ) {
-        return deny(DenyReason::VisitorPassExpired);
     }
     if let Some(left) = pass.uses_left {
         if left <= state.visitor_uses(pass.id) {

@@ -98,6 +98,8 @@ pub struct Person {
     pub status: Status,
     pub valid_from: Option<Bound>,
     pub valid_until: Option<Bound>,
+    /// Residence permit expiry (floating population), enforced like a lease end.
+    pub permit_until: Option<Bound>,
     /// A row the snapshot could not read fully: refuse rather than guess.
     pub invalid: Option<String>,
 }

@@ -33,6 +33,7 @@ fn person(id: i64, name: &str) -> Person {
         status: Status::Active,
         valid_from: None,
         valid_until: None,
+        permit_until: None,
         invalid: None,
     }
 }
@@ -67,7 +68,8 @@ fn pin(d: &str) -> PinHash {
 /// Zhang (R1, card 1, owner), Li (R2, card 2, suspended), Wang (R3, card 3,
 /// tenant whose lease ended 2025-01-31), Zhao (R4, card 4, moved out), Qian
 /// (R5, card 5, cleaner: east on weekdays 08:00-18:00), Sun (R6, card 6,
-/// lease starts 2025-04-01). Visitor passes: 111111 (R1's guest, 2 uses, east
+/// lease starts 2025-04-01), Zhou (R7, card 7, tenant whose residence permit
+/// ended 2025-02-28, lease still running). Visitor passes: 111111 (R1's guest, 2 uses, east
 /// only, March 2025), 222222 (used up), 333333 (revoked).
 fn register() -> Register {
     let mut r = Register::new(OFFSET);
@@ -93,7 +95,13 @@ fn register() -> Register {
         valid_from: Some(Bound::parse("2025-04-01").unwrap()),
         ..person(6, "孙八")
     });
-    for i in 1..=6 {
+    r.add_person(Person {
+        role: Role::Tenant,
+        valid_until: Some(Bound::parse("2025-12-31").unwrap()),
+        permit_until: Some(Bound::parse("2025-02-28").unwrap()),
+        ..person(7, "周九")
+    });
+    for i in 1..=7 {
         r.add_card(format!("10:{i}"), ResidentId(i));
     }
     r.add_plate("川A12345".parse().unwrap(), ResidentId(1));
@@ -166,6 +174,27 @@ fn decision_table() {
             &east,
             "2025-01-31 23:59",
             Outcome::Granted,
+        ),
+        (
+            "residence permit ended",
+            card(7),
+            &east,
+            wed,
+            Outcome::Denied(DenyReason::PermitEnded),
+        ),
+        (
+            "residence permit last day is still valid",
+            card(7),
+            &east,
+            "2025-02-28 23:59",
+            Outcome::Granted,
+        ),
+        (
+            "cleaner before her window opens",
+            card(5),
+            &east,
+            "2025-03-12 07:59",
+            Outcome::Denied(DenyReason::OutsideTimeWindow),
         ),
         (
             "moved out",
@@ -350,24 +379,104 @@ fn denied_decisions_name_the_masked_subject() {
     );
 }
 
+/// With the clock unsynchronised, `now.wall` is the trusted floor (the true
+/// time is no earlier): every expiry before it refuses, and only "not yet
+/// valid" refusals are overridden, flagged on the decision.
 #[test]
-fn unsynchronised_clock_never_denies_on_time_but_flags_it() {
+fn unsynchronised_clock_enforces_every_expiry_and_overrides_only_not_yet_valid() {
     let r = register();
     let s = AccessState::new();
-    let mut t = now("2025-03-15 10:00");
-    t.clock_synced = false;
-    for cred in [card(3), card(5), card(6), Credential::Pin(pin("111111"))] {
-        let d = decide(&r, &s, &cred, &gate("east"), &t);
-        assert!(d.is_granted(), "{cred:?}: {d:?}");
+    let east = gate("east");
+    let granted = Outcome::Granted;
+    let denied = Outcome::Denied;
+    // (case, credential, local time, outcome, overridden)
+    let cases: Vec<(&str, Credential, &str, Outcome, bool)> = vec![
+        (
+            "tenant whose lease ended",
+            card(3),
+            "2025-03-12 10:00",
+            denied(DenyReason::LeaseEnded),
+            false,
+        ),
+        (
+            "residence permit ended",
+            card(7),
+            "2025-03-12 10:00",
+            denied(DenyReason::PermitEnded),
+            false,
+        ),
+        (
+            "visitor pass ended",
+            Credential::Pin(pin("111111")),
+            "2025-04-01 00:00",
+            denied(DenyReason::VisitorPassExpired),
+            false,
+        ),
+        (
+            "visitor plate after the pass",
+            Credential::Plate("川B99999".parse().unwrap()),
+            "2025-04-02 09:00",
+            denied(DenyReason::VisitorPassExpired),
+            false,
+        ),
+        (
+            "cleaner after her hours ended today",
+            card(5),
+            "2025-03-12 18:30",
+            denied(DenyReason::OutsideTimeWindow),
+            false,
+        ),
+        (
+            "cleaner on a day without hours",
+            card(5),
+            "2025-03-15 10:00",
+            denied(DenyReason::OutsideTimeWindow),
+            false,
+        ),
+        (
+            "lease not yet started",
+            card(6),
+            "2025-03-12 10:00",
+            granted,
+            true,
+        ),
+        (
+            "visitor pass not yet started",
+            Credential::Pin(pin("111111")),
+            "2025-02-28 23:59",
+            granted,
+            true,
+        ),
+        (
+            "cleaner before her hours open today",
+            card(5),
+            "2025-03-12 07:00",
+            granted,
+            true,
+        ),
+        (
+            "cleaner in her hours",
+            card(5),
+            "2025-03-12 10:00",
+            granted,
+            false,
+        ),
+        (
+            "suspended (no clock involved)",
+            card(2),
+            "2025-03-12 10:00",
+            denied(DenyReason::Suspended),
+            false,
+        ),
+        ("known card", card(1), "2025-03-12 10:00", granted, false),
+    ];
+    for (name, cred, when, outcome, overridden) in cases {
+        let mut t = now(when);
+        t.clock_synced = false;
+        let d = decide(&r, &s, &cred, &east, &t);
+        assert_eq!(d.outcome, outcome, "{name}: {d:?}");
+        assert_eq!(d.clock_override, overridden, "{name}: {d:?}");
     }
-    let d = decide(&r, &s, &card(3), &gate("east"), &t);
-    assert!(d.clock_override);
-    // Status checks do not depend on the clock.
-    let d = decide(&r, &s, &card(2), &gate("east"), &t);
-    assert_eq!(d.reason(), Some(DenyReason::Suspended));
-    // A synced grant is not flagged.
-    let d = decide(&r, &s, &card(1), &gate("east"), &t);
-    assert!(!d.clock_override);
 }
 
 #[test]

@@ -123,6 +123,7 @@ mod tests {
             status,
             valid_from: None,
             valid_until: None,
+            permit_until: None,
             invalid: None,
         }
     }
@@ -312,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unsynchronised_clock_does_not_refuse_on_the_hours_but_always_is_always() {
+    fn an_unsynchronised_clock_applies_the_hours_as_the_trusted_clock_reads() {
         let r = register();
         let s = AccessState::new();
         let nights = gate(TwoFactor::CardAndFace, &["daily 22:00-06:00"]);
@@ -323,7 +324,16 @@ mod tests {
             &nights,
             &now("2025-03-12 23:30", false),
         );
-        assert!(d.is_granted() && d.clock_override, "{d:?}");
+        assert_eq!(d.reason(), Some(DenyReason::FaceRequired), "{d:?}");
+        assert!(!d.clock_override);
+        let d = decide(
+            &r,
+            &s,
+            &Credential::Card(card(1)),
+            &nights,
+            &now("2025-03-12 12:00", false),
+        );
+        assert!(d.is_granted() && !d.clock_override, "{d:?}");
         let always = gate(TwoFactor::CardAndFace, &[]);
         let d = decide(
             &r,

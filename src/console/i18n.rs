@@ -148,6 +148,7 @@ impl Lang {
             "suspended" => self.t("已暂停", "suspended"),
             "moved_out" => self.t("已迁出", "moved out"),
             "lease_ended" => self.t("租期已满", "lease ended"),
+            "permit_ended" => self.t("居住证已过期", "residence permit expired"),
             "not_yet_valid" => self.t("尚未生效", "not yet valid"),
             "gate_not_allowed" => self.t("无权使用此门", "gate not allowed"),
             "outside_time_window" => self.t("不在允许时段", "outside time window"),

@@ -77,7 +77,8 @@ pub struct GateHandle {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DaemonOptions {
     /// Treat the wall clock as synchronised (`Some(true)`) or not, instead of
-    /// asking the kernel. For tests and benchmarks on machines without NTP.
+    /// asking the sources (`crate::clock::reading`). For tests and benchmarks
+    /// on machines without NTP.
     pub assume_clock_synced: Option<bool>,
 }
 
@@ -100,7 +101,8 @@ impl Daemon {
     pub async fn start_with(config: &Config, options: DaemonOptions) -> Result<Daemon> {
         let store = Store::open_config(config)?;
         let offset = config.site.utc_offset_minutes;
-        let clock = clock::Clock::with_synced(options.assume_clock_synced);
+        let floor = crate::store::trusted_time::load(store.conn())?;
+        let clock = clock::Clock::with_synced(options.assume_clock_synced).with_floor(floor);
         let core = tokio::task::spawn_blocking(move || Core::new(store, offset, clock))
             .await
             .context("register loader failed")??;
@@ -196,6 +198,16 @@ impl Daemon {
                 }
             }
         });
+        let keeper = daemon.handle.clone();
+        let stop = daemon.shutdown_signal();
+        daemon.spawn(clock::keep_floor(stop, move || {
+            let h = keeper.clone();
+            async move {
+                let clock = h.shared.core.clock.clone();
+                h.with_store(move |store| clock::persist_floor(&clock, store))
+                    .await?
+            }
+        }));
         let mut ev = NewEvent::now(EventKind::Device, daemon.handle.shared.core.clock.synced());
         ev.reason = Some("daemon_started".into());
         ev.detail = Some(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }));

@@ -20,6 +20,15 @@ impl GatewayActions for GateHandle {
         }))
     }
 
+    fn clock_synced(&self) -> bool {
+        self.shared.core.clock.synced()
+    }
+
+    /// The gates' trusted clock: max(system clock, running floor).
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.shared.core.clock.now().wall
+    }
+
     fn health(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert(

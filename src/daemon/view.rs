@@ -21,7 +21,7 @@ pub struct DecisionView {
     pub subject_id: Option<i64>,
     pub subject_name: Option<String>,
     pub alarm: Option<String>,
-    /// Granted although a date/time check failed, because the clock is not synchronised.
+    /// Granted although a "not yet valid" check failed, because the clock is not synchronised.
     pub clock_override: bool,
     /// The stored event's sequence number (absent if it could not be written yet).
     pub event_seq: Option<i64>,
@@ -86,7 +86,7 @@ impl DecisionView {
             s.push_str(&format!(" ALARM {a}"));
         }
         if self.clock_override {
-            s.push_str(" [clock not synchronised: time checks skipped]");
+            s.push_str(" [clock not synchronised: start date not checked]");
         }
         s
     }

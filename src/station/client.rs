@@ -86,7 +86,7 @@ impl Connection {
             client,
             rx,
             pump,
-            reply_topic: format!("gatehouse-station/{client_id}/reply"),
+            reply_topic: crate::uplink::topics::reply_topic(&client_id),
             subscribed_replies: false,
         };
         conn.wait_for(timeout, |p| matches!(p, Packet::ConnAck(_)))

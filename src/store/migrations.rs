@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/008_strangers.sql"),
     ),
     (
+        "009_trusted_time",
+        include_str!("migrations/009_trusted_time.sql"),
+    ),
+    (
         "010_card_format",
         include_str!("migrations/010_card_format.sql"),
     ),

@@ -21,6 +21,7 @@ pub mod secret;
 pub mod snapshot;
 pub mod station_queries;
 pub mod strangers;
+pub mod trusted_time;
 pub mod vehicles;
 pub mod visitors;
 

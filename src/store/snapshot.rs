@@ -82,7 +82,7 @@ fn load_watchlist(
 
 fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning>) -> Result<()> {
     let mut stmt =
-        conn.prepare("SELECT id, name, role, status, valid_from, valid_until FROM person")?;
+        conn.prepare("SELECT id, name, role, status, valid_from, valid_until, residence_permit_until FROM person")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
@@ -91,6 +91,7 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
         let status: String = row.get(3)?;
         let valid_from: Option<String> = row.get(4)?;
         let valid_until: Option<String> = row.get(5)?;
+        let permit_until: Option<String> = row.get(6)?;
         let mut problems = Vec::new();
         let mut bound = |field: &str, v: Option<String>| match v.as_deref().map(Bound::parse) {
             None => None,
@@ -102,6 +103,7 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
         };
         let valid_from = bound("valid_from", valid_from);
         let valid_until = bound("valid_until", valid_until);
+        let permit_until = bound("residence_permit_until", permit_until);
         let role = role.parse::<Role>().unwrap_or_else(|e| {
             problems.push(format!("role: {e}"));
             Role::Owner
@@ -124,6 +126,7 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
             status,
             valid_from,
             valid_until,
+            permit_until,
             invalid,
         });
     }

@@ -47,9 +47,16 @@ pub trait GatewayActions: Send + Sync + 'static {
         Map::new()
     }
 
-    /// Whether the clock is synchronised; the default asks the kernel.
+    /// Whether the clock is synchronised; the default asks the sources
+    /// (`crate::clock::reading`).
     fn clock_synced(&self) -> bool {
         super::status::kernel_clock_synced()
+    }
+
+    /// The clock commands are judged by (never below the stored trusted
+    /// floor, which the dispatcher applies); tests move it.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
     }
 }
 

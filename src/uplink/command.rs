@@ -10,7 +10,15 @@
 //! is meant for (so a command cannot be replayed at another gateway).
 //!
 //! Replies are signed the same way with the gateway's own key
-//! (`"gatehouse-reply-v1\n"`), including error replies.
+//! (`"gatehouse-reply-v1\n"`), including error replies, and go only to a
+//! response topic under the station's reply prefix ([`check_reply_topic`]).
+//!
+//! Time: commands are judged at the gateway's trusted "now", max(clock,
+//! trusted time floor), so a clock set back cannot revive an expired command.
+//! State-changing commands ([`STATE_CHANGING`]) also need a synchronised
+//! clock (with an unsynchronised one an expiry can be proved past, never
+//! still ahead) and an `issued_at` no older than the newest command already
+//! accepted from the same key, minus [`CLOCK_SKEW`] ([`check_freshness`]).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -28,6 +36,8 @@ pub const REPLY_CONTEXT: &[u8] = b"gatehouse-reply-v1\n";
 pub const CLOCK_SKEW: Duration = Duration::seconds(60);
 /// The longest validity window a command may ask for; bounds how long nonces are kept.
 pub const MAX_LIFETIME: Duration = Duration::hours(1);
+/// Commands that change something at the gate; the others only read.
+pub const STATE_CHANGING: &[&str] = &["open_gate", "watchlist_set", "watchlist_clear"];
 /// Largest command payload accepted.
 pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
 
@@ -122,6 +132,12 @@ pub enum RefusalCode {
     FutureDated,
     LifetimeTooLong,
     Replayed,
+    /// Issued before the newest command already accepted from the same key.
+    Stale,
+    /// A state-changing command while the gateway's clock is not synchronised.
+    ClockUnsynchronised,
+    /// No response topic, or one outside the station's reply prefix (audited, never answered).
+    BadReplyTopic,
     UnknownCommand,
     BadArguments,
     Failed,
@@ -138,6 +154,9 @@ impl RefusalCode {
             RefusalCode::FutureDated => "future_dated",
             RefusalCode::LifetimeTooLong => "lifetime_too_long",
             RefusalCode::Replayed => "replayed",
+            RefusalCode::Stale => "stale",
+            RefusalCode::ClockUnsynchronised => "clock_unsynchronised",
+            RefusalCode::BadReplyTopic => "bad_reply_topic",
             RefusalCode::UnknownCommand => "unknown_command",
             RefusalCode::BadArguments => "bad_arguments",
             RefusalCode::Failed => "failed",
@@ -173,6 +192,7 @@ pub struct Verified {
     pub args: Value,
     pub officer: String,
     pub nonce: String,
+    pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// Which configured station key signed it.
     pub key_index: usize,
@@ -339,9 +359,74 @@ pub fn verify(
         args: cmd.args.clone(),
         officer: cmd.officer.clone(),
         nonce: cmd.nonce.clone(),
+        issued_at: issued,
         expires_at: expires,
         key_index,
     })
+}
+
+/// The checks of a verified command against what the gateway trusts about
+/// time: `synced`, whether the clock is synchronised; `mark`, the newest
+/// `issued_at` accepted from the signing key (kept across restarts).
+/// Read-only commands pass (`ping` is how the station sees the clock state).
+pub fn check_freshness(
+    v: &Verified,
+    synced: bool,
+    mark: Option<DateTime<Utc>>,
+) -> Result<(), Refusal> {
+    if !STATE_CHANGING.contains(&v.command.as_str()) {
+        return Ok(());
+    }
+    if !synced {
+        return Err(Refusal::new(
+            RefusalCode::ClockUnsynchronised,
+            format!(
+                "{} changes the gate, and this gateway's clock is not synchronised, so the \
+                 command's expiry cannot be judged; refused until the clock is synchronised \
+                 (read-only commands still work)",
+                v.command
+            ),
+        ));
+    }
+    if let Some(mark) = mark {
+        if v.issued_at < mark - CLOCK_SKEW {
+            return Err(Refusal::new(
+                RefusalCode::Stale,
+                format!(
+                    "command is issued at {}, before the newest command already accepted from \
+                     this key ({}) by more than {} s",
+                    v.issued_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    mark.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    CLOCK_SKEW.num_seconds()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Replies go only to the station's reply topics (`gatehouse-station/…`,
+/// see `topics::REPLY_PREFIX`): never into the gatehouse tree, where a signed
+/// reply could pass for an event, nor to any topic a request names.
+pub fn check_reply_topic(topic: Option<&str>) -> Result<(), Refusal> {
+    let prefix = super::topics::REPLY_PREFIX;
+    let Some(topic) = topic else {
+        return Err(Refusal::new(
+            RefusalCode::BadReplyTopic,
+            format!("the command names no MQTT v5 response topic (expected one under {prefix})"),
+        ));
+    };
+    let ok = topic.len() > prefix.len()
+        && topic.len() <= 256
+        && topic.starts_with(prefix)
+        && !topic.contains(['+', '#', '\0']);
+    if !ok {
+        return Err(Refusal::new(
+            RefusalCode::BadReplyTopic,
+            format!("response topic {topic:?} is not under the station's reply prefix {prefix}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The gateway's answer to a command (on the request's response topic).
@@ -477,6 +562,69 @@ mod tests {
         future.expires_at = (Utc::now() + Duration::minutes(15)).to_rfc3339();
         assert_eq!(code(future), RefusalCode::FutureDated);
         assert_eq!(code(ping(Duration::days(2))), RefusalCode::LifetimeTooLong);
+    }
+
+    fn verified(command: &str, issued_at: DateTime<Utc>) -> Verified {
+        Verified {
+            command: command.into(),
+            args: serde_json::json!({}),
+            officer: "officer-7".into(),
+            nonce: "0123456789abcdef".into(),
+            issued_at,
+            expires_at: issued_at + Duration::minutes(5),
+            key_index: 0,
+        }
+    }
+
+    #[test]
+    fn state_changing_commands_need_a_synchronised_clock_and_a_fresh_issued_at() {
+        let t = Utc::now();
+        let code = |r: Result<(), Refusal>| r.err().map(|r| r.code);
+        for command in STATE_CHANGING {
+            let v = verified(command, t);
+            assert_eq!(code(check_freshness(&v, true, None)), None);
+            assert_eq!(
+                code(check_freshness(&v, false, None)),
+                Some(RefusalCode::ClockUnsynchronised),
+                "{command}"
+            );
+            // Out of order within the skew is fine; older than that is stale.
+            assert_eq!(
+                code(check_freshness(&v, true, Some(t + Duration::seconds(30)))),
+                None
+            );
+            assert_eq!(
+                code(check_freshness(&v, true, Some(t + Duration::minutes(2)))),
+                Some(RefusalCode::Stale),
+                "{command}"
+            );
+        }
+        // Reads are answered whatever the clock.
+        for command in ["ping", "query_events", "get_resident"] {
+            let v = verified(command, t);
+            assert_eq!(
+                code(check_freshness(&v, false, Some(t + Duration::hours(2)))),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn replies_go_only_under_the_station_reply_prefix() {
+        assert!(check_reply_topic(Some("gatehouse-station/gatehouse-station-ab12/reply")).is_ok());
+        for bad in [
+            None,
+            Some(""),
+            Some("gatehouse-station/"),
+            Some("gatehouse/v1/lotus/gw1/event/access"),
+            Some("station/replies/abc"),
+            Some("gatehouse-station/+/reply"),
+            Some("gatehouse-station/#"),
+            Some("x/gatehouse-station/reply"),
+        ] {
+            let r = check_reply_topic(bad).unwrap_err();
+            assert_eq!(r.code, RefusalCode::BadReplyTopic, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,8 +1,16 @@
-//! Obeying (or refusing) one station command: verify, check the nonce, audit,
-//! execute, and build the signed reply. Every command that reaches the
-//! gateway leaves exactly one `uplink.command.accepted` or
-//! `uplink.command.refused` audit row with the officer id (plus
-//! `uplink.command.failed` when an accepted command could not be carried out).
+//! Obeying (or refusing) one station command: check where the reply would
+//! go, verify at the trusted "now", check the nonce, the key's high-water
+//! mark and the clock, audit, execute, and build the signed reply. Every
+//! command that reaches the gateway leaves exactly one
+//! `uplink.command.accepted` or `uplink.command.refused` audit row with the
+//! officer id (plus `uplink.command.failed` when an accepted command could
+//! not be carried out).
+//!
+//! Time: the trusted "now" is max(`GatewayActions::now`, the stored trusted
+//! floor). A synchronised reading raises the floor; so does an accepted
+//! command's `issued_at` (less the skew): a signed station timestamp. Nonces
+//! are kept until their command's expiry is behind the floor by more than
+//! the skew, so a clock moved forward and back cannot revive one.
 
 use std::sync::Arc;
 
@@ -21,7 +29,17 @@ use super::settings::Settings;
 use crate::domain::{GateId, ResidentId};
 use crate::store::events::{self, EventFilter};
 use crate::store::station_queries::{self, ResidentKey};
-use crate::store::{outbox, Store};
+use crate::store::{outbox, trusted_time, Store};
+
+/// What the gateway trusts about time when a command arrives.
+#[derive(Clone, Copy, Debug)]
+struct TrustedNow {
+    /// max(clock, floor).
+    now: DateTime<Utc>,
+    /// The clock as read.
+    clock: DateTime<Utc>,
+    synced: bool,
+}
 
 pub(crate) struct Dispatcher<A> {
     pub settings: Arc<Settings>,
@@ -31,35 +49,93 @@ pub(crate) struct Dispatcher<A> {
 }
 
 impl<A: GatewayActions> Dispatcher<A> {
-    /// Handles one message from `…/cmd/{topic_command}` and returns the reply.
-    pub async fn handle(&self, topic_command: &str, payload: &[u8]) -> Reply {
+    /// Handles one message from `…/cmd/{topic_command}` whose MQTT v5 response
+    /// topic is `response_topic`, and returns the reply, or `None` when the
+    /// reply may not be sent there (refused and audited, nothing done).
+    pub async fn handle(
+        &self,
+        topic_command: &str,
+        payload: &[u8],
+        response_topic: Option<&str>,
+    ) -> Option<Reply> {
+        if let Err(refusal) = command::check_reply_topic(response_topic) {
+            let claimed = command::parse(payload).ok();
+            self.audit_refusal(claimed.as_ref(), topic_command, &refusal, false)
+                .await;
+            return None;
+        }
+        Some(self.answer(topic_command, payload).await)
+    }
+
+    /// The trusted "now": the clock, never below the stored floor; a
+    /// synchronised reading raises the floor first.
+    async fn trusted_now(&self) -> Result<TrustedNow> {
+        let clock = self.actions.now();
+        let synced = self.actions.clock_synced();
+        let floor = self
+            .db
+            .call(move |store| {
+                if synced {
+                    trusted_time::raise(store.conn(), clock, "clock")?;
+                }
+                trusted_time::load(store.conn())
+            })
+            .await?;
+        Ok(TrustedNow {
+            now: floor.map_or(clock, |f| f.max(clock)),
+            clock,
+            synced,
+        })
+    }
+
+    async fn answer(&self, topic_command: &str, payload: &[u8]) -> Reply {
         let cmd = match command::parse(payload) {
             Ok(cmd) => cmd,
             Err(refusal) => {
-                self.audit_refusal(None, topic_command, &refusal).await;
+                self.audit_refusal(None, topic_command, &refusal, true)
+                    .await;
                 return self.reply(Some(topic_command), None, Err(refusal));
             }
         };
         let nonce = Some(cmd.nonce.as_str());
+        let trusted = match self.trusted_now().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot read the trusted time floor");
+                let refusal = Refusal::new(
+                    RefusalCode::Failed,
+                    "the gateway could not read its trusted time; nothing was done",
+                );
+                return self.reply(Some(topic_command), nonce, Err(refusal));
+            }
+        };
         let verified = match command::verify(
             &cmd,
             topic_command,
             self.settings.topics.site(),
             self.settings.topics.gateway(),
             &self.settings.station_keys,
-            Utc::now(),
+            trusted.now,
         ) {
             Ok(v) => v,
             Err(refusal) => {
-                self.audit_refusal(Some(&cmd), topic_command, &refusal)
+                self.audit_refusal(Some(&cmd), topic_command, &refusal, true)
                     .await;
                 return self.reply(Some(topic_command), nonce, Err(refusal));
             }
         };
+        let key = self
+            .settings
+            .station_keys
+            .get(verified.key_index)
+            .map(command::public_key_text)
+            .unwrap_or_default();
         let summary = audit_args(&verified);
         let admitted = {
             let v = verified.clone();
-            self.db.call(move |store| admit(store, &v, &summary)).await
+            self.db
+                .call(move |store| admit(store, &v, &summary, &key, trusted))
+                .await
         };
         match admitted {
             Ok(None) => {}
@@ -127,20 +203,22 @@ impl<A: GatewayActions> Dispatcher<A> {
         .sign(&self.reply_key)
     }
 
+    /// `verified_officer`: whether the signature was checked before this
+    /// refusal (else the officer id is only a claim, and the actor says so).
     async fn audit_refusal(
         &self,
         cmd: Option<&SignedCommand>,
         topic_command: &str,
         refusal: &Refusal,
+        verified_officer: bool,
     ) {
-        // The officer id of a command whose signature did not verify is only a
-        // claim; the actor says so.
         let actor = match cmd {
             Some(c)
-                if !matches!(
-                    refusal.code,
-                    RefusalCode::Unsigned | RefusalCode::BadSignature
-                ) =>
+                if verified_officer
+                    && !matches!(
+                        refusal.code,
+                        RefusalCode::Unsigned | RefusalCode::BadSignature
+                    ) =>
             {
                 actor(&c.officer)
             }
@@ -402,13 +480,22 @@ fn audit_args(v: &Verified) -> Value {
     args
 }
 
-/// Refuses a replay, else records the nonce and the accepted command in one
-/// transaction, so an accepted command is always audited and never runs twice.
-fn admit(store: &Store, v: &Verified, args: &Value) -> Result<Option<Refusal>> {
+/// Refuses a replay (a nonce seen before), a stale or clock-blind
+/// state-changing command ([`command::check_freshness`]), else records the
+/// nonce, raises the key's high-water mark and the trusted floor, and audits
+/// the accepted command, in one transaction, so an accepted command is always
+/// audited and never runs twice.
+fn admit(
+    store: &Store,
+    v: &Verified,
+    args: &Value,
+    key: &str,
+    trusted: TrustedNow,
+) -> Result<Option<Refusal>> {
     let conn = store.conn();
     let tx = conn.unchecked_transaction()?;
-    let now = Utc::now();
-    prune_nonces(&tx, now)?;
+    let floor = trusted_time::stored(&tx)?;
+    prune_nonces(&tx, floor)?;
     let seen: Option<String> = tx
         .query_row(
             "SELECT seen_at FROM uplink_nonce WHERE nonce = ?1",
@@ -418,14 +505,22 @@ fn admit(store: &Store, v: &Verified, args: &Value) -> Result<Option<Refusal>> {
         .optional()?;
     let detail =
         json!({"officer": v.officer, "nonce": v.nonce, "key_index": v.key_index, "args": args});
-    if let Some(seen_at) = seen {
-        let refusal = Refusal::new(
+    let refusal = match seen {
+        Some(seen_at) => Some(Refusal::new(
             RefusalCode::Replayed,
             format!("nonce {} was already used at {seen_at}", v.nonce),
-        );
+        )),
+        None => {
+            command::check_freshness(v, trusted.synced, trusted_time::key_mark(&tx, key)?).err()
+        }
+    };
+    if let Some(refusal) = refusal {
         let mut detail = detail;
         detail["code"] = json!(refusal.code);
         detail["message"] = json!(refusal.message);
+        detail["clock"] = json!(rfc3339(trusted.clock));
+        detail["trusted_now"] = json!(rfc3339(trusted.now));
+        detail["clock_synced"] = json!(trusted.synced);
         Store::audit(
             &tx,
             &actor(&v.officer),
@@ -434,13 +529,16 @@ fn admit(store: &Store, v: &Verified, args: &Value) -> Result<Option<Refusal>> {
             Some(&detail),
         )?;
         tx.commit()?;
-        tracing::warn!(command = %v.command, officer = %v.officer, "refused replayed station command");
+        tracing::warn!(command = %v.command, officer = %v.officer, code = refusal.code.as_str(), "refused station command");
         return Ok(Some(refusal));
     }
     tx.execute(
         "INSERT INTO uplink_nonce (nonce, officer, command, expires_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![v.nonce, v.officer, v.command, rfc3339(v.expires_at), rfc3339(now)],
+        params![v.nonce, v.officer, v.command, rfc3339(v.expires_at), rfc3339(trusted.now)],
     )?;
+    trusted_time::raise_key_mark(&tx, key, v.issued_at, &v.nonce)?;
+    // A signed station timestamp: the true time is at least this.
+    trusted_time::raise(&tx, v.issued_at - command::CLOCK_SKEW, "station")?;
     Store::audit(
         &tx,
         &actor(&v.officer),
@@ -452,13 +550,16 @@ fn admit(store: &Store, v: &Verified, args: &Value) -> Result<Option<Refusal>> {
     Ok(None)
 }
 
-/// Nonces of long-expired commands can go: a replay of them is refused as
-/// expired. They are kept a further `MAX_LIFETIME` so a clock stepped back by
-/// NTP after boot does not revive a pruned nonce.
-fn prune_nonces(conn: &rusqlite::Connection, now: DateTime<Utc>) -> Result<()> {
+/// A nonce can go once its command's expiry is behind the trusted floor by
+/// more than the skew: a replay is then refused as expired at the trusted
+/// "now" whatever the clock reads. Without a floor nothing is pruned.
+fn prune_nonces(conn: &rusqlite::Connection, floor: Option<DateTime<Utc>>) -> Result<()> {
+    let Some(floor) = floor else {
+        return Ok(());
+    };
     conn.execute(
         "DELETE FROM uplink_nonce WHERE expires_at < ?1",
-        [rfc3339(now - command::MAX_LIFETIME - command::CLOCK_SKEW)],
+        [rfc3339(floor - command::CLOCK_SKEW)],
     )?;
     Ok(())
 }

@@ -288,14 +288,17 @@ impl<A: GatewayActions> Link<A> {
         let Some(name) = self.settings.topics.command_name(&topic) else {
             return;
         };
-        let reply = self.dispatcher.handle(name, &publish.payload).await;
         let properties = publish.properties.unwrap_or_default();
-        let Some(response_topic) = properties.response_topic.filter(|t| reply_topic_allowed(t))
+        // A command whose response topic is missing or outside the station's
+        // reply prefix is refused (and audited) by the dispatcher: no reply.
+        let Some(reply) = self
+            .dispatcher
+            .handle(name, &publish.payload, properties.response_topic.as_deref())
+            .await
         else {
-            tracing::warn!(
-                command = name,
-                "command without a usable MQTT v5 response topic; no reply sent"
-            );
+            return;
+        };
+        let Some(response_topic) = properties.response_topic else {
             return;
         };
         let body = match serde_json::to_vec(&reply) {
@@ -521,24 +524,5 @@ impl<A: GatewayActions> Link<A> {
                 _ = &mut bye => break,
             }
         }
-    }
-}
-
-/// Replies go to the requester's topic, but never into the gatehouse tree,
-/// where a forged command could make a signed reply look like an event.
-fn reply_topic_allowed(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#']) && !topic.starts_with(super::topics::ROOT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_never_go_into_the_gatehouse_topic_tree() {
-        assert!(reply_topic_allowed("station/replies/abc"));
-        assert!(!reply_topic_allowed("gatehouse/v1/lotus/gw1/event/access"));
-        assert!(!reply_topic_allowed("station/+/x"));
-        assert!(!reply_topic_allowed(""));
     }
 }

@@ -7,6 +7,7 @@
 //! gatehouse/v1/{site}/{gateway}/snapshot/{event_id} gateway → station, QoS 1, JPEG bytes
 //! gatehouse/v1/{site}/{gateway}/cmd/{name}          station → gateway, QoS 1, signed JSON; reply on the
 //!                                                   MQTT v5 response topic with the correlation data
+//! gatehouse-station/{client}/reply                  gateway → station: replies go only under this prefix
 //! ```
 
 use anyhow::{Context, Result};
@@ -15,6 +16,15 @@ use crate::domain::validate_slug;
 use crate::store::events::EventKind;
 
 pub const ROOT: &str = "gatehouse/v1";
+
+/// Every command reply goes to a topic under this prefix (the station's
+/// response topic); a command naming any other topic is refused.
+pub const REPLY_PREFIX: &str = "gatehouse-station/";
+
+/// The response topic of a station client.
+pub fn reply_topic(client_id: &str) -> String {
+    format!("{REPLY_PREFIX}{client_id}/reply")
+}
 
 /// Topic names for one gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -332,6 +332,7 @@ fn card_and_face_opens_for_the_owners_face_only() {
         status: Status::Active,
         valid_from: None,
         valid_until: None,
+        permit_until: None,
         invalid: None,
     });
     register.add_card(card(7).key(), kit);

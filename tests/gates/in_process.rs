@@ -782,3 +782,123 @@ async fn a_reload_moves_the_card_and_face_hours_and_fallback_of_a_running_gate()
     assert_eq!(refused.reason.as_deref(), Some("face_unavailable"));
     rig.stop().await;
 }
+
+/// The shipped unit's sandbox refused `adjtimex`, so the clock read
+/// unsynchronised on every real install and every date check was skipped: a
+/// tenant whose lease ended in 2001 was GRANTED. Expiries are now always
+/// enforced; only a start date in the future is overridden, and flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_whose_lease_ended_is_refused_while_the_clock_reads_unsynchronised() {
+    let dir = Scratch::new("gates-unsynced");
+    let config = config(&dir);
+    seed(&config);
+    {
+        let store = Store::open_config(&config).unwrap();
+        add_person(&store, 6, "孙八", "active", None, Some("10:6"));
+        store
+            .conn()
+            .execute(
+                "UPDATE person SET valid_from = '2999-01-01' WHERE id = 6",
+                [],
+            )
+            .unwrap();
+    }
+    let daemon = Daemon::start_with(
+        &config,
+        DaemonOptions {
+            assume_clock_synced: Some(false),
+        },
+    )
+    .await
+    .unwrap();
+    let h = daemon.handle();
+    let east = gate("east");
+    let ended = h
+        .simulate_wiegand(&east, &card_bits("10:3"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(ended.result, AccessResult::Denied, "{ended:?}");
+    assert_eq!(ended.reason.as_deref(), Some("lease_ended"));
+    assert!(!ended.clock_override);
+    let sim = h.simulator(&east).unwrap();
+    let relay = config.gate(&east).unwrap().relay_pin;
+    assert_eq!(
+        sim.output_level(relay).unwrap(),
+        Level::Low,
+        "must not open"
+    );
+    // A lease that starts later may be the clock's fault: it opens, flagged.
+    let early = h
+        .simulate_wiegand(&east, &card_bits("10:6"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(early.result, AccessResult::Granted, "{early:?}");
+    assert!(early.clock_override);
+    daemon.shutdown(Duration::from_secs(2)).await.unwrap();
+    let store = Store::open_config(&config).unwrap();
+    let (synced, detail): (bool, String) = store
+        .conn()
+        .query_row(
+            "SELECT clock_synced, detail FROM event WHERE credential_masked LIKE '10:%6' AND kind = 'access'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(!synced);
+    assert!(detail.contains("\"clock_override\":true"), "{detail}");
+}
+
+/// "Now" never falls below the trusted floor kept in the database: with the
+/// floor past a visitor pass's end (here the year 3000) the pass is refused
+/// although the system clock reads 2026; a resident without an end date
+/// still opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_time_floor_keeps_an_ended_pass_shut_when_the_clock_reads_earlier() {
+    let dir = Scratch::new("gates-floor");
+    let config = config(&dir);
+    seed(&config);
+    let floor: chrono::DateTime<chrono::Utc> = "3000-01-02T00:00:00Z".parse().unwrap();
+    {
+        let store = Store::open_config(&config).unwrap();
+        gatehouse::store::trusted_time::raise(store.conn(), floor, "station").unwrap();
+    }
+    let daemon = Daemon::start_with(
+        &config,
+        DaemonOptions {
+            assume_clock_synced: Some(false),
+        },
+    )
+    .await
+    .unwrap();
+    let h = daemon.handle();
+    let east = gate("east");
+    let pass = h
+        .simulate_pin(&east, "246810", false)
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(
+        pass.reason.as_deref(),
+        Some("visitor_pass_expired"),
+        "{pass:?}"
+    );
+    let resident = h
+        .simulate_wiegand(&east, &card_bits("10:12345"))
+        .await
+        .unwrap()
+        .decision
+        .unwrap();
+    assert_eq!(resident.result, AccessResult::Granted);
+    daemon.shutdown(Duration::from_secs(2)).await.unwrap();
+    // The floor stayed where it was (or rose): a restart cannot lower it.
+    let store = Store::open_config(&config).unwrap();
+    let stored = gatehouse::store::trusted_time::stored(store.conn())
+        .unwrap()
+        .unwrap();
+    assert!(stored >= floor, "{stored}");
+}

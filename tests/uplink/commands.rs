@@ -23,9 +23,23 @@ use serde_json::{json, Value};
 use uplink_support::*;
 
 /// Stands in for the door module: records remote opens of the east gate.
+/// Its clock is the system's moved by `shift`, synchronised unless `unsynced`
+/// (the injected clock the uplink judges commands by).
 #[derive(Default)]
 struct RecordingGates {
     opened: Mutex<Vec<RemoteOpen>>,
+    shift: Mutex<Span>,
+    unsynced: std::sync::atomic::AtomicBool,
+}
+
+impl RecordingGates {
+    fn move_clock(&self, to: Span) {
+        *self.shift.lock().unwrap() = to;
+    }
+
+    fn opens(&self) -> usize {
+        self.opened.lock().unwrap().len()
+    }
 }
 
 impl GatewayActions for RecordingGates {
@@ -35,6 +49,14 @@ impl GatewayActions for RecordingGates {
         }
         self.opened.lock().unwrap().push(order.clone());
         Ok(json!({"opened": order.gate.as_str(), "unlock_ms": 3000}))
+    }
+
+    fn clock_synced(&self) -> bool {
+        !self.unsynced.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now() + *self.shift.lock().unwrap()
     }
 }
 
@@ -549,7 +571,7 @@ async fn mosquitto_rr_with_a_station_sign_payload_gets_a_signed_answer() {
                 "-t",
                 &f.topics.cmd("ping"),
                 "-e",
-                "station/rr/replies",
+                "gatehouse-station/rr/reply",
                 "-m",
                 &payload,
             ])
@@ -705,4 +727,188 @@ async fn officer_cli_watches_queries_and_opens() {
     assert!(resident.status.success());
     assert!(String::from_utf8_lossy(&resident.stdout).contains("张**"));
     task.stop().await;
+}
+
+/// Sends `cmd` through a fresh connection after a restart, retrying until
+/// the new uplink has subscribed.
+async fn send_after_restart(f: &Fixture, cmd: &SignedCommand) -> Reply {
+    let mut conn = connect(f).await;
+    for _ in 0..50 {
+        if let Ok(r) = conn
+            .request(
+                &f.topics.cmd(&cmd.command),
+                serde_json::to_vec(cmd).unwrap(),
+                Duration::from_millis(500),
+            )
+            .await
+        {
+            check_reply(f, &r);
+            return r;
+        }
+    }
+    panic!("the restarted uplink does not answer");
+}
+
+/// Issue 14: nonces were pruned an hour after their command expired by the
+/// gateway's clock, so after the clock moved forward (and a command was
+/// handled there) and back, the same signed `open_gate` opened twice. The
+/// trusted floor keeps "now" from going back, nonces stay until their expiry
+/// is behind the floor, and both survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_open_gate_cannot_open_twice_when_the_clock_moves_forward_and_back() {
+    let f = fixture("cmd-clock");
+    let gates = Arc::new(RecordingGates::default());
+    let task = UplinkTask::start(f.gw.settings(Some(&f.broker.url())), gates.clone());
+    wait_online(&f);
+    let mut conn = connect(&f).await;
+    let open = f.signer.sign(
+        &f.topics,
+        "open_gate",
+        json!({"gate": "east", "reason": "ambulance"}),
+    );
+    assert!(send(&mut conn, &f, &open).await.ok);
+    assert_eq!(gates.opens(), 1);
+
+    // The clock jumps three hours ahead (a bad NTP answer, or a hand) and
+    // the station, whose clock agrees, pings: the old nonces were pruned here.
+    let ahead = Span::hours(3);
+    gates.move_clock(ahead);
+    let mut later = ping();
+    (later.issued_at, later.expires_at) = (at(ahead), at(ahead + Span::minutes(5)));
+    assert!(send(&mut conn, &f, &later.sign(&f.signer.key)).await.ok);
+
+    // Back to the true time: the captured command is replayed.
+    gates.move_clock(Span::zero());
+    let replay = send(&mut conn, &f, &open).await;
+    assert!(!replay.ok, "{replay:?}");
+    assert_eq!(gates.opens(), 1, "the same signed nonce opened twice");
+    assert_eq!(code(&replay), RefusalCode::Expired);
+
+    // Across a restart, the floor and the key's mark are still there.
+    task.stop().await;
+    let task = UplinkTask::start(f.gw.settings(Some(&f.broker.url())), gates.clone());
+    let replay = send_after_restart(&f, &open).await;
+    assert!(!replay.ok, "{replay:?}");
+    assert_eq!(gates.opens(), 1);
+    // A command issued before the newest one accepted from this key is stale
+    // even when its own window looks open to the clock.
+    let mut old = f.signer.sign(
+        &f.topics,
+        "open_gate",
+        json!({"gate": "east", "reason": "again"}),
+    );
+    (old.issued_at, old.expires_at) = (at(ahead - Span::minutes(10)), at(ahead + Span::minutes(5)));
+    gates.move_clock(ahead);
+    let stale = send_after_restart(&f, &old.sign(&f.signer.key)).await;
+    assert_eq!(code(&stale), RefusalCode::Stale);
+    assert_eq!(gates.opens(), 1);
+    task.stop().await;
+    let refused: Vec<String> = audit_rows(&f.store)
+        .into_iter()
+        .filter(|r| r.1 == "uplink.command.refused")
+        .map(|r| r.3["code"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(refused, ["expired", "expired", "stale"]);
+}
+
+/// With the clock unsynchronised a command's expiry can be proved past, never
+/// still ahead: state-changing commands are refused (and audited), reads are
+/// answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changing_commands_wait_for_a_synchronised_clock() {
+    let f = fixture("cmd-unsynced");
+    let gates = Arc::new(RecordingGates::default());
+    gates
+        .unsynced
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let task = UplinkTask::start(f.gw.settings(Some(&f.broker.url())), gates.clone());
+    wait_online(&f);
+    let mut conn = connect(&f).await;
+    let call = |command: &str, args: Value| f.signer.sign(&f.topics, command, args);
+    let open = send(
+        &mut conn,
+        &f,
+        &call("open_gate", json!({"gate": "east", "reason": "test"})),
+    )
+    .await;
+    assert_eq!(code(&open), RefusalCode::ClockUnsynchronised);
+    let clear = send(&mut conn, &f, &call("watchlist_clear", json!({}))).await;
+    assert_eq!(code(&clear), RefusalCode::ClockUnsynchronised);
+    let pong = send(&mut conn, &f, &call("ping", json!({}))).await;
+    assert!(pong.ok, "{pong:?}");
+    assert_eq!(gates.opens(), 0);
+    gates
+        .unsynced
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let open = send(
+        &mut conn,
+        &f,
+        &call("open_gate", json!({"gate": "east", "reason": "test"})),
+    )
+    .await;
+    assert!(open.ok, "{open:?}");
+    task.stop().await;
+}
+
+/// Replies went to whatever response topic a request named. Now a command
+/// whose response topic is outside the station's reply prefix gets no reply
+/// there, is not carried out, and is audited as refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_naming_a_foreign_reply_topic_gets_no_reply_and_is_refused() {
+    let f = fixture("cmd-replyto");
+    let gates = Arc::new(RecordingGates::default());
+    let task = UplinkTask::start(f.gw.settings(Some(&f.broker.url())), gates.clone());
+    wait_online(&f);
+    let everything = Collector::start(f.broker.port, "#", None);
+    let publish = |cmd: &SignedCommand, reply_to: &str| {
+        let out = Command::new("mosquitto_pub")
+            .args(["-V", "5", "-h", "127.0.0.1", "-q", "1"])
+            .args(["-p", &f.broker.port.to_string()])
+            .args(["-t", &f.topics.cmd(&cmd.command)])
+            .args(["-D", "publish", "response-topic", reply_to])
+            .args(["-m", &serde_json::to_string(cmd).unwrap()])
+            .output()
+            .expect("mosquitto_pub (apt install mosquitto-clients)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let open = f.signer.sign(
+        &f.topics,
+        "open_gate",
+        json!({"gate": "east", "reason": "test"}),
+    );
+    tokio::task::block_in_place(|| publish(&open, "station/other/topic"));
+    // A good command after it: its reply is published after any reply to
+    // the first would have been.
+    let ping = f.signer.sign(&f.topics, "ping", json!({}));
+    tokio::task::block_in_place(|| publish(&ping, "gatehouse-station/test/reply"));
+    let msgs = tokio::task::block_in_place(|| {
+        everything.wait_until(Duration::from_secs(10), "the ping's reply", |m| {
+            m.iter().any(|m| m.topic == "gatehouse-station/test/reply")
+        })
+    });
+    everything.stop();
+    assert!(
+        !msgs.iter().any(|m| m.topic == "station/other/topic"),
+        "a reply went to a topic the request named"
+    );
+    assert_eq!(gates.opens(), 0, "the command was carried out");
+    task.stop().await;
+    let refused = audit_rows(&f.store)
+        .into_iter()
+        .find(|r| r.1 == "uplink.command.refused")
+        .expect("the refusal is audited");
+    assert_eq!(refused.2.as_deref(), Some("open_gate"));
+    assert_eq!(refused.3["code"], "bad_reply_topic");
+    assert!(
+        refused.3["message"]
+            .as_str()
+            .unwrap()
+            .contains("station/other/topic"),
+        "{:?}",
+        refused.3
+    );
 }
