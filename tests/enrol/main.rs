@@ -11,5 +11,5 @@ mod enrol_support;
 mod cli;
 mod crash;
 mod import;
-mod privacy;
 mod pipl_desk;
+mod privacy;

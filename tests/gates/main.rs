@@ -9,9 +9,9 @@
 #[path = "../common/mod.rs"]
 pub mod common;
 // The LPR endpoint's fixtures, for the plate watchlist tests.
+mod daemon_support;
 #[path = "../lpr/lpr_support.rs"]
 pub mod lpr_support;
-mod daemon_support;
 
 mod cli;
 mod daemon_run;

@@ -12,5 +12,5 @@ mod commands;
 mod kill;
 mod publish;
 mod smoke_mqtt;
-mod tls;
 mod snapshots;
+mod tls;
