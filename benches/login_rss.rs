@@ -166,7 +166,11 @@ fn start(dir: &Path, bin: &Path) -> (Child, SocketAddr) {
     (child, addr)
 }
 
-fn burst(addr: SocketAddr, from: impl Fn(usize) -> String, name: impl Fn(usize) -> String) -> Vec<u16> {
+fn burst(
+    addr: SocketAddr,
+    from: impl Fn(usize) -> String,
+    name: impl Fn(usize) -> String,
+) -> Vec<u16> {
     let go = std::sync::Arc::new(std::sync::Barrier::new(40));
     let threads: Vec<_> = (0..40)
         .map(|i| {

@@ -73,7 +73,10 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-fn lpr_endpoint(tag: &str, tune: impl FnOnce(&mut gatehouse::config::Config)) -> (Scratch, Endpoint) {
+fn lpr_endpoint(
+    tag: &str,
+    tune: impl FnOnce(&mut gatehouse::config::Config),
+) -> (Scratch, Endpoint) {
     let dir = Scratch::new(tag);
     let mut config = lpr_support::config(dir.path(), "\"127.0.0.1\"");
     tune(&mut config);
@@ -280,7 +283,12 @@ fn cameras_and_the_console_answer_while_a_thousand_idle_connections_are_open() {
 
 #[test]
 fn console_drops_a_half_sent_request_after_the_header_timeout() {
-    let gw = Gateway::start_with("console-half-sent", "header_read_timeout_s = 1", "http", false);
+    let gw = Gateway::start_with(
+        "console-half-sent",
+        "header_read_timeout_s = 1",
+        "http",
+        false,
+    );
     let addr: SocketAddr = gw
         .base
         .trim_start_matches("http://")
@@ -382,8 +390,7 @@ fn forty_wrong_sign_ins_at_once_are_counted_before_hashing_and_the_manager_still
     let dir = Scratch::new("login-burst");
     // Room for all forty connections from one address, so the sign-in
     // limits (not the connection cap) are what answers them.
-    let (console, _, metrics) =
-        daemon_config(dir.path(), "max_connections_per_address = 64", "");
+    let (console, _, metrics) = daemon_config(dir.path(), "max_connections_per_address = 64", "");
     let daemon = Daemon::start(dir.path());
     let base = format!("http://127.0.0.1:{console}");
     let addr: SocketAddr = format!("127.0.0.1:{console}").parse().unwrap();

@@ -76,7 +76,9 @@ fn pool() -> &'static Pool {
                     match job {
                         Ok(job) => {
                             let now = RUNNING.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                            let peak = PEAK.fetch_max(now, std::sync::atomic::Ordering::SeqCst).max(now);
+                            let peak = PEAK
+                                .fetch_max(now, std::sync::atomic::Ordering::SeqCst)
+                                .max(now);
                             crate::metrics::set(
                                 "gatehouse_console_password_hashes_peak",
                                 "The most console password hashes run at once since start",

@@ -179,7 +179,11 @@ pub(crate) async fn hash_blocking(ctx: &Ctx, password: String) -> Result<String,
 }
 
 /// Checks a password on the shared hashing threads (at most two at once).
-pub(crate) async fn verify_blocking(ctx: &Ctx, password: String, phc: String) -> Result<bool, Fail> {
+pub(crate) async fn verify_blocking(
+    ctx: &Ctx,
+    password: String,
+    phc: String,
+) -> Result<bool, Fail> {
     password::verify_queued(password, phc)
         .await
         .map_err(|busy| Fail(Box::new(busy_page(ctx, &busy))))
