@@ -121,20 +121,6 @@ pub fn raise_open_files_limit() {
     });
 }
 
-/// The current soft limit on open files.
-pub fn open_files_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        0
-    }
-}
-
 fn count(listener: &str, why: &str) {
     crate::metrics::inc(
         "gatehouse_http_refused_total",
