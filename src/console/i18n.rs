@@ -188,9 +188,10 @@ impl Lang {
             "card_required" => self.t("需刷卡", "card required"),
             "face_unavailable" => self.t("摄像头不可用", "no working camera"),
             "camera_lost" => self.t("摄像头断开", "camera lost"),
-            "card_format_mismatch" => {
-                self.t("卡格式与登记不符", "card read in another format than enrolled")
-            }
+            "card_format_mismatch" => self.t(
+                "卡格式与登记不符",
+                "card read in another format than enrolled",
+            ),
             "pin_entry_suspended" => self.t("密码输入已暂停", "PIN entry suspended"),
             "pin_guessing" => self.t("疑似试探访客密码", "visitor PINs being guessed"),
             other => return other.to_string(),
