@@ -19,7 +19,8 @@ pub enum CardCommand {
         /// facility:number (10:12345), a bare number (facility 0) or raw:<bits>
         #[arg(long)]
         card: CardNumber,
-        /// wiegand26, wiegand34, wiegand37 or raw [default: the smallest that fits]
+        /// wiegand26, wiegand34, wiegand37 or raw, as the reader sends it; the card
+        /// opens only in this format [default: the smallest that fits]
         #[arg(long)]
         format: Option<CardFormat>,
     },
@@ -36,8 +37,16 @@ pub fn run(cli: &Cli, cmd: &CardCommand) -> Result<ExitCode> {
             card,
             format,
         } => {
-            let format = cards::assign(&store, &actor, *resident, card, *format)?;
+            let given = *format;
+            let format = cards::assign(&store, &actor, *resident, card, given)?;
             println!("assigned card {card} ({format}) to {resident}");
+            if given.is_none() && format != CardFormat::Raw {
+                // A card opens only in its enrolled format (card_format_mismatch otherwise).
+                eprintln!(
+                    "note: format {format} was inferred; if the readers send another frame size, \
+                     assign again with --format (or present the card in the console)"
+                );
+            }
         }
         CardCommand::Revoke { card } => {
             let from = cards::revoke(&store, &actor, card)?;

@@ -35,8 +35,14 @@ impl PlateSink for GateHandle {
         };
         for other in listed_alternatives(&reading.read, presented, listed) {
             let deny = register.plate_watched(&other.plate, now) == Some(true);
-            self.possible_watch_match(&reading, &other.plate, deny, &outcome)
-                .await?;
+            // The gate has acted already: a failed write (kept for a retry)
+            // must not turn the camera's answer into an error.
+            if let Err(e) = self
+                .possible_watch_match(&reading, &other.plate, deny, &outcome)
+                .await
+            {
+                tracing::error!(gate = %reading.gate, "watchlist alarm not stored yet: {e:#}");
+            }
         }
         Ok(outcome)
     }
