@@ -69,7 +69,7 @@ Version: $version
 Architecture: $arch
 Maintainer: gatehouse maintainers <gatehouse@invalid>
 Installed-Size: $size
-Depends: libc6, systemd, libopencv-core406, libopencv-imgproc406, libopencv-imgcodecs406, libopencv-videoio406, libopencv-calib3d406
+Depends: libc6, systemd, ca-certificates, libopencv-core406, libopencv-imgproc406, libopencv-imgcodecs406, libopencv-videoio406, libopencv-calib3d406
 Section: misc
 Priority: optional
 Description: gate controller for residential compounds

@@ -191,7 +191,7 @@ impl Register {
             super::Credential::Plate(plate) => self.watch_plates.get(plate),
             _ => None,
         }?;
-        let live = hit.expires_at.map_or(true, |t| t > now);
+        let live = hit.expires_at.is_none_or(|t| t > now);
         live.then_some(hit.deny)
     }
 

@@ -264,7 +264,7 @@ pub fn run(_cli: &Cli, cmd: &StationCommand) -> Result<ExitCode> {
                 .await?;
                 eprintln!("watching {site}; Ctrl-C to stop");
                 let mut seen = 0usize;
-                while count.map_or(true, |n| seen < n) {
+                while count.is_none_or(|n| seen < n) {
                     let m = tokio::select! {
                         m = c.next_message() => m?,
                         _ = tokio::signal::ctrl_c() => break,

@@ -1,9 +1,7 @@
 //! HTTPS for the console when `[console] tls_cert` and `tls_key` are set:
 //! rustls (ring) in front of the same router, one task per connection.
 
-use std::fs::File;
 use std::future::Future;
-use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::extract::ConnectInfo;
 use axum::{Extension, Router};
+use rustls::pki_types::pem::{Error as PemError, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take to finish the TLS handshake.
@@ -19,12 +19,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Loads the PEM certificate chain and private key.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
-    let open = |p: &Path, what: &str| {
-        File::open(p)
-            .map(BufReader::new)
-            .with_context(|| format!("console.{what}: cannot read {}", p.display()))
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("console.{what}: cannot read {}", p.display()))
     };
-    let certs = rustls_pemfile::certs(&mut open(cert, "tls_cert")?)
+    let certs = CertificateDer::pem_slice_iter(&read(cert, "tls_cert")?)
         .collect::<std::result::Result<Vec<_>, _>>()
         .with_context(|| {
             format!(
@@ -35,14 +33,15 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     if certs.is_empty() {
         anyhow::bail!("console.tls_cert: {} holds no certificate", cert.display());
     }
-    let key = rustls_pemfile::private_key(&mut open(key, "tls_key")?)
-        .with_context(|| {
-            format!(
-                "console.tls_key: {} is not a PEM private key",
-                key.display()
-            )
-        })?
-        .with_context(|| format!("console.tls_key: {} holds no private key", key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(key, "tls_key")?).map_err(|e| match e {
+        PemError::NoItemsFound => {
+            anyhow::anyhow!("console.tls_key: {} holds no private key", key.display())
+        }
+        e => anyhow::anyhow!(
+            "console.tls_key: {} is not a PEM private key: {e}",
+            key.display()
+        ),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

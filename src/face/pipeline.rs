@@ -452,7 +452,7 @@ impl PipelineHandle {
 
     /// True once the thread has exited (a video file ended, or the receiver went away).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops the pipeline and waits for its thread.
