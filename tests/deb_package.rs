@@ -54,7 +54,7 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     for (path, mode) in [
         ("/usr/bin/gatehouse", "-rwxr-xr-x"),
         ("/usr/lib/gatehouse/libonnxruntime.so", "-rw-r--r--"),
-        ("/lib/systemd/system/gatehouse.service", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/gatehouse.service", "-rw-r--r--"),
         ("/usr/lib/sysusers.d/gatehouse.conf", "-rw-r--r--"),
         ("/usr/lib/tmpfiles.d/gatehouse.conf", "-rw-r--r--"),
         ("/etc/gatehouse/gatehouse.toml", "-rw-r-----"),
@@ -70,7 +70,16 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     assert_eq!(field("Package").trim(), "gatehouse");
     assert_eq!(field("Version").trim(), version);
     assert_eq!(field("Architecture").trim(), "amd64");
-    assert!(field("Depends").contains("libopencv-videoio406"));
+    // Computed from the binaries' shared libraries (dpkg-shlibdeps), with versions.
+    let depends = field("Depends");
+    for dep in [
+        "libc6 (>= ",
+        "libopencv-videoio406 (>= ",
+        "libstdc++6",
+        "init-system-helpers",
+    ] {
+        assert!(depends.contains(dep), "no {dep} in Depends: {depends}");
+    }
 
     let root = out.path().join("root");
     run(Command::new("dpkg-deb").arg("-R").arg(&deb).arg(&root));
@@ -86,9 +95,27 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     let postinst = std::fs::read_to_string(root.join("DEBIAN/postinst")).unwrap();
     assert!(postinst.contains("systemd-sysusers /usr/lib/sysusers.d/gatehouse.conf"));
     assert!(postinst.contains("systemd-tmpfiles --create /usr/lib/tmpfiles.d/gatehouse.conf"));
+    assert!(postinst.contains("deb-systemd-helper update-state gatehouse.service"));
+    let postrm = std::fs::read_to_string(root.join("DEBIAN/postrm")).unwrap();
+    assert!(postrm.contains("deb-systemd-helper purge gatehouse.service"));
+    // The licences of what the binary links, and ONNX Runtime's.
+    let copyright =
+        std::fs::read_to_string(root.join("usr/share/doc/gatehouse/copyright")).unwrap();
+    for needle in [
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
+        "  rusqlite ",
+        "  rumqttc ",
+        "Files: usr/lib/gatehouse/libonnxruntime.so",
+    ] {
+        assert!(copyright.contains(needle), "no {needle:?} in:\n{copyright}");
+    }
+    assert!(
+        !copyright.contains("  criterion "),
+        "a dev-dependency is not linked"
+    );
     for (packaged, source) in [
         (
-            "lib/systemd/system/gatehouse.service",
+            "usr/lib/systemd/system/gatehouse.service",
             "systemd/gatehouse.service",
         ),
         (
@@ -116,7 +143,8 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     );
 
     // Every installed path the unit names is in the package.
-    let unit = std::fs::read_to_string(root.join("lib/systemd/system/gatehouse.service")).unwrap();
+    let unit =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/gatehouse.service")).unwrap();
     for path in [
         "/usr/bin/gatehouse",
         "/usr/lib/gatehouse/libonnxruntime.so",
