@@ -199,7 +199,12 @@ pub fn declare_known(config: &Config) {
     for gate in &config.gates {
         let gate = gate.id.as_str();
         for result in ["granted", "denied"] {
-            add(DECISIONS.0, DECISIONS.1, &[("gate", gate), ("result", result)], 0.0);
+            add(
+                DECISIONS.0,
+                DECISIONS.1,
+                &[("gate", gate), ("result", result)],
+                0.0,
+            );
         }
         for kind in ["parity", "length", "noise"] {
             let (name, help) = READER_REJECTIONS;
@@ -224,7 +229,9 @@ pub fn declare_known(config: &Config) {
     with_registry(|r| {
         for (name, help) in [OUTBOX_EVENTS, OUTBOX_BYTES, UPLINK_CONNECTED] {
             r.help.entry(name.to_string()).or_insert(("gauge", help));
-            r.gauges.entry((name.to_string(), String::new())).or_default();
+            r.gauges
+                .entry((name.to_string(), String::new()))
+                .or_default();
         }
     });
 }
@@ -258,7 +265,12 @@ pub fn render() -> String {
             }
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(out, "{} {}", series(&format!("{name}_sum"), labels), h.sum);
-            let _ = writeln!(out, "{} {}", series(&format!("{name}_count"), labels), h.count);
+            let _ = writeln!(
+                out,
+                "{} {}",
+                series(&format!("{name}_count"), labels),
+                h.count
+            );
         }
     });
     out
@@ -343,7 +355,11 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("gatehouse_test_path_total 1"), "{body}");
         for path in ["/metricsX", "/metrics/x", "/", "/metrics.txt"] {
-            assert_eq!(request("GET", path).await.0, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(
+                request("GET", path).await.0,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
         }
         assert_eq!(
             request("POST", "/metrics").await.0,
@@ -455,8 +471,14 @@ mod tests {
         let endpoint = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = endpoint.local_addr();
         tokio::spawn(endpoint.serve());
-        assert_eq!(raw_status(addr, "GET /metrics HTTP/1.1").await, "HTTP/1.1 200 OK");
-        assert_eq!(raw_status(addr, "HEAD /metrics HTTP/1.1").await, "HTTP/1.1 200 OK");
+        assert_eq!(
+            raw_status(addr, "GET /metrics HTTP/1.1").await,
+            "HTTP/1.1 200 OK"
+        );
+        assert_eq!(
+            raw_status(addr, "HEAD /metrics HTTP/1.1").await,
+            "HTTP/1.1 200 OK"
+        );
         assert_eq!(
             raw_status(addr, "GET /metricsX HTTP/1.1").await,
             "HTTP/1.1 404 Not Found"

@@ -98,3 +98,25 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_without_a_certificate_or_key_are_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no PEM here\n").unwrap();
+        let err = format!("{:#}", acceptor(&empty, &empty).err().unwrap());
+        assert!(
+            err.contains("console.tls_cert") && err.contains("holds no certificate"),
+            "{err}"
+        );
+        let missing = dir.join("missing.pem");
+        let err = format!("{:#}", acceptor(&missing, &empty).err().unwrap());
+        assert!(err.contains("console.tls_cert: cannot read"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

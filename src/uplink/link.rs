@@ -548,9 +548,7 @@ mod tests {
     fn reconnect_waits_are_spread_between_half_and_all_of_the_backoff() {
         let backoff = Duration::from_secs(8);
         let waits: Vec<Duration> = (0..200).map(|_| jittered(backoff)).collect();
-        assert!(waits
-            .iter()
-            .all(|w| *w >= backoff / 2 && *w <= backoff));
+        assert!(waits.iter().all(|w| *w >= backoff / 2 && *w <= backoff));
         let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
         assert!(distinct.len() > 100, "no jitter: {distinct:?}");
         assert!(waits.iter().any(|w| *w < backoff * 3 / 4));
