@@ -70,7 +70,7 @@ impl Site {
             "--gateway",
             "demo-gw",
         ];
-        if !extra.iter().any(|a| *a == "--gateway-key") {
+        if !extra.contains(&"--gateway-key") {
             argv.extend(["--gateway-key", &self.reply_key]);
         }
         argv.extend(extra);
