@@ -3,14 +3,18 @@
 # Pi needs from this repository: the binary, the ONNX Runtime library, the
 # systemd unit (/usr/lib/systemd/system), sysusers.d and tmpfiles.d files, the
 # example config (as a conffile, /etc/gatehouse/gatehouse.toml), the docs and a
-# copyright file naming the licences of the linked crates and of ONNX Runtime.
+# copyright file naming the licences of the linked crates and of ONNX Runtime,
+# man pages and bash/zsh/fish completions generated from the CLI definitions.
 # Depends is computed from the shared libraries the binaries need. Models are
 # not included: `gatehouse models fetch` installs them (or --mirror from a USB stick).
 #
-#   scripts/build-aarch64.sh && scripts/build-deb.sh --arch arm64   # for the Pi
+#   cargo build && scripts/build-aarch64.sh && scripts/build-deb.sh --arch arm64   # for the Pi
 #   cargo build --release && scripts/build-deb.sh                  # amd64
 #
 # Options: --arch amd64|arm64, --binary FILE, --onnxruntime FILE,
+#          --docs-binary FILE (generates the man pages and completions; default
+#          the packaged binary on its own architecture, else target/release or
+#          target/debug/gatehouse),
 #          --out DIR (default target/debian), --compress xz|none.
 # Maintainer and e-mail from DEBFULLNAME / DEBEMAIL. Prints the path of the .deb.
 # Needs dpkg-deb, dpkg-dev (dpkg-shlibdeps), binutils, python3 and cargo.
@@ -18,12 +22,13 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
-arch=amd64 binary="" ort="" out="$here/target/debian" compress=xz
+arch=amd64 binary="" ort="" out="$here/target/debian" compress=xz docs_binary=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
     --binary) binary="$2"; shift 2 ;;
     --onnxruntime) ort="$2"; shift 2 ;;
+    --docs-binary) docs_binary="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --compress) compress="$2"; shift 2 ;;
     *) echo "build-deb.sh: unknown option $1" >&2; exit 2 ;;
@@ -59,6 +64,26 @@ install -D -m 0644 systemd/gatehouse.service "$stage/usr/lib/systemd/system/gate
 install -D -m 0644 systemd/gatehouse.sysusers "$stage/usr/lib/sysusers.d/gatehouse.conf"
 install -D -m 0644 systemd/gatehouse.tmpfiles "$stage/usr/lib/tmpfiles.d/gatehouse.conf"
 install -D -m 0640 config/gatehouse.example.toml "$stage/etc/gatehouse/gatehouse.toml"
+# Man pages and completions from the binary's own clap definitions: generated
+# by the packaged binary when it runs here, else by --docs-binary (a build for
+# this machine, e.g. target/release/gatehouse, when packaging for arm64).
+docs_bin="$docs_binary"
+if [ -z "$docs_bin" ]; then
+  if [ "$arch" = "$(dpkg --print-architecture)" ]; then docs_bin="$binary"
+  elif [ -x target/release/gatehouse ]; then docs_bin=target/release/gatehouse
+  else docs_bin=target/debug/gatehouse; fi
+fi
+[ -x "$docs_bin" ] || { echo "build-deb.sh: $docs_bin not found; pass --docs-binary (a gatehouse that runs here)" >&2; exit 1; }
+"$docs_bin" docs "$stage/docs" >/dev/null
+for page in "$stage"/docs/man/*.1; do
+  gzip -9n <"$page" >"$page.gz"
+  install -D -m 0644 "$page.gz" "$stage/usr/share/man/man1/$(basename "$page").gz"
+done
+install -D -m 0644 "$stage/docs/completions/gatehouse.bash" "$stage/usr/share/bash-completion/completions/gatehouse"
+install -D -m 0644 "$stage/docs/completions/_gatehouse" "$stage/usr/share/zsh/vendor-completions/_gatehouse"
+install -D -m 0644 "$stage/docs/completions/gatehouse.fish" "$stage/usr/share/fish/vendor_completions.d/gatehouse.fish"
+rm -rf "$stage/docs"
+
 for doc in README.md ARCHITECTURE.md BENCHMARKS.md; do
   install -D -m 0644 "$doc" "$stage/usr/share/doc/gatehouse/$doc"
 done

@@ -59,6 +59,19 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
         ("/usr/lib/tmpfiles.d/gatehouse.conf", "-rw-r--r--"),
         ("/etc/gatehouse/gatehouse.toml", "-rw-r-----"),
         ("/usr/share/doc/gatehouse/README.md", "-rw-r--r--"),
+        ("/usr/share/doc/gatehouse/copyright", "-rw-r--r--"),
+        // Generated from the CLI's own definitions (`gatehouse docs`).
+        ("/usr/share/man/man1/gatehouse.1.gz", "-rw-r--r--"),
+        ("/usr/share/man/man1/gatehouse-log.1.gz", "-rw-r--r--"),
+        (
+            "/usr/share/bash-completion/completions/gatehouse",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/zsh/vendor-completions/_gatehouse", "-rw-r--r--"),
+        (
+            "/usr/share/fish/vendor_completions.d/gatehouse.fish",
+            "-rw-r--r--",
+        ),
     ] {
         let line = entry(path);
         assert!(line.starts_with(mode), "{line}");
@@ -112,6 +125,17 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     assert!(
         !copyright.contains("  criterion "),
         "a dev-dependency is not linked"
+    );
+    let bash =
+        std::fs::read_to_string(root.join("usr/share/bash-completion/completions/gatehouse"))
+            .unwrap();
+    assert!(
+        bash.contains("simulate") && bash.contains("--data-dir"),
+        "{bash}"
+    );
+    assert!(
+        !listing.contains("gatehouse-docs.1"),
+        "the hidden docs command gets no man page"
     );
     for (packaged, source) in [
         (
