@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # Packages an already built gatehouse as a Debian package with everything the
 # Pi needs from this repository: the binary, the ONNX Runtime library, the
-# systemd unit, sysusers.d and tmpfiles.d files, the example config (as a
-# conffile, /etc/gatehouse/gatehouse.toml) and the docs. Models are not
-# included: `gatehouse models fetch` installs them (or --mirror from a USB stick).
+# systemd unit (/usr/lib/systemd/system), sysusers.d and tmpfiles.d files, the
+# example config (as a conffile, /etc/gatehouse/gatehouse.toml), the docs and a
+# copyright file naming the licences of the linked crates and of ONNX Runtime,
+# man pages and bash/zsh/fish completions generated from the CLI definitions.
+# Depends is computed from the shared libraries the binaries need. Models are
+# not included: `gatehouse models fetch` installs them (or --mirror from a USB stick).
 #
-#   scripts/build-aarch64.sh && scripts/build-deb.sh --arch arm64   # for the Pi
+#   cargo build && scripts/build-aarch64.sh && scripts/build-deb.sh --arch arm64   # for the Pi
 #   cargo build --release && scripts/build-deb.sh                  # amd64
 #
 # Options: --arch amd64|arm64, --binary FILE, --onnxruntime FILE,
+#          --docs-binary FILE (generates the man pages and completions; default
+#          the packaged binary on its own architecture, else target/release or
+#          target/debug/gatehouse),
 #          --out DIR (default target/debian), --compress xz|none.
-# Prints the path of the .deb. Needs dpkg-deb and (for stripping) binutils.
+# Maintainer and e-mail from DEBFULLNAME / DEBEMAIL. Prints the path of the .deb.
+# Needs dpkg-deb, dpkg-dev (dpkg-shlibdeps), binutils, python3 and cargo.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
-arch=amd64 binary="" ort="" out="$here/target/debian" compress=xz
+arch=amd64 binary="" ort="" out="$here/target/debian" compress=xz docs_binary=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
     --binary) binary="$2"; shift 2 ;;
     --onnxruntime) ort="$2"; shift 2 ;;
+    --docs-binary) docs_binary="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --compress) compress="$2"; shift 2 ;;
     *) echo "build-deb.sh: unknown option $1" >&2; exit 2 ;;
@@ -52,14 +60,70 @@ else
 fi
 # The unit points ORT_DYLIB_PATH here.
 install -D -m 0644 "$ort" "$stage/usr/lib/gatehouse/libonnxruntime.so"
-install -D -m 0644 systemd/gatehouse.service "$stage/lib/systemd/system/gatehouse.service"
+install -D -m 0644 systemd/gatehouse.service "$stage/usr/lib/systemd/system/gatehouse.service"
 install -D -m 0644 systemd/gatehouse.sysusers "$stage/usr/lib/sysusers.d/gatehouse.conf"
 install -D -m 0644 systemd/gatehouse.tmpfiles "$stage/usr/lib/tmpfiles.d/gatehouse.conf"
 install -D -m 0640 config/gatehouse.example.toml "$stage/etc/gatehouse/gatehouse.toml"
+# Man pages and completions from the binary's own clap definitions: generated
+# by the packaged binary when it runs here, else by --docs-binary (a build for
+# this machine, e.g. target/release/gatehouse, when packaging for arm64).
+docs_bin="$docs_binary"
+if [ -z "$docs_bin" ]; then
+  if [ "$arch" = "$(dpkg --print-architecture)" ]; then docs_bin="$binary"
+  elif [ -x target/release/gatehouse ]; then docs_bin=target/release/gatehouse
+  else docs_bin=target/debug/gatehouse; fi
+fi
+[ -x "$docs_bin" ] || { echo "build-deb.sh: $docs_bin not found; pass --docs-binary (a gatehouse that runs here)" >&2; exit 1; }
+"$docs_bin" docs "$stage/docs" >/dev/null
+for page in "$stage"/docs/man/*.1; do
+  gzip -9n <"$page" >"$page.gz"
+  install -D -m 0644 "$page.gz" "$stage/usr/share/man/man1/$(basename "$page").gz"
+done
+install -D -m 0644 "$stage/docs/completions/gatehouse.bash" "$stage/usr/share/bash-completion/completions/gatehouse"
+install -D -m 0644 "$stage/docs/completions/_gatehouse" "$stage/usr/share/zsh/vendor-completions/_gatehouse"
+install -D -m 0644 "$stage/docs/completions/gatehouse.fish" "$stage/usr/share/fish/vendor_completions.d/gatehouse.fish"
+rm -rf "$stage/docs"
+
 for doc in README.md ARCHITECTURE.md BENCHMARKS.md; do
   install -D -m 0644 "$doc" "$stage/usr/share/doc/gatehouse/$doc"
 done
 install -D -m 0644 config/gatehouse.example.toml "$stage/usr/share/doc/gatehouse/gatehouse.example.toml"
+
+
+# Licences: every crate linked into the binary (normal dependencies for the
+# target), and ONNX Runtime's licence from the wheel when it is at hand.
+case "$arch" in amd64) triple=x86_64-unknown-linux-gnu ;; arm64) triple=aarch64-unknown-linux-gnu ;; esac
+ort_licence=""
+for w in .cache/onnxruntime/wheel/*.whl .cache/onnxruntime-aarch64/wheel/*.whl; do
+  if [ -f "$w" ]; then ort_licence=$(unzip -p "$w" onnxruntime/LICENSE); break; fi
+done
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo metadata --locked --format-version 1 --filter-platform "$triple" |
+  ORT_LICENCE="$ort_licence" python3 "$here/scripts/deb-copyright.py" >"$stage/copyright"
+install -D -m 0644 "$stage/copyright" "$stage/usr/share/doc/gatehouse/copyright"
+rm "$stage/copyright"
+
+# Depends from the shared libraries the binary and ONNX Runtime need: for the
+# machine's own architecture dpkg-shlibdeps (with versions); for arm64 built on
+# amd64 each library is named by the package that ships it here (multiarch
+# package names are the same on both).
+deps=""
+if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+  shl=$(mktemp -d)
+  mkdir -p "$shl/debian"
+  printf 'Source: gatehouse\n\nPackage: gatehouse\nArchitecture: any\n' >"$shl/debian/control"
+  deps=$(cd "$shl" && dpkg-shlibdeps -O "$stage/usr/bin/gatehouse" \
+           "$stage/usr/lib/gatehouse/libonnxruntime.so" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+  rm -rf "$shl"
+else
+  for so in $(objdump -p "$stage/usr/bin/gatehouse" "$stage/usr/lib/gatehouse/libonnxruntime.so" |
+              awk '$1 == "NEEDED" {print $2}' | sort -u); do
+    pkg=$(dpkg -S "*/$so" 2>/dev/null | grep -v -- '-cross' | head -n1 | cut -d: -f1)
+    [ -n "$pkg" ] || { echo "build-deb.sh: no package ships $so on this machine" >&2; exit 1; }
+    case ", $deps, " in *", $pkg, "*) ;; *) deps="$deps${deps:+, }$pkg" ;; esac
+  done
+fi
+[ -n "$deps" ] || { echo "build-deb.sh: could not compute Depends" >&2; exit 1; }
 
 mkdir -p "$stage/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
@@ -67,9 +131,9 @@ cat >"$stage/DEBIAN/control" <<EOF
 Package: gatehouse
 Version: $version
 Architecture: $arch
-Maintainer: gatehouse maintainers <gatehouse@invalid>
+Maintainer: ${DEBFULLNAME:-gatehouse maintainers} <${DEBEMAIL:-maintainers@gatehouse.invalid}>
 Installed-Size: $size
-Depends: libc6, systemd, libopencv-core406, libopencv-imgproc406, libopencv-imgcodecs406, libopencv-videoio406, libopencv-calib3d406
+Depends: $deps, systemd, init-system-helpers (>= 1.54~), ca-certificates
 Section: misc
 Priority: optional
 Description: gate controller for residential compounds
@@ -81,10 +145,12 @@ echo /etc/gatehouse/gatehouse.toml >"$stage/DEBIAN/conffiles"
 
 # Not started on install: the operator edits the config, fetches the models and
 # runs `gatehouse doctor` first (README "Building for and installing on a Raspberry Pi").
+# The unit is handled with deb-systemd-helper as debhelper's dh_installsystemd
+# does: the enablement state survives upgrades; masked while removed, not purged.
 cat >"$stage/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
-if [ "$1" = configure ]; then
+if [ "$1" = configure ] || [ "$1" = abort-upgrade ] || [ "$1" = abort-deconfigure ] || [ "$1" = abort-remove ]; then
   systemd-sysusers /usr/lib/sysusers.d/gatehouse.conf
   systemd-tmpfiles --create /usr/lib/tmpfiles.d/gatehouse.conf
   # The config may hold the LPR token: readable by the service, not by everyone.
@@ -104,10 +170,16 @@ if [ "$1" = configure ]; then
       chown gatehouse:gatehouse "$key"
     fi
   fi
+  deb-systemd-helper unmask gatehouse.service >/dev/null || true
+  if deb-systemd-helper --quiet was-enabled gatehouse.service; then
+    deb-systemd-helper enable gatehouse.service >/dev/null || true
+  else
+    deb-systemd-helper update-state gatehouse.service >/dev/null || true
+  fi
   if [ -d /run/systemd/system ]; then
-    systemctl daemon-reload
+    systemctl --system daemon-reload >/dev/null || true
     # An upgrade restarts a running daemon on the new binary.
-    [ -z "$2" ] || systemctl try-restart gatehouse.service
+    [ -z "$2" ] || deb-systemd-invoke try-restart gatehouse.service >/dev/null || true
   fi
 fi
 exit 0
@@ -116,7 +188,7 @@ cat >"$stage/DEBIAN/prerm" <<'EOF'
 #!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-  systemctl disable --now gatehouse.service || true
+  deb-systemd-invoke stop gatehouse.service >/dev/null || true
 fi
 exit 0
 EOF
@@ -125,7 +197,14 @@ cat >"$stage/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
 if [ -d /run/systemd/system ]; then
-  systemctl daemon-reload || true
+  systemctl --system daemon-reload >/dev/null || true
+fi
+if [ "$1" = remove ] && [ -x /usr/bin/deb-systemd-helper ]; then
+  deb-systemd-helper mask gatehouse.service >/dev/null || true
+fi
+if [ "$1" = purge ] && [ -x /usr/bin/deb-systemd-helper ]; then
+  deb-systemd-helper purge gatehouse.service >/dev/null || true
+  deb-systemd-helper unmask gatehouse.service >/dev/null || true
 fi
 exit 0
 EOF

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything gatehouse needs to build, test and run on Debian 12 /
 # Raspberry Pi OS (bookworm): apt packages, the Rust toolchain if missing, and
-# ONNX Runtime's shared library from the PyPI wheel (checked by sha256).
+# ONNX Runtime's shared library from the PyPI wheel (checked by sha256), and
+# the test suite's Python station (pinned, hash-checked PyPI wheels in a venv).
 # Idempotent: a second run only checks.
 #
 #   scripts/setup.sh            # everything
@@ -15,7 +16,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # --- apt packages ----------------------------------------------------------
-packages=(build-essential pkg-config curl ca-certificates unzip python3 python3-pip
+packages=(build-essential pkg-config curl ca-certificates unzip python3 python3-pip python3-venv
           libopencv-dev clang libclang-dev mosquitto mosquitto-clients systemd
           chromium chromium-driver fonts-wqy-microhei openssl binutils)
 if [ "${GATEHOUSE_SKIP_APT:-0}" != "1" ]; then
@@ -67,3 +68,15 @@ if [ ! -f "$lib" ]; then
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$cache/libonnxruntime.so"
 echo "setup: ONNX Runtime $ORT_VERSION at $cache/libonnxruntime.so"
+
+# --- The Python station the tests run (tests/station_py) ---------------------
+venv="$here/.cache/station-venv"
+reqs="$here/tests/station_py/requirements.txt"
+if ! cmp -s "$reqs" "$venv/requirements.installed" 2>/dev/null; then
+  echo "setup: installing the Python station's packages into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
+    --only-binary=:all: -r "$reqs"
+  cp "$reqs" "$venv/requirements.installed"
+fi

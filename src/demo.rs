@@ -37,6 +37,9 @@ pub struct DemoOptions {
     pub broker: Option<String>,
     /// How long the camera part may run.
     pub camera_seconds: u64,
+    /// After the script, keep the gateway (console, control socket) running
+    /// and print its events until Ctrl-C or SIGTERM.
+    pub stay: bool,
 }
 
 /// What the demo did, for its closing summary (and tests).
@@ -195,6 +198,10 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
         }
     }
 
+    if options.stay {
+        stay(&data_dir, &started, &mut lines_rx, out, &mut summary).await?;
+    }
+
     // Let the last events reach the printer (and the broker, if there is one).
     tokio::time::sleep(Duration::from_millis(200)).await;
     if started.broker.is_some() {
@@ -221,6 +228,54 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     summary.chain_ok = breaks.is_empty();
     write_summary(out, &summary, &config)?;
     Ok(summary)
+}
+
+/// Keeps the gateway up after the script: says what to try, then prints
+/// every event as it is stored until Ctrl-C (or SIGTERM).
+async fn stay(
+    data_dir: &Path,
+    started: &crate::daemon::services::Started,
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<EventRecord>,
+    out: &mut (dyn std::io::Write + Send),
+    summary: &mut Summary,
+) -> Result<()> {
+    let gh = format!("gatehouse --data-dir {}", data_dir.display());
+    writeln!(
+        out,
+        "\n— the gateway keeps running until Ctrl-C; try in another terminal —"
+    )?;
+    for example in [
+        "simulate wiegand --gate east --card 10:12345      # the owner's card: granted",
+        "simulate wiegand --gate east --card 10:22222      # the tenant whose lease ended: denied",
+        "simulate plate --gate car-in 川A12345             # the owner's car",
+        "simulate door --gate east open                    # a forced door: alarm",
+        "gate status",
+    ] {
+        writeln!(out, "  {gh} {example}")?;
+    }
+    if let Some(addr) = &started.console {
+        writeln!(
+            out,
+            "  web console: http://{addr}/ (the setup link is in the log above)"
+        )?;
+    }
+    out.flush()?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch for SIGTERM")?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            _ = &mut interrupted => break,
+            _ = terminate.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                drain_events(lines, out, summary).await?;
+                out.flush()?;
+            }
+        }
+    }
+    writeln!(out, "\nstopping…")?;
+    Ok(())
 }
 
 #[derive(Clone, Copy, Default)]

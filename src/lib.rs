@@ -26,5 +26,6 @@ pub mod models;
 pub mod onnx;
 pub mod station;
 pub mod store;
+pub mod units;
 pub mod uplink;
 pub mod wiegand;

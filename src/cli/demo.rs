@@ -1,5 +1,6 @@
 //! `gatehouse demo`: the README's main job (see `crate::demo`).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,6 +27,12 @@ pub struct DemoArgs {
     /// Longest time the camera part runs, in seconds
     #[arg(long, default_value_t = 20)]
     pub camera_seconds: u64,
+    /// Keep the gateway and its console running after the script, until Ctrl-C [default: when run from a terminal]
+    #[arg(long, conflicts_with = "no_stay")]
+    pub stay: bool,
+    /// End after the script even when run from a terminal
+    #[arg(long)]
+    pub no_stay: bool,
 }
 
 pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
@@ -36,6 +43,8 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         models_mirror: args.models.clone().or_else(demo::default_models_mirror),
         broker: args.broker.clone(),
         camera_seconds: args.camera_seconds,
+        stay: args.stay
+            || (!args.no_stay && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -141,9 +141,25 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
             }
         }
         LogFormat::Csv => {
-            println!("seq,id,at,clock_synced,kind,gate,direction,credential_kind,credential_masked,subject_id,subject_name,result,reason,score");
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            w.write_record([
+                "seq",
+                "id",
+                "at",
+                "clock_synced",
+                "kind",
+                "gate",
+                "direction",
+                "credential_kind",
+                "credential_masked",
+                "subject_id",
+                "subject_name",
+                "result",
+                "reason",
+                "score",
+            ])?;
             for e in &rows {
-                let fields = [
+                w.write_record([
                     e.seq.to_string(),
                     e.id.clone(),
                     e.at.clone(),
@@ -158,16 +174,9 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
                     e.result.map(|r| r.as_str().to_string()).unwrap_or_default(),
                     e.reason.clone().unwrap_or_default(),
                     e.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
-                ];
-                println!(
-                    "{}",
-                    fields
-                        .iter()
-                        .map(|f| csv_field(f))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
+                ])?;
             }
+            w.flush()?;
         }
         LogFormat::Table => {
             let mut table = vec![[
@@ -231,15 +240,13 @@ fn table_row(e: &EventRecord, offset: FixedOffset) -> [String; 8] {
 /// `2h` back from `now`, a local date (midnight), or an RFC 3339 instant.
 pub fn parse_when(s: &str, now: DateTime<Utc>, offset: FixedOffset) -> Result<DateTime<Utc>> {
     let s = s.trim();
-    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c)) {
-        if let Ok(n) = s[..s.len() - 1].parse::<i64>() {
-            let secs = n * match unit {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                _ => 86400,
-            };
-            return Ok(now - chrono::Duration::seconds(secs));
+    // A duration back from now, in the grammar of crate::units (2h, 7d, 1h30m).
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        if let Ok(d) = crate::units::parse_duration(s) {
+            let back = chrono::Duration::from_std(d).map_err(|_| anyhow!("{s:?} is too long"))?;
+            return now
+                .checked_sub_signed(back)
+                .ok_or_else(|| anyhow!("{s:?} reaches before any date"));
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
@@ -257,42 +264,19 @@ pub fn parse_when(s: &str, now: DateTime<Utc>, offset: FixedOffset) -> Result<Da
         .map_err(|_| anyhow!("{s:?}: expected a duration like 2h or 7d, a date YYYY-MM-DD or an RFC 3339 instant"))
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// Display width: CJK and other wide characters take two columns.
-fn width(s: &str) -> usize {
-    s.chars()
-        .map(|c| if (c as u32) >= 0x2E80 { 2 } else { 1 })
-        .sum()
-}
-
-/// Left-aligned columns separated by two spaces.
+/// Left-aligned columns separated by two spaces, the first row the header:
+/// [`super::output::Table`] (terminal display width, control characters in
+/// names and reasons shown as spaces so no escape sequence reaches the terminal).
 pub fn render_table<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(width(cell));
-        }
+    let Some((head, body)) = rows.split_first() else {
+        return String::new();
+    };
+    let headers: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut table = super::output::Table::new(&headers);
+    for row in body {
+        table.push(row.to_vec());
     }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < N {
-                line.push_str(&" ".repeat(widths[i] - width(cell) + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
 #[cfg(test)]
@@ -315,19 +299,31 @@ mod tests {
             parse_when("2025-03-12", now, cst).unwrap(),
             Utc.with_ymd_and_hms(2025, 3, 11, 16, 0, 0).unwrap()
         );
+        // The same duration grammar as every other flag (crate::units).
+        assert_eq!(
+            parse_when("1h30m", now, cst).unwrap(),
+            Utc.with_ymd_and_hms(2025, 3, 12, 8, 30, 0).unwrap()
+        );
         assert!(parse_when("yesterday", now, cst).is_err());
-    }
-
-    #[test]
-    fn csv_quotes_only_when_needed() {
-        assert_eq!(csv_field("a"), "a");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
     }
 
     #[test]
     fn tables_align_wide_characters() {
         let t = render_table(&[["张*".to_string(), "x".into()], ["ab".into(), "y".into()]]);
         assert_eq!(t, "张*  x\nab   y\n");
+    }
+
+    #[test]
+    fn tables_strip_escape_sequences_and_measure_by_display_width() {
+        // A name with a terminal escape (clear screen) and a newline.
+        let t = render_table(&[
+            ["NAME".to_string(), "X".into()],
+            ["\u{1b}[2J王\n五".into(), "y".into()],
+            ["ｱｲ".into(), "z".into()],
+        ]);
+        assert!(!t.contains('\u{1b}'), "{t:?}");
+        assert_eq!(t.lines().count(), 3, "{t:?}");
+        // Half-width katakana take one column each (the old rule said two).
+        assert_eq!(t.lines().nth(2).unwrap(), format!("ｱｲ{}z", " ".repeat(9)));
     }
 }

@@ -7,6 +7,7 @@ mod card;
 mod config_cmd;
 mod console;
 mod demo;
+mod docs;
 mod doctor;
 mod face;
 mod gate;
@@ -53,6 +54,9 @@ pub enum Command {
     Config(config_cmd::ConfigCommand),
     /// Run the whole gate on simulated hardware with a scripted set of credentials
     Demo(demo::DemoArgs),
+    /// Write the man pages and shell completions into a folder (for packaging)
+    #[command(hide = true)]
+    Docs(docs::DocsArgs),
     /// Check everything the gateway needs (config, GPIO, cameras, models, runtime, broker, clock, disk)
     Doctor(doctor::DoctorArgs),
     /// Install and check the ONNX face models
@@ -164,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(cmd) => models_cmd::run(&cli, cmd),
         Command::Doctor(args) => doctor::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
+        Command::Docs(args) => docs::run(args),
         Command::Resident(cmd) => resident::run(&cli, cmd),
         Command::Card(cmd) => card::run(&cli, cmd),
         Command::Vehicle(cmd) => vehicle::run(&cli, cmd),

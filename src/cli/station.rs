@@ -264,7 +264,7 @@ pub fn run(_cli: &Cli, cmd: &StationCommand) -> Result<ExitCode> {
                 .await?;
                 eprintln!("watching {site}; Ctrl-C to stop");
                 let mut seen = 0usize;
-                while count.map_or(true, |n| seen < n) {
+                while count.is_none_or(|n| seen < n) {
                     let m = tokio::select! {
                         m = c.next_message() => m?,
                         _ = tokio::signal::ctrl_c() => break,
@@ -434,23 +434,10 @@ fn parse_kind(s: &str) -> Result<EventKind, String> {
         .map_err(|_| format!("expected access, alarm or device, got {s:?}"))
 }
 
-/// `30s`, `15m`, `24h`, `7d`.
+/// `30s`, `15m`, `24h`, `7d`, `1h30m` (the grammar of [`crate::units`]).
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .ok()
-        .filter(|n| *n > 0 && *n < 100_000)
-        .with_context(|| format!("expected a duration like 30s, 15m, 24h or 7d, got {s:?}"))?;
-    Ok(match unit {
-        "s" => Duration::seconds(n),
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        _ => bail!("expected a duration like 30s, 15m, 24h or 7d, got {s:?}"),
-    })
+    let d = crate::units::parse_duration(s).map_err(anyhow::Error::msg)?;
+    Duration::from_std(d).with_context(|| format!("{s:?} is too long"))
 }
 
 /// A duration back from `now`, or an RFC 3339 instant.
@@ -552,6 +539,7 @@ mod tests {
     fn parses_durations_and_instants() {
         assert_eq!(parse_duration("24h").unwrap(), Duration::hours(24));
         assert_eq!(parse_duration("5m").unwrap(), Duration::minutes(5));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::minutes(90));
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("h").is_err());
         let now = Utc::now();

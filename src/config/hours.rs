@@ -58,36 +58,6 @@ impl WeeklyHours {
     }
 }
 
-fn parse_day(s: &str) -> Option<u32> {
-    DAYS.iter().position(|d| *d == s).map(|i| i as u32)
-}
-
-fn parse_days(s: &str) -> Result<u8, String> {
-    if s == "daily" {
-        return Ok(0x7f);
-    }
-    let mut days = 0u8;
-    for item in s.split(',') {
-        let item = item.trim();
-        let (a, b) = item.split_once('-').unwrap_or((item, item));
-        let (Some(a), Some(b)) = (parse_day(a), parse_day(b)) else {
-            return Err(format!(
-                "{item:?} is not a day or a range of days (mon, tue, …, sun; mon-fri; daily)"
-            ));
-        };
-        // Ranges may wrap over the weekend (fri-mon).
-        let mut d = a;
-        loop {
-            days |= 1 << d;
-            if d == b {
-                break;
-            }
-            d = (d + 1) % 7;
-        }
-    }
-    Ok(days)
-}
-
 fn parse_time(s: &str) -> Result<u16, String> {
     let bad = || format!("{s:?} is not a time HH:MM (00:00 to 24:00)");
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
@@ -120,7 +90,7 @@ impl std::str::FromStr for WeeklyHours {
             return Err("a range cannot start at 24:00".into());
         }
         Ok(WeeklyHours {
-            days: parse_days(days.trim())?,
+            days: crate::units::parse_days(days.trim())?,
             start,
             end,
         })

@@ -743,7 +743,7 @@ impl Config {
                 ));
             }
         }
-        if self.face.detect_width < 64 || self.face.detect_width % 32 != 0 {
+        if self.face.detect_width < 64 || !self.face.detect_width.is_multiple_of(32) {
             return Err((
                 "face.detect_width".into(),
                 format!(

@@ -69,6 +69,7 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
 
     if let Some(listen) = config.metrics.listen {
         let endpoint = crate::metrics::bind(listen).await?;
+        crate::metrics::declare_known(config);
         started.metrics = Some(endpoint.local_addr());
         let stop = until_shutdown(daemon.shutdown_signal());
         daemon.spawn(async move {

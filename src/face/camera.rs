@@ -358,7 +358,10 @@ fn read_loop(shared: &Shared, source: &Source, options: &CameraOptions) {
             Pause::Lost(error) => {
                 attempt += 1;
                 shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                let delay = backoff(attempt, options.backoff_min, options.backoff_max);
+                // Between half and all of the backoff, at random: cameras
+                // that dropped together (a PoE switch reboot) do not retry in step.
+                let delay = backoff(attempt, options.backoff_min, options.backoff_max)
+                    .mul_f64(0.5 + rand::random::<f64>() * 0.5);
                 tracing::warn!(camera = %source.label(), attempt, retry_in_ms = delay.as_millis() as u64, %error, "camera unavailable");
                 shared.set_state(CameraState::Reconnecting {
                     attempt,

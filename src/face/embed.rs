@@ -52,7 +52,7 @@ impl Embedding {
     }
 
     pub fn from_le_bytes(bytes: &[u8]) -> Result<Embedding> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             bail!(
                 "embedding blob of {} bytes is not a list of f32",
                 bytes.len()

@@ -272,10 +272,10 @@ impl Gallery {
                 resident: *resident,
                 score,
             };
-            if best.map_or(true, |b| score > b.score) {
+            if best.is_none_or(|b| score > b.score) {
                 second = best;
                 best = Some(candidate);
-            } else if second.map_or(true, |s| score > s.score) {
+            } else if second.is_none_or(|s| score > s.score) {
                 second = Some(candidate);
             }
         }

@@ -320,6 +320,11 @@ impl FrameProcessor {
         }
         c.last_frame_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let labels = [("camera", self.camera.as_str())];
+        let (name, help) = crate::metrics::FACE_FRAME;
+        crate::metrics::observe(name, help, &labels, started.elapsed().as_secs_f64());
+        let (name, help) = crate::metrics::CAMERA_FRAMES;
+        crate::metrics::inc(name, help, &labels);
         Ok(events)
     }
 }
@@ -452,7 +457,7 @@ impl PipelineHandle {
 
     /// True once the thread has exited (a video file ended, or the receiver went away).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops the pipeline and waits for its thread.

@@ -198,7 +198,7 @@ impl MatchPolicy {
                 FrameVerdict::Unknown { best } => {
                     unknown += 1;
                     if let Some(b) = best {
-                        if best_unknown.map_or(true, |u| b.score > u.score) {
+                        if best_unknown.is_none_or(|u| b.score > u.score) {
                             best_unknown = Some(*b);
                         }
                     }

@@ -94,7 +94,7 @@ pub fn best_match<'a>(
 ) -> Option<(&'a WatchFace, f32)> {
     faces
         .iter()
-        .filter(|f| f.expires_at.map_or(true, |t| t > now))
+        .filter(|f| f.expires_at.is_none_or(|t| t > now))
         .map(|f| (f, dot(&f.embedding, probe)))
         .filter(|(_, s)| *s >= threshold)
         .max_by(|a, b| a.1.total_cmp(&b.1))

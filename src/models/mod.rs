@@ -10,6 +10,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -221,17 +222,46 @@ pub fn fetch(spec: &ModelSpec, models_dir: &Path, mirror: Option<&Path>) -> Resu
 }
 
 fn download(url: &str, to: &Path) -> Result<()> {
-    let response = ureq::get(url)
-        .timeout(std::time::Duration::from_secs(600))
-        .call()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut reader = response.into_reader();
+    let agent = download_agent()?;
+    let response = agent.get(url).call().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut reader = response.into_body().into_reader();
     let mut file =
         fs::File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
     std::io::copy(&mut reader, &mut file).context("download interrupted")?;
     file.flush()?;
     file.sync_all()?;
     Ok(())
+}
+
+/// An HTTP(S) client on the rustls (ring) the uplink already links, trusting
+/// the system's CA roots (Debian's ca-certificates), with no bundled root list.
+fn download_agent() -> Result<ureq3::Agent> {
+    use ureq3::tls::{Certificate, RootCerts, TlsConfig};
+    let found = rustls_native_certs::load_native_certs();
+    let roots: Vec<Certificate<'static>> = found
+        .certs
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    if roots.is_empty() {
+        bail!(
+            "no CA certificates found on this system (install ca-certificates){}",
+            found
+                .errors
+                .first()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build();
+    let config = ureq3::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(std::time::Duration::from_secs(600)))
+        .build();
+    Ok(config.into())
 }
 
 /// Result of checking one installed model.

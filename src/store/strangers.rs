@@ -168,7 +168,7 @@ pub fn closest_stranger(
             continue;
         }
         let score = dot(&v, s.embedding);
-        if score >= threshold && best.map_or(true, |(_, b)| score > b) {
+        if score >= threshold && best.is_none_or(|(_, b)| score > b) {
             best = Some((stranger, score));
         }
     }

@@ -186,13 +186,13 @@ impl VisitorPass {
         !self.revoked
             && self.valid_from <= at
             && at < self.valid_until
-            && self.uses_left.map_or(true, |n| n > 0)
+            && self.uses_left.is_none_or(|n| n > 0)
     }
 
     pub fn allows_gate(&self, gate: &GateId) -> bool {
         self.gates
             .as_ref()
-            .map_or(true, |gs| gs.iter().any(|g| g == gate.as_str()))
+            .is_none_or(|gs| gs.iter().any(|g| g == gate.as_str()))
     }
 }
 

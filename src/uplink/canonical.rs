@@ -1,44 +1,15 @@
 //! Canonical JSON: the byte string both signer and verifier derive from a
-//! JSON value, so a signature does not depend on key order or whitespace.
-//! Object keys are sorted (by UTF-8 bytes), nothing is indented, strings and
-//! numbers are written the way `serde_json` writes them.
+//! JSON value, so a signature does not depend on key order, whitespace or how
+//! a language prints numbers. It is RFC 8785 (JSON Canonicalization Scheme):
+//! keys sorted by UTF-16 code units, no whitespace, numbers as ECMAScript
+//! prints them (`1.0` is `1`, `1e21` is `1e+21`), strings with the minimal
+//! escapes. A station in any language with a JCS library produces the same bytes.
 
 use serde_json::Value;
 
 pub fn to_string(value: &Value) -> String {
-    let mut out = String::new();
-    write(value, &mut out);
-    out
-}
-
-fn write(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+    // A `Value` always serialises; the empty string signs nothing anyone sent.
+    serde_json_canonicalizer::to_string(value).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -52,5 +23,20 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":1.5,"b":[1,{"x":"门","y":2}]}"#).unwrap();
         assert_eq!(to_string(&a), to_string(&b));
         assert_eq!(to_string(&a), r#"{"a":1.5,"b":[1,{"x":"门","y":2}]}"#);
+    }
+
+    #[test]
+    fn numbers_and_strings_follow_rfc_8785() {
+        // The examples from RFC 8785 §3.2.2.3 and appendix B that differ from
+        // serde_json's own printing, and a key sorted by UTF-16 code units
+        // (U+10000 is D800 DC00, before U+FB33; by UTF-8 bytes it comes after).
+        let v: Value = serde_json::from_str(
+            r#"{"\ufb33":1,"\ud800\udc00":2,"n":[1.0,1e21,1e-7,-0.0,333333333.3333333],"s":"\u000f\u007f\"\\"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            to_string(&v),
+            "{\"n\":[1,1e+21,1e-7,0,333333333.3333333],\"s\":\"\\u000f\u{7f}\\\"\\\\\",\"\u{10000}\":2,\"\u{fb33}\":1}"
+        );
     }
 }

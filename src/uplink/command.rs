@@ -4,8 +4,8 @@
 //! replay check needs the database and lives with the dispatcher.
 //!
 //! The signature is Ed25519 over `"gatehouse-command-v1\n"` followed by the
-//! canonical JSON (sorted keys, no whitespace) of the command object without
-//! its `signature` field. That object carries the command, its arguments, the
+//! RFC 8785 (JCS) canonical JSON of the command object without its
+//! `signature` field, so a station in any language can produce the bytes. That object carries the command, its arguments, the
 //! officer id, `issued_at`, `expires_at`, a nonce, and the site and gateway it
 //! is meant for (so a command cannot be replayed at another gateway).
 //!

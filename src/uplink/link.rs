@@ -123,21 +123,24 @@ impl<A: GatewayActions> Link<A> {
                 return Ok(Stopped::Shutdown);
             }
             let mut connected = false;
-            match self.session(&broker, &mut connected).await {
+            let session = self.session(&broker, &mut connected).await;
+            set_connected_gauge(false);
+            match session {
                 Ok(stopped) => return Ok(stopped),
                 Err(e) => {
                     if connected {
                         backoff = timing.reconnect_min;
                     }
+                    let wait = jittered(backoff);
                     tracing::warn!(
                         broker = %broker,
                         error = %format!("{e:#}"),
-                        retry_in_ms = backoff.as_millis() as u64,
+                        retry_in_ms = wait.as_millis() as u64,
                         "uplink connection failed; events stay in the outbox"
                     );
                     self.enforce_quota().await;
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = self.shutdown.changed() => return Ok(Stopped::Shutdown),
                     }
                     backoff = (backoff * 2).min(timing.reconnect_max);
@@ -181,6 +184,7 @@ impl<A: GatewayActions> Link<A> {
             }
         }
         *connected = true;
+        set_connected_gauge(true);
         tracing::info!(broker = %broker, "uplink connected");
         let mut s = Session::default();
         let result = self.connected(&client, &mut rx, &mut s).await;
@@ -524,5 +528,33 @@ impl<A: GatewayActions> Link<A> {
                 _ = &mut bye => break,
             }
         }
+    }
+}
+
+/// `gatehouse_uplink_connected`: 1 while the broker session is up.
+fn set_connected_gauge(up: bool) {
+    let (name, help) = crate::metrics::UPLINK_CONNECTED;
+    crate::metrics::set(name, help, &[], if up { 1.0 } else { 0.0 });
+}
+
+/// A reconnect wait between half and all of `backoff`, at random: after a
+/// station outage a fleet of gateways does not reconnect in lockstep.
+pub fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_waits_are_spread_between_half_and_all_of_the_backoff() {
+        let backoff = Duration::from_secs(8);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(backoff)).collect();
+        assert!(waits.iter().all(|w| *w >= backoff / 2 && *w <= backoff));
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "no jitter: {distinct:?}");
+        assert!(waits.iter().any(|w| *w < backoff * 3 / 4));
+        assert!(waits.iter().any(|w| *w > backoff * 3 / 4));
     }
 }

@@ -1,7 +1,8 @@
 //! The rustls client configuration for `mqtts://`: the station's CA as the
 //! only trust root, and this gateway's certificate when the broker asks for
-//! one. The crypto provider is chosen here explicitly (ring), because the
-//! dependency graph links two and rustls would otherwise refuse to guess.
+//! one. Ring is the only rustls crypto provider linked (rumqttc without its
+//! provider feature); it is named here rather than taken from a process-wide
+//! default so nothing else can change it.
 
 use std::sync::Arc;
 

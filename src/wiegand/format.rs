@@ -80,7 +80,7 @@ fn ones(bits: &[bool]) -> usize {
 
 /// Even parity bit `bits[p]` over `bits[range]` (which includes p): total ones even.
 fn even_ok(bits: &[bool]) -> bool {
-    ones(bits) % 2 == 0
+    ones(bits).is_multiple_of(2)
 }
 
 fn odd_ok(bits: &[bool]) -> bool {
@@ -198,7 +198,7 @@ fn with_parity(
 ) -> Vec<bool> {
     body[0] = ones(&body[lead]) % 2 == 1;
     let last = body.len() - 1;
-    body[last] = ones(&body[trail]) % 2 == 0;
+    body[last] = ones(&body[trail]).is_multiple_of(2);
     body
 }
 

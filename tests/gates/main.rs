@@ -17,3 +17,4 @@ mod cli;
 mod daemon_run;
 mod in_process;
 mod trust_access;
+mod station_python;

@@ -54,11 +54,24 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     for (path, mode) in [
         ("/usr/bin/gatehouse", "-rwxr-xr-x"),
         ("/usr/lib/gatehouse/libonnxruntime.so", "-rw-r--r--"),
-        ("/lib/systemd/system/gatehouse.service", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/gatehouse.service", "-rw-r--r--"),
         ("/usr/lib/sysusers.d/gatehouse.conf", "-rw-r--r--"),
         ("/usr/lib/tmpfiles.d/gatehouse.conf", "-rw-r--r--"),
         ("/etc/gatehouse/gatehouse.toml", "-rw-r-----"),
         ("/usr/share/doc/gatehouse/README.md", "-rw-r--r--"),
+        ("/usr/share/doc/gatehouse/copyright", "-rw-r--r--"),
+        // Generated from the CLI's own definitions (`gatehouse docs`).
+        ("/usr/share/man/man1/gatehouse.1.gz", "-rw-r--r--"),
+        ("/usr/share/man/man1/gatehouse-log.1.gz", "-rw-r--r--"),
+        (
+            "/usr/share/bash-completion/completions/gatehouse",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/zsh/vendor-completions/_gatehouse", "-rw-r--r--"),
+        (
+            "/usr/share/fish/vendor_completions.d/gatehouse.fish",
+            "-rw-r--r--",
+        ),
     ] {
         let line = entry(path);
         assert!(line.starts_with(mode), "{line}");
@@ -70,7 +83,16 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     assert_eq!(field("Package").trim(), "gatehouse");
     assert_eq!(field("Version").trim(), version);
     assert_eq!(field("Architecture").trim(), "amd64");
-    assert!(field("Depends").contains("libopencv-videoio406"));
+    // Computed from the binaries' shared libraries (dpkg-shlibdeps), with versions.
+    let depends = field("Depends");
+    for dep in [
+        "libc6 (>= ",
+        "libopencv-videoio406 (>= ",
+        "libstdc++6",
+        "init-system-helpers",
+    ] {
+        assert!(depends.contains(dep), "no {dep} in Depends: {depends}");
+    }
 
     let root = out.path().join("root");
     run(Command::new("dpkg-deb").arg("-R").arg(&deb).arg(&root));
@@ -89,9 +111,38 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     // The device secret outside the data directory: created, or moved from an older install.
     assert!(postinst.contains("key=/etc/gatehouse/device.key"));
     assert!(postinst.contains("/var/lib/gatehouse/device.key \"$key\""));
+    assert!(postinst.contains("deb-systemd-helper update-state gatehouse.service"));
+    let postrm = std::fs::read_to_string(root.join("DEBIAN/postrm")).unwrap();
+    assert!(postrm.contains("deb-systemd-helper purge gatehouse.service"));
+    // The licences of what the binary links, and ONNX Runtime's.
+    let copyright =
+        std::fs::read_to_string(root.join("usr/share/doc/gatehouse/copyright")).unwrap();
+    for needle in [
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
+        "  rusqlite ",
+        "  rumqttc ",
+        "Files: usr/lib/gatehouse/libonnxruntime.so",
+    ] {
+        assert!(copyright.contains(needle), "no {needle:?} in:\n{copyright}");
+    }
+    assert!(
+        !copyright.contains("  criterion "),
+        "a dev-dependency is not linked"
+    );
+    let bash =
+        std::fs::read_to_string(root.join("usr/share/bash-completion/completions/gatehouse"))
+            .unwrap();
+    assert!(
+        bash.contains("simulate") && bash.contains("--data-dir"),
+        "{bash}"
+    );
+    assert!(
+        !listing.contains("gatehouse-docs.1"),
+        "the hidden docs command gets no man page"
+    );
     for (packaged, source) in [
         (
-            "lib/systemd/system/gatehouse.service",
+            "usr/lib/systemd/system/gatehouse.service",
             "systemd/gatehouse.service",
         ),
         (
@@ -119,7 +170,8 @@ fn package_installs_the_binary_runtime_unit_user_dirs_and_config() {
     );
 
     // Every installed path the unit names is in the package.
-    let unit = std::fs::read_to_string(root.join("lib/systemd/system/gatehouse.service")).unwrap();
+    let unit =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/gatehouse.service")).unwrap();
     for path in [
         "/usr/bin/gatehouse",
         "/usr/lib/gatehouse/libonnxruntime.so",

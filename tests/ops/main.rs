@@ -12,3 +12,4 @@ mod deb_package;
 mod demo;
 mod doctor_cli;
 mod systemd_units;
+mod demo_stay;

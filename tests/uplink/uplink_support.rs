@@ -76,7 +76,7 @@ pub fn swipe(conn: &rusqlite::Connection, i: usize) -> EventRecord {
     e.direction = Some("in".into());
     e.credential_kind = Some("card".into());
     e.credential_masked = Some(format!("10:***{:02}", i % 100));
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         e.result = Some(AccessResult::Denied);
         e.reason = Some("unknown_credential".into());
     } else {
