@@ -295,7 +295,7 @@ impl Floor {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let current =
             inner.map(|(f, at)| f + chrono::Duration::from_std(at.elapsed()).unwrap_or_default());
-        if current.map_or(true, |c| t > c) {
+        if current.is_none_or(|c| t > c) {
             *inner = Some((t, Instant::now()));
         }
     }

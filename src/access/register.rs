@@ -161,7 +161,7 @@ pub struct WatchHit {
 
 impl WatchHit {
     fn live_at(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.map_or(true, |t| t > now)
+        self.expires_at.is_none_or(|t| t > now)
     }
 }
 

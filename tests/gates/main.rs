@@ -16,5 +16,5 @@ pub mod lpr_support;
 mod cli;
 mod daemon_run;
 mod in_process;
-mod trust_access;
 mod station_python;
+mod trust_access;

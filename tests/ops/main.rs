@@ -10,6 +10,6 @@ pub mod common;
 mod config_cli;
 mod deb_package;
 mod demo;
+mod demo_stay;
 mod doctor_cli;
 mod systemd_units;
-mod demo_stay;
