@@ -7,7 +7,8 @@ use crate::lpr_support;
 use base64::Engine as _;
 use common::{shared_dir, Scratch};
 use lpr_support::{
-    config, jpeg, post, post_from, post_json, snapshot_files, Endpoint, RegisterSink, TOKEN,
+    config, jpeg, post, post_from, post_json, post_oversized, snapshot_files, Endpoint,
+    RegisterSink, TOKEN,
 };
 
 fn b64(bytes: &[u8]) -> String {
@@ -302,8 +303,8 @@ fn body_over_the_limit_gets_413_and_changes_nothing() {
         "gate": "car-in", "plate": "川A12345",
         "snapshot_jpeg_base64": b64(&[big.as_slice(), big.as_slice()].concat()),
     });
-    let reply = post_json(&endpoint, &body.to_string());
-    assert_eq!(reply.status, 413);
+    let status = post_oversized(&endpoint, "/lpr/json", body.to_string().as_bytes());
+    assert_eq!(status, 413);
     assert!(sink.calls().is_empty());
     assert!(snapshot_files(dir.path()).is_empty());
 }

@@ -340,6 +340,35 @@ pub fn post_json(endpoint: &Endpoint, body: &str) -> Reply {
     )
 }
 
+/// A POST of a body the endpoint refuses as too large (413) once it has read
+/// up to its limit. The server may answer and close before the rest of the
+/// body is sent, so a write that breaks off is expected (whether it does
+/// depends only on timing) and the answer is read either way.
+pub fn post_oversized(endpoint: &Endpoint, path: &str, body: &[u8]) -> u16 {
+    let mut stream = std::net::TcpStream::connect(endpoint.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nX-Gatehouse-Token: {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        endpoint.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send the headers");
+    let _ = stream.write_all(body);
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {reply:?}"))
+}
+
 /// A POST from another loopback address (Linux routes all of 127/8 to lo),
 /// to meet the allow-list from outside it. Returns the status code.
 pub fn post_from(local: &str, endpoint: &Endpoint, path: &str, body: &str) -> u16 {
