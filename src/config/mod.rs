@@ -576,8 +576,10 @@ impl Config {
         // daemon happens to be started from.
         if let Some(dir) = path.parent() {
             config.resolve_relative_to(dir);
-            // The device secret lives beside the config, not beside the database.
+            // The device secret lives beside the config, not beside the database
+            // (absolute: a relative key path would mean "inside data_dir").
             if config.store.device_key.is_none() {
+                let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
                 config.store.device_key = Some(dir.join(crate::store::secret::FILE_NAME));
             }
         }
