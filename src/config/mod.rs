@@ -111,7 +111,7 @@ pub struct Store {
     /// The device secret that keys the hashes of ID numbers and PINs and encrypts
     /// face crops. Default: `device.key` beside the config file
     /// (`/etc/gatehouse/device.key`), outside `data_dir`, so a copy of the data
-    /// directory alone reveals nothing. A relative path is taken inside
+    /// directory alone reveals no ID number, PIN or face crop. A relative path is taken inside
     /// `data_dir` (scratch setups such as the demo only). Under systemd,
     /// `LoadCredential=device.key:…` (`$CREDENTIALS_DIRECTORY/device.key`) wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -616,8 +616,13 @@ impl Config {
         // daemon happens to be started from.
         if let Some(dir) = path.parent() {
             config.resolve_relative_to(dir);
-            // The device secret lives beside the config, not beside the database.
+            // The device secret lives beside the config, not beside the database
+            // (absolute: a relative key path would mean "inside data_dir").
             if config.store.device_key.is_none() {
+                let dir = std::path::absolute(path)
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .unwrap_or_else(|| dir.to_path_buf());
                 config.store.device_key = Some(dir.join(crate::store::secret::FILE_NAME));
             }
         }

@@ -121,6 +121,26 @@ fn relative_paths_resolve_against_the_config_file() {
 }
 
 #[test]
+fn the_device_secret_defaults_to_beside_the_config_file_not_the_data_directory() {
+    let dir = std::env::temp_dir().join(format!("gh-config-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("g.toml");
+    let text = minimal().replace("[[gates]]", "[store]\ndata_dir = \"data\"\n\n[[gates]]");
+    std::fs::write(&path, &text).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.device_key_path(), dir.join("device.key"));
+    // A relative key is inside the data directory (the demo's scratch setup).
+    let demo = text.replace(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\ndevice_key = \"device.key\"",
+    );
+    std::fs::write(&path, demo).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.device_key_path(), dir.join("data/device.key"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn console_tls_needs_both_files_and_sessions_a_sane_length() {
     let config = Config::parse(&minimal(), "x.toml").expect("valid");
     assert!(config.console.listen.is_none());

@@ -110,3 +110,36 @@ fn without_a_config_a_command_exits_2_naming_the_paths_and_writes_nothing() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "wrote {left:?}");
 }
+
+#[test]
+fn a_gateway_keeps_its_device_secret_beside_the_config_and_its_database_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::Scratch::new("key-beside-config");
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[site]\nid = \"s\"\ngateway_id = \"g\"\nname = \"n\"\n\n[store]\ndata_dir = \"data\"\n",
+    )
+    .unwrap();
+    // The config named relative to where the command runs, as an operator would.
+    let out = common::gatehouse()
+        .args(["--config", "g.toml", "resident", "list"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("device.key")), 0o600);
+    let data: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!data.iter().any(|f| f.contains("key")), "{data:?}");
+    for f in data.iter().filter(|f| f.starts_with("gatehouse.db")) {
+        assert_eq!(mode(&dir.path().join("data").join(f)), 0o600, "{f}");
+    }
+    assert!(data.contains(&"gatehouse.db".to_string()), "{data:?}");
+}
