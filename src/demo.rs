@@ -74,6 +74,11 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // The commands the demo suggests need a configuration (no command runs on
+    // the built-in one silently): the demo's own, beside its data.
+    let config_file = data_dir.join("demo.toml");
+    std::fs::write(&config_file, crate::config::DEMO_CONFIG)
+        .with_context(|| format!("cannot write {}", config_file.display()))?;
     let mut config = Config::demo();
     // Relative sources in the built-in config are relative to where the demo runs.
     config.set_data_dir(data_dir.clone());
@@ -136,9 +141,9 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     if let Some(socket) = &started.control_socket {
         writeln!(
             out,
-            "control socket: {} (try `gatehouse --data-dir {} gate status`)",
+            "control socket: {} (try `{} gate status`)",
             socket.display(),
-            data_dir.display()
+            cli_prefix(&data_dir)
         )?;
     }
     if let Some(addr) = &started.console {
@@ -239,7 +244,7 @@ async fn stay(
     out: &mut (dyn std::io::Write + Send),
     summary: &mut Summary,
 ) -> Result<()> {
-    let gh = format!("gatehouse --data-dir {}", data_dir.display());
+    let gh = cli_prefix(data_dir);
     writeln!(
         out,
         "\n— the gateway keeps running until Ctrl-C; try in another terminal —"
@@ -575,11 +580,7 @@ fn write_summary(
             s.outbox_depth
         )?,
     }
-    writeln!(
-        out,
-        "look around: gatehouse --data-dir {} log",
-        s.data_dir.display()
-    )?;
+    writeln!(out, "look around: {} log", cli_prefix(&s.data_dir))?;
     Ok(())
 }
 
@@ -603,4 +604,14 @@ pub fn default_models_mirror() -> Option<PathBuf> {
 pub fn default_video() -> Option<String> {
     let p = Path::new("../shared/faces/video/short_hamilton_clip.mp4");
     p.exists().then(|| p.display().to_string())
+}
+
+/// How the demo's suggested commands name its gateway: its configuration
+/// (written beside the data) and its data directory.
+fn cli_prefix(data_dir: &Path) -> String {
+    format!(
+        "gatehouse --config {} --data-dir {}",
+        data_dir.join("demo.toml").display(),
+        data_dir.display()
+    )
 }

@@ -259,7 +259,9 @@ impl Core {
     ) -> Result<Vec<Result<EventRecord>>> {
         let mut tx = store
             .conn_mut()
-            .transaction()
+            // IMMEDIATE: take the write lock first, so a concurrent writer
+            // makes this wait (busy timeout), never fail mid-transaction.
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .context("cannot start event transaction")?;
         let mut out = Vec::with_capacity(items.len());
         for (p, _) in items {

@@ -8,7 +8,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use anyhow::{bail, Context, Result};
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 
 use super::{now_rfc3339, DeviceSecret, Store};
@@ -111,7 +111,10 @@ pub fn enroll(
     faces: &[NewFace<'_>],
     actor: &str,
 ) -> Result<Vec<i64>> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the console and the CLI write faces beside the daemon's
+    // writer; a deferred transaction that read first would fail with
+    // SQLITE_BUSY at its first write instead of waiting its turn.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if !person_exists(&tx, person)? {
         bail!("no resident {person} in the register");
     }
@@ -152,7 +155,10 @@ pub fn enroll(
 
 /// Deletes every face of a person; returns how many there were.
 pub fn remove(conn: &mut Connection, person: ResidentId, actor: &str) -> Result<usize> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the console and the CLI write faces beside the daemon's
+    // writer; a deferred transaction that read first would fail with
+    // SQLITE_BUSY at its first write instead of waiting its turn.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx
         .execute("DELETE FROM face WHERE person_id = ?1", [person.0])
         .context("cannot delete faces")?;
@@ -291,7 +297,10 @@ pub fn update_embeddings(
     updates: &[(i64, Vec<f32>)],
     actor: &str,
 ) -> Result<()> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the console and the CLI write faces beside the daemon's
+    // writer; a deferred transaction that read first would fail with
+    // SQLITE_BUSY at its first write instead of waiting its turn.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (id, embedding) in updates {
         tx.execute(
             "UPDATE face SET model = ?2, dim = ?3, embedding = ?4, stale = 0 WHERE id = ?1",

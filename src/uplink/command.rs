@@ -367,26 +367,49 @@ pub fn verify(
 
 /// The checks of a verified command against what the gateway trusts about
 /// time: `synced`, whether the clock is synchronised; `mark`, the newest
-/// `issued_at` accepted from the signing key (kept across restarts).
+/// `issued_at` accepted from the signing key (kept across restarts); `floor`,
+/// the stored trusted time floor.
 /// Read-only commands pass (`ping` is how the station sees the clock state).
+///
+/// With an unsynchronised clock a state-changing command is judged against
+/// the floor alone: with no floor at all its times cannot be judged and it is
+/// refused; one issued before the floor (less the skew) may have been held
+/// back by whoever captured it, and is refused as stale. A signed read (a
+/// `ping`) gives a gateway with no floor one: the station's signed time.
 pub fn check_freshness(
     v: &Verified,
     synced: bool,
     mark: Option<DateTime<Utc>>,
+    floor: Option<DateTime<Utc>>,
 ) -> Result<(), Refusal> {
     if !STATE_CHANGING.contains(&v.command.as_str()) {
         return Ok(());
     }
     if !synced {
-        return Err(Refusal::new(
-            RefusalCode::ClockUnsynchronised,
-            format!(
-                "{} changes the gate, and this gateway's clock is not synchronised, so the \
-                 command's expiry cannot be judged; refused until the clock is synchronised \
-                 (read-only commands still work)",
-                v.command
-            ),
-        ));
+        let Some(floor) = floor else {
+            return Err(Refusal::new(
+                RefusalCode::ClockUnsynchronised,
+                format!(
+                    "{} changes the gate, and this gateway's clock is not synchronised and it \
+                     has no trusted time yet, so the command's expiry cannot be judged; refused \
+                     until the clock is synchronised or a signed read (ping) gives it the \
+                     station's time",
+                    v.command
+                ),
+            ));
+        };
+        if v.issued_at < floor - CLOCK_SKEW {
+            return Err(Refusal::new(
+                RefusalCode::Stale,
+                format!(
+                    "command is issued at {}, before this gateway's trusted time {} by more than \
+                     {} s, and the clock is not synchronised to say it is still current",
+                    v.issued_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    floor.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    CLOCK_SKEW.num_seconds()
+                ),
+            ));
+        }
     }
     if let Some(mark) = mark {
         if v.issued_at < mark - CLOCK_SKEW {
@@ -577,24 +600,66 @@ mod tests {
     }
 
     #[test]
-    fn state_changing_commands_need_a_synchronised_clock_and_a_fresh_issued_at() {
+    fn state_changing_commands_need_a_judgeable_time_and_a_fresh_issued_at() {
         let t = Utc::now();
         let code = |r: Result<(), Refusal>| r.err().map(|r| r.code);
         for command in STATE_CHANGING {
             let v = verified(command, t);
-            assert_eq!(code(check_freshness(&v, true, None)), None);
+            assert_eq!(code(check_freshness(&v, true, None, None)), None);
             assert_eq!(
-                code(check_freshness(&v, false, None)),
+                code(check_freshness(&v, false, None, None)),
                 Some(RefusalCode::ClockUnsynchronised),
+                "{command}"
+            );
+            // Unsynchronised, it is judged against the floor: issued after it
+            // (or within the skew) passes; issued well before it is stale.
+            assert_eq!(
+                code(check_freshness(
+                    &v,
+                    false,
+                    None,
+                    Some(t - Duration::minutes(5))
+                )),
+                None,
+                "{command}"
+            );
+            assert_eq!(
+                code(check_freshness(
+                    &v,
+                    false,
+                    None,
+                    Some(t + Duration::seconds(30))
+                )),
+                None,
+                "{command}"
+            );
+            assert_eq!(
+                code(check_freshness(
+                    &v,
+                    false,
+                    None,
+                    Some(t + Duration::minutes(2))
+                )),
+                Some(RefusalCode::Stale),
                 "{command}"
             );
             // Out of order within the skew is fine; older than that is stale.
             assert_eq!(
-                code(check_freshness(&v, true, Some(t + Duration::seconds(30)))),
+                code(check_freshness(
+                    &v,
+                    true,
+                    Some(t + Duration::seconds(30)),
+                    None
+                )),
                 None
             );
             assert_eq!(
-                code(check_freshness(&v, true, Some(t + Duration::minutes(2)))),
+                code(check_freshness(
+                    &v,
+                    true,
+                    Some(t + Duration::minutes(2)),
+                    None
+                )),
                 Some(RefusalCode::Stale),
                 "{command}"
             );
@@ -603,7 +668,12 @@ mod tests {
         for command in ["ping", "query_events", "get_resident"] {
             let v = verified(command, t);
             assert_eq!(
-                code(check_freshness(&v, false, Some(t + Duration::hours(2)))),
+                code(check_freshness(
+                    &v,
+                    false,
+                    Some(t + Duration::hours(2)),
+                    None
+                )),
                 None
             );
         }

@@ -511,7 +511,8 @@ fn admit(
             format!("nonce {} was already used at {seen_at}", v.nonce),
         )),
         None => {
-            command::check_freshness(v, trusted.synced, trusted_time::key_mark(&tx, key)?).err()
+            command::check_freshness(v, trusted.synced, trusted_time::key_mark(&tx, key)?, floor)
+                .err()
         }
     };
     if let Some(refusal) = refusal {

@@ -98,7 +98,7 @@ def send(a):
     if a.tamper:
         payload = tamper(payload)
     host, port = a.broker.rsplit(":", 1)
-    reply_topic = "station/py/" + uuid.uuid4().hex
+    reply_topic = "gatehouse-station/py/" + uuid.uuid4().hex
     correlation = os.urandom(8)
     got = {}
     status_topic = f"gatehouse/v1/{a.site}/{a.gateway}/status"

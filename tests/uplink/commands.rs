@@ -811,11 +811,12 @@ async fn a_captured_open_gate_cannot_open_twice_when_the_clock_moves_forward_and
     assert_eq!(refused, ["expired", "expired", "stale"]);
 }
 
-/// With the clock unsynchronised a command's expiry can be proved past, never
-/// still ahead: state-changing commands are refused (and audited), reads are
-/// answered.
+/// With the clock unsynchronised and no trusted time floor, a command's
+/// expiry cannot be judged: state-changing commands are refused (and audited),
+/// reads are answered. A signed read gives the gateway the station's time as
+/// its floor; from then on a fresh command is judged against it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_changing_commands_wait_for_a_synchronised_clock() {
+async fn state_changing_commands_wait_for_a_trusted_time() {
     let f = fixture("cmd-unsynced");
     let gates = Arc::new(RecordingGates::default());
     gates
@@ -837,6 +838,15 @@ async fn state_changing_commands_wait_for_a_synchronised_clock() {
     let pong = send(&mut conn, &f, &call("ping", json!({}))).await;
     assert!(pong.ok, "{pong:?}");
     assert_eq!(gates.opens(), 0);
+    // The ping's signed issued_at is now the floor: a fresh open is judged.
+    let open = send(
+        &mut conn,
+        &f,
+        &call("open_gate", json!({"gate": "east", "reason": "test"})),
+    )
+    .await;
+    assert!(open.ok, "{open:?}");
+    assert_eq!(gates.opens(), 1);
     gates
         .unsynced
         .store(false, std::sync::atomic::Ordering::SeqCst);
