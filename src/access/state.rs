@@ -106,7 +106,11 @@ impl AccessState {
     ) {
         let failed_guess = matches!(
             decision.reason(),
-            Some(DenyReason::UnknownCredential | DenyReason::FaceMismatch)
+            Some(
+                DenyReason::UnknownCredential
+                    | DenyReason::FaceMismatch
+                    | DenyReason::PresentationAttack
+            )
         );
         if failed_guess && credential.is_guessable() {
             let window = gate.policy.lockout_window;

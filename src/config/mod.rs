@@ -210,6 +210,40 @@ pub struct Gate {
     /// for the card alone, `refuse` refuses cards.
     #[serde(default)]
     pub face_unavailable: FaceFallback,
+    /// Presentation-attack detection on the faces that could open this gate:
+    /// `on` or `off`; default: on wherever a face alone can open it
+    /// ([`Gate::face_alone_opens`]).
+    pub liveness: Option<OnOff>,
+}
+
+/// A switch written `"on"` / `"off"` in the config.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl Gate {
+    /// Whether a face with no other credential can open this gate at some
+    /// hour: the face mode decides (1:N opens alone; card + face at all hours
+    /// does not; card + face at some hours does outside them).
+    pub fn face_alone_opens(&self) -> bool {
+        match self.two_factor {
+            TwoFactor::Off => true,
+            TwoFactor::CardAndFace => !self.two_factor_hours.is_empty(),
+        }
+    }
+
+    /// Whether faces at this gate must pass the liveness check: as
+    /// configured, else on wherever a face alone can open the gate.
+    pub fn liveness_on(&self) -> bool {
+        match self.liveness {
+            Some(OnOff::On) => true,
+            Some(OnOff::Off) => false,
+            None => self.face_alone_opens(),
+        }
+    }
 }
 
 fn default_face_wait_s() -> u32 {
@@ -264,6 +298,14 @@ pub struct Models {
     /// Threads ONNX Runtime may use per model.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Manifest names of the liveness (anti-spoofing) models; their p(real)
+    /// are averaged.
+    #[serde(default = "default_liveness_models")]
+    pub liveness: Vec<String>,
+}
+
+fn default_liveness_models() -> Vec<String> {
+    vec!["minifasnet-v2".into(), "minifasnet-v1se".into()]
 }
 
 fn default_detector() -> String {
@@ -285,6 +327,7 @@ impl Default for Models {
             embedder: default_embedder(),
             onnxruntime: None,
             threads: default_threads(),
+            liveness: default_liveness_models(),
         }
     }
 }
@@ -345,6 +388,18 @@ pub struct Face {
     /// face must be seen before a `recurring_stranger` alarm is raised.
     #[serde(default = "default_recurring_stranger_days")]
     pub recurring_stranger_days: u32,
+    /// The fused liveness score (mean p(real) of the liveness models) a face
+    /// must reach at a gate with liveness on; default
+    /// `face::liveness::DEFAULT_THRESHOLD` (BENCHMARKS.md, "Liveness").
+    pub liveness_threshold: Option<f32>,
+    /// Presentation attacks at one gate within `[access] lockout_window_s`
+    /// that raise a `presentation_attack` alarm.
+    #[serde(default = "default_attack_alarm_after")]
+    pub attack_alarm_after: u32,
+}
+
+fn default_attack_alarm_after() -> u32 {
+    2
 }
 
 fn default_stranger_days() -> u32 {
@@ -406,6 +461,8 @@ impl Default for Face {
             verify_threshold: None,
             stranger_days: default_stranger_days(),
             recurring_stranger_days: default_recurring_stranger_days(),
+            liveness_threshold: None,
+            attack_alarm_after: default_attack_alarm_after(),
         }
     }
 }
@@ -678,6 +735,20 @@ impl Config {
                     "expected a multiple of 32 of at least 64, got {}",
                     self.face.detect_width
                 ),
+            ));
+        }
+        if let Some(t) = self.face.liveness_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err((
+                    "face.liveness_threshold".into(),
+                    format!("expected a probability 0..=1, got {t}"),
+                ));
+            }
+        }
+        if self.face.attack_alarm_after == 0 {
+            return Err((
+                "face.attack_alarm_after".into(),
+                "expected at least 1 attempt".into(),
             ));
         }
         for (key, value) in [

@@ -344,6 +344,10 @@ fn past_event(e: &EventRecord, now: chrono::DateTime<chrono::Utc>) -> Option<acc
             Some(AccessResult::Denied),
             Some("unknown_credential" | "face_mismatch"),
         ) if guessable => access::PastKind::FailedGuess,
+        // A photo held up to a camera counts like a guessed card (kind "face").
+        (EventKind::Access, Some(AccessResult::Denied), Some("presentation_attack")) => {
+            access::PastKind::FailedGuess
+        }
         (EventKind::Alarm, _, Some("reader_lockout")) => access::PastKind::LockedOut,
         _ => return None,
     };
