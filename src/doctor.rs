@@ -58,6 +58,7 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
         checks.push(check_camera(&camera.id, &camera.source, camera_timeout));
     }
     checks.push(check_face_register(config));
+    checks.extend(check_liveness(config));
     checks.push(check_broker(config));
     checks.push(check_clock());
     checks
@@ -65,6 +66,33 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
 
 /// The stranger false-accept rate the face search has at today's register
 /// size (`face::calibrate::stranger_risk`), and a warning past the target.
+/// Every gate a face alone can open, with a camera, should check liveness:
+/// without it a printed photo of a resident opens the gate.
+fn check_liveness(config: &Config) -> Vec<Check> {
+    config
+        .gates
+        .iter()
+        .filter(|g| config.cameras.iter().any(|c| c.gate == g.id))
+        .filter(|g| g.face_alone_opens())
+        .map(|g| {
+            let label = format!("liveness {}", g.id);
+            if g.liveness_on() {
+                Check::new(
+                    label,
+                    Status::Pass,
+                    "a face alone opens this gate, and faces are checked for photos and screens",
+                )
+            } else {
+                Check::new(
+                    label,
+                    Status::Warn,
+                    "a face alone opens this gate and liveness is off: a printed photo or a phone screen showing a resident opens it; set liveness = \"on\" (or two_factor = \"card+face\")",
+                )
+            }
+        })
+        .collect()
+}
+
 fn check_face_register(config: &Config) -> Check {
     use crate::face::calibrate;
     let label = "face register";
@@ -167,8 +195,9 @@ fn check_models(config: &Config) -> Vec<Check> {
         Err(e) => return vec![Check::new("models", Status::Fail, format!("{e:#}"))],
     };
     let dir = config.models_dir();
-    [&config.models.detector, &config.models.embedder]
-        .into_iter()
+    config
+        .face_models()
+        .iter()
         .map(|name| {
             let label = format!("model {name}");
             match manifest

@@ -388,7 +388,7 @@ pub struct Face {
     /// face must be seen before a `recurring_stranger` alarm is raised.
     #[serde(default = "default_recurring_stranger_days")]
     pub recurring_stranger_days: u32,
-    /// The fused liveness score (mean p(real) of the liveness models) a face
+    /// The fused liveness score (geometric mean p(real) of the liveness models) a face
     /// must reach at a gate with liveness on; default
     /// `face::liveness::DEFAULT_THRESHOLD` (BENCHMARKS.md, "Liveness").
     pub liveness_threshold: Option<f32>,
@@ -875,6 +875,24 @@ impl Config {
             .dir
             .clone()
             .unwrap_or_else(|| self.store.data_dir.join("models"))
+    }
+
+    /// Whether some camera watches a gate with liveness on.
+    pub fn liveness_needed(&self) -> bool {
+        self.cameras
+            .iter()
+            .any(|c| self.gate(&c.gate).is_some_and(Gate::liveness_on))
+    }
+
+    /// The manifest names of the models this configuration runs: the
+    /// detector, the embedder, and the liveness models when a camera's gate
+    /// has liveness on.
+    pub fn face_models(&self) -> Vec<String> {
+        let mut names = vec![self.models.detector.clone(), self.models.embedder.clone()];
+        if self.liveness_needed() {
+            names.extend(self.models.liveness.iter().cloned());
+        }
+        names
     }
 
     pub fn gate(&self, id: &GateId) -> Option<&Gate> {

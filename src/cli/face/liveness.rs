@@ -95,7 +95,7 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
     let mut live_models = Liveness::load(config)?;
     let threshold = args.threshold.unwrap_or(live_models.threshold);
     eprintln!(
-        "{} frames; detector {} at width {}; liveness {} fused by their mean",
+        "{} frames; detector {} at width {}; liveness {} fused by their geometric mean",
         frames.len(),
         config.models.detector,
         engine.detector.settings.width,
@@ -207,6 +207,8 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
     );
     for how in [Combination::EachFrame, Combination::Mean] {
         let (mut windows, mut live_ok, mut live_n, mut spoof_ok, mut spoof_n) = (0, 0, 0, 0, 0);
+        // Live windows with K failing frames: the gate would call them an attack.
+        let mut live_attack = 0;
         for ((_, is_live), seq) in sequences.iter_mut() {
             seq.sort_by(|a, b| natural(&a.0).cmp(&natural(&b.0)));
             for chunk in seq.chunks(m) {
@@ -219,6 +221,7 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
                 if *is_live {
                     live_n += 1;
                     live_ok += usize::from(ok);
+                    live_attack += usize::from(scores.iter().filter(|s| **s < threshold).count() >= k);
                 } else {
                     spoof_n += 1;
                     spoof_ok += usize::from(ok);
@@ -226,7 +229,7 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
             }
         }
         println!(
-            "{k} of {m} frames, {how:?}: {windows} windows; attacks confirmed live {} ({spoof_ok}/{spoof_n}), live faces not confirmed {} ({}/{live_n})",
+            "{k} of {m} frames, {how:?}: {windows} windows; attacks confirmed live {} ({spoof_ok}/{spoof_n}), live faces not confirmed {} ({}/{live_n}), of which {live_attack} with {k} failing frames (an attack to the gate)",
             pct(spoof_ok as f64 / spoof_n.max(1) as f64),
             pct((live_n - live_ok) as f64 / live_n.max(1) as f64),
             live_n - live_ok
@@ -240,7 +243,7 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
             "live": live,
             "spoof": spoof,
             "no_face": no_face,
-            "threshold": threshold,
+            "threshold": (f64::from(threshold) * 1e6).round() / 1e6,
             "apcer": at.apcer,
             "bpcer": at.bpcer,
             "eer": eer.apcer,
