@@ -329,3 +329,36 @@ fn check_clock() -> Check {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_where_a_face_alone_opens_and_liveness_is_off() {
+        let mut config = Config::demo();
+        let east = |checks: &[Check]| {
+            checks
+                .iter()
+                .find(|c| c.name == "liveness east")
+                .map(|c| c.status)
+        };
+        // The demo's east camera, 1:N, liveness on by default.
+        assert_eq!(east(&check_liveness(&config)), Some(Status::Pass));
+        config.gates[0].liveness = Some(crate::config::OnOff::Off);
+        let checks = check_liveness(&config);
+        assert_eq!(east(&checks), Some(Status::Warn));
+        assert!(
+            checks[0].detail.contains("printed photo"),
+            "{:?}",
+            checks[0]
+        );
+        // Card + face at all hours: a face alone never opens, nothing to warn about.
+        config.gates[0].two_factor = crate::config::TwoFactor::CardAndFace;
+        assert_eq!(east(&check_liveness(&config)), None);
+        // A gate without a camera is not checked.
+        config.cameras.clear();
+        config.gates[0].two_factor = crate::config::TwoFactor::Off;
+        assert!(check_liveness(&config).is_empty());
+    }
+}

@@ -38,7 +38,8 @@ fn frames(label: &str) -> Vec<PathBuf> {
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f.len() == 3 && f[1] == SUBJECT && f[2] == label).then(|| nuaa_dir().join("img").join(f[0]))
+            (f.len() == 3 && f[1] == SUBJECT && f[2] == label)
+                .then(|| nuaa_dir().join("img").join(f[0]))
         })
         .collect();
     v.sort();
@@ -68,7 +69,9 @@ fn enrol_subject(env: &FaceEnv) -> ResidentId {
         .collect();
     let done = enrol::enrol(&mut m, resident, photos, "test").expect("enrol the subject");
     assert!(
-        done.warnings.iter().all(|w| !w.contains("photo of a photo")),
+        done.warnings
+            .iter()
+            .all(|w| !w.contains("photo of a photo")),
         "live enrolment photos flagged: {:?}",
         done.warnings
     );
@@ -181,9 +184,17 @@ fn a_printed_photo_never_becomes_a_credential_and_the_person_in_front_of_the_cam
         .iter()
         .filter(|e| matches!(e, FaceEvent::Credential(c) if c.resident == resident))
         .count();
-    assert!(opened >= 30, "only {opened} of 40 presentations opened: {events:?}");
+    assert!(
+        opened >= 30,
+        "only {opened} of 40 presentations opened: {events:?}"
+    );
     let status = p.counters();
-    assert!(status.liveness_checked.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(
+        status
+            .liveness_checked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
 }
 
 async fn next_event(
@@ -253,7 +264,10 @@ async fn the_daemon_refuses_a_printed_photo_raises_the_alarm_and_opens_for_the_p
     assert_eq!(attempt.subject_id, Some(resident.0), "whose photo it was");
     let detail = attempt.detail.as_ref().expect("detail");
     let liveness = detail["liveness"].as_f64().expect("liveness score");
-    assert!(liveness < detail["liveness_threshold"].as_f64().unwrap(), "{detail}");
+    assert!(
+        liveness < detail["liveness_threshold"].as_f64().unwrap(),
+        "{detail}"
+    );
     let snapshot = attempt.snapshot.as_deref().expect("snapshot");
     let kept = env.config.data_dir().join("snapshots").join(snapshot);
     assert!(kept.is_file(), "{} not kept on the device", kept.display());
@@ -294,12 +308,15 @@ async fn the_daemon_refuses_a_printed_photo_raises_the_alarm_and_opens_for_the_p
 
     // Nothing ever opened the east gate by face.
     assert!(
-        !seen.iter().any(|e| e.gate.as_deref() == Some("east")
-            && e.result == Some(AccessResult::Granted)),
+        !seen
+            .iter()
+            .any(|e| e.gate.as_deref() == Some("east") && e.result == Some(AccessResult::Granted)),
         "{seen:#?}"
     );
     assert!(
-        !seen.iter().any(|e| e.gate.as_deref() == Some("east-out") && is_attack(e)),
+        !seen
+            .iter()
+            .any(|e| e.gate.as_deref() == Some("east-out") && is_attack(e)),
         "the person was taken for a photo: {seen:#?}"
     );
     daemon.shutdown(Duration::from_secs(5)).await.unwrap();

@@ -394,13 +394,10 @@ fn decide_register(
         Credential::SpoofedFace { resident: id, .. } => {
             // Whose photo it was is named (the station wants to know); the
             // attempt counts toward the lockout like a guessed card.
-            let subject = register
-                .persons
-                .get(id)
-                .map(|p| Subject::Resident {
-                    id: *id,
-                    masked_name: p.masked_name.clone(),
-                });
+            let subject = register.persons.get(id).map(|p| Subject::Resident {
+                id: *id,
+                masked_name: p.masked_name.clone(),
+            });
             let mut d = Decision::denied(DenyReason::PresentationAttack, subject);
             d.alarm = lockout_alarm(state, gate, now);
             d

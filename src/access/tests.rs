@@ -544,7 +544,10 @@ fn a_spoofed_face_is_refused_names_whose_photo_and_counts_toward_the_lockout() {
             assert_eq!(d.reason(), Some(DenyReason::PresentationAttack));
             assert!(matches!(
                 d.subject,
-                Some(Subject::Resident { id: ResidentId(1), .. })
+                Some(Subject::Resident {
+                    id: ResidentId(1),
+                    ..
+                })
             ));
         }
         assert_eq!(d.alarm.is_some(), i == 4, "attempt {i}");

@@ -165,7 +165,10 @@ fn liveness_is_on_by_default_wherever_a_face_alone_opens_the_gate() {
     }
     let e = error_of(&minimal().replacen("[[gates]]\n", "[[gates]]\nliveness = \"maybe\"\n", 1));
     assert!(e.contains("liveness"), "{e}");
-    let e = error_of(&format!("{}\n[face]\nliveness_threshold = 1.5\n", minimal()));
+    let e = error_of(&format!(
+        "{}\n[face]\nliveness_threshold = 1.5\n",
+        minimal()
+    ));
     assert!(e.contains("face.liveness_threshold"), "{e}");
 }
 
@@ -173,9 +176,7 @@ fn liveness_is_on_by_default_wherever_a_face_alone_opens_the_gate() {
 fn liveness_models_are_needed_only_where_a_camera_watches_a_gate_with_liveness_on() {
     let mut config = Config::demo();
     assert!(config.liveness_needed(), "the demo's east camera, 1:N");
-    assert!(config
-        .face_models()
-        .contains(&"minifasnet-v2".to_string()));
+    assert!(config.face_models().contains(&"minifasnet-v2".to_string()));
     for g in &mut config.gates {
         g.liveness = Some(OnOff::Off);
     }

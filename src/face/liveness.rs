@@ -44,12 +44,19 @@ pub const DEFAULT_THRESHOLD: f32 = 0.1;
 /// Returns the inclusive pixel corners `(x1, y1, x2, y2)`, as
 /// Silent-Face-Anti-Spoofing's `CropImage._get_new_box` computes them, so the
 /// models see what they were trained on.
-pub fn crop_box(image_w: i32, image_h: i32, face: &BBox, scale: f32) -> Option<(i32, i32, i32, i32)> {
+pub fn crop_box(
+    image_w: i32,
+    image_h: i32,
+    face: &BBox,
+    scale: f32,
+) -> Option<(i32, i32, i32, i32)> {
     if image_w < 2 || image_h < 2 || !(face.w > 0.0 && face.h > 0.0) {
         return None;
     }
     let (src_w, src_h) = (image_w as f32, image_h as f32);
-    let scale = scale.min((src_h - 1.0) / face.h).min((src_w - 1.0) / face.w);
+    let scale = scale
+        .min((src_h - 1.0) / face.h)
+        .min((src_w - 1.0) / face.w);
     let (w, h) = (face.w * scale, face.h * scale);
     let (cx, cy) = (face.x + face.w / 2.0, face.y + face.h / 2.0);
     let (mut x1, mut y1, mut x2, mut y2) = (cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0);
@@ -440,7 +447,13 @@ pub enum Combination {
 /// pass (`EachFrame`) or whose K best scores average to a pass (`Mean`).
 /// This is what a face standing in front of the camera for `scores.len()`
 /// frames gets at the gate.
-pub fn confirmed_live(scores: &[f32], k: usize, m: usize, threshold: f32, how: Combination) -> bool {
+pub fn confirmed_live(
+    scores: &[f32],
+    k: usize,
+    m: usize,
+    threshold: f32,
+    how: Combination,
+) -> bool {
     let (k, m) = (k.max(1), m.max(k.max(1)));
     if scores.len() < k {
         return false;
@@ -498,7 +511,10 @@ mod tests {
     #[test]
     fn degenerate_boxes_give_no_crop() {
         assert_eq!(crop_box(640, 480, &b(10.0, 10.0, 0.0, 50.0), 2.7), None);
-        assert_eq!(crop_box(640, 480, &b(10.0, 10.0, f32::NAN, 50.0), 2.7), None);
+        assert_eq!(
+            crop_box(640, 480, &b(10.0, 10.0, f32::NAN, 50.0), 2.7),
+            None
+        );
         assert_eq!(crop_box(1, 480, &b(0.0, 0.0, 1.0, 1.0), 2.7), None);
     }
 
@@ -539,8 +555,16 @@ mod tests {
         ];
         // The rule sees only the other subject: its highest attack score.
         let folds = leave_one_subject_out(&s, |train| {
-            assert!(train.iter().map(|t| &t.subject).all(|x| x == &train[0].subject));
-            train.iter().filter(|t| !t.live).map(|t| t.score).fold(0.0, f32::max) + 0.01
+            assert!(train
+                .iter()
+                .map(|t| &t.subject)
+                .all(|x| x == &train[0].subject));
+            train
+                .iter()
+                .filter(|t| !t.live)
+                .map(|t| t.score)
+                .fold(0.0, f32::max)
+                + 0.01
         });
         assert_eq!(folds.len(), 2);
         assert!((folds[0].1.threshold - 0.21).abs() < 1e-6);

@@ -276,7 +276,9 @@ impl FrameProcessor {
             let (detection, track) = (*detection, *track);
             let (face, ranked) = (&observation.face, observation.ranked);
             let verdict = match (live, &self.liveness) {
-                (Some(score), Some(l)) => policy::with_liveness(observation.verdict, score, l.threshold),
+                (Some(score), Some(l)) => {
+                    policy::with_liveness(observation.verdict, score, l.threshold)
+                }
                 _ => observation.verdict,
             };
             if let Err(reason) = face.verdict {
@@ -289,7 +291,8 @@ impl FrameProcessor {
             if let Some(embedding) = &face.embedding {
                 c.embedded.fetch_add(1, Ordering::Relaxed);
                 // A photo of the card owner must not complete a card + face check.
-                if let (Some(recent), Ok(()), false) = (&self.recent, face.verdict, failed_liveness) {
+                if let (Some(recent), Ok(()), false) = (&self.recent, face.verdict, failed_liveness)
+                {
                     let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
                     recent.record(now, embedding.clone());
                 }

@@ -93,7 +93,9 @@ pub enum FrameVerdict {
 /// are checked).
 pub fn with_liveness(verdict: FrameVerdict, liveness: f32, threshold: f32) -> FrameVerdict {
     match verdict {
-        FrameVerdict::Match(best) if !(liveness >= threshold) => FrameVerdict::Spoof { best, liveness },
+        FrameVerdict::Match(best) if !(liveness >= threshold) => {
+            FrameVerdict::Spoof { best, liveness }
+        }
         other => other,
     }
 }

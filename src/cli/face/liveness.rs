@@ -89,8 +89,8 @@ pub fn parse_labels(text: &str) -> Result<Vec<LabelledFrame>> {
 pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&args.labels)
         .with_context(|| format!("cannot read {}", args.labels.display()))?;
-    let frames = parse_labels(&text)
-        .map_err(|e| failed(format!("{}: {e:#}", args.labels.display())))?;
+    let frames =
+        parse_labels(&text).map_err(|e| failed(format!("{}: {e:#}", args.labels.display())))?;
     let mut engine = FaceEngine::load(config)?;
     let mut live_models = Liveness::load(config)?;
     let threshold = args.threshold.unwrap_or(live_models.threshold);
@@ -182,11 +182,7 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
     let folds = liveness::leave_one_subject_out(&scored, |_| threshold);
     println!("per subject at {threshold:.3}:");
     for (subject, r) in &folds {
-        println!(
-            "  {subject}: APCER {} BPCER {}",
-            pct(r.apcer),
-            pct(r.bpcer)
-        );
+        println!("  {subject}: APCER {} BPCER {}", pct(r.apcer), pct(r.bpcer));
     }
     // The same rule fitted without each subject: how far an EER threshold
     // chosen on the others moves, and what it gives on the one left out.
@@ -203,7 +199,11 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
     // The gate's K-of-M over consecutive frames, in non-overlapping windows of M.
     let (k, m) = (
         config.face.confirm_frames.max(1) as usize,
-        config.face.confirm_window.max(config.face.confirm_frames).max(1) as usize,
+        config
+            .face
+            .confirm_window
+            .max(config.face.confirm_frames)
+            .max(1) as usize,
     );
     for how in [Combination::EachFrame, Combination::Mean] {
         let (mut windows, mut live_ok, mut live_n, mut spoof_ok, mut spoof_n) = (0, 0, 0, 0, 0);
@@ -221,7 +221,8 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
                 if *is_live {
                     live_n += 1;
                     live_ok += usize::from(ok);
-                    live_attack += usize::from(scores.iter().filter(|s| **s < threshold).count() >= k);
+                    live_attack +=
+                        usize::from(scores.iter().filter(|s| **s < threshold).count() >= k);
                 } else {
                     spoof_n += 1;
                     spoof_ok += usize::from(ok);
@@ -257,8 +258,14 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
 fn pooled(folds: &[(String, ErrorRates)], scored: &[Scored]) -> ErrorRates {
     let (mut acc, mut attacks, mut rej, mut live) = (0.0, 0usize, 0.0, 0usize);
     for (subject, r) in folds {
-        let a = scored.iter().filter(|s| &s.subject == subject && !s.live).count();
-        let l = scored.iter().filter(|s| &s.subject == subject && s.live).count();
+        let a = scored
+            .iter()
+            .filter(|s| &s.subject == subject && !s.live)
+            .count();
+        let l = scored
+            .iter()
+            .filter(|s| &s.subject == subject && s.live)
+            .count();
         acc += r.apcer * a as f64;
         rej += r.bpcer * l as f64;
         attacks += a;
@@ -282,7 +289,10 @@ fn natural(name: &str) -> Vec<(u64, String)> {
             digits.push(c);
         } else {
             if !digits.is_empty() {
-                out.push((digits.parse().unwrap_or(u64::MAX), std::mem::take(&mut text)));
+                out.push((
+                    digits.parse().unwrap_or(u64::MAX),
+                    std::mem::take(&mut text),
+                ));
                 digits.clear();
             }
             text.push(c);
