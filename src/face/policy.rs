@@ -93,7 +93,8 @@ pub enum FrameVerdict {
 /// are checked).
 pub fn with_liveness(verdict: FrameVerdict, liveness: f32, threshold: f32) -> FrameVerdict {
     match verdict {
-        FrameVerdict::Match(best) if !(liveness >= threshold) => {
+        // A score that is not a number fails too.
+        FrameVerdict::Match(best) if liveness.is_nan() || liveness < threshold => {
             FrameVerdict::Spoof { best, liveness }
         }
         other => other,

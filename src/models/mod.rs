@@ -138,7 +138,7 @@ impl Manifest {
             if m.role == Role::Liveness
                 && (m.input_width.is_none()
                     || m.input_height.is_none()
-                    || m.crop_scale.is_none_or(|s| !(s.is_finite() && s >= 1.0))
+                    || !m.crop_scale.is_some_and(|s| s.is_finite() && s >= 1.0)
                     || m.real_class.is_none())
             {
                 bail!(

@@ -210,7 +210,7 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
         // Live windows with K failing frames: the gate would call them an attack.
         let mut live_attack = 0;
         for ((_, is_live), seq) in sequences.iter_mut() {
-            seq.sort_by(|a, b| natural(&a.0).cmp(&natural(&b.0)));
+            seq.sort_by_key(|a| natural(&a.0));
             for chunk in seq.chunks(m) {
                 if chunk.len() < k {
                     continue;
