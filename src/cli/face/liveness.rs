@@ -230,7 +230,7 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
             }
         }
         println!(
-            "{k} of {m} frames, {how:?}: {windows} windows; attacks confirmed live {} ({spoof_ok}/{spoof_n}), live faces not confirmed {} ({}/{live_n}), of which {live_attack} with {k} failing frames (an attack to the gate)",
+            "{k} of {m} frames, {how:?}: {windows} windows; attacks confirmed live {} ({spoof_ok}/{spoof_n}), live faces not confirmed {} ({}/{live_n}); live windows with {k} failing frames (an attack to the gate): {live_attack}",
             pct(spoof_ok as f64 / spoof_n.max(1) as f64),
             pct((live_n - live_ok) as f64 / live_n.max(1) as f64),
             live_n - live_ok
