@@ -271,9 +271,16 @@ impl FrameProcessor {
                 }
             }
         }
-        let live = self.liveness_of(frame, &observed);
-        for ((detection, track, observation), live) in observed.iter().zip(live) {
+        let checked = self.liveness_of(frame, &observed);
+        for ((detection, track, observation), checked) in observed.iter().zip(checked) {
             let (detection, track) = (*detection, *track);
+            let live = match checked {
+                LivenessCheck::NotNeeded => None,
+                LivenessCheck::Score(score) => Some(score),
+                // Fail closed without crying wolf: this frame is no vote at all
+                // (not a credential, not an attack), and not a card + face witness.
+                LivenessCheck::Failed => continue,
+            };
             let (face, ranked) = (&observation.face, observation.ranked);
             let verdict = match (live, &self.liveness) {
                 (Some(score), Some(l)) => {
@@ -396,16 +403,15 @@ impl FrameProcessor {
 
     /// The fused liveness score of each observed face that needs one (with
     /// liveness on: it passed the quality floor, and it matched a resident or
-    /// may serve a card + face check), all in one batch per model; `None`
-    /// for the others. A failing model run is an error for those faces
-    /// only: they count as not live.
+    /// may serve a card + face check), all in one batch per model. A failing
+    /// model run fails the check of those faces only.
     fn liveness_of(
         &mut self,
         frame: &Mat,
         observed: &[(&Detection, u64, super::Observation)],
-    ) -> Vec<Option<f32>> {
+    ) -> Vec<LivenessCheck> {
         let Some(models) = self.liveness.as_mut() else {
-            return vec![None; observed.len()];
+            return vec![LivenessCheck::NotNeeded; observed.len()];
         };
         let needs: Vec<bool> = observed
             .iter()
@@ -422,14 +428,23 @@ impl FrameProcessor {
             .map(|((d, _, _), _)| d.bbox)
             .collect();
         if boxes.is_empty() {
-            return vec![None; observed.len()];
+            return vec![LivenessCheck::NotNeeded; observed.len()];
         }
-        let scores = match models.score(frame, &boxes) {
+        let scores: Vec<f32> = match models.score(frame, &boxes) {
             Ok(scores) => scores.into_iter().map(|s| s.score).collect(),
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(camera = %self.camera, error = %format!("{e:#}"), "liveness check failed; the faces count as not live");
-                vec![0.0; boxes.len()]
+                tracing::warn!(camera = %self.camera, error = %format!("{e:#}"), "liveness check failed; these faces are skipped in this frame");
+                return needs
+                    .into_iter()
+                    .map(|n| {
+                        if n {
+                            LivenessCheck::Failed
+                        } else {
+                            LivenessCheck::NotNeeded
+                        }
+                    })
+                    .collect();
             }
         };
         let c = &self.counters;
@@ -442,9 +457,25 @@ impl FrameProcessor {
         let mut scores = scores.into_iter();
         needs
             .into_iter()
-            .map(|n| if n { scores.next() } else { None })
+            .map(|n| match n {
+                true => scores
+                    .next()
+                    .map_or(LivenessCheck::Failed, LivenessCheck::Score),
+                false => LivenessCheck::NotNeeded,
+            })
             .collect()
     }
+}
+
+/// What the liveness stage says about one face of a frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LivenessCheck {
+    /// Liveness is off here, or the face could not become a credential.
+    NotNeeded,
+    /// The fused score.
+    Score(f32),
+    /// The models failed on this frame.
+    Failed,
 }
 
 /// [`snapshot`], or nothing (with a warning): an event without a picture beats no event.
