@@ -439,6 +439,22 @@ fn identify(config: &crate::config::Config, image: &Path, top: usize) -> Result<
         for s in m.gallery.top(embedding.as_slice(), top) {
             println!("  {:<8} {:.3}", s.resident.to_string(), s.score);
         }
+        // What a gate with liveness on would say about this face.
+        match m.liveness.as_mut() {
+            Ok(l) => {
+                let s = l.score_one(&frame, &d.bbox)?;
+                let said = if l.is_live(s.score) {
+                    "live"
+                } else {
+                    "a photo or a screen"
+                };
+                println!(
+                    "  liveness {:.3} (threshold {:.3}): {said}",
+                    s.score, l.threshold
+                );
+            }
+            Err(e) => println!("  liveness not checked: {e}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
