@@ -11,7 +11,7 @@ mod face_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use face_support::{path_str, start_daemon_with_cameras, FaceEnv};
+use face_support::{path_str, start_daemon_with_cameras, stderr, FaceEnv};
 use gatehouse::domain::ResidentId;
 use gatehouse::face::enrol::{self, Matcher, Photo};
 use gatehouse::face::liveness::Liveness;
@@ -320,4 +320,37 @@ async fn the_daemon_refuses_a_printed_photo_raises_the_alarm_and_opens_for_the_p
         "the person was taken for a photo: {seen:#?}"
     );
     daemon.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[test]
+fn enrolling_a_photo_of_a_screen_warns_and_a_photo_of_the_person_does_not() {
+    let env = FaceEnv::new("liveness-enrol");
+    let sample = |name: &str| path_str(&common::faces_dir().join("liveness").join(name));
+    // F2: a face shown on a tablet (stored sideways: decoded upright by its EXIF tag).
+    let screen = env.add_person("tablet");
+    let out = env.run(&[
+        "face",
+        "enroll",
+        &screen.to_string(),
+        &sample("image_F2.jpg"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("looks like a photo of a photo or of a screen"),
+        "{}",
+        stderr(&out)
+    );
+    let person = env.add_person("in person");
+    let out = env.run(&[
+        "face",
+        "enroll",
+        &person.to_string(),
+        &sample("image_T1.jpg"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("photo of a photo"),
+        "{}",
+        stderr(&out)
+    );
 }
