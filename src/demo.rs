@@ -298,7 +298,7 @@ fn enrol_faces(
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<FacesEnrolled> {
     let manifest = crate::models::Manifest::for_config(config)?;
-    for name in [&config.models.detector, &config.models.embedder] {
+    for name in &config.face_models() {
         let spec = manifest.get(name)?;
         crate::models::fetch(spec, &config.models_dir(), options.models_mirror.as_deref())?;
     }

@@ -62,6 +62,7 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
         checks.push(check_camera(&camera.id, &camera.source, camera_timeout));
     }
     checks.push(check_face_register(config));
+    checks.extend(check_liveness(config));
     checks.push(check_broker(config));
     checks.push(check_clock());
     checks
@@ -69,6 +70,33 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
 
 /// The stranger false-accept rate the face search has at today's register
 /// size (`face::calibrate::stranger_risk`), and a warning past the target.
+/// Every gate a face alone can open, with a camera, should check liveness:
+/// without it a printed photo of a resident opens the gate.
+fn check_liveness(config: &Config) -> Vec<Check> {
+    config
+        .gates
+        .iter()
+        .filter(|g| config.cameras.iter().any(|c| c.gate == g.id))
+        .filter(|g| g.face_alone_opens())
+        .map(|g| {
+            let label = format!("liveness {}", g.id);
+            if g.liveness_on() {
+                Check::new(
+                    label,
+                    Status::Pass,
+                    "a face alone opens this gate, and faces are checked for photos and screens",
+                )
+            } else {
+                Check::new(
+                    label,
+                    Status::Warn,
+                    "a face alone opens this gate and liveness is off: a printed photo or a phone screen showing a resident opens it; set liveness = \"on\" (or two_factor = \"card+face\")",
+                )
+            }
+        })
+        .collect()
+}
+
 fn check_face_register(config: &Config) -> Check {
     use crate::face::calibrate;
     let label = "face register";
@@ -232,8 +260,9 @@ fn check_models(config: &Config) -> Vec<Check> {
         Err(e) => return vec![Check::new("models", Status::Fail, format!("{e:#}"))],
     };
     let dir = config.models_dir();
-    [&config.models.detector, &config.models.embedder]
-        .into_iter()
+    config
+        .face_models()
+        .iter()
         .map(|name| {
             let label = format!("model {name}");
             match manifest
@@ -392,5 +421,33 @@ mod tests {
         let check = check_device_secret(&outside, &data);
         assert_eq!(check.status, Status::Pass, "{}", check.detail);
         std::fs::remove_dir_all(&root).ok();
+    }
+
+    #[test]
+    fn warns_where_a_face_alone_opens_and_liveness_is_off() {
+        let mut config = Config::demo();
+        let east = |checks: &[Check]| {
+            checks
+                .iter()
+                .find(|c| c.name == "liveness east")
+                .map(|c| c.status)
+        };
+        // The demo's east camera, 1:N, liveness on by default.
+        assert_eq!(east(&check_liveness(&config)), Some(Status::Pass));
+        config.gates[0].liveness = Some(crate::config::OnOff::Off);
+        let checks = check_liveness(&config);
+        assert_eq!(east(&checks), Some(Status::Warn));
+        assert!(
+            checks[0].detail.contains("printed photo"),
+            "{:?}",
+            checks[0]
+        );
+        // Card + face at all hours: a face alone never opens, nothing to warn about.
+        config.gates[0].two_factor = crate::config::TwoFactor::CardAndFace;
+        assert_eq!(east(&check_liveness(&config)), None);
+        // A gate without a camera is not checked.
+        config.cameras.clear();
+        config.gates[0].two_factor = crate::config::TwoFactor::Off;
+        assert!(check_liveness(&config).is_empty());
     }
 }

@@ -66,6 +66,14 @@ pub enum Credential {
         resident: ResidentId,
         score: f32,
     },
+    /// A face that matched a resident but failed the liveness check over its
+    /// confirming frames: a photo or a screen held up to the camera. Always
+    /// refused; counts toward the reader lockout like a guessed card.
+    SpoofedFace {
+        resident: ResidentId,
+        score: f32,
+        liveness: f32,
+    },
     Plate(Plate),
     /// A card presented with the face seen at the same gate, checked 1:1
     /// against the card owner's enrolled faces (two-factor gates).
@@ -88,7 +96,7 @@ impl Credential {
         match self {
             Credential::Card(_) => "card",
             Credential::Pin(_) => "pin",
-            Credential::Face { .. } => "face",
+            Credential::Face { .. } | Credential::SpoofedFace { .. } => "face",
             Credential::Plate(_) => "plate",
             Credential::CardAndFace { .. } => "card+face",
             Credential::Remote { .. } => "remote",
@@ -101,7 +109,9 @@ impl Credential {
         match self {
             Credential::Card(c) => Some(c.masked()),
             Credential::Pin(_) => Some("******".into()),
-            Credential::Face { resident, .. } => Some(resident.to_string()),
+            Credential::Face { resident, .. } | Credential::SpoofedFace { resident, .. } => {
+                Some(resident.to_string())
+            }
             Credential::Plate(p) => Some(p.masked()),
             Credential::CardAndFace { card, .. } => Some(card.masked()),
             Credential::Remote { officer, .. } => Some(officer.clone()),
@@ -109,9 +119,10 @@ impl Credential {
         }
     }
 
-    /// Guessable credentials, which count towards a reader lockout.
+    /// Guessable credentials, which count towards a reader lockout (a
+    /// presentation attack too: trying photos is guessing).
     pub fn is_guessable(&self) -> bool {
-        Credential::is_guessable_kind(self.kind())
+        matches!(self, Credential::SpoofedFace { .. }) || Credential::is_guessable_kind(self.kind())
     }
 
     /// [`Credential::is_guessable`] for a stored event's `credential_kind`
@@ -245,6 +256,8 @@ pub enum DenyReason {
     /// Too many wrong PINs at this keypad within a day: PIN entry is
     /// suspended there (cards and faces still work).
     PinEntrySuspended,
+    /// A face failed the liveness check: a photo or screen, not a person.
+    PresentationAttack,
 }
 
 impl DenyReason {
@@ -275,6 +288,7 @@ impl DenyReason {
             DenyReason::Watchlisted => "watchlisted",
             DenyReason::CardFormatMismatch => "card_format_mismatch",
             DenyReason::PinEntrySuspended => "pin_entry_suspended",
+            DenyReason::PresentationAttack => "presentation_attack",
         }
     }
 }
@@ -450,6 +464,17 @@ fn decide_register(
             now,
             None,
         ),
+        Credential::SpoofedFace { resident: id, .. } => {
+            // Whose photo it was is named (the station wants to know); the
+            // attempt counts toward the lockout like a guessed card.
+            let subject = register.persons.get(id).map(|p| Subject::Resident {
+                id: *id,
+                masked_name: p.masked_name.clone(),
+            });
+            let mut d = Decision::denied(DenyReason::PresentationAttack, subject);
+            d.alarm = lockout_alarm(state, gate, now);
+            d
+        }
         Credential::Pin(hash) => match register.pass_by_pin.get(&hash.0) {
             Some(pass) => visitor(register, state, *pass, gate, now),
             None => unknown(state, credential, gate, now),

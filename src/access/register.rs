@@ -206,6 +206,7 @@ impl Register {
             Credential::Plate(plate) => return self.plate_watched(plate, now),
             Credential::Pin(_)
             | Credential::Face { .. }
+            | Credential::SpoofedFace { .. }
             | Credential::Remote { .. }
             | Credential::ExitButton => None,
         }?;

@@ -182,6 +182,7 @@ impl AccessState {
                 DenyReason::UnknownCredential
                     | DenyReason::FaceMismatch
                     | DenyReason::CardFormatMismatch
+                    | DenyReason::PresentationAttack
             )
         );
         if failed_guess && credential.is_guessable() {

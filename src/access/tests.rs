@@ -951,3 +951,40 @@ fn frames_in_the_wrong_format_count_toward_the_reader_lockout() {
         Some(DenyReason::ReaderLockedOut)
     );
 }
+
+#[test]
+fn a_spoofed_face_is_refused_names_whose_photo_and_counts_toward_the_lockout() {
+    let r = register();
+    let mut s = AccessState::new();
+    let east = gate("east");
+    let mut t = now("2025-03-12 10:00");
+    let spoof = Credential::SpoofedFace {
+        resident: ResidentId(1),
+        score: 0.82,
+        liveness: 0.04,
+    };
+    // Two photos, then three unknown cards: the fifth attempt locks the reader.
+    for i in 0..5u64 {
+        t.mono = Duration::from_secs(100 + i * 5);
+        let cred = if i < 2 { spoof.clone() } else { card(7000 + i) };
+        let d = decide(&r, &s, &cred, &east, &t);
+        if i < 2 {
+            assert_eq!(d.reason(), Some(DenyReason::PresentationAttack));
+            assert!(matches!(
+                d.subject,
+                Some(Subject::Resident {
+                    id: ResidentId(1),
+                    ..
+                })
+            ));
+        }
+        assert_eq!(d.alarm.is_some(), i == 4, "attempt {i}");
+        s.apply(&d, &cred, &east, &t);
+    }
+    assert_eq!(
+        decide(&r, &s, &card(1), &east, &t).reason(),
+        Some(DenyReason::ReaderLockedOut)
+    );
+    assert_eq!(spoof.kind(), "face");
+    assert!(spoof.is_guessable());
+}

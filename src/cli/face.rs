@@ -1,5 +1,6 @@
-//! `gatehouse face detect|identify|enroll|remove|list|reembed|watch|eval|eval-1n|calibrate|watch-entry|strangers`.
+//! `gatehouse face detect|identify|enroll|remove|list|reembed|watch|eval|eval-1n|calibrate|eval-liveness|watch-entry|strangers`.
 
+mod liveness;
 mod openset;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +87,10 @@ pub enum FaceCommand {
     EvalOneToN(openset::EvalOneToN),
     /// Choose the match threshold for a target stranger false-accept rate at a register size
     Calibrate(openset::Calibrate),
+    /// Presentation-attack detection on labelled frames (file,subject,label live|spoof):
+    /// APCER, BPCER, EER and a curve, per frame, with the gate's detector and models
+    #[command(name = "eval-liveness")]
+    EvalLiveness(liveness::EvalLiveness),
     /// Unregistered faces seen at the gates on several days (who may live here
     /// unregistered); the read is audited
     Strangers {
@@ -272,6 +277,7 @@ pub fn run(cli: &Cli, cmd: &FaceCommand) -> Result<ExitCode> {
             *expires_at,
         ),
         FaceCommand::Calibrate(args) => openset::calibrate(&config, args),
+        FaceCommand::EvalLiveness(args) => liveness::eval_liveness(&config, args),
     }
 }
 
@@ -417,6 +423,10 @@ fn identify(config: &crate::config::Config, image: &Path, top: usize) -> Result<
             ),
             face::FrameVerdict::Unknown { .. } => "unknown".to_string(),
             face::FrameVerdict::Rejected { reason } => format!("refused: {}", reason.explain()),
+            face::FrameVerdict::Spoof { best, liveness } => format!(
+                "presentation attack: looks like {} ({:.3}) but liveness {liveness:.3}",
+                best.resident, best.score
+            ),
         };
         println!(
             "face {} at x={:.0} y={:.0} w={:.0} h={:.0}: {said}",
@@ -428,6 +438,22 @@ fn identify(config: &crate::config::Config, image: &Path, top: usize) -> Result<
         );
         for s in m.gallery.top(embedding.as_slice(), top) {
             println!("  {:<8} {:.3}", s.resident.to_string(), s.score);
+        }
+        // What a gate with liveness on would say about this face.
+        match m.liveness.as_mut() {
+            Ok(l) => {
+                let s = l.score_one(&frame, &d.bbox)?;
+                let said = if l.is_live(s.score) {
+                    "live"
+                } else {
+                    "a photo or a screen"
+                };
+                println!(
+                    "  liveness {:.3} (threshold {:.3}): {said}",
+                    s.score, l.threshold
+                );
+            }
+            Err(e) => println!("  liveness not checked: {e}"),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -41,10 +41,7 @@ fn selected<'m>(
         return Ok(manifest.models.iter().collect());
     }
     let wanted: Vec<String> = if names.is_empty() {
-        vec![
-            config.models.detector.clone(),
-            config.models.embedder.clone(),
-        ]
+        config.face_models()
     } else {
         names.to_vec()
     };

@@ -219,6 +219,40 @@ pub struct Gate {
     /// for the card alone, `refuse` refuses cards.
     #[serde(default)]
     pub face_unavailable: FaceFallback,
+    /// Presentation-attack detection on the faces that could open this gate:
+    /// `on` or `off`; default: on wherever a face alone can open it
+    /// ([`Gate::face_alone_opens`]).
+    pub liveness: Option<OnOff>,
+}
+
+/// A switch written `"on"` / `"off"` in the config.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl Gate {
+    /// Whether a face with no other credential can open this gate at some
+    /// hour: the face mode decides (1:N opens alone; card + face at all hours
+    /// does not; card + face at some hours does outside them).
+    pub fn face_alone_opens(&self) -> bool {
+        match self.two_factor {
+            TwoFactor::Off => true,
+            TwoFactor::CardAndFace => !self.two_factor_hours.is_empty(),
+        }
+    }
+
+    /// Whether faces at this gate must pass the liveness check: as
+    /// configured, else on wherever a face alone can open the gate.
+    pub fn liveness_on(&self) -> bool {
+        match self.liveness {
+            Some(OnOff::On) => true,
+            Some(OnOff::Off) => false,
+            None => self.face_alone_opens(),
+        }
+    }
 }
 
 fn default_face_wait_s() -> u32 {
@@ -273,6 +307,14 @@ pub struct Models {
     /// Threads ONNX Runtime may use per model.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Manifest names of the liveness (anti-spoofing) models; their p(real)
+    /// are averaged.
+    #[serde(default = "default_liveness_models")]
+    pub liveness: Vec<String>,
+}
+
+fn default_liveness_models() -> Vec<String> {
+    vec!["minifasnet-v2".into(), "minifasnet-v1se".into()]
 }
 
 fn default_detector() -> String {
@@ -294,6 +336,7 @@ impl Default for Models {
             embedder: default_embedder(),
             onnxruntime: None,
             threads: default_threads(),
+            liveness: default_liveness_models(),
         }
     }
 }
@@ -354,6 +397,18 @@ pub struct Face {
     /// face must be seen before a `recurring_stranger` alarm is raised.
     #[serde(default = "default_recurring_stranger_days")]
     pub recurring_stranger_days: u32,
+    /// The fused liveness score (geometric mean p(real) of the liveness models) a face
+    /// must reach at a gate with liveness on; default
+    /// `face::liveness::DEFAULT_THRESHOLD` (BENCHMARKS.md, "Liveness").
+    pub liveness_threshold: Option<f32>,
+    /// Presentation attacks at one gate within `[access] lockout_window_s`
+    /// that raise a `presentation_attack` alarm.
+    #[serde(default = "default_attack_alarm_after")]
+    pub attack_alarm_after: u32,
+}
+
+fn default_attack_alarm_after() -> u32 {
+    2
 }
 
 fn default_stranger_days() -> u32 {
@@ -415,6 +470,8 @@ impl Default for Face {
             verify_threshold: None,
             stranger_days: default_stranger_days(),
             recurring_stranger_days: default_recurring_stranger_days(),
+            liveness_threshold: None,
+            attack_alarm_after: default_attack_alarm_after(),
         }
     }
 }
@@ -757,6 +814,20 @@ impl Config {
                 ),
             ));
         }
+        if let Some(t) = self.face.liveness_threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err((
+                    "face.liveness_threshold".into(),
+                    format!("expected a probability 0..=1, got {t}"),
+                ));
+            }
+        }
+        if self.face.attack_alarm_after == 0 {
+            return Err((
+                "face.attack_alarm_after".into(),
+                "expected at least 1 attempt".into(),
+            ));
+        }
         for (key, value) in [
             ("face.match_threshold", self.face.match_threshold),
             ("face.verify_threshold", self.face.verify_threshold),
@@ -917,6 +988,24 @@ impl Config {
             .dir
             .clone()
             .unwrap_or_else(|| self.store.data_dir.join("models"))
+    }
+
+    /// Whether some camera watches a gate with liveness on.
+    pub fn liveness_needed(&self) -> bool {
+        self.cameras
+            .iter()
+            .any(|c| self.gate(&c.gate).is_some_and(Gate::liveness_on))
+    }
+
+    /// The manifest names of the models this configuration runs: the
+    /// detector, the embedder, and the liveness models when a camera's gate
+    /// has liveness on.
+    pub fn face_models(&self) -> Vec<String> {
+        let mut names = vec![self.models.detector.clone(), self.models.embedder.clone()];
+        if self.liveness_needed() {
+            names.extend(self.models.liveness.iter().cloned());
+        }
+        names
     }
 
     pub fn gate(&self, id: &GateId) -> Option<&Gate> {

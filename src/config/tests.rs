@@ -159,3 +159,47 @@ fn console_tls_needs_both_files_and_sessions_a_sane_length() {
         "{e}"
     );
 }
+
+#[test]
+fn liveness_is_on_by_default_wherever_a_face_alone_opens_the_gate() {
+    let gate = |extra: &str| {
+        let text = minimal().replacen("[[gates]]\n", &format!("[[gates]]\n{extra}\n"), 1);
+        Config::parse(&text, "x.toml").expect("valid").gates[0].clone()
+    };
+    // (gate settings, a face alone opens, liveness on)
+    let cases = [
+        ("", true, true),
+        ("liveness = \"off\"", true, false),
+        ("two_factor = \"card+face\"", false, false),
+        ("two_factor = \"card+face\"\nliveness = \"on\"", false, true),
+        (
+            "two_factor = \"card+face\"\ntwo_factor_hours = [\"daily 22:00-06:00\"]",
+            true,
+            true,
+        ),
+    ];
+    for (extra, alone, on) in cases {
+        let g = gate(extra);
+        assert_eq!(g.face_alone_opens(), alone, "{extra:?}");
+        assert_eq!(g.liveness_on(), on, "{extra:?}");
+    }
+    let e = error_of(&minimal().replacen("[[gates]]\n", "[[gates]]\nliveness = \"maybe\"\n", 1));
+    assert!(e.contains("liveness"), "{e}");
+    let e = error_of(&format!(
+        "{}\n[face]\nliveness_threshold = 1.5\n",
+        minimal()
+    ));
+    assert!(e.contains("face.liveness_threshold"), "{e}");
+}
+
+#[test]
+fn liveness_models_are_needed_only_where_a_camera_watches_a_gate_with_liveness_on() {
+    let mut config = Config::demo();
+    assert!(config.liveness_needed(), "the demo's east camera, 1:N");
+    assert!(config.face_models().contains(&"minifasnet-v2".to_string()));
+    for g in &mut config.gates {
+        g.liveness = Some(OnOff::Off);
+    }
+    assert!(!config.liveness_needed());
+    assert_eq!(config.face_models().len(), 2);
+}

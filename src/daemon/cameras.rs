@@ -2,11 +2,19 @@
 //! credentials at their gate, unknown faces become refused access events
 //! with a snapshot, camera state changes become device events.
 //!
+//! A presentation attack (a face that failed the liveness check) is presented
+//! to its gate as a `SpoofedFace` credential: the gate refuses it with
+//! `presentation_attack`, stores the event (liveness score, snapshot kept on
+//! the device) and counts it toward the reader lockout; `[face]
+//! attack_alarm_after` attacks at one gate within `[access]
+//! lockout_window_s` raise a `presentation_attack` alarm.
+//!
 //! A camera or model failure takes face recognition out of service at that
 //! gate only (an alarm says so); cards, PINs and plates keep working.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
@@ -78,7 +86,12 @@ pub fn start(
             },
         },
     };
-    let task = run_events(rx, handle, snapshots, lists, conn);
+    let attacks = AttackCounter {
+        window: Duration::from_secs(u64::from(config.access.lockout_window_s)),
+        alarm_after: config.face.attack_alarm_after.max(1) as usize,
+        seen: HashMap::new(),
+    };
+    let task = run_events(rx, handle, snapshots, lists, conn, attacks);
     Ok(Some((
         Cameras {
             gallery: started.gallery,
@@ -86,6 +99,29 @@ pub fn start(
         },
         task,
     )))
+}
+
+/// Presentation attacks per gate within the window; enough of them raise the alarm.
+struct AttackCounter {
+    window: Duration,
+    alarm_after: usize,
+    seen: HashMap<crate::domain::GateId, VecDeque<Instant>>,
+}
+
+impl AttackCounter {
+    /// Counts one attack at `gate`; returns the number within the window when
+    /// it reaches the alarm (and starts counting afresh).
+    fn note(&mut self, gate: &crate::domain::GateId, now: Instant) -> Option<usize> {
+        let q = self.seen.entry(gate.clone()).or_default();
+        q.retain(|t| now.saturating_duration_since(*t) < self.window);
+        q.push_back(now);
+        if q.len() >= self.alarm_after {
+            let n = q.len();
+            q.clear();
+            return Some(n);
+        }
+        None
+    }
 }
 
 /// What the cameras match against, reloaded when the database changes.
@@ -136,6 +172,7 @@ async fn run_events(
     snapshots: PathBuf,
     lists: Lists,
     conn: rusqlite::Connection,
+    mut attacks: AttackCounter,
 ) {
     let Lists {
         gallery,
@@ -151,7 +188,7 @@ async fn run_events(
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                if let Err(e) = on_event(&handle, &snapshots, &strangers, &conn, event).await {
+                if let Err(e) = on_event(&handle, &snapshots, &strangers, &conn, &mut attacks, event).await {
                     tracing::warn!("face event not recorded: {e:#}");
                 }
             }
@@ -211,9 +248,48 @@ async fn on_event(
     snapshots: &std::path::Path,
     strangers: &Strangers,
     reader: &Reader,
+    attacks: &mut AttackCounter,
     event: FaceEvent,
 ) -> Result<()> {
     match event {
+        FaceEvent::Attack(a) => {
+            let snapshot = save_snapshot(snapshots, &a.gate, &a.snapshot_jpeg)?;
+            let detail = serde_json::json!({
+                "camera": a.camera,
+                "liveness": a.liveness,
+                "liveness_threshold": a.threshold,
+            });
+            handle
+                .submit(
+                    &a.gate,
+                    Presentation {
+                        credential: Credential::SpoofedFace {
+                            resident: a.best.resident,
+                            score: a.best.score,
+                            liveness: a.liveness,
+                        },
+                        snapshot: Some(snapshot.clone()),
+                        detail: Some(detail.clone()),
+                    },
+                )
+                .await?;
+            if let Some(attempts) = attacks.note(&a.gate, Instant::now()) {
+                tracing::warn!(gate = %a.gate, attempts, "repeated presentation attacks");
+                let mut e = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+                e.gate = Some(a.gate.clone());
+                e.credential_kind = Some("face".into());
+                e.reason = Some("presentation_attack".into());
+                e.score = Some(a.liveness);
+                e.snapshot = Some(snapshot);
+                e.detail = Some(serde_json::json!({
+                    "camera": a.camera,
+                    "attempts": attempts,
+                    "liveness": a.liveness,
+                    "liveness_threshold": a.threshold,
+                }));
+                handle.record(e).await?;
+            }
+        }
         FaceEvent::Credential(c) => {
             handle
                 .submit(

@@ -356,6 +356,10 @@ fn past_event(e: &EventRecord, now: chrono::DateTime<chrono::Utc>) -> Option<acc
             Some(AccessResult::Denied),
             Some("unknown_credential" | "face_mismatch" | "card_format_mismatch"),
         ) if guessable => access::PastKind::FailedGuess,
+        // A photo held up to a camera counts like a guessed card (kind "face").
+        (EventKind::Access, Some(AccessResult::Denied), Some("presentation_attack")) => {
+            access::PastKind::FailedGuess
+        }
         (EventKind::Alarm, _, Some("reader_lockout")) => access::PastKind::LockedOut,
         (EventKind::Alarm, _, Some("pin_guessing")) => access::PastKind::PinGuessingAlarm,
         _ => return None,
@@ -447,6 +451,27 @@ mod tests {
         let (checked, breaks) =
             core.with_store_blocking(|s| events::verify_chain(s.conn()).unwrap());
         assert_eq!((checked, breaks.len()), (1, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    #[test]
+    fn a_stored_presentation_attack_counts_as_a_failed_guess_after_a_restart() {
+        let (dir, core) = scratch("pad");
+        let mut e = NewEvent::now(EventKind::Access, true);
+        e.gate = Some("east".parse().unwrap());
+        e.credential_kind = Some("face".into());
+        e.result = Some(AccessResult::Denied);
+        e.reason = Some("presentation_attack".into());
+        let stored = core.record_blocking(e, None).unwrap();
+        let past = past_event(&stored, chrono::Utc::now()).expect("counted");
+        assert_eq!(past.kind, access::PastKind::FailedGuess);
+        // A refused face of a stranger is not a guess.
+        let mut unknown = NewEvent::now(EventKind::Access, true);
+        unknown.gate = Some("east".parse().unwrap());
+        unknown.credential_kind = Some("face".into());
+        unknown.result = Some(AccessResult::Denied);
+        unknown.reason = Some("unknown_face".into());
+        let stored = core.record_blocking(unknown, None).unwrap();
+        assert!(past_event(&stored, chrono::Utc::now()).is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -769,7 +769,7 @@ pub(crate) fn access_event(
         }),
         reason: d.reason().map(|r| r.as_str().to_string()),
         score: match &p.credential {
-            Credential::Face { score, .. } => Some(*score),
+            Credential::Face { score, .. } | Credential::SpoofedFace { score, .. } => Some(*score),
             Credential::CardAndFace { face, .. } => face.score(),
             _ => None,
         },

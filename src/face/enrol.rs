@@ -4,7 +4,10 @@
 //! A photo is accepted only with exactly one face of sufficient quality;
 //! enrolment is all-or-nothing (one refused photo enrols none), and a face
 //! that already matches another resident is enrolled with a warning, since
-//! twins and look-alikes exist but so do mistakes at the desk.
+//! twins and look-alikes exist but so do mistakes at the desk. A photo the
+//! liveness models score as a presentation attack (a photo of a photo, a
+//! screen) is enrolled with a warning too: it makes a poor template, and it
+//! may be a sign that someone is enrolling a face that is not theirs.
 
 use std::fmt;
 use std::path::Path;
@@ -13,6 +16,7 @@ use anyhow::Result;
 use opencv::core::Mat;
 use opencv::prelude::*;
 
+use super::liveness::Liveness;
 use super::photo::{self, PhotoError};
 use super::policy::MatchPolicy;
 use super::{FaceEngine, Gallery};
@@ -26,6 +30,9 @@ pub struct Matcher {
     pub engine: FaceEngine,
     pub policy: MatchPolicy,
     pub gallery: Gallery,
+    /// The liveness models, to warn about photos of photos; `Err` says why
+    /// they are not there (enrolment goes on without the check).
+    pub liveness: Result<Liveness, String>,
 }
 
 impl Matcher {
@@ -44,11 +51,16 @@ impl Matcher {
             engine.embedder.dim(),
             policy.combine,
         )?;
+        let liveness = Liveness::load(config).map_err(|e| format!("{e:#}"));
+        if let Err(e) = &liveness {
+            tracing::warn!("enrolment photos are not checked for liveness: {e}");
+        }
         Ok(Matcher {
             store,
             engine,
             policy,
             gallery,
+            liveness,
         })
     }
 }
@@ -123,12 +135,22 @@ pub fn enrol(
     let total = photos.len();
     let mut accepted = Vec::new();
     let mut refusals = Vec::new();
+    let mut warnings = Vec::new();
     for p in photos {
-        match p
-            .frame
-            .and_then(|frame| photo::single_face(&mut m.engine, &frame))
-        {
-            Ok(face) => accepted.push((p.label, face)),
+        let frame = match p.frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                refusals.push(format!("{}: {e}", p.label));
+                continue;
+            }
+        };
+        match photo::single_face(&mut m.engine, &frame) {
+            Ok(face) => {
+                if let Some(w) = liveness_warning(m, &p.label, &frame, &face) {
+                    warnings.push(w);
+                }
+                accepted.push((p.label, face))
+            }
             Err(e) => refusals.push(format!("{}: {e}", p.label)),
         }
     }
@@ -144,7 +166,6 @@ pub fn enrol(
         .into());
     }
     let model = m.engine.model_name().to_string();
-    let mut warnings = Vec::new();
     let mut rows = Vec::new();
     for (label, face) in &accepted {
         let Some(embedding) = &face.embedding else {
@@ -189,4 +210,23 @@ pub fn enrol(
         model,
         warnings,
     })
+}
+
+/// A warning when an enrolment photo scores as a presentation attack (or
+/// when it could not be checked).
+fn liveness_warning(
+    m: &mut Matcher,
+    label: &str,
+    frame: &Mat,
+    face: &super::AnalyzedFace,
+) -> Option<String> {
+    let liveness = m.liveness.as_mut().ok()?;
+    match liveness.score_one(frame, &face.detection.bbox) {
+        Ok(s) if !liveness.is_live(s.score) => Some(format!(
+            "{label}: this looks like a photo of a photo or of a screen (liveness {:.2}, threshold {:.2}); a poor template: take the photo of the resident in person",
+            s.score, liveness.threshold
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("{label}: liveness not checked: {e:#}")),
+    }
 }

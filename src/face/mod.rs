@@ -20,6 +20,7 @@ pub mod embed;
 pub mod enrol;
 pub mod eval;
 pub mod gallery;
+pub mod liveness;
 pub mod openset;
 pub mod photo;
 pub mod pipeline;

@@ -213,6 +213,19 @@ mod tests {
     }
 
     #[test]
+    fn decodes_photos_upright_with_their_exif_orientation() {
+        // Stored 640×480 with EXIF orientation 6 (rotate 90°): upright, it is 480×640.
+        // Left sideways, a printed photo scores as a real face (shared models README).
+        let shared = std::env::var_os("GATEHOUSE_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+        for name in ["image_T1.jpg", "image_F1.jpg", "image_F2.jpg"] {
+            let frame = load(&shared.join("faces/liveness").join(name)).unwrap();
+            assert_eq!((frame.cols(), frame.rows()), (480, 640), "{name}");
+        }
+    }
+
+    #[test]
     fn photo_detect_width_follows_the_photo_within_bounds() {
         assert_eq!(detect_width(250, 320), 320);
         assert_eq!(detect_width(500, 320), 512);

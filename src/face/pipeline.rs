@@ -1,6 +1,14 @@
 //! The per-camera pipeline: camera → detect → quality → align → embed →
-//! match → policy → a face credential for the access decision, or a
-//! rate-limited unknown-face event with a JPEG snapshot.
+//! match → liveness → policy → a face credential for the access decision, a
+//! presentation attack, or a rate-limited unknown-face event with a JPEG
+//! snapshot.
+//!
+//! At a gate with liveness on, every face that passed the quality floor and
+//! could become a credential (it matched a resident, or the gate's card + face
+//! check may ask for it) goes through the liveness models, all such faces of a
+//! frame in one batch; a failing match becomes a spoof vote
+//! ([`super::policy::with_liveness`]) and a failing face is not offered to a
+//! card + face check.
 //!
 //! One thread per camera owns its own detector and embedder sessions; the
 //! gallery is shared through a [`GalleryHandle`] that can be swapped (after
@@ -23,7 +31,8 @@ use tokio::sync::mpsc;
 use super::camera::{Camera, CameraMonitor, CameraOptions, CameraState, CameraStats, Source};
 use super::detect::Detection;
 use super::gallery::{GalleryHandle, IdentityScore};
-use super::policy::{GateState, MatchPolicy, Outcome, SharedGateMemory};
+use super::liveness::Liveness;
+use super::policy::{self, FrameVerdict, GateState, MatchPolicy, Outcome, SharedGateMemory};
 use super::quality::{Rejection, RejectionCounters};
 use super::recent::{FaceWitness, SharedRecentFaces};
 use super::track::Tracker;
@@ -76,11 +85,30 @@ pub struct WatchedFace {
     pub snapshot_jpeg: Vec<u8>,
 }
 
+/// A face that matched a resident but failed the liveness check over K of M
+/// frames: a photo or a screen held up to the camera.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SpoofedFace {
+    pub gate: GateId,
+    pub camera: String,
+    /// Whose face the photo shows, and how well it matched.
+    pub best: IdentityScore,
+    /// Mean fused liveness score of the spoof frames (below the threshold).
+    pub liveness: f32,
+    pub threshold: f32,
+    pub at: DateTime<Utc>,
+    /// JPEG of the face and its surroundings, kept on the device.
+    #[serde(skip)]
+    pub snapshot_jpeg: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FaceEvent {
     Credential(FaceCredential),
     Unknown(UnknownFace),
+    /// A presentation attack: never a credential.
+    Attack(SpoofedFace),
     Watchlist(WatchedFace),
     /// The camera changed state (lost, back, ended).
     Camera {
@@ -98,6 +126,10 @@ pub struct PipelineCounters {
     pub embedded: AtomicU64,
     pub credentials: AtomicU64,
     pub unknown_events: AtomicU64,
+    /// Faces run through the liveness models, and those that failed.
+    pub liveness_checked: AtomicU64,
+    pub liveness_failed: AtomicU64,
+    pub attacks: AtomicU64,
     /// Events the channel had no room for (unknown faces and camera states only).
     pub events_dropped: AtomicU64,
     pub errors: AtomicU64,
@@ -119,6 +151,9 @@ pub struct PipelineStatus {
     pub embedded: u64,
     pub credentials: u64,
     pub unknown_events: u64,
+    pub liveness_checked: u64,
+    pub liveness_failed: u64,
+    pub attacks: u64,
     pub events_dropped: u64,
     pub errors: u64,
     pub last_frame_ms: f64,
@@ -142,6 +177,8 @@ pub struct FrameProcessor {
     /// The station's face watchlist, and this camera's confirmations of it.
     watch: Option<WatchFaces>,
     watch_memory: WatchMemory,
+    /// The liveness models, at a gate with liveness on.
+    liveness: Option<Liveness>,
 }
 
 impl FrameProcessor {
@@ -165,7 +202,13 @@ impl FrameProcessor {
             recent: None,
             watch: None,
             watch_memory: WatchMemory::default(),
+            liveness: None,
         }
+    }
+
+    /// Checks every face that could become a credential for liveness.
+    pub fn check_liveness(&mut self, liveness: Liveness) {
+        self.liveness = Some(liveness);
     }
 
     /// Compares every good face with the station's face watchlist.
@@ -210,31 +253,53 @@ impl FrameProcessor {
             );
             self.warned_model = true;
         }
-        let c = &self.counters;
+        let c = self.counters.clone();
         c.frames.fetch_add(1, Ordering::Relaxed);
         let mut events = Vec::new();
+        let mut observed = Vec::with_capacity(detections.len());
         for (detection, track) in detections.iter().zip(assignment.ids) {
             c.faces.fetch_add(1, Ordering::Relaxed);
             // One bad face (degenerate landmarks, a runtime hiccup) must not void the frame.
-            let observation = match self
+            match self
                 .engine
                 .observe(frame, *detection, &gallery, &self.policy)
             {
-                Ok(o) => o,
+                Ok(o) => observed.push((detection, track, o)),
                 Err(e) => {
                     c.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(camera = %self.camera, track, error = %format!("{e:#}"), "face skipped");
-                    continue;
                 }
+            }
+        }
+        let checked = self.liveness_of(frame, &observed);
+        for ((detection, track, observation), checked) in observed.iter().zip(checked) {
+            let (detection, track) = (*detection, *track);
+            let live = match checked {
+                LivenessCheck::NotNeeded => None,
+                LivenessCheck::Score(score) => Some(score),
+                // Fail closed without crying wolf: this frame is no vote at all
+                // (not a credential, not an attack), and not a card + face witness.
+                LivenessCheck::Failed => continue,
             };
-            let (face, ranked, verdict) =
-                (&observation.face, observation.ranked, observation.verdict);
+            let (face, ranked) = (&observation.face, observation.ranked);
+            let verdict = match (live, &self.liveness) {
+                (Some(score), Some(l)) => {
+                    policy::with_liveness(observation.verdict, score, l.threshold)
+                }
+                _ => observation.verdict,
+            };
             if let Err(reason) = face.verdict {
                 c.rejections.add(reason);
             }
+            let failed_liveness = match (live, &self.liveness) {
+                (Some(score), Some(l)) => !l.is_live(score),
+                _ => false,
+            };
             if let Some(embedding) = &face.embedding {
                 c.embedded.fetch_add(1, Ordering::Relaxed);
-                if let (Some(recent), Ok(())) = (&self.recent, face.verdict) {
+                // A photo of the card owner must not complete a card + face check.
+                if let (Some(recent), Ok(()), false) = (&self.recent, face.verdict, failed_liveness)
+                {
                     let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
                     recent.record(now, embedding.clone());
                 }
@@ -304,6 +369,19 @@ impl FrameProcessor {
                         at,
                     }));
                 }
+                Outcome::PresentationAttack { best, liveness } => {
+                    c.attacks.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(camera = %self.camera, resident = %best.resident, liveness, "presentation attack: face refused");
+                    events.push(FaceEvent::Attack(SpoofedFace {
+                        gate: self.gate.clone(),
+                        camera: self.camera.clone(),
+                        best,
+                        liveness,
+                        threshold: self.liveness.as_ref().map_or(0.0, |l| l.threshold),
+                        at,
+                        snapshot_jpeg: snapshot_or_empty(frame, detection),
+                    }));
+                }
                 Outcome::UnknownFace { best } => {
                     c.unknown_events.fetch_add(1, Ordering::Relaxed);
                     let snapshot_jpeg = snapshot_or_empty(frame, detection);
@@ -327,6 +405,82 @@ impl FrameProcessor {
         crate::metrics::inc(name, help, &labels);
         Ok(events)
     }
+
+    /// The fused liveness score of each observed face that needs one (with
+    /// liveness on: it passed the quality floor, and it matched a resident or
+    /// may serve a card + face check), all in one batch per model. A failing
+    /// model run fails the check of those faces only.
+    fn liveness_of(
+        &mut self,
+        frame: &Mat,
+        observed: &[(&Detection, u64, super::Observation)],
+    ) -> Vec<LivenessCheck> {
+        let Some(models) = self.liveness.as_mut() else {
+            return vec![LivenessCheck::NotNeeded; observed.len()];
+        };
+        let needs: Vec<bool> = observed
+            .iter()
+            .map(|(_, _, o)| {
+                o.face.verdict.is_ok()
+                    && (matches!(o.verdict, FrameVerdict::Match(_))
+                        || (self.recent.is_some() && o.face.embedding.is_some()))
+            })
+            .collect();
+        let boxes: Vec<_> = observed
+            .iter()
+            .zip(&needs)
+            .filter(|(_, n)| **n)
+            .map(|((d, _, _), _)| d.bbox)
+            .collect();
+        if boxes.is_empty() {
+            return vec![LivenessCheck::NotNeeded; observed.len()];
+        }
+        let scores: Vec<f32> = match models.score(frame, &boxes) {
+            Ok(scores) => scores.into_iter().map(|s| s.score).collect(),
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(camera = %self.camera, error = %format!("{e:#}"), "liveness check failed; these faces are skipped in this frame");
+                return needs
+                    .into_iter()
+                    .map(|n| {
+                        if n {
+                            LivenessCheck::Failed
+                        } else {
+                            LivenessCheck::NotNeeded
+                        }
+                    })
+                    .collect();
+            }
+        };
+        let c = &self.counters;
+        c.liveness_checked
+            .fetch_add(scores.len() as u64, Ordering::Relaxed);
+        c.liveness_failed.fetch_add(
+            scores.iter().filter(|s| !models.is_live(**s)).count() as u64,
+            Ordering::Relaxed,
+        );
+        let mut scores = scores.into_iter();
+        needs
+            .into_iter()
+            .map(|n| match n {
+                true => scores
+                    .next()
+                    .map_or(LivenessCheck::Failed, LivenessCheck::Score),
+                false => LivenessCheck::NotNeeded,
+            })
+            .collect()
+    }
+}
+
+/// What the liveness stage says about one face of a frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LivenessCheck {
+    /// Liveness is off here, or the face could not become a credential.
+    NotNeeded,
+    /// The fused score.
+    Score(f32),
+    /// The models failed on this frame.
+    Failed,
 }
 
 /// [`snapshot`], or nothing (with a warning): an event without a picture beats no event.
@@ -447,6 +601,9 @@ impl PipelineHandle {
             embedded: c.embedded.load(Ordering::Relaxed),
             credentials: c.credentials.load(Ordering::Relaxed),
             unknown_events: c.unknown_events.load(Ordering::Relaxed),
+            liveness_checked: c.liveness_checked.load(Ordering::Relaxed),
+            liveness_failed: c.liveness_failed.load(Ordering::Relaxed),
+            attacks: c.attacks.load(Ordering::Relaxed),
             events_dropped: c.events_dropped.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
             last_frame_ms: c.last_frame_us.load(Ordering::Relaxed) as f64 / 1000.0,
@@ -523,6 +680,11 @@ fn spawn_with(
         gallery.clone(),
     );
     processor.share_gate_memory(gate_memory);
+    if config.gate(&camera.gate).is_some_and(|g| g.liveness_on()) {
+        let liveness = Liveness::load(config)
+            .with_context(|| format!("camera {}: cannot load the liveness models", camera.id))?;
+        processor.check_liveness(liveness);
+    }
     if let Some(recent) = recent {
         processor.share_recent_faces(recent);
     }

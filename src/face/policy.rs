@@ -24,6 +24,15 @@
 //!
 //! At a card + face gate the face is not searched but checked against the
 //! card owner only ([`MatchPolicy::verify`], 1:1).
+//!
+//! Liveness (presentation-attack detection, [`super::liveness`]) enters per
+//! frame: at a gate with liveness on, a frame that matched a resident but
+//! scored below the liveness threshold becomes [`FrameVerdict::Spoof`], a
+//! vote for an attack and never for the resident ([`with_liveness`]). So each
+//! of the K confirming frames must pass on its own (BENCHMARKS.md,
+//! "Liveness": measured against the mean of the K frames), and K spoof votes
+//! in the window make the face a presentation attack: the track never yields
+//! a credential after that.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -73,6 +82,23 @@ pub enum FrameVerdict {
     Unknown { best: Option<IdentityScore> },
     /// Refused by the quality floor: no vote either way.
     Rejected { reason: Rejection },
+    /// Matched `best`, but failed the liveness check (a photo or a screen):
+    /// a vote for a presentation attack, never for the resident.
+    Spoof { best: IdentityScore, liveness: f32 },
+}
+
+/// The liveness check applied to one frame's verdict: a match whose fused
+/// liveness score is below `threshold` becomes a [`FrameVerdict::Spoof`];
+/// anything else is unchanged (only faces that could become a credential
+/// are checked).
+pub fn with_liveness(verdict: FrameVerdict, liveness: f32, threshold: f32) -> FrameVerdict {
+    match verdict {
+        // A score that is not a number fails too.
+        FrameVerdict::Match(best) if liveness.is_nan() || liveness < threshold => {
+            FrameVerdict::Spoof { best, liveness }
+        }
+        other => other,
+    }
 }
 
 impl FrameVerdict {
@@ -93,6 +119,10 @@ pub enum Confirmation {
     Resident(IdentityScore),
     /// K or more frames were judged and matched nobody, and none matched anyone.
     Stranger { best: Option<IdentityScore> },
+    /// K or more frames matched a resident but failed the liveness check:
+    /// a presentation attack with `best`'s face (the closest match, and the
+    /// mean liveness of those frames).
+    Attack { best: IdentityScore, liveness: f32 },
     /// Not enough agreement yet.
     Pending,
 }
@@ -186,6 +216,8 @@ impl MatchPolicy {
         let mut votes: Vec<(ResidentId, usize, f32)> = Vec::new();
         let mut unknown = 0;
         let mut best_unknown: Option<IdentityScore> = None;
+        let (mut spoofs, mut spoof_liveness) = (0usize, 0.0f32);
+        let mut spoof_best: Option<IdentityScore> = None;
         for verdict in window {
             match verdict {
                 FrameVerdict::Match(s) => match votes.iter_mut().find(|v| v.0 == s.resident) {
@@ -203,8 +235,23 @@ impl MatchPolicy {
                         }
                     }
                 }
+                FrameVerdict::Spoof { best, liveness } => {
+                    spoofs += 1;
+                    spoof_liveness += liveness;
+                    if spoof_best.map_or(true, |b| best.score > b.score) {
+                        spoof_best = Some(*best);
+                    }
+                }
                 FrameVerdict::Ambiguous { .. } | FrameVerdict::Rejected { .. } => {}
             }
+        }
+        // An attack outweighs any match in the same window: a photo that
+        // passes now and then must still never open.
+        if let (Some(best), true) = (spoof_best, spoofs >= self.confirm_k) {
+            return Confirmation::Attack {
+                best,
+                liveness: spoof_liveness / spoofs as f32,
+            };
         }
         match votes.as_slice() {
             // Two residents in one window: the track is confused; wait for clearer frames.
@@ -225,6 +272,9 @@ pub enum Outcome {
     Credential(IdentityScore),
     /// A confirmed stranger, not rate-limited: raise an unknown-face event.
     UnknownFace { best: Option<IdentityScore> },
+    /// A confirmed presentation attack (once per track): refused, recorded,
+    /// and counted toward the gate's lockout.
+    PresentationAttack { best: IdentityScore, liveness: f32 },
 }
 
 #[derive(Debug, Default)]
@@ -281,6 +331,11 @@ impl GateState {
         }
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         match policy.confirm(votes.recent.make_contiguous()) {
+            Confirmation::Attack { best, liveness } => {
+                // The track never becomes a credential after this.
+                votes.credential_sent = true;
+                Some(Outcome::PresentationAttack { best, liveness })
+            }
             Confirmation::Resident(score) => {
                 votes.credential_sent = true;
                 let cooling = gate
@@ -501,6 +556,80 @@ mod tests {
         let mut other = GateState::default();
         other.observe(&p, 1, m, t0);
         assert!(other.observe(&p, 1, m, t0).is_some());
+    }
+
+    #[test]
+    fn liveness_turns_only_a_failing_match_into_a_spoof_vote() {
+        let m = FrameVerdict::Match(s(1, 0.8));
+        let u = FrameVerdict::Unknown { best: None };
+        assert_eq!(with_liveness(m, 0.9, 0.5), m);
+        assert_eq!(
+            with_liveness(m, 0.1, 0.5),
+            FrameVerdict::Spoof {
+                best: s(1, 0.8),
+                liveness: 0.1
+            }
+        );
+        assert_eq!(with_liveness(u, 0.1, 0.5), u, "a stranger stays a stranger");
+        assert!(matches!(
+            with_liveness(m, f32::NAN, 0.5),
+            FrameVerdict::Spoof { .. }
+        ));
+    }
+
+    #[test]
+    fn each_confirming_frame_must_be_live_and_k_spoofs_make_an_attack() {
+        let p = policy();
+        let m = FrameVerdict::Match(s(1, 0.8));
+        let spoof = |l| FrameVerdict::Spoof {
+            best: s(1, 0.8),
+            liveness: l,
+        };
+        let cases: Vec<(Vec<FrameVerdict>, Confirmation)> = vec![
+            // One live frame and one spoof: not enough for either.
+            (vec![m, spoof(0.2)], Confirmation::Pending),
+            (vec![m, spoof(0.2), m], Confirmation::Resident(s(1, 0.8))),
+            (
+                vec![spoof(0.1), m, spoof(0.3)],
+                Confirmation::Attack {
+                    best: s(1, 0.8),
+                    liveness: 0.2,
+                },
+            ),
+        ];
+        for (window, want) in cases {
+            assert_eq!(p.confirm(&window), want, "{window:?}");
+        }
+    }
+
+    #[test]
+    fn a_presentation_attack_is_reported_once_and_its_track_never_opens() {
+        let p = policy();
+        let mut g = GateState::default();
+        let t0 = Instant::now();
+        let spoof = FrameVerdict::Spoof {
+            best: s(1, 0.8),
+            liveness: 0.1,
+        };
+        assert_eq!(g.observe(&p, 1, spoof, t0), None);
+        assert_eq!(
+            g.observe(&p, 1, spoof, t0),
+            Some(Outcome::PresentationAttack {
+                best: s(1, 0.8),
+                liveness: 0.1
+            })
+        );
+        // The photo now passes for a few frames: still no credential for this track.
+        let m = FrameVerdict::Match(s(1, 0.8));
+        for _ in 0..4 {
+            assert_eq!(g.observe(&p, 1, m, t0), None);
+        }
+        // The resident in person, a new track: opens.
+        g.observe(&p, 2, m, t0);
+        assert_eq!(
+            g.observe(&p, 2, m, t0),
+            Some(Outcome::Credential(s(1, 0.8)))
+        );
     }
 
     #[test]

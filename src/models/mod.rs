@@ -24,6 +24,9 @@ pub const BUILTIN_MANIFEST: &str = include_str!("../../models/models.toml");
 pub enum Role {
     Detector,
     Embedder,
+    /// Presentation-attack detection (liveness): a crop around the face box →
+    /// class logits, one of which is "real face".
+    Liveness,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -68,6 +71,11 @@ pub struct ModelSpec {
     pub impostor_sd: Option<f32>,
     /// Detector NMS IoU.
     pub nms_iou: Option<f32>,
+    /// Liveness models: the crop is this many times the face box (shifted to
+    /// stay inside the image), resized to `input_width × input_height`.
+    pub crop_scale: Option<f32>,
+    /// Liveness models: the index of the "real face" class in the softmax.
+    pub real_class: Option<usize>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -125,6 +133,17 @@ impl Manifest {
             {
                 bail!(
                     "{source}: embedder {:?} needs input_width, input_height and embedding_size",
+                    m.name
+                );
+            }
+            if m.role == Role::Liveness
+                && (m.input_width.is_none()
+                    || m.input_height.is_none()
+                    || !m.crop_scale.is_some_and(|s| s.is_finite() && s >= 1.0)
+                    || m.real_class.is_none())
+            {
+                bail!(
+                    "{source}: liveness model {:?} needs input_width, input_height, crop_scale (>= 1) and real_class",
                     m.name
                 );
             }

@@ -20,9 +20,18 @@ pub struct FaceEnv {
 }
 
 impl FaceEnv {
-    /// The demo config (YuNet 2026may + MobileFaceNet) in a fresh data directory.
+    /// The demo config (YuNet 2026may + MobileFaceNet, and the two liveness
+    /// models) in a fresh data directory.
     pub fn new(tag: &str) -> FaceEnv {
-        FaceEnv::with_models(tag, &["yunet-2026may", "mobilefacenet"])
+        FaceEnv::with_models(
+            tag,
+            &[
+                "yunet-2026may",
+                "mobilefacenet",
+                "minifasnet-v2",
+                "minifasnet-v1se",
+            ],
+        )
     }
 
     /// Also installs the given extra models (e.g. `facenet-vggface2`).

@@ -10,6 +10,7 @@ pub mod common;
 mod face_support;
 
 mod camera;
+mod liveness;
 mod openset;
 mod pipeline;
 mod register;
