@@ -52,8 +52,15 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     checks.push(check_data_dir(config.data_dir()));
     checks.push(check_disk(config.data_dir()));
     checks.extend(check_gpio(config));
-    checks.extend(check_models(config));
-    checks.push(check_onnxruntime(config));
+    let models = check_models(config);
+    let installed = models.iter().all(|c| c.status != Status::Fail);
+    checks.extend(models);
+    let runtime = check_onnxruntime(config);
+    let runtime_ok = runtime.status == Status::Pass;
+    checks.push(runtime);
+    if installed && runtime_ok {
+        checks.push(check_models_run(config));
+    }
     for camera in &config.cameras {
         checks.push(check_camera(&camera.id, &camera.source, camera_timeout));
     }
@@ -176,7 +183,14 @@ fn check_models(config: &Config) -> Vec<Check> {
                 .and_then(|spec| models::verify(spec, &dir))
             {
                 Ok(VerifyOutcome::Ok) => {
-                    Check::new(label, Status::Pass, "installed, sha256 matches")
+                    match manifest.get(name).ok().and_then(|m| m.unverified.as_ref()) {
+                        Some(why) => Check::new(
+                            label,
+                            Status::Warn,
+                            format!("installed, sha256 matches; unverified: {why}"),
+                        ),
+                        None => Check::new(label, Status::Pass, "installed, sha256 matches"),
+                    }
                 }
                 Ok(VerifyOutcome::Missing(p)) => Check::new(
                     label,
@@ -195,6 +209,54 @@ fn check_models(config: &Config) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// Runs the configured detector on a blank frame and the embedder on a blank
+/// crop: a model that installs but fails to run (wrong input shape, wrong
+/// input name) would otherwise look like a gate where nobody shows up.
+fn check_models_run(config: &Config) -> Check {
+    let label = "models run";
+    match run_models_once(config) {
+        Ok(detail) => Check::new(label, Status::Pass, detail),
+        Err(e) => Check::new(label, Status::Fail, format!("{e:#}")),
+    }
+}
+
+fn run_models_once(config: &Config) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use opencv::core::{Mat, Scalar, CV_8UC3};
+    let mut engine = crate::face::FaceEngine::load(config)?;
+    let grey = |w: i32, h: i32| {
+        Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(128.0))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    engine
+        .detector
+        .detect(&grey(640, 480)?)
+        .with_context(|| format!("detector {} fails to run", config.models.detector))?;
+    let (w, h) = engine.embedder.input_size();
+    let embedding = engine
+        .embedder
+        .embed(&grey(w as i32, h as i32)?)
+        .with_context(|| format!("embedder {} fails to run", config.models.embedder))?;
+    if embedding.dim() != engine.embedder.dim() {
+        anyhow::bail!(
+            "embedder {} returned {} values, the manifest says {}",
+            config.models.embedder,
+            embedding.dim(),
+            engine.embedder.dim()
+        );
+    }
+    let input = match engine.detector.fixed_input() {
+        Some((w, h)) => format!("fixed input {w}x{h}"),
+        None => format!("width {}", engine.detector.settings.width),
+    };
+    Ok(format!(
+        "detector {} ({input}) and embedder {} ({}-d) run on a test frame",
+        config.models.detector,
+        config.models.embedder,
+        embedding.dim()
+    ))
 }
 
 fn check_onnxruntime(config: &Config) -> Check {

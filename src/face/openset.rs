@@ -143,7 +143,7 @@ pub fn analyse_photos(
             names.len() - 1
         });
         let started = Instant::now();
-        let (embedding, quality) = match analyse_one(engine, &root.join(&l.file)) {
+        let (embedding, quality) = match analyse_one(engine, &root.join(&l.file))? {
             Ok(found) => found,
             Err(why) => {
                 out.no_face.push((l.file.clone(), why));
@@ -164,26 +164,40 @@ pub fn analyse_photos(
 type Analysed = (Option<Embedding>, Result<(), Rejection>);
 
 /// The largest face of a photo, embedded whatever its quality (so the
-/// evaluation can also be run without the quality floor).
-fn analyse_one(engine: &mut FaceEngine, path: &Path) -> std::result::Result<Analysed, String> {
-    let frame = photo::load(path).map_err(|e| e.to_string())?;
-    let faces = photo::detect(engine, &frame).map_err(|e| e.to_string())?;
+/// evaluation can also be run without the quality floor). The inner `Err` is
+/// a photo without a usable face; the outer one a model that fails to run,
+/// which stops the evaluation (it is never counted as "no face").
+fn analyse_one(
+    engine: &mut FaceEngine,
+    path: &Path,
+) -> Result<std::result::Result<Analysed, String>> {
+    let frame = match photo::load(path) {
+        Ok(frame) => frame,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let faces = match photo::detect(engine, &frame) {
+        Ok(faces) => faces,
+        Err(photo::PhotoError::Failed(why)) => {
+            bail!("face detector failed on {}: {why}", path.display())
+        }
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     let Some(largest) = faces
         .iter()
         .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
     else {
-        return Err(photo::PhotoError::NoFace.to_string());
+        return Ok(Err(photo::PhotoError::NoFace.to_string()));
     };
     let face = engine
         .analyze(&frame, *largest)
-        .map_err(|e| format!("{e:#}"))?;
+        .with_context(|| format!("face models failed on {}", path.display()))?;
     let embedding = match face.embedding {
         Some(e) => e,
         None => engine
             .embed_face(&frame, largest, &face.crop112)
-            .map_err(|e| format!("{e:#}"))?,
+            .with_context(|| format!("face embedder failed on {}", path.display()))?,
     };
-    Ok((Some(embedding), face.verdict))
+    Ok(Ok((Some(embedding), face.verdict)))
 }
 
 #[derive(Clone, Debug)]

@@ -67,6 +67,10 @@ pub struct ModelSpec {
     pub impostor_sd: Option<f32>,
     /// Detector NMS IoU.
     pub nms_iou: Option<f32>,
+    /// Why this entry has not been checked against the pipeline (e.g. the file
+    /// was never available to the team); `gatehouse doctor` says so.
+    #[serde(default)]
+    pub unverified: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
