@@ -83,7 +83,11 @@ fn check_face_register(config: &Config) -> Check {
         Ok(n) => n,
         Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
     };
-    match calibrate::stranger_risk(config, &spec, residents) {
+    let own = match own_register_tail(config, &spec) {
+        Ok(own) => own,
+        Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
+    };
+    match calibrate::stranger_risk_with(config, &spec, residents, own) {
         Ok(Some(risk)) if risk.over_target() => Check::new(label, Status::Warn, risk.describe()),
         Ok(Some(risk)) => Check::new(label, Status::Pass, risk.describe()),
         Ok(None) => Check::new(
@@ -96,6 +100,26 @@ fn check_face_register(config: &Config) -> Check {
         ),
         Err(e) => Check::new(label, Status::Warn, format!("{e:#}")),
     }
+}
+
+/// The register's own impostor tail (read-only; `None` while too small).
+fn own_register_tail(
+    config: &Config,
+    spec: &crate::models::ModelSpec,
+) -> anyhow::Result<Option<crate::face::tail::TailCurve>> {
+    use anyhow::Context;
+    let path = config.database_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {} read-only", path.display()))?;
+    let policy = crate::face::MatchPolicy::from_config(&config.face, spec)?;
+    let dim = spec.embedding_size.unwrap_or(0);
+    crate::face::calibrate::own_curve_from_db(&conn, &spec.name, dim, policy.combine)
 }
 
 fn check_data_dir(dir: &Path) -> Check {

@@ -401,10 +401,18 @@ mod tests {
     fn few_clusters_widen_the_bound_and_too_few_are_refused() {
         let many = TailFit::fit(&exponential_tail(20_000, 1), 1).unwrap();
         let few = TailFit::fit(&exponential_tail(20_000, 5), 1).unwrap();
-        assert_eq!((many.exceedance_clusters, few.exceedance_clusters), (200, 40));
+        assert_eq!(
+            (many.exceedance_clusters, few.exceedance_clusters),
+            (200, 40)
+        );
         let t = 0.65;
         let width = |f: &TailFit| f.rate_upper(t) / f.rate(t);
-        assert!(width(&few) > width(&many), "{} vs {}", width(&few), width(&many));
+        assert!(
+            width(&few) > width(&many),
+            "{} vs {}",
+            width(&few),
+            width(&many)
+        );
         assert!(few.p_min() > many.p_min());
         assert!(TailFit::fit(&exponential_tail(20_000, 20), 1).is_err());
         assert!(TailFit::fit(&exponential_tail(100, 1), 1).is_err());

@@ -67,6 +67,11 @@ pub struct ModelSpec {
     pub impostor_sd: Option<f32>,
     /// Detector NMS IoU.
     pub nms_iou: Option<f32>,
+    /// Embedders: the impostor tail measured on many identities (a
+    /// generalised-Pareto fit with its 95 % bound), used until a site's own
+    /// register is large enough (`face::calibrate::prior_curve`).
+    #[serde(default)]
+    pub impostor_prior: Option<crate::face::tail::TailCurve>,
     /// Why this entry has not been checked against the pipeline (e.g. the file
     /// was never available to the team); `gatehouse doctor` says so.
     #[serde(default)]
