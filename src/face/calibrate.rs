@@ -505,12 +505,13 @@ impl StrangerRisk {
             String::new()
         };
         let mut s = format!(
-            "{} residents with a face; threshold {:.3} in force: a stranger is falsely accepted with probability {}{bound} per confirmed face (target {}); threshold {:.3} supports up to {supports} residents at the target; resting on {}",
+            "{} residents with a face; threshold {:.3} in force: a stranger is falsely accepted with probability {}{bound} per confirmed face (target {}); threshold {:.3} supports up to {supports} residents at the target; tail from {}: {}",
             self.residents,
             self.threshold,
             percent(self.expected_fpir),
             percent(self.target_fpir),
             self.threshold,
+            self.tail_source,
             self.basis
         );
         if !self.supported {

@@ -272,6 +272,23 @@ pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
             s.known_probes + s.unknown_probes
         );
     }
+    let mut refused: std::collections::BTreeMap<&str, usize> = Default::default();
+    for sample in &p.samples {
+        if let (Some(_), Err(reason)) = (&sample.embedding, sample.quality) {
+            *refused.entry(reason.as_str()).or_default() += 1;
+        }
+    }
+    let faces = p.samples.iter().filter(|s| s.embedding.is_some()).count();
+    println!(
+        "quality floor refuses {} of {faces} faces{}",
+        refused.values().sum::<usize>(),
+        if refused.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = refused.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            format!(" ({})", list.join(", "))
+        }
+    );
     println!("same person:          {}", stats(&report.genuine));
     println!("best other resident:  {}", stats(&report.best_impostor));
     if let (Some(target), Some(predicted), Some(upper), Some(own)) = (
