@@ -981,8 +981,9 @@ mod tests {
             .clone();
         let (tail, source) = configured_tail(&ok, &spec).unwrap();
         assert_eq!((tail.mean, tail.sd, source), (-0.01, 0.09, "config"));
-        let (_, source) = configured_tail(&Config::demo(), &spec).unwrap();
-        assert_eq!(source, "model manifest");
+        // MobileFaceNet ships a measured prior now, not a Gaussian.
+        assert!(configured_tail(&Config::demo(), &spec).is_none());
+        assert!(prior_curve(&spec).is_some_and(|c| c.p_min > 0.0 && c.points.len() > 50));
         for (bad, key) in [
             ("impostor_mean = 0.0", "face.impostor_sd"),
             ("impostor_mean = 0.0\nimpostor_sd = 0.0", "face.impostor_sd"),

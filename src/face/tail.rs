@@ -119,6 +119,13 @@ pub const CONFIDENCE: f64 = 0.95;
 impl TailFit {
     /// Fits the tail of `scores` (see the module docs); `seed` fixes the bootstrap.
     pub fn fit(scores: &[Clustered], seed: u64) -> Result<TailFit> {
+        TailFit::fit_with(scores, seed, MIN_EXCEEDANCE_CLUSTERS)
+    }
+
+    /// [`TailFit::fit`] from as few as `min_clusters` pairs of people among the
+    /// top scores (a small set measured for a prior: its bound is wide, and
+    /// [`TailFit::p_min`] keeps it from vouching for much).
+    pub fn fit_with(scores: &[Clustered], seed: u64, min_clusters: usize) -> Result<TailFit> {
         let mut s: Vec<Clustered> = scores
             .iter()
             .copied()
@@ -142,11 +149,12 @@ impl TailFit {
                 .or_default()
                 .push(f64::from(x.score - u));
         }
-        if groups.len() < MIN_EXCEEDANCE_CLUSTERS {
+        if groups.len() < min_clusters.max(5) {
             bail!(
-                "the top {} scores come from {} pairs of people; at least {MIN_EXCEEDANCE_CLUSTERS} are needed (more residents)",
+                "the top {} scores come from {} pairs of people; at least {} are needed (more residents)",
                 above.len(),
-                groups.len()
+                groups.len(),
+                min_clusters.max(5)
             );
         }
         let mut excesses: Vec<f64> = above.iter().map(|x| f64::from(x.score - u)).collect();
@@ -326,6 +334,42 @@ impl TailCurve {
         Some(hi)
     }
 
+    /// The upper envelope of two priors: at every threshold the higher rate
+    /// and bound; the data vouch no further than the weaker of the two.
+    pub fn envelope(&self, other: &TailCurve) -> TailCurve {
+        let (source, identities) = match (&self.basis, &other.basis) {
+            (
+                TailBasis::Prior {
+                    source: a,
+                    identities: n,
+                },
+                TailBasis::Prior {
+                    source: b,
+                    identities: m,
+                },
+            ) => (
+                format!("{b}; {a}; the heavier tail at each threshold"),
+                n + m,
+            ),
+            _ => ("an envelope of two tails".to_string(), 0),
+        };
+        let points = self
+            .points
+            .iter()
+            .map(|p| {
+                let (rate, upper) = other.at(p[0] as f32);
+                [p[0], p[1].max(rate), p[2].max(upper)]
+            })
+            .collect();
+        TailCurve {
+            basis: TailBasis::Prior { source, identities },
+            comparisons: self.comparisons + other.comparisons,
+            clusters: self.clusters + other.clusters,
+            p_min: self.p_min.max(other.p_min),
+            points,
+        }
+    }
+
     /// Whether the data vouches for a rate of `target` at `residents` people.
     pub fn supports(&self, target: f64, residents: usize) -> bool {
         per_comparison_for(target, residents) >= self.p_min
@@ -434,5 +478,33 @@ mod tests {
         assert!(curve.supports(0.01, 2000));
         assert!(!curve.supports(0.01, 3000));
         assert_eq!(curve.max_supported(0.01), 2512);
+        // The envelope with a heavier tail takes the heavier rate and the weaker data.
+        let heavy = TailCurve {
+            basis: TailBasis::Prior {
+                source: "heavy".into(),
+                identities: 12,
+            },
+            comparisons: 3000,
+            clusters: 66,
+            p_min: 0.1 / 66.0,
+            points: vec![[0.1, 0.5, 0.6], [1.0, 1e-3, 1e-2]],
+        };
+        let both = TailCurve {
+            basis: TailBasis::Prior {
+                source: "light".into(),
+                identities: 100,
+            },
+            ..curve.clone()
+        }
+        .envelope(&heavy);
+        assert!(both.at(0.9).1 >= heavy.at(0.9).1 && both.at(0.9).1 >= curve.at(0.9).1);
+        assert_eq!(both.p_min, heavy.p_min);
+        assert!(matches!(
+            both.basis,
+            TailBasis::Prior {
+                identities: 112,
+                ..
+            }
+        ));
     }
 }

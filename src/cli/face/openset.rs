@@ -384,7 +384,7 @@ fn write_prior(loaded: &Loaded, args: &Calibrate, out: &std::path::Path) -> Resu
         ids.dedup();
         ids.len()
     };
-    let scores = calibrate::register_impostor_scores(
+    let mut scores = calibrate::register_impostor_scores(
         &rows,
         &Default::default(),
         &loaded.engine_model,
@@ -393,11 +393,49 @@ fn write_prior(loaded: &Loaded, args: &Calibrate, out: &std::path::Path) -> Resu
         20_000_000,
         args.set.seed,
     )?;
-    let fit = TailFit::fit(&scores, args.set.seed)?;
-    let curve = fit.curve(TailBasis::Prior {
+    if scores.len() < crate::face::tail::MIN_COMPARISONS {
+        // A small set: every photo (not only the enrolled ones) probes the others' centroids.
+        let gallery = crate::face::Gallery::from_rows_combined(
+            &loaded.engine_model,
+            loaded.dim,
+            rows.iter().cloned(),
+            loaded.policy.combine,
+        )?;
+        scores.clear();
+        for s in p.samples.iter() {
+            let Some(e) = &s.embedding else { continue };
+            let me = s.identity as u64 + 1;
+            for x in gallery.identity_scores(e.as_slice()) {
+                if x.resident.0 as u64 != me {
+                    scores.push(crate::face::tail::Clustered {
+                        score: x.score,
+                        cluster: crate::face::tail::pair_cluster(me, x.resident.0 as u64),
+                    });
+                }
+            }
+        }
+    }
+    let fit = TailFit::fit_with(&scores, args.set.seed, 5)?;
+    let mut curve = fit.curve(TailBasis::Prior {
         source: args.prior_source.clone(),
         identities,
     });
+    // An existing prior in the file: keep the upper envelope of both (the
+    // heavier tail wins at every threshold; the data vouch for no less than
+    // the weaker set can).
+    if let Ok(text) = std::fs::read_to_string(out) {
+        #[derive(serde::Deserialize)]
+        struct Existing {
+            impostor_prior: crate::face::tail::TailCurve,
+        }
+        let old: Existing = toml::from_str(&text)
+            .with_context(|| format!("{} holds no impostor_prior to merge with", out.display()))?;
+        curve = curve.envelope(&old.impostor_prior);
+        println!(
+            "merged with the prior already in {} (upper envelope)",
+            out.display()
+        );
+    }
     println!(
         "prior tail:          {} comparisons over {} pairs of identities ({} identities); GPD above {:.3} (top {}): xi {:.3}, sigma {:.4}; trusted down to {:.1e} per comparison",
         fit.comparisons, fit.clusters, identities, fit.u, fit.exceedances, fit.gpd.xi, fit.gpd.sigma, curve.p_min
