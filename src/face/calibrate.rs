@@ -936,6 +936,95 @@ mod tests {
     }
 
     #[test]
+    fn a_register_of_sixty_residents_rests_on_its_own_faces_and_says_so() {
+        use crate::store::{faces::NewFace, Store};
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-owntail-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let mut store = Store::open(&dir.join("g.db"), &dir).unwrap();
+        let now = crate::store::now_rfc3339();
+        let conn = store.conn();
+        conn.execute(
+            "INSERT INTO address (building, unit, room) VALUES ('3', '2', '501')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO household (address_id, kind, created_at, created_by) VALUES (1, 'rented', ?1, 't')",
+            [&now],
+        )
+        .unwrap();
+        // 60 people with three noisy photos each of their own random face; the
+        // first two share household 1.
+        let mut rng = super::super::openset::SplitMix(5);
+        let unit = |v: Vec<f32>| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        for i in 0..60 {
+            let household = if i < 2 { Some(1) } else { None };
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO person (name, role, household_id, created_at, created_by, updated_at, updated_by)
+                     VALUES ('x', 'owner', ?1, ?2, 't', ?2, 't')",
+                    rusqlite::params![household, now],
+                )
+                .unwrap();
+            let id = ResidentId(store.conn().last_insert_rowid());
+            let own: Vec<f32> = (0..64).map(|_| rng.normal() as f32).collect();
+            let photos: Vec<Vec<f32>> = (0..3)
+                .map(|_| unit(own.iter().map(|x| x + 0.5 * rng.normal() as f32).collect()))
+                .collect();
+            let faces: Vec<NewFace<'_>> = photos
+                .iter()
+                .map(|e| NewFace {
+                    model: "m",
+                    embedding: e,
+                    crop: &[0u8; 12],
+                    eye_px: 40.0,
+                    sharpness: 100.0,
+                })
+                .collect();
+            let secret = store.secret().clone();
+            crate::store::faces::enroll(store.conn_mut(), &secret, id, &faces, "test").unwrap();
+        }
+        let curve = own_curve_from_db(store.conn(), "m", 64, Combine::Centroid)
+            .unwrap()
+            .expect("60 residents make a tail");
+        assert_eq!(
+            curve.basis,
+            super::super::tail::TailBasis::OwnRegister { residents: 60 }
+        );
+        // 59 families (one of two, 58 alone): 59·58/2 pairs of families.
+        assert_eq!(curve.clusters, 59 * 58 / 2);
+        assert_eq!(curve.comparisons, 3 * 60 * 59 - 6);
+        let mut config = Config::demo();
+        config.face.target_fpir = 0.01;
+        let spec = crate::models::Manifest::builtin()
+            .get("mobilefacenet")
+            .unwrap()
+            .clone();
+        let risk = stranger_risk_with(&config, &spec, 60, Some(curve))
+            .unwrap()
+            .unwrap();
+        assert_eq!(risk.tail_source, "own register", "{risk:?}");
+        assert!(risk.supported && risk.expected_fpir <= risk.fpir_upper);
+        let text = risk.describe();
+        assert!(
+            text.starts_with("60 residents with a face; threshold 0.450 in force")
+                && text.contains("this site's own register")
+                && text.contains("comparisons"),
+            "{text}"
+        );
+        // Never a register size beyond what 1,711 pairs vouch for (0.1 / 1711 per comparison).
+        assert!(risk.max_residents <= 171, "{risk:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn risk_grows_with_the_register_and_warns_past_the_target() {
         let risk = |residents| {
             let tail = ImpostorTail { mean: 0.0, sd: 0.1 };
