@@ -188,6 +188,8 @@ impl Lang {
             "card_required" => self.t("需刷卡", "card required"),
             "face_unavailable" => self.t("摄像头不可用", "no working camera"),
             "camera_lost" => self.t("摄像头断开", "camera lost"),
+            "face_model_failed" => self.t("人脸模型运行失败", "face model failed to run"),
+            "face_model_recovered" => self.t("人脸模型恢复运行", "face model running again"),
             other => return other.to_string(),
         };
         s.to_string()

@@ -228,7 +228,7 @@ impl TailFit {
         0.1 / self.clusters.max(1) as f64
     }
 
-    /// The rate and its bound on the thresholds `from..=to` in steps of `step`.
+    /// The rate and its bound on the grid of thresholds 0.10..=1.00 (steps of 0.01).
     pub fn curve(&self, basis: TailBasis) -> TailCurve {
         let points = grid()
             .map(|t| [f64::from(t), self.rate(t), self.rate_upper(t)])
