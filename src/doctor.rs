@@ -56,8 +56,15 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     ));
     checks.push(check_disk(config.data_dir()));
     checks.extend(check_gpio(config));
-    checks.extend(check_models(config));
-    checks.push(check_onnxruntime(config));
+    let models = check_models(config);
+    let installed = models.iter().all(|c| c.status != Status::Fail);
+    checks.extend(models);
+    let runtime = check_onnxruntime(config);
+    let runtime_ok = runtime.status == Status::Pass;
+    checks.push(runtime);
+    if installed && runtime_ok {
+        checks.push(check_models_run(config));
+    }
     for camera in &config.cameras {
         checks.push(check_camera(&camera.id, &camera.source, camera_timeout));
     }
@@ -108,7 +115,11 @@ fn check_face_register(config: &Config) -> Check {
         Ok(n) => n,
         Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
     };
-    match calibrate::stranger_risk(config, &spec, residents) {
+    let own = match own_register_tail(config, &spec) {
+        Ok(own) => own,
+        Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
+    };
+    match calibrate::stranger_risk_with(config, &spec, residents, own) {
         Ok(Some(risk)) if risk.over_target() => Check::new(label, Status::Warn, risk.describe()),
         Ok(Some(risk)) => Check::new(label, Status::Pass, risk.describe()),
         Ok(None) => Check::new(
@@ -121,6 +132,26 @@ fn check_face_register(config: &Config) -> Check {
         ),
         Err(e) => Check::new(label, Status::Warn, format!("{e:#}")),
     }
+}
+
+/// The register's own impostor tail (read-only; `None` while too small).
+fn own_register_tail(
+    config: &Config,
+    spec: &crate::models::ModelSpec,
+) -> anyhow::Result<Option<crate::face::tail::TailCurve>> {
+    use anyhow::Context;
+    let path = config.database_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {} read-only", path.display()))?;
+    let policy = crate::face::MatchPolicy::from_config(&config.face, spec)?;
+    let dim = spec.embedding_size.unwrap_or(0);
+    crate::face::calibrate::own_curve_from_db(&conn, &spec.name, dim, policy.combine)
 }
 
 fn check_data_dir(dir: &Path) -> Check {
@@ -270,7 +301,14 @@ fn check_models(config: &Config) -> Vec<Check> {
                 .and_then(|spec| models::verify(spec, &dir))
             {
                 Ok(VerifyOutcome::Ok) => {
-                    Check::new(label, Status::Pass, "installed, sha256 matches")
+                    match manifest.get(name).ok().and_then(|m| m.unverified.as_ref()) {
+                        Some(why) => Check::new(
+                            label,
+                            Status::Warn,
+                            format!("installed, sha256 matches; unverified: {why}"),
+                        ),
+                        None => Check::new(label, Status::Pass, "installed, sha256 matches"),
+                    }
                 }
                 Ok(VerifyOutcome::Missing(p)) => Check::new(
                     label,
@@ -289,6 +327,54 @@ fn check_models(config: &Config) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// Runs the configured detector on a blank frame and the embedder on a blank
+/// crop: a model that installs but fails to run (wrong input shape, wrong
+/// input name) would otherwise look like a gate where nobody shows up.
+fn check_models_run(config: &Config) -> Check {
+    let label = "models run";
+    match run_models_once(config) {
+        Ok(detail) => Check::new(label, Status::Pass, detail),
+        Err(e) => Check::new(label, Status::Fail, format!("{e:#}")),
+    }
+}
+
+fn run_models_once(config: &Config) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use opencv::core::{Mat, Scalar, CV_8UC3};
+    let mut engine = crate::face::FaceEngine::load(config)?;
+    let grey = |w: i32, h: i32| {
+        Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(128.0))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    engine
+        .detector
+        .detect(&grey(640, 480)?)
+        .with_context(|| format!("detector {} fails to run", config.models.detector))?;
+    let (w, h) = engine.embedder.input_size();
+    let embedding = engine
+        .embedder
+        .embed(&grey(w as i32, h as i32)?)
+        .with_context(|| format!("embedder {} fails to run", config.models.embedder))?;
+    if embedding.dim() != engine.embedder.dim() {
+        anyhow::bail!(
+            "embedder {} returned {} values, the manifest says {}",
+            config.models.embedder,
+            embedding.dim(),
+            engine.embedder.dim()
+        );
+    }
+    let input = match engine.detector.fixed_input() {
+        Some((w, h)) => format!("fixed input {w}x{h}"),
+        None => format!("width {}", engine.detector.settings.width),
+    };
+    Ok(format!(
+        "detector {} ({input}) and embedder {} ({}-d) run on a test frame",
+        config.models.detector,
+        config.models.embedder,
+        embedding.dim()
+    ))
 }
 
 fn check_onnxruntime(config: &Config) -> Check {

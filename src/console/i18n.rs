@@ -195,6 +195,8 @@ impl Lang {
             ),
             "pin_entry_suspended" => self.t("密码输入已暂停", "PIN entry suspended"),
             "pin_guessing" => self.t("疑似试探访客密码", "visitor PINs being guessed"),
+            "face_model_failed" => self.t("人脸模型运行失败", "face model failed to run"),
+            "face_model_recovered" => self.t("人脸模型恢复运行", "face model running again"),
             other => return other.to_string(),
         };
         s.to_string()

@@ -363,6 +363,22 @@ async fn on_event(
             e.detail = Some(serde_json::json!({ "camera": camera, "state": state }));
             handle.record(e).await?;
         }
+        FaceEvent::Model {
+            gate,
+            camera,
+            error,
+        } => {
+            // A model that fails to run takes face recognition out at this gate: an alarm.
+            let (kind, reason) = match error {
+                Some(_) => (EventKind::Alarm, "face_model_failed"),
+                None => (EventKind::Device, "face_model_recovered"),
+            };
+            let mut e = NewEvent::now(kind, crate::clock::is_synchronised());
+            e.gate = Some(gate);
+            e.reason = Some(reason.into());
+            e.detail = Some(serde_json::json!({ "camera": camera, "error": error }));
+            handle.record(e).await?;
+        }
     }
     Ok(())
 }

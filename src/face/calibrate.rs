@@ -290,6 +290,159 @@ pub fn comparisons(
     Ok(out)
 }
 
+/// Impostor scores from the register itself: every enrolled face of every
+/// resident against every *other* resident, combined as the gate combines
+/// them (`combine`, the centroid by default), so each score is what a
+/// stranger who looks like that face would score. Residents of one household
+/// are not compared (relatives look alike, and a stranger is not their
+/// relative); each score's cluster is the pair of households (or residents
+/// without one), so the bound counts pairs of families, not photos. Above
+/// `max_comparisons`, a seeded sample of the faces is compared.
+pub fn register_impostor_scores(
+    rows: &[(ResidentId, Vec<f32>)],
+    households: &std::collections::HashMap<ResidentId, i64>,
+    model: &str,
+    dim: usize,
+    combine: Combine,
+    max_comparisons: usize,
+    seed: u64,
+) -> Result<Vec<super::tail::Clustered>> {
+    use super::tail::{pair_cluster, Clustered};
+    let gallery = Gallery::from_rows_combined(model, dim, rows.iter().cloned(), combine)?;
+    let residents = gallery.identities().max(1);
+    // Households and lone residents in one id space.
+    let family = |r: ResidentId| -> u64 {
+        match households.get(&r) {
+            Some(h) => *h as u64,
+            None => (1u64 << 40) + r.0 as u64,
+        }
+    };
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let wanted = (max_comparisons / residents).max(1);
+    if wanted < rows.len() {
+        super::openset::SplitMix(seed).shuffle(&mut order);
+        order.truncate(wanted);
+    }
+    let mut out = Vec::with_capacity(order.len() * residents);
+    for i in order {
+        let (me, face) = (&rows[i].0, &rows[i].1);
+        let mine = family(*me);
+        for score in gallery.identity_scores(face) {
+            if score.resident == *me {
+                continue;
+            }
+            let theirs = family(score.resident);
+            if theirs == mine {
+                continue;
+            }
+            out.push(Clustered {
+                score: score.score,
+                cluster: pair_cluster(mine, theirs),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Comparisons a self-calibration reads at most (a few seconds off the
+/// frame path on a Pi; beyond it the faces are sampled).
+pub const MAX_SELF_COMPARISONS: usize = 2_000_000;
+
+/// The register's own tail curve, or why there is none yet (too few residents).
+pub fn own_curve(
+    rows: &[(ResidentId, Vec<f32>)],
+    households: &std::collections::HashMap<ResidentId, i64>,
+    model: &str,
+    dim: usize,
+    combine: Combine,
+) -> Result<super::tail::TailCurve> {
+    let residents = {
+        let mut ids: Vec<ResidentId> = rows.iter().map(|r| r.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    let scores = register_impostor_scores(
+        rows,
+        households,
+        model,
+        dim,
+        combine,
+        MAX_SELF_COMPARISONS,
+        1,
+    )?;
+    let fit = super::tail::TailFit::fit(&scores, 1)
+        .with_context(|| format!("{residents} residents with a face"))?;
+    Ok(fit.curve(super::tail::TailBasis::OwnRegister { residents }))
+}
+
+/// The curve to trust at `residents` people and `target`: the register's
+/// own when its data vouches for that size, else the model's prior when it
+/// does, else whichever vouches for more (flagged unsupported).
+pub fn choose_curve(
+    own: Option<super::tail::TailCurve>,
+    prior: Option<&super::tail::TailCurve>,
+    target: f64,
+    residents: usize,
+) -> Option<super::tail::TailCurve> {
+    match (own, prior) {
+        (Some(own), _) if own.supports(target, residents) => Some(own),
+        (_, Some(prior)) if prior.supports(target, residents) => Some(prior.clone()),
+        (Some(own), Some(prior)) => Some(if own.p_min <= prior.p_min {
+            own
+        } else {
+            prior.clone()
+        }),
+        (Some(own), None) => Some(own),
+        (None, prior) => prior.cloned(),
+    }
+}
+
+/// A threshold chosen for a target stranger rate at a register size.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThresholdChoice {
+    pub residents: usize,
+    pub target_fpir: f64,
+    /// The threshold whose bound meets the target; 1.0 when none does.
+    pub threshold: f32,
+    /// Whether any threshold meets the target at this size.
+    pub reachable: bool,
+    /// Expected stranger rate at the threshold, and its 95 % upper bound.
+    pub fpir: f64,
+    pub fpir_upper: f64,
+    /// Whether the data behind the curve vouches for this size at the target.
+    pub supported: bool,
+    pub max_supported: u64,
+    pub curve: super::tail::TailCurve,
+}
+
+/// The threshold for `target` at `residents` people on `curve`.
+pub fn choose_threshold(
+    curve: super::tail::TailCurve,
+    target: f64,
+    residents: usize,
+) -> ThresholdChoice {
+    let found = curve.threshold_for(target, residents);
+    let threshold = found.unwrap_or(1.0);
+    let (fpir, fpir_upper) = curve.fpir(threshold, residents);
+    ThresholdChoice {
+        residents,
+        target_fpir: target,
+        threshold,
+        reachable: found.is_some(),
+        fpir,
+        fpir_upper,
+        supported: curve.supports(target, residents),
+        max_supported: curve.max_supported(target),
+        curve,
+    }
+}
+
+/// The embedder's prior tail from the manifest, if it ships one.
+pub fn prior_curve(spec: &ModelSpec) -> Option<super::tail::TailCurve> {
+    spec.impostor_prior.clone()
+}
+
 /// The impostor tail a gateway uses: `[face] impostor_mean`/`impostor_sd`
 /// (written by `face calibrate`), else the embedder's manifest entry.
 pub fn configured_tail(config: &Config, spec: &ModelSpec) -> Option<(ImpostorTail, &'static str)> {
@@ -302,49 +455,82 @@ pub fn configured_tail(config: &Config, spec: &ModelSpec) -> Option<(ImpostorTai
     }
 }
 
-/// The expected stranger false-accept rate at today's register size, and
-/// whether the register has outgrown what the model supports at the target.
+/// The expected stranger false-accept rate at today's register size, what
+/// it rests on, and whether the register has outgrown the target.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StrangerRisk {
     /// Residents with an enrolled face (the N of the 1:N search).
     pub residents: usize,
+    /// The threshold in force.
     pub threshold: f32,
     pub target_fpir: f64,
     /// Probability that one stranger–resident comparison passes the threshold.
     pub per_comparison: f64,
     /// Probability that a stranger is admitted by one confirmed face.
     pub expected_fpir: f64,
-    /// The largest register within the target at this threshold.
+    /// Its 95 % upper bound (equal to `expected_fpir` for a Gaussian fit, which has none).
+    pub fpir_upper: f64,
+    /// The largest register within the target at this threshold, never
+    /// beyond what the data vouches for.
     pub max_residents: u64,
-    /// Where the impostor tail came from (`config` or `model manifest`).
+    /// Where the impostor tail came from: `own register`, `model prior`,
+    /// `config` or `model manifest` (the last two: a Gaussian fit).
     pub tail_source: &'static str,
+    /// What the tail rests on, in words.
+    pub basis: String,
+    pub comparisons: usize,
+    /// Independent pairs of people (households) behind the comparisons.
+    pub clusters: usize,
+    /// The data vouches for today's register size at the target.
+    pub supported: bool,
+    /// The threshold whose bound meets the target at today's size (`None`: none does).
+    pub threshold_for_target: Option<f32>,
 }
 
 impl StrangerRisk {
     pub fn over_target(&self) -> bool {
-        self.expected_fpir > self.target_fpir
+        self.fpir_upper > self.target_fpir
     }
 
-    /// One sentence for `gatehouse doctor` and `gate status`.
+    /// One paragraph for `gatehouse doctor`, `gate status` and the console.
     pub fn describe(&self) -> String {
         let supports = if self.max_residents == u64::MAX {
             "any size".to_string()
         } else {
             format!("{}", self.max_residents)
         };
+        let bound = if self.fpir_upper > self.expected_fpir {
+            format!(", at most {} at 95 % confidence", percent(self.fpir_upper))
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "{} residents with a face: a stranger is falsely accepted with probability {} per confirmed face (target {}; threshold {:.3} supports up to {supports} residents; impostor tail from {})",
+            "{} residents with a face; threshold {:.3} in force: a stranger is falsely accepted with probability {}{bound} per confirmed face (target {}); threshold {:.3} supports up to {supports} residents at the target; tail from {}: {}",
             self.residents,
+            self.threshold,
             percent(self.expected_fpir),
             percent(self.target_fpir),
             self.threshold,
-            self.tail_source
+            self.tail_source,
+            self.basis
         );
-        if self.over_target() {
+        if !self.supported {
             s.push_str(
-                ": the register has outgrown the face model at this target; use a stronger embedder, \
-                 card + face at the busy gates ([[gates]] two_factor = \"card+face\"), or more \
-                 confirmation frames, or run `gatehouse face calibrate` for a stricter threshold",
+                "; today's register is larger than these data can vouch for at the target, so the rate is an extrapolation",
+            );
+        }
+        if self.over_target() {
+            match self.threshold_for_target {
+                Some(t) => s.push_str(&format!(
+                    ": the register has outgrown the face model at this threshold; threshold {t:.3} would meet the target (at some cost to residents)"
+                )),
+                None => s.push_str(
+                    ": the register has outgrown the face model; no threshold meets the target at this size",
+                ),
+            }
+            s.push_str(
+                "; use card + face at the busy gates ([[gates]] two_factor = \"card+face\") or household + face where available, \
+                 or a stronger embedder",
             );
         }
         s
@@ -366,26 +552,129 @@ pub fn percent(rate: f64) -> String {
 }
 
 /// The stranger risk for `residents` enrolled people under this config, or
-/// `None` when no impostor tail is known for the embedder.
+/// `None` when no impostor tail is known for the embedder. Without the
+/// register's own tail: see [`stranger_risk_with`].
 pub fn stranger_risk(
     config: &Config,
     spec: &ModelSpec,
     residents: usize,
 ) -> Result<Option<StrangerRisk>> {
+    stranger_risk_with(config, spec, residents, None)
+}
+
+/// The stranger risk, resting on (in order) the register's own tail when its
+/// data vouches for today's size, a Gaussian tail `face calibrate` wrote into
+/// the config, the model's prior from the manifest, or the manifest's Gaussian.
+pub fn stranger_risk_with(
+    config: &Config,
+    spec: &ModelSpec,
+    residents: usize,
+    own: Option<super::tail::TailCurve>,
+) -> Result<Option<StrangerRisk>> {
     let policy = super::MatchPolicy::from_config(&config.face, spec)?;
-    let Some((tail, tail_source)) = configured_tail(config, spec) else {
-        return Ok(None);
-    };
     let target = config.face.target_fpir;
+    let threshold = policy.threshold;
+    let gaussian = |tail: ImpostorTail, source: &'static str, basis: String| {
+        let expected = tail.fpir(threshold, residents);
+        let t = tail.threshold_for(target, residents);
+        StrangerRisk {
+            residents,
+            threshold,
+            target_fpir: target,
+            per_comparison: tail.per_comparison(threshold),
+            expected_fpir: expected,
+            fpir_upper: expected,
+            max_residents: tail.max_residents(threshold, target),
+            tail_source: source,
+            basis,
+            comparisons: 0,
+            clusters: 0,
+            supported: true,
+            threshold_for_target: (t < 1.0).then_some(t),
+        }
+    };
+    let own = own.filter(|c| c.supports(target, residents));
+    let curve = match (own, config.face.impostor_mean, config.face.impostor_sd) {
+        (Some(c), _, _) => Some((c, "own register")),
+        (None, Some(mean), Some(sd)) => {
+            return Ok(Some(gaussian(
+                ImpostorTail { mean, sd },
+                "config",
+                format!("a Gaussian tail written by `gatehouse face calibrate` (median {mean:.3}, sd {sd:.3}), an extrapolation with no bound on the tail's shape"),
+            )))
+        }
+        (None, _, _) => prior_curve(spec).map(|c| (c, "model prior")),
+    };
+    let Some((curve, source)) = curve else {
+        return Ok(configured_tail(config, spec).map(|(tail, source)| {
+            gaussian(
+                tail,
+                source,
+                format!("a Gaussian tail in the {source} (median {:.3}, sd {:.3}) fitted to a few photos, an extrapolation with no bound on the tail's shape", tail.mean, tail.sd),
+            )
+        }));
+    };
+    let (p, p_upper) = curve.at(threshold);
+    let (expected, upper) = curve.fpir(threshold, residents);
+    let within = if p_upper <= 0.0 {
+        u64::MAX
+    } else {
+        let n = (-target).ln_1p() / (-p_upper.min(1.0 - 1e-12)).ln_1p();
+        n.floor().clamp(0.0, u64::MAX as f64) as u64
+    };
+    let basis = match &curve.basis {
+        super::tail::TailBasis::OwnRegister { residents } => format!(
+            "this site's own register: {} comparisons between the enrolled faces of {residents} residents ({} pairs of households), generalised-Pareto tail with a 95 % cluster-bootstrap bound",
+            curve.comparisons, curve.clusters
+        ),
+        super::tail::TailBasis::Prior { source, identities } => format!(
+            "the model's prior, measured on other people's faces ({source}; {} comparisons among {identities} people), generalised-Pareto tail with a 95 % bound; the site's own register replaces it once it vouches for its size",
+            curve.comparisons
+        ),
+    };
     Ok(Some(StrangerRisk {
         residents,
-        threshold: policy.threshold,
+        threshold,
         target_fpir: target,
-        per_comparison: tail.per_comparison(policy.threshold),
-        expected_fpir: tail.fpir(policy.threshold, residents),
-        max_residents: tail.max_residents(policy.threshold, target),
-        tail_source,
+        per_comparison: p,
+        expected_fpir: expected,
+        fpir_upper: upper,
+        max_residents: within.min(curve.max_supported(target)),
+        tail_source: source,
+        basis,
+        comparisons: curve.comparisons,
+        clusters: curve.clusters,
+        supported: curve.supports(target, residents),
+        threshold_for_target: curve.threshold_for(target, residents),
     }))
+}
+
+/// The register's own impostor tail, read from the database (faces of the
+/// embedder `model`, households from the person table); `None` while the
+/// register is too small for a tail.
+pub fn own_curve_from_db(
+    conn: &rusqlite::Connection,
+    model: &str,
+    dim: usize,
+    combine: Combine,
+) -> Result<Option<super::tail::TailCurve>> {
+    let mut rows = Vec::new();
+    crate::store::faces::for_each_gallery_row(conn, model, |resident, v| {
+        rows.push((resident, v.to_vec()));
+        Ok(())
+    })?;
+    let mut households = std::collections::HashMap::new();
+    let mut stmt = conn
+        .prepare("SELECT id, household_id FROM person WHERE household_id IS NOT NULL")
+        .context("cannot read households")?;
+    let mut q = stmt.query([])?;
+    while let Some(row) = q.next()? {
+        households.insert(ResidentId(row.get(0)?), row.get::<_, i64>(1)?);
+    }
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(own_curve(&rows, &households, model, dim, combine).ok())
 }
 
 /// Residents with a current face for the configured embedder, read from the
@@ -563,6 +852,178 @@ mod tests {
         assert!(fit_tail(&flat).is_err(), "no spread");
     }
 
+    /// A unit vector in `dim` dimensions pointing mostly along axis `i`.
+    fn face(dim: usize, i: usize, wobble: f32) -> Vec<f32> {
+        let mut v = vec![0.0; dim];
+        v[i % dim] = 1.0;
+        v[(i + 1) % dim] = wobble;
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn register_comparisons_skip_oneself_and_relatives_and_cluster_by_household() {
+        use std::collections::HashMap;
+        // Residents 1 and 2 are one household (near-identical faces: relatives);
+        // resident 3 lives alone.
+        let rows = vec![
+            (ResidentId(1), face(8, 0, 0.1)),
+            (ResidentId(1), face(8, 0, 0.2)),
+            (ResidentId(2), face(8, 0, 0.15)),
+            (ResidentId(3), face(8, 4, 0.1)),
+        ];
+        let households: HashMap<ResidentId, i64> = [(ResidentId(1), 7), (ResidentId(2), 7)].into();
+        let scores =
+            register_impostor_scores(&rows, &households, "m", 8, Combine::Centroid, 1_000_000, 1)
+                .unwrap();
+        // 1's two faces and 2's face against 3, and 3's face against 1 and 2:
+        // never 1 against 2 (one family).
+        assert_eq!(scores.len(), 5, "{scores:?}");
+        assert!(scores.iter().all(|s| s.score < 0.5), "{scores:?}");
+        let clusters: std::collections::HashSet<u64> = scores.iter().map(|s| s.cluster).collect();
+        assert_eq!(clusters.len(), 1, "one pair of households");
+        // Without the household, the relatives' high scores enter the tail.
+        let all = register_impostor_scores(
+            &rows,
+            &HashMap::new(),
+            "m",
+            8,
+            Combine::Centroid,
+            1_000_000,
+            1,
+        )
+        .unwrap();
+        assert_eq!(all.len(), 8);
+        assert!(all.iter().any(|s| s.score > 0.9));
+    }
+
+    #[test]
+    fn the_own_register_replaces_the_prior_only_where_its_data_vouch_for_the_size() {
+        use super::super::tail::{TailBasis, TailCurve};
+        let curve = |basis, p_min| TailCurve {
+            basis,
+            comparisons: 1000,
+            clusters: 100,
+            p_min,
+            points: vec![[0.1, 0.1, 0.2], [1.0, 1e-9, 1e-8]],
+        };
+        let own = curve(TailBasis::OwnRegister { residents: 50 }, 1e-4);
+        let prior = curve(
+            TailBasis::Prior {
+                source: "lfw".into(),
+                identities: 2000,
+            },
+            1e-8,
+        );
+        // 1 % at 50 residents needs 2e-4 per comparison: the register vouches for it.
+        let chosen = choose_curve(Some(own.clone()), Some(&prior), 0.01, 50).unwrap();
+        assert_eq!(chosen.basis, own.basis);
+        // At 5,000 residents (2e-6) only the prior does.
+        let chosen = choose_curve(Some(own.clone()), Some(&prior), 0.01, 5000).unwrap();
+        assert_eq!(chosen.basis, prior.basis);
+        // No prior: the own register, and the choice says it is beyond its data.
+        let chosen = choose_curve(Some(own), None, 0.01, 5000).unwrap();
+        let choice = choose_threshold(chosen, 0.01, 5000);
+        assert!(
+            !choice.supported && choice.max_supported < 5000,
+            "{choice:?}"
+        );
+        assert!(
+            choice.reachable && choice.fpir_upper <= 0.0101,
+            "{choice:?}"
+        );
+        assert!(choose_curve(None, None, 0.01, 10).is_none());
+    }
+
+    #[test]
+    fn a_register_of_sixty_residents_rests_on_its_own_faces_and_says_so() {
+        use crate::store::{faces::NewFace, Store};
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-owntail-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let mut store = Store::open(&dir.join("g.db"), &dir).unwrap();
+        let now = crate::store::now_rfc3339();
+        let conn = store.conn();
+        conn.execute(
+            "INSERT INTO address (building, unit, room) VALUES ('3', '2', '501')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO household (address_id, kind, created_at, created_by) VALUES (1, 'rented', ?1, 't')",
+            [&now],
+        )
+        .unwrap();
+        // 60 people with three noisy photos each of their own random face; the
+        // first two share household 1.
+        let mut rng = super::super::openset::SplitMix(5);
+        let unit = |v: Vec<f32>| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        for i in 0..60 {
+            let household = if i < 2 { Some(1) } else { None };
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO person (name, role, household_id, created_at, created_by, updated_at, updated_by)
+                     VALUES ('x', 'owner', ?1, ?2, 't', ?2, 't')",
+                    rusqlite::params![household, now],
+                )
+                .unwrap();
+            let id = ResidentId(store.conn().last_insert_rowid());
+            let own: Vec<f32> = (0..64).map(|_| rng.normal() as f32).collect();
+            let photos: Vec<Vec<f32>> = (0..3)
+                .map(|_| unit(own.iter().map(|x| x + 0.5 * rng.normal() as f32).collect()))
+                .collect();
+            let faces: Vec<NewFace<'_>> = photos
+                .iter()
+                .map(|e| NewFace {
+                    model: "m",
+                    embedding: e,
+                    crop: &[0u8; 12],
+                    eye_px: 40.0,
+                    sharpness: 100.0,
+                })
+                .collect();
+            let secret = store.secret().clone();
+            crate::store::faces::enroll(store.conn_mut(), &secret, id, &faces, "test").unwrap();
+        }
+        let curve = own_curve_from_db(store.conn(), "m", 64, Combine::Centroid)
+            .unwrap()
+            .expect("60 residents make a tail");
+        assert_eq!(
+            curve.basis,
+            super::super::tail::TailBasis::OwnRegister { residents: 60 }
+        );
+        // 59 families (one of two, 58 alone): 59·58/2 pairs of families.
+        assert_eq!(curve.clusters, 59 * 58 / 2);
+        assert_eq!(curve.comparisons, 3 * 60 * 59 - 6);
+        let mut config = Config::demo();
+        config.face.target_fpir = 0.01;
+        let spec = crate::models::Manifest::builtin()
+            .get("mobilefacenet")
+            .unwrap()
+            .clone();
+        let risk = stranger_risk_with(&config, &spec, 60, Some(curve))
+            .unwrap()
+            .unwrap();
+        assert_eq!(risk.tail_source, "own register", "{risk:?}");
+        assert!(risk.supported && risk.expected_fpir <= risk.fpir_upper);
+        let text = risk.describe();
+        assert!(
+            text.starts_with("60 residents with a face; threshold 0.450 in force")
+                && text.contains("this site's own register")
+                && text.contains("comparisons"),
+            "{text}"
+        );
+        // Never a register size beyond what 1,711 pairs vouch for (0.1 / 1711 per comparison).
+        assert!(risk.max_residents <= 171, "{risk:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn risk_grows_with_the_register_and_warns_past_the_target() {
         let risk = |residents| {
@@ -573,8 +1034,14 @@ mod tests {
                 target_fpir: 0.01,
                 per_comparison: tail.per_comparison(0.45),
                 expected_fpir: tail.fpir(0.45, residents),
+                fpir_upper: tail.fpir(0.45, residents),
                 max_residents: tail.max_residents(0.45, 0.01),
                 tail_source: "config",
+                basis: "a Gaussian tail".into(),
+                comparisons: 0,
+                clusters: 0,
+                supported: true,
+                threshold_for_target: None,
             }
         };
         let small = risk(100);
@@ -603,8 +1070,9 @@ mod tests {
             .clone();
         let (tail, source) = configured_tail(&ok, &spec).unwrap();
         assert_eq!((tail.mean, tail.sd, source), (-0.01, 0.09, "config"));
-        let (_, source) = configured_tail(&Config::demo(), &spec).unwrap();
-        assert_eq!(source, "model manifest");
+        // MobileFaceNet ships a measured prior now, not a Gaussian.
+        assert!(configured_tail(&Config::demo(), &spec).is_none());
+        assert!(prior_curve(&spec).is_some_and(|c| c.p_min > 0.0 && c.points.len() > 50));
         for (bad, key) in [
             ("impostor_mean = 0.0", "face.impostor_sd"),
             ("impostor_mean = 0.0\nimpostor_sd = 0.0", "face.impostor_sd"),

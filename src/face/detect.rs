@@ -6,6 +6,11 @@
 //! (padded right/bottom to multiples of 32), the cls/obj/bbox/kps heads of the
 //! 8/16/32 strides are decoded, thresholded and NMS-filtered, and boxes and
 //! the five landmarks are mapped back to frame pixels.
+//!
+//! A model that declares a fixed input (YuNet 2023mar, the product default:
+//! 1×3×640×640) refuses any other size, so its letterbox is taken from the
+//! model's own input shape ([`letterbox_fixed`]) and the configured width does
+//! not apply to it.
 
 use std::path::Path;
 
@@ -144,6 +149,30 @@ pub fn letterbox(frame_w: u32, frame_h: u32, width: u32, multiple: u32) -> Lette
     }
 }
 
+/// The letterbox for a model whose input is fixed at `input_w × input_h`:
+/// the frame is scaled (up or down) to fit inside and padded right/bottom.
+pub fn letterbox_fixed(frame_w: u32, frame_h: u32, input_w: u32, input_h: u32) -> Letterbox {
+    let fw = frame_w.max(1) as f32;
+    let fh = frame_h.max(1) as f32;
+    let scale = (input_w as f32 / fw).min(input_h as f32 / fh);
+    Letterbox {
+        scale,
+        resized_w: ((fw * scale).round() as u32).clamp(1, input_w),
+        resized_h: ((fh * scale).round() as u32).clamp(1, input_h),
+        input_w,
+        input_h,
+    }
+}
+
+/// The input `(width, height)` a model declares, when both are fixed
+/// (`[1,3,H,W]` with H, W > 0); `None` for dynamic sides.
+pub fn fixed_input_size(shape: &[i64]) -> Option<(u32, u32)> {
+    match shape {
+        [_, _, h, w] if *h > 0 && *w > 0 => Some((*w as u32, *h as u32)),
+        _ => None,
+    }
+}
+
 /// The raw output heads of one stride, each flattened row-major.
 pub struct StrideOutput<'a> {
     pub stride: u32,
@@ -275,6 +304,8 @@ pub struct Detector {
     input_name: String,
     normalize: Normalize,
     pub settings: DetectorSettings,
+    /// The model's fixed input `(width, height)`, if it declares one.
+    fixed_input: Option<(u32, u32)>,
     tensor: Vec<f32>,
 }
 
@@ -294,13 +325,26 @@ impl Detector {
                 );
             }
         }
+        let fixed_input = session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == spec.input_name)
+            .and_then(|i| i.dtype().tensor_shape().map(|s| s.to_vec()))
+            .and_then(|shape| fixed_input_size(&shape));
         Ok(Detector {
             session,
             input_name: spec.input_name.clone(),
             normalize: Normalize::from_spec(spec),
             settings,
+            fixed_input,
             tensor: Vec::new(),
         })
+    }
+
+    /// The model's fixed input `(width, height)`, when it declares one
+    /// (then every frame is letterboxed into it, whatever width is asked for).
+    pub fn fixed_input(&self) -> Option<(u32, u32)> {
+        self.fixed_input
     }
 
     /// Faces in a BGR frame at the configured width, best first.
@@ -319,12 +363,15 @@ impl Detector {
                 frame.typ()
             );
         }
-        let lb = letterbox(
-            size.width as u32,
-            size.height as u32,
-            width,
-            self.settings.multiple,
-        );
+        let lb = match self.fixed_input {
+            Some((w, h)) => letterbox_fixed(size.width as u32, size.height as u32, w, h),
+            None => letterbox(
+                size.width as u32,
+                size.height as u32,
+                width,
+                self.settings.multiple,
+            ),
+        };
         let mut resized = Mat::default();
         cv(
             imgproc::resize(
@@ -409,6 +456,27 @@ mod tests {
         let lb = letterbox(100, 10_000, 320, 32);
         assert_eq!(lb.input_h, 960);
         assert!(lb.resized_w <= 320 && lb.resized_w >= 1);
+    }
+
+    #[test]
+    fn fixed_input_letterbox_fits_the_frame_inside_the_declared_shape() {
+        assert_eq!(fixed_input_size(&[1, 3, 640, 640]), Some((640, 640)));
+        assert_eq!(fixed_input_size(&[1, 3, -1, -1]), None);
+        assert_eq!(fixed_input_size(&[1, 3, 640]), None);
+        // A 16:9 camera frame: the width fills 640, the height is padded.
+        let lb = letterbox_fixed(1920, 1080, 640, 640);
+        assert_eq!((lb.input_w, lb.input_h), (640, 640));
+        assert_eq!((lb.resized_w, lb.resized_h), (640, 360));
+        // A portrait photo: the height fills 640.
+        let lb = letterbox_fixed(910, 1137, 640, 640);
+        assert_eq!((lb.resized_w, lb.resized_h), (512, 640));
+        // A small photo is scaled up, never past the input.
+        let lb = letterbox_fixed(250, 250, 640, 640);
+        assert_eq!((lb.resized_w, lb.resized_h), (640, 640));
+        assert!((lb.scale - 2.56).abs() < 1e-6);
+        // A degenerate strip still fits.
+        let lb = letterbox_fixed(10_000, 1, 640, 640);
+        assert!(lb.resized_w == 640 && lb.resized_h >= 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! alignment + embedding. The score is the same cosine similarity the
 //! gallery computes, and "accept" means `score >= threshold`, as in the policy.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -89,7 +89,14 @@ pub struct PairsSummary {
     /// Median milliseconds per image.
     pub detect_ms: f64,
     pub embed_ms: f64,
+    /// True-accept rate at a false-accept rate of 1e-2, 1e-3 and 1e-4 (the
+    /// threshold just above the impostor quantile); `null` where there are
+    /// fewer than 1/FAR different-person pairs to measure it on.
+    pub tar_at_far: BTreeMap<String, Option<f64>>,
 }
+
+/// The false-accept rates `face eval` reports TAR at.
+pub const TAR_FARS: [(&str, f64); 3] = [("1e-2", 1e-2), ("1e-3", 1e-3), ("1e-4", 1e-4)];
 
 /// The summary plus what the human-readable report needs.
 #[derive(Clone, Debug)]
@@ -154,6 +161,15 @@ pub fn run_pairs(
             impostor.push(score);
         }
     }
+    if genuine.is_empty() || impostor.is_empty() {
+        bail!(
+            "no figures: {} same-person and {} different-person pairs could be scored ({} of {} images gave no face)",
+            genuine.len(),
+            impostor.len(),
+            failed.len(),
+            embeddings.len()
+        );
+    }
     let (best_accuracy, best_threshold) = best_accuracy(&genuine, &impostor);
     let (far, frr) = error_rates(&genuine, &impostor, threshold);
     Ok(PairsReport {
@@ -168,6 +184,10 @@ pub fn run_pairs(
             frr,
             detect_ms: median(&detect_ms),
             embed_ms: median(&embed_ms),
+            tar_at_far: TAR_FARS
+                .iter()
+                .map(|(name, far)| (name.to_string(), tar_at_far(&genuine, &impostor, *far)))
+                .collect(),
         },
         genuine,
         impostor,
@@ -190,7 +210,14 @@ fn embed_image(
 ) -> std::result::Result<(Embedding, f64, f64), EvalImageError> {
     let frame = photo::load(path).map_err(|e| EvalImageError::Photo(e, None))?;
     let started = Instant::now();
-    let faces = photo::detect(engine, &frame).map_err(|e| EvalImageError::Photo(e, None))?;
+    // A detector that fails is a broken model, never "no face": stop the evaluation.
+    let faces = photo::detect(engine, &frame).map_err(|e| match e {
+        photo::PhotoError::Failed(why) => EvalImageError::Other(anyhow::anyhow!(
+            "face detector failed on {}: {why}",
+            path.display()
+        )),
+        other => EvalImageError::Photo(other, None),
+    })?;
     let d_ms = started.elapsed().as_secs_f64() * 1000.0;
     // Several faces: the largest is the subject (how labelled face sets are framed).
     let Some(face) = faces
@@ -223,6 +250,22 @@ pub fn roc_auc(genuine: &[f32], impostor: &[f32]) -> f64 {
         wins += below as f64 + 0.5 * (not_above - below) as f64;
     }
     wins / (genuine.len() as f64 * impostor.len() as f64)
+}
+
+/// The share of genuine scores accepted at the strictest threshold that lets
+/// at most `far` of the impostor scores through (accept means score above the
+/// `floor(far·n)+1`-th highest impostor score). `None` when there are fewer
+/// than `1/far` impostor scores: the rate cannot be resolved.
+pub fn tar_at_far(genuine: &[f32], impostor: &[f32], far: f64) -> Option<f64> {
+    if genuine.is_empty() || far <= 0.0 || (impostor.len() as f64) * far < 1.0 - 1e-9 {
+        return None;
+    }
+    let mut imp = impostor.to_vec();
+    imp.sort_by(|a, b| b.total_cmp(a));
+    let allowed = ((far * imp.len() as f64) + 1e-9).floor() as usize;
+    let bar = imp[allowed.min(imp.len() - 1)];
+    let accepted = genuine.iter().filter(|g| **g > bar).count();
+    Some(accepted as f64 / genuine.len() as f64)
 }
 
 /// (false-accept rate, false-reject rate) when `score >= threshold` accepts.
@@ -299,6 +342,18 @@ mod tests {
         let (acc, t) = best_accuracy(&[0.9], &[0.1]);
         assert_eq!(acc, 1.0);
         assert!(t > 0.1 && t <= 0.9);
+    }
+
+    #[test]
+    fn tar_at_far_uses_the_impostor_quantile_and_refuses_too_few_impostors() {
+        // 100 impostors 0.00..0.99; at FAR 1e-2 one may pass: the bar is the
+        // second highest (0.98), so genuine scores above 0.98 count.
+        let impostor: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        let genuine = [0.985, 0.995, 0.5, 0.2];
+        assert_eq!(tar_at_far(&genuine, &impostor, 1e-2), Some(0.5));
+        // 1e-3 needs at least 1,000 impostor scores.
+        assert_eq!(tar_at_far(&genuine, &impostor, 1e-3), None);
+        assert_eq!(tar_at_far(&[], &impostor, 1e-2), None);
     }
 
     #[test]

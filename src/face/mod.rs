@@ -28,6 +28,7 @@ pub mod policy;
 pub mod quality;
 pub mod quantized;
 pub mod recent;
+pub mod tail;
 pub mod track;
 pub mod watch;
 

@@ -143,7 +143,7 @@ pub fn analyse_photos(
             names.len() - 1
         });
         let started = Instant::now();
-        let (embedding, quality) = match analyse_one(engine, &root.join(&l.file)) {
+        let (embedding, quality) = match analyse_one(engine, &root.join(&l.file))? {
             Ok(found) => found,
             Err(why) => {
                 out.no_face.push((l.file.clone(), why));
@@ -164,26 +164,40 @@ pub fn analyse_photos(
 type Analysed = (Option<Embedding>, Result<(), Rejection>);
 
 /// The largest face of a photo, embedded whatever its quality (so the
-/// evaluation can also be run without the quality floor).
-fn analyse_one(engine: &mut FaceEngine, path: &Path) -> std::result::Result<Analysed, String> {
-    let frame = photo::load(path).map_err(|e| e.to_string())?;
-    let faces = photo::detect(engine, &frame).map_err(|e| e.to_string())?;
+/// evaluation can also be run without the quality floor). The inner `Err` is
+/// a photo without a usable face; the outer one a model that fails to run,
+/// which stops the evaluation (it is never counted as "no face").
+fn analyse_one(
+    engine: &mut FaceEngine,
+    path: &Path,
+) -> Result<std::result::Result<Analysed, String>> {
+    let frame = match photo::load(path) {
+        Ok(frame) => frame,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let faces = match photo::detect(engine, &frame) {
+        Ok(faces) => faces,
+        Err(photo::PhotoError::Failed(why)) => {
+            bail!("face detector failed on {}: {why}", path.display())
+        }
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     let Some(largest) = faces
         .iter()
         .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
     else {
-        return Err(photo::PhotoError::NoFace.to_string());
+        return Ok(Err(photo::PhotoError::NoFace.to_string()));
     };
     let face = engine
         .analyze(&frame, *largest)
-        .map_err(|e| format!("{e:#}"))?;
+        .with_context(|| format!("face models failed on {}", path.display()))?;
     let embedding = match face.embedding {
         Some(e) => e,
         None => engine
             .embed_face(&frame, largest, &face.crop112)
-            .map_err(|e| format!("{e:#}"))?,
+            .with_context(|| format!("face embedder failed on {}", path.display()))?,
     };
-    Ok((Some(embedding), face.verdict))
+    Ok(Ok((Some(embedding), face.verdict)))
 }
 
 #[derive(Clone, Debug)]
@@ -198,6 +212,17 @@ pub struct OpenSetOptions {
     pub quality_floor: bool,
     /// Thresholds for the DIR-vs-FPIR curve.
     pub curve: Vec<f32>,
+    /// Choose each split's threshold from its enrolled residents only.
+    pub self_calibrate: Option<SelfCalibrate>,
+}
+
+/// `--self-calibrate`: per split, the threshold for `target_fpir` at that
+/// split's register size, from the residents' own faces (no stranger labels)
+/// or, while they are too few, from `prior`.
+#[derive(Clone, Debug)]
+pub struct SelfCalibrate {
+    pub target_fpir: f64,
+    pub prior: Option<super::tail::TailCurve>,
 }
 
 impl OpenSetOptions {
@@ -234,6 +259,17 @@ pub struct OpenSetSummary {
     pub identities: usize,
     pub photos: usize,
     pub no_face: usize,
+    /// `--self-calibrate`: the target, and the stranger rate the calibration
+    /// predicted for each split's register (mean over splits; point and 95 % bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_fpir: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_fpir: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_fpir_upper: Option<f64>,
+    /// Splits whose threshold came from the residents' own faces (the rest: the prior).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub own_register_splits: Option<usize>,
 }
 
 /// DIR, FPIR and misidentification at one threshold.
@@ -278,7 +314,7 @@ pub fn shortest(x: f32) -> f64 {
 pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -421,6 +457,7 @@ pub fn evaluate(
     let mut genuine = Vec::new();
     let mut best_impostor = Vec::new();
     let mut residents_seen = vec![false; names.len()];
+    let mut calibrated = Calibrated::default();
     for _ in 0..opts.splits {
         let split = make_split(&mut rng, &by_identity, samples, opts, &mut enrolled_fewer);
         let rows = split.residents.iter().flat_map(|(id, enrol)| {
@@ -431,7 +468,34 @@ pub fn evaluate(
                     .map(|e| (*id, e.as_slice().to_vec()))
             })
         });
-        let gallery = Gallery::from_rows_combined(model, dim, rows, policy.combine)?;
+        let rows: Vec<(ResidentId, Vec<f32>)> = rows.collect();
+        let gallery =
+            Gallery::from_rows_combined(model, dim, rows.iter().cloned(), policy.combine)?;
+        let mut policy = policy;
+        if let Some(sc) = &opts.self_calibrate {
+            let n = gallery.identities();
+            let own =
+                super::calibrate::own_curve(&rows, &HashMap::new(), model, dim, policy.combine)
+                    .ok();
+            let Some(curve) =
+                super::calibrate::choose_curve(own, sc.prior.as_ref(), sc.target_fpir, n)
+            else {
+                bail!(
+                    "--self-calibrate: {n} residents are too few for a tail of their own and the embedder has no prior in the manifest"
+                );
+            };
+            let choice = super::calibrate::choose_threshold(curve, sc.target_fpir, n);
+            if matches!(
+                choice.curve.basis,
+                super::tail::TailBasis::OwnRegister { .. }
+            ) {
+                calibrated.own += 1;
+            }
+            calibrated.thresholds.push(f64::from(choice.threshold));
+            calibrated.predicted.push(choice.fpir);
+            calibrated.upper.push(choice.fpir_upper);
+            policy.threshold = choice.threshold;
+        }
         for (id, _) in &split.residents {
             residents_seen[(id.0 - 1) as usize] = true;
         }
@@ -500,7 +564,10 @@ pub fn evaluate(
             dir,
             fpir,
             misid,
-            threshold: shortest(policy.threshold),
+            threshold: match calibrated.mean(&calibrated.thresholds) {
+                Some(mean) => (mean * 1000.0).round() / 1000.0,
+                None => shortest(policy.threshold),
+            },
             margin: shortest(policy.margin),
             enrol_per_person: opts.enrol_per_person,
             frames: opts.frames,
@@ -513,6 +580,10 @@ pub fn evaluate(
             identities: names.len(),
             photos: samples.len(),
             no_face: samples.iter().filter(|s| s.embedding.is_none()).count(),
+            target_fpir: opts.self_calibrate.as_ref().map(|s| s.target_fpir),
+            predicted_fpir: calibrated.mean(&calibrated.predicted),
+            predicted_fpir_upper: calibrated.mean(&calibrated.upper),
+            own_register_splits: opts.self_calibrate.as_ref().map(|_| calibrated.own),
         },
         identified: tally.identified,
         misidentified: tally.misidentified,
@@ -536,6 +607,21 @@ pub fn evaluate(
         genuine,
         best_impostor,
     })
+}
+
+/// What `--self-calibrate` chose in each split.
+#[derive(Default)]
+struct Calibrated {
+    thresholds: Vec<f64>,
+    predicted: Vec<f64>,
+    upper: Vec<f64>,
+    own: usize,
+}
+
+impl Calibrated {
+    fn mean(&self, v: &[f64]) -> Option<f64> {
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
 }
 
 /// One frame as the gate judged it: its quality verdict and search result

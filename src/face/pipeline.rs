@@ -116,7 +116,18 @@ pub enum FaceEvent {
         camera: String,
         state: CameraState,
     },
+    /// The face models failed on [`MODEL_FAULT_FRAMES`] frames in a row
+    /// (`error`), or ran again after such a fault (`error: None`). A broken
+    /// detector must not look like a gate where nobody comes.
+    Model {
+        gate: GateId,
+        camera: String,
+        error: Option<String>,
+    },
 }
+
+/// Consecutive failed frames that make a model fault (one bad frame is not).
+pub const MODEL_FAULT_FRAMES: u32 = 3;
 
 /// Counters of one pipeline, readable while it runs.
 #[derive(Debug, Default)]
@@ -257,6 +268,7 @@ impl FrameProcessor {
         c.frames.fetch_add(1, Ordering::Relaxed);
         let mut events = Vec::new();
         let mut observed = Vec::with_capacity(detections.len());
+        let mut face_errors = Vec::new();
         for (detection, track) in detections.iter().zip(assignment.ids) {
             c.faces.fetch_add(1, Ordering::Relaxed);
             // One bad face (degenerate landmarks, a runtime hiccup) must not void the frame.
@@ -268,6 +280,7 @@ impl FrameProcessor {
                 Err(e) => {
                     c.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(camera = %self.camera, track, error = %format!("{e:#}"), "face skipped");
+                    face_errors.push(e);
                 }
             }
         }
@@ -403,6 +416,12 @@ impl FrameProcessor {
         crate::metrics::observe(name, help, &labels, started.elapsed().as_secs_f64());
         let (name, help) = crate::metrics::CAMERA_FRAMES;
         crate::metrics::inc(name, help, &labels);
+        // Every face failing (the embedder refusing to run) is a failed frame.
+        if !detections.is_empty() && face_errors.len() == detections.len() {
+            if let Some(e) = face_errors.pop() {
+                return Err(e.context("every face in the frame failed"));
+            }
+        }
         Ok(events)
     }
 
@@ -733,6 +752,7 @@ fn run_loop(
     let counters = processor.counters();
     let mut last_state = cam.state();
     let mut next_due = Instant::now();
+    let mut failed_in_a_row = 0u32;
     while !stop.load(Ordering::SeqCst) {
         let state = cam.state();
         if state != last_state {
@@ -758,14 +778,36 @@ fn run_loop(
             continue;
         };
         next_due = Instant::now() + interval;
-        let events = match processor.process(&frame.image, frame.captured) {
+        let mut events = match processor.process(&frame.image, frame.captured) {
             Ok(events) => events,
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(camera = %processor.camera, error = %format!("{e:#}"), "frame failed");
+                failed_in_a_row += 1;
+                if failed_in_a_row == MODEL_FAULT_FRAMES {
+                    let fault = FaceEvent::Model {
+                        gate: processor.gate.clone(),
+                        camera: processor.camera.clone(),
+                        error: Some(format!("{e:#}")),
+                    };
+                    if tx.blocking_send(fault).is_err() {
+                        break;
+                    }
+                }
                 continue;
             }
         };
+        if failed_in_a_row >= MODEL_FAULT_FRAMES {
+            events.insert(
+                0,
+                FaceEvent::Model {
+                    gate: processor.gate.clone(),
+                    camera: processor.camera.clone(),
+                    error: None,
+                },
+            );
+        }
+        failed_in_a_row = 0;
         for event in events {
             let sent = match event {
                 // A credential must not be lost: wait for room.

@@ -238,7 +238,7 @@ impl MatchPolicy {
                 FrameVerdict::Spoof { best, liveness } => {
                     spoofs += 1;
                     spoof_liveness += liveness;
-                    if spoof_best.map_or(true, |b| best.score > b.score) {
+                    if spoof_best.is_none_or(|b| best.score > b.score) {
                         spoof_best = Some(*best);
                     }
                 }

@@ -91,7 +91,11 @@ pub struct QualityGate {
 
 /// Pose and exposure limits (not in the config: they describe what the
 /// embedders cope with, not the site). See BENCHMARKS.md for the measurements.
-pub const MAX_ABS_YAW: f32 = 0.30;
+/// Yaw is refused only in profile (the nose past the eye, where the far
+/// eye's landmark is a guess): at 0.30 the floor refused 6 % of K-pop photos
+/// and cost 8–11 points of DIR at equal FPIR, at 0.45 still 3.8 points on
+/// LFW, without lowering FPIR either time (BENCHMARKS.md, "Quality floor").
+pub const MAX_ABS_YAW: f32 = 0.60;
 pub const PITCH_RANGE: (f32, f32) = (0.25, 0.75);
 pub const BRIGHTNESS_RANGE: (f32, f32) = (40.0, 225.0);
 
@@ -262,7 +266,7 @@ mod tests {
         assert!((0.45..0.55).contains(&pitch), "{pitch}");
         // A face turned so the nose sits near one eye is a pose rejection.
         let mut turned = align::ARCFACE_112;
-        turned[2][0] = 70.0;
+        turned[2][0] = 78.0;
         let (yaw, _) = pose(&turned);
         assert!(yaw > MAX_ABS_YAW);
     }
@@ -288,7 +292,7 @@ mod tests {
             ),
             (
                 Quality {
-                    yaw: -0.6,
+                    yaw: -0.7,
                     ..good()
                 },
                 Rejection::Pose,

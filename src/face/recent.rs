@@ -100,6 +100,9 @@ pub struct FaceWitness {
     /// For the stranger false-accept rate at today's register size.
     config: Config,
     embedder: ModelSpec,
+    /// The register's own impostor tail, for the gallery it was computed on
+    /// (recomputed when the gallery is swapped, on the first status after).
+    own_tail: std::sync::Mutex<Option<(usize, Option<super::tail::TailCurve>)>>,
 }
 
 struct GateCameras {
@@ -123,6 +126,19 @@ pub struct GateFaceStatus {
     pub over_target: bool,
     /// The sentence `gatehouse doctor` prints, with advice when over target.
     pub stranger_risk: Option<String>,
+    /// The threshold in force, the rate's 95 % bound, what the tail rests on
+    /// (`own register`, `model prior`, …) and how many comparisons, and the
+    /// largest register the data vouches for at the target.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    #[serde(default)]
+    pub stranger_fpir_upper: Option<f64>,
+    #[serde(default)]
+    pub tail_source: Option<String>,
+    #[serde(default)]
+    pub tail_comparisons: Option<usize>,
+    #[serde(default)]
+    pub max_residents: Option<u64>,
 }
 
 impl FaceWitness {
@@ -159,6 +175,7 @@ impl FaceWitness {
             gates,
             config: config.clone(),
             embedder,
+            own_tail: std::sync::Mutex::new(None),
         }
     }
 
@@ -192,11 +209,49 @@ impl FaceWitness {
         recent.check_owner(&self.policy, &gallery, owner, since)
     }
 
+    /// The register's own impostor tail for the current gallery: computed
+    /// from the database once per gallery (never on the frame path).
+    fn own_tail(&self) -> Option<super::tail::TailCurve> {
+        let gallery = self.gallery.current();
+        let key = std::sync::Arc::as_ptr(&gallery) as usize;
+        let mut cache = self.own_tail.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, tail)) = cache.as_ref() {
+            if *k == key {
+                return tail.clone();
+            }
+        }
+        let computed = (|| -> anyhow::Result<Option<super::tail::TailCurve>> {
+            let conn = rusqlite::Connection::open_with_flags(
+                self.config.database_path(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            super::calibrate::own_curve_from_db(
+                &conn,
+                gallery.model(),
+                gallery.dim(),
+                gallery.combine(),
+            )
+        })()
+        .unwrap_or_else(|e| {
+            tracing::debug!("own impostor tail unavailable: {e:#}");
+            None
+        });
+        *cache = Some((key, computed.clone()));
+        computed
+    }
+
     /// The face side of `gate` (`None`: the gate has no camera).
     pub fn gate_status(&self, gate: &GateId) -> Option<GateFaceStatus> {
         let g = self.gates.get(gate).filter(|g| !g.cameras.is_empty())?;
         let residents = self.gallery.current().identities();
-        let risk = match super::calibrate::stranger_risk(&self.config, &self.embedder, residents) {
+        let own = self.own_tail();
+        let risk = match super::calibrate::stranger_risk_with(
+            &self.config,
+            &self.embedder,
+            residents,
+            own,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("stranger risk unavailable: {e:#}");
@@ -218,6 +273,11 @@ impl FaceWitness {
             target_fpir: risk.as_ref().map(|r| r.target_fpir),
             over_target: risk.as_ref().is_some_and(StrangerRisk::over_target),
             stranger_risk: risk.as_ref().map(StrangerRisk::describe),
+            threshold: risk.as_ref().map(|r| r.threshold),
+            stranger_fpir_upper: risk.as_ref().map(|r| r.fpir_upper),
+            tail_source: risk.as_ref().map(|r| r.tail_source.to_string()),
+            tail_comparisons: risk.as_ref().map(|r| r.comparisons),
+            max_residents: risk.as_ref().map(|r| r.max_residents),
         })
     }
 }

@@ -76,6 +76,15 @@ pub struct ModelSpec {
     pub crop_scale: Option<f32>,
     /// Liveness models: the index of the "real face" class in the softmax.
     pub real_class: Option<usize>,
+    /// Embedders: the impostor tail measured on many identities (a
+    /// generalised-Pareto fit with its 95 % bound), used until a site's own
+    /// register is large enough (`face::calibrate::prior_curve`).
+    #[serde(default)]
+    pub impostor_prior: Option<crate::face::tail::TailCurve>,
+    /// Why this entry has not been checked against the pipeline (e.g. the file
+    /// was never available to the team); `gatehouse doctor` says so.
+    #[serde(default)]
+    pub unverified: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -395,3 +395,41 @@ fn card_and_face_opens_for_the_owners_face_only() {
     assert!(matches!(check, FaceCheck::Match { .. }), "{check:?}");
     assert!(decide(check).is_granted());
 }
+
+#[test]
+fn eval_1n_self_calibrates_from_the_residents_and_predicts_its_stranger_rate() {
+    let env = FaceEnv::new("eval1n-selfcal");
+    let out = eval_1n(
+        &env,
+        &["--frames", "2", "--self-calibrate", "--target-fpir", "0.01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j = last_json(&out);
+    // Three residents per split are far too few for a tail of their own:
+    // every split rests on the model's prior, and says so.
+    assert_eq!(j["own_register_splits"], 0, "{j}");
+    assert_eq!(j["target_fpir"], 0.01, "{j}");
+    let predicted = j["predicted_fpir"].as_f64().unwrap();
+    let upper = j["predicted_fpir_upper"].as_f64().unwrap();
+    assert!(
+        predicted > 0.0 && predicted <= upper && upper <= 0.0101,
+        "{j}"
+    );
+    assert_eq!(j["misid"], 0.0, "{j}");
+    let text = stdout(&out);
+    assert!(text.contains("self-calibrated: threshold"), "{text}");
+    // The target is required, and a fixed threshold cannot be asked for as well.
+    let out = eval_1n(&env, &["--self-calibrate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = eval_1n(
+        &env,
+        &[
+            "--self-calibrate",
+            "--target-fpir",
+            "0.01",
+            "--threshold",
+            "0.5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -361,6 +361,7 @@ fn face_eval_prints_the_figures_and_one_json_line() {
         "frr",
         "detect_ms",
         "embed_ms",
+        "tar_at_far",
     ];
     let obj = json.as_object().unwrap();
     assert_eq!(obj.len(), keys.len(), "{last}");
@@ -376,4 +377,100 @@ fn face_eval_prints_the_figures_and_one_json_line() {
         "a false accept at the default threshold: {last}"
     );
     assert!(json["detect_ms"].as_f64().unwrap() > 0.0);
+    // 113 different-person pairs resolve a FAR of 1e-2, not 1e-3 or 1e-4.
+    let tar = &json["tar_at_far"];
+    assert!(tar["1e-2"].as_f64().unwrap() > 0.9, "{last}");
+    assert!(tar["1e-3"].is_null() && tar["1e-4"].is_null(), "{last}");
+}
+
+/// A face environment whose detector is the product's default, YuNet
+/// 2023mar (fixed 1×3×640×640 input).
+fn product_default_env(tag: &str) -> FaceEnv {
+    let mut env = FaceEnv::with_models(tag, &["yunet-2023mar", "mobilefacenet"]);
+    env.config.models.detector = "yunet-2023mar".into();
+    env.write_config();
+    env
+}
+
+#[test]
+fn product_default_detector_finds_obama_and_the_six_faces_at_any_asked_width() {
+    let env = product_default_env("smoke-2023mar");
+    let mut engine = engine(&env);
+    assert_eq!(engine.detector.fixed_input(), Some((640, 640)));
+    let frame = photo::load(&faces("identities/obama/obama_1.jpg")).unwrap();
+    for width in [320, 512, 640] {
+        let found = engine.detector.detect_at(&frame, width).unwrap();
+        assert_eq!(found.len(), 1, "width {width}: {found:?}");
+        let d = found[0];
+        assert!(d.score > 0.85, "score {}", d.score);
+        // The same face as YuNet 2026may's reference box (x=369.5 y=90.6 w=242.6 h=330.6).
+        assert!(
+            (d.bbox.x - 369.5).abs() < 20.0 && (d.bbox.y - 90.6).abs() < 25.0,
+            "{d:?}"
+        );
+        assert!(
+            (d.bbox.w - 242.6).abs() < 30.0 && (d.bbox.h - 330.6).abs() < 40.0,
+            "{d:?}"
+        );
+        let [right_eye, left_eye, ..] = d.landmarks;
+        assert!(right_eye[0] < left_eye[0], "{d:?}");
+    }
+    let group = photo::load(&faces("group/group_six.jpg")).unwrap();
+    assert_eq!(photo::detect(&mut engine, &group).unwrap().len(), 6);
+    // A camera frame (16:9) is letterboxed into the fixed input, not refused.
+    for name in ["obama-1080p.jpg", "obama-240p.jpg"] {
+        let frame = photo::load(&faces(&format!("resolution/{name}"))).unwrap();
+        assert_eq!(engine.detector.detect(&frame).unwrap().len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn face_eval_with_the_product_default_detector_scores_every_pair() {
+    let env = product_default_env("smoke-eval-2023mar");
+    let out = env.run(&[
+        "face",
+        "eval",
+        "--pairs",
+        &path_str(&faces("pairs.csv")),
+        "--root",
+        &path_str(&common::faces_dir()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let last = text.lines().last().unwrap();
+    let json: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(json["pairs"], 136, "{last}");
+    assert_eq!(json["no_face"], 0, "{last}");
+    assert!(json["auc"].as_f64().unwrap() >= 0.99, "{last}");
+}
+
+#[test]
+fn face_eval_fails_loudly_when_the_detector_cannot_run() {
+    let env = product_default_env("smoke-eval-broken");
+    // The product default's file, fed under the wrong input name: every run fails.
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/models.toml"))
+            .unwrap()
+            .replacen("input_name = \"input\"", "input_name = \"images\"", 1);
+    let manifest_path = env.dir.path().join("models.toml");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let mut env = env;
+    env.config.models.manifest = Some(manifest_path);
+    env.write_config();
+    let out = env.run(&[
+        "face",
+        "eval",
+        "--pairs",
+        &path_str(&faces("pairs.csv")),
+        "--root",
+        &path_str(&common::faces_dir()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("face detector failed on"), "{err}");
+    assert!(
+        !stdout(&out).contains("\"pairs\""),
+        "no figures: {}",
+        stdout(&out)
+    );
 }

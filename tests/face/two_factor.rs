@@ -101,12 +101,21 @@ async fn a_card_at_a_card_and_face_gate_needs_its_owners_face() {
     let fpir = face
         .stranger_fpir
         .expect("the model's impostor tail is known");
-    assert!(fpir > 0.0 && fpir < face.target_fpir.unwrap(), "{face:?}");
-    assert!(!face.over_target);
-    assert!(face
-        .stranger_risk
-        .as_deref()
-        .is_some_and(|s| s.starts_with("2 residents with a face")));
+    assert!(
+        fpir > 0.0 && fpir <= face.stranger_fpir_upper.unwrap(),
+        "{face:?}"
+    );
+    // Two residents are far too few for a tail of their own: the rate rests on
+    // the model's prior (whose East Asian part is heavy), and says so.
+    assert_eq!(face.tail_source.as_deref(), Some("model prior"), "{face:?}");
+    assert_eq!(face.threshold, Some(0.45));
+    assert_eq!(
+        face.over_target,
+        face.stranger_fpir_upper.unwrap() > face.target_fpir.unwrap()
+    );
+    let risk = face.stranger_risk.as_deref().unwrap();
+    assert!(risk.starts_with("2 residents with a face"), "{risk}");
+    assert!(!face.over_target || risk.contains("card + face"), "{risk}");
 
     // Lin shows his card while he is in view: opens, as card + face, with the 1:1 score.
     let out = h

@@ -15,6 +15,7 @@ pub mod lpr_support;
 
 mod cli;
 mod daemon_run;
+mod face_models;
 mod in_process;
 mod station_python;
 mod trust_access;

@@ -103,3 +103,88 @@ fn passes_with_models_installed_and_fails_naming_a_missing_model_and_camera() {
         .unwrap();
     assert_eq!(camera["status"], "fail");
 }
+
+fn check<'a>(checks: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name:?} in {checks:#}"))
+}
+
+#[test]
+fn runs_the_product_default_detector_and_fails_a_model_that_cannot_run() {
+    let data = Scratch::new("doctor-2023mar");
+    let dir = Scratch::new("doctor-2023mar-config");
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
+    // The product's default detector (fixed 640×640 input), no camera.
+    let camera_start = demo.find("[[cameras]]").unwrap();
+    let camera_end = demo.find("[models]").unwrap();
+    let text = format!("{}{}", &demo[..camera_start], &demo[camera_end..]).replace(
+        "detector = \"yunet-2026may\"",
+        "detector = \"yunet-2023mar\"",
+    );
+    let config = dir.path().join("g.toml");
+    std::fs::write(&config, &text).unwrap();
+    let fetch = gatehouse()
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["models", "fetch", "--mirror"])
+        .arg(common::models_mirror())
+        .output()
+        .unwrap();
+    assert!(
+        fetch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetch.stderr)
+    );
+    let out = doctor(&data, &config);
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = check(&checks, "models run");
+    assert_eq!(run["status"], "pass", "{run}");
+    assert!(
+        run["detail"]
+            .as_str()
+            .unwrap()
+            .contains("yunet-2023mar (fixed input 640x640)"),
+        "{run}"
+    );
+
+    // The same file under a manifest that feeds it the wrong input: it
+    // installs (sha256 matches) but cannot run, and doctor fails.
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/models.toml"))
+            .unwrap()
+            .replacen("input_name = \"input\"", "input_name = \"images\"", 1);
+    let manifest_path = dir.path().join("models.toml");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        text.replace(
+            "[models]\n",
+            &format!(
+                "[models]\nmanifest = {:?}\n",
+                manifest_path.to_str().unwrap()
+            ),
+        ),
+    )
+    .unwrap();
+    let out = doctor(&data, &broken);
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{checks:#}");
+    assert_eq!(check(&checks, "model yunet-2023mar")["status"], "pass");
+    let run = check(&checks, "models run");
+    assert_eq!(run["status"], "fail", "{run}");
+    assert!(
+        run["detail"]
+            .as_str()
+            .unwrap()
+            .contains("detector yunet-2023mar fails to run"),
+        "{run}"
+    );
+}

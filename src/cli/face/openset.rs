@@ -60,6 +60,13 @@ pub struct EvalOneToN {
     /// Also write the whole DIR-vs-FPIR curve (threshold,dir,fpir,misid) to this CSV
     #[arg(long, value_name = "FILE")]
     pub curve: Option<PathBuf>,
+    /// Choose each split's threshold from its enrolled residents alone (the
+    /// site's self-calibration; the embedder's prior while they are too few)
+    #[arg(long, requires = "target_fpir", conflicts_with = "threshold")]
+    pub self_calibrate: bool,
+    /// Stranger false-accept rate the self-calibration aims at (0.01 = 1 %)
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "self_calibrate")]
+    pub target_fpir: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +85,13 @@ pub struct Calibrate {
     /// Seeded draws of the enrolment photos whose comparisons are pooled
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub draws: u64,
+    /// Also fit the extreme-value tail over every identity enrolled as a
+    /// resident and write it as a manifest prior (`[model.impostor_prior]`) to this file
+    #[arg(long, value_name = "FILE")]
+    pub prior_out: Option<PathBuf>,
+    /// What the prior was measured on, for the manifest (e.g. "lfw + east_asian + identities")
+    #[arg(long, value_name = "TEXT", default_value = "labelled photos")]
+    pub prior_source: String,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -173,6 +187,13 @@ pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
         seed: args.set.seed,
         quality_floor: !args.set.no_quality_floor,
         curve,
+        self_calibrate: match (args.self_calibrate, args.target_fpir) {
+            (true, Some(target_fpir)) => Some(openset::SelfCalibrate {
+                target_fpir,
+                prior: calibrate::prior_curve(&face::embedder_spec(config)?),
+            }),
+            _ => None,
+        },
     };
     let p = &loaded.photos;
     let report = openset::evaluate(
@@ -251,8 +272,40 @@ pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
             s.known_probes + s.unknown_probes
         );
     }
+    let mut refused: std::collections::BTreeMap<&str, usize> = Default::default();
+    for sample in &p.samples {
+        if let (Some(_), Err(reason)) = (&sample.embedding, sample.quality) {
+            *refused.entry(reason.as_str()).or_default() += 1;
+        }
+    }
+    let faces = p.samples.iter().filter(|s| s.embedding.is_some()).count();
+    println!(
+        "quality floor refuses {} of {faces} faces{}",
+        refused.values().sum::<usize>(),
+        if refused.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = refused.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            format!(" ({})", list.join(", "))
+        }
+    );
     println!("same person:          {}", stats(&report.genuine));
     println!("best other resident:  {}", stats(&report.best_impostor));
+    if let (Some(target), Some(predicted), Some(upper), Some(own)) = (
+        s.target_fpir,
+        s.predicted_fpir,
+        s.predicted_fpir_upper,
+        s.own_register_splits,
+    ) {
+        println!(
+            "self-calibrated: threshold {:.3} on average for {} strangers admitted; predicted {} (95 % bound {}); from the residents' own faces in {own} of {} splits, the model's prior in the rest",
+            s.threshold,
+            percent(target),
+            percent(predicted),
+            percent(upper),
+            s.splits
+        );
+    }
     println!(
         "at threshold {:.3}:   DIR {:.4} ({} of {} resident probes), FPIR {:.4} ({} of {} stranger probes), misidentification {:.4} ({})",
         s.threshold,
@@ -288,8 +341,127 @@ pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every identity enrolled with its first K usable photos (seeded order),
+/// as the rows of one large register.
+fn enrol_everyone(
+    p: &AnalysedPhotos,
+    per_person: usize,
+    floor: bool,
+    seed: u64,
+) -> Vec<(crate::domain::ResidentId, Vec<f32>)> {
+    let mut order: Vec<usize> = (0..p.samples.len()).collect();
+    crate::face::openset::SplitMix(seed).shuffle(&mut order);
+    let mut taken = vec![0usize; p.names.len()];
+    let mut rows = Vec::new();
+    for i in order {
+        let s = &p.samples[i];
+        let Some(e) = &s.embedding else { continue };
+        if (floor && s.quality.is_err()) || taken[s.identity] >= per_person {
+            continue;
+        }
+        taken[s.identity] += 1;
+        rows.push((
+            crate::domain::ResidentId(s.identity as i64 + 1),
+            e.as_slice().to_vec(),
+        ));
+    }
+    rows
+}
+
+/// `--prior-out`: the GPD tail over all identities, written as a manifest table.
+fn write_prior(loaded: &Loaded, args: &Calibrate, out: &std::path::Path) -> Result<()> {
+    use crate::face::tail::{TailBasis, TailFit};
+    let p = &loaded.photos;
+    let rows = enrol_everyone(
+        p,
+        args.set.enrol_per_person,
+        !args.set.no_quality_floor,
+        args.set.seed,
+    );
+    let identities = {
+        let mut ids: Vec<_> = rows.iter().map(|r| r.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    let mut scores = calibrate::register_impostor_scores(
+        &rows,
+        &Default::default(),
+        &loaded.engine_model,
+        loaded.dim,
+        loaded.policy.combine,
+        20_000_000,
+        args.set.seed,
+    )?;
+    if scores.len() < crate::face::tail::MIN_COMPARISONS {
+        // A small set: every photo (not only the enrolled ones) probes the others' centroids.
+        let gallery = crate::face::Gallery::from_rows_combined(
+            &loaded.engine_model,
+            loaded.dim,
+            rows.iter().cloned(),
+            loaded.policy.combine,
+        )?;
+        scores.clear();
+        for s in p.samples.iter() {
+            let Some(e) = &s.embedding else { continue };
+            let me = s.identity as u64 + 1;
+            for x in gallery.identity_scores(e.as_slice()) {
+                if x.resident.0 as u64 != me {
+                    scores.push(crate::face::tail::Clustered {
+                        score: x.score,
+                        cluster: crate::face::tail::pair_cluster(me, x.resident.0 as u64),
+                    });
+                }
+            }
+        }
+    }
+    let fit = TailFit::fit_with(&scores, args.set.seed, 5)?;
+    let mut curve = fit.curve(TailBasis::Prior {
+        source: args.prior_source.clone(),
+        identities,
+    });
+    // An existing prior in the file: keep the upper envelope of both (the
+    // heavier tail wins at every threshold; the data vouch for no less than
+    // the weaker set can).
+    if let Ok(text) = std::fs::read_to_string(out) {
+        #[derive(serde::Deserialize)]
+        struct Existing {
+            impostor_prior: crate::face::tail::TailCurve,
+        }
+        let old: Existing = toml::from_str(&text)
+            .with_context(|| format!("{} holds no impostor_prior to merge with", out.display()))?;
+        curve = curve.envelope(&old.impostor_prior);
+        println!(
+            "merged with the prior already in {} (upper envelope)",
+            out.display()
+        );
+    }
+    println!(
+        "prior tail:          {} comparisons over {} pairs of identities ({} identities); GPD above {:.3} (top {}): xi {:.3}, sigma {:.4}; trusted down to {:.1e} per comparison",
+        fit.comparisons, fit.clusters, identities, fit.u, fit.exceedances, fit.gpd.xi, fit.gpd.sigma, curve.p_min
+    );
+    for t in [0.35f32, 0.40, 0.45, 0.50, 0.55, 0.60] {
+        let (rate, upper) = curve.at(t);
+        println!("  at {t:.2}: {rate:.2e} per comparison (95 % bound {upper:.2e})");
+    }
+    #[derive(serde::Serialize)]
+    struct Table<'a> {
+        impostor_prior: &'a crate::face::tail::TailCurve,
+    }
+    let text = toml::to_string(&Table {
+        impostor_prior: &curve,
+    })
+    .context("cannot write the prior as TOML")?;
+    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote the prior to {}", out.display());
+    Ok(())
+}
+
 pub fn calibrate(config: &Config, args: &Calibrate) -> Result<ExitCode> {
     let loaded = load(config, &args.set)?;
+    if let Some(out) = &args.prior_out {
+        write_prior(&loaded, args, out)?;
+    }
     let p = &loaded.photos;
     let n = usize::try_from(args.gallery_size).unwrap_or(usize::MAX);
     let comparisons = calibrate::comparisons(

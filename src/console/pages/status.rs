@@ -179,10 +179,30 @@ pub async fn show(ctx: Ctx) -> Page {
                 p id="stranger-risk" {
                     @if face.over_target { span.pill.bad { (l.t("陌生人误识率超标", "stranger rate over target")) } " " }
                     (l.t("人脸库", "Face register")) ": " (face.gallery_residents) " " (l.t("人", "resident(s)"))
+                    @if let Some(t) = face.threshold { " · " (l.t("阈值", "threshold")) " " (format!("{t:.3}")) }
                     @if let Some(p) = face.stranger_fpir {
                         " · " (l.t("陌生人被误认为住户的概率（每次确认）", "chance a stranger is taken for a resident (per confirmed face)"))
                         " " (crate::face::calibrate::percent(p))
+                        @if let Some(u) = face.stranger_fpir_upper.filter(|u| *u > p) {
+                            " (" (l.t("95% 置信上限", "95 % bound")) " " (crate::face::calibrate::percent(u)) ")"
+                        }
                         @if let Some(t) = face.target_fpir { " (" (l.t("目标", "target")) " " (crate::face::calibrate::percent(t)) ")" }
+                    }
+                    @if let Some(source) = &face.tail_source {
+                        br;
+                        span.muted.tail-basis {
+                            (l.t("依据", "Resting on")) ": "
+                            @match source.as_str() {
+                                "own register" => (l.t("本社区人脸库内不同住户之间的比对", "comparisons between this site's own residents")),
+                                "model prior" => (l.t("模型先验（在他人人脸上测得，待本社区人脸库足够大后替换）", "the model's prior, measured on other people's faces until this register is large enough")),
+                                _ => (l.t("少量照片拟合的高斯尾部（外推，无置信界）", "a Gaussian tail fitted to a few photos (an extrapolation, no confidence bound)")),
+                            }
+                            @if let Some(n) = face.tail_comparisons.filter(|n| *n > 0) { " · " (n) " " (l.t("次比对", "comparisons")) }
+                            @if let Some(m) = face.max_residents {
+                                " · " (l.t("数据可支撑的人数上限", "register size the data vouches for")) " "
+                                @if m == u64::MAX { "∞" } @else { (m) }
+                            }
+                        }
                     }
                     @if face.over_target { br; span.muted { (face.stranger_risk.clone().unwrap_or_default()) } }
                 }

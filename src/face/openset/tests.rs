@@ -68,6 +68,7 @@ fn options(frames: usize) -> OpenSetOptions {
         seed: 7,
         quality_floor: true,
         curve: vec![0.0, 0.5, 0.9],
+        self_calibrate: None,
     }
 }
 
