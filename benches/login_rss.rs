@@ -120,7 +120,12 @@ fn start(dir: &Path, bin: &Path) -> (Child, SocketAddr) {
             "data_dir = \"gatehouse-data\"",
             &format!("data_dir = {:?}", dir.display().to_string()),
         )
-        .replace("127.0.0.1:8088", &format!("127.0.0.1:{port}"))
+        // Forty connections from one address, above the default per-address
+        // cap of 32: the burst must reach the sign-in limits, not the cap.
+        .replace(
+            "listen = \"127.0.0.1:8088\"",
+            &format!("listen = \"127.0.0.1:{port}\"\nmax_connections_per_address = 64"),
+        )
         .replace("127.0.0.1:8089", &format!("127.0.0.1:{}", free_port()));
     let config = dir.join("gatehouse.toml");
     std::fs::write(&config, text).expect("write config");
