@@ -203,6 +203,13 @@ struct Swipe {
     stderr: String,
 }
 
+/// Two simulated swipes sent to one reader at once interleave their D0/D1
+/// pulses, and the reader rejects the frame as noise (as it would two real
+/// cards held to it together): no decision, so no event is owed.
+fn collided(answer: &serde_json::Value) -> bool {
+    answer["decision"].is_null() && answer["rejected"]["kind"] == "noise"
+}
+
 #[test]
 fn sigterm_with_swipes_in_flight_exits_0_in_time_locks_every_relay_and_loses_no_event() {
     let data = Scratch::new("sigterm");
@@ -318,6 +325,9 @@ fn sigterm_with_swipes_in_flight_exits_0_in_time_locks_every_relay_and_loses_no_
             continue;
         }
         let out: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+        if collided(&out) {
+            continue;
+        }
         let decision = &out["decision"];
         let seq = decision["event_seq"]
             .as_i64()
@@ -326,7 +336,7 @@ fn sigterm_with_swipes_in_flight_exits_0_in_time_locks_every_relay_and_loses_no_
     }
     let last_answer = answers.last().map(|a| a.to_string());
     for a in &answers {
-        if a["ok"] == true {
+        if a["ok"] == true && !collided(&a["result"]) {
             let seq = a["result"]["decision"]["event_seq"]
                 .as_i64()
                 .unwrap_or_else(|| panic!("a decision without a stored event: {a}"));
