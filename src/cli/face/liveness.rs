@@ -94,11 +94,15 @@ pub fn eval_liveness(config: &Config, args: &EvalLiveness) -> Result<ExitCode> {
     let mut engine = FaceEngine::load(config)?;
     let mut live_models = Liveness::load(config)?;
     let threshold = args.threshold.unwrap_or(live_models.threshold);
+    // A fixed-input model is letterboxed into its own shape; the configured width does not apply.
+    let detector_input = match engine.detector.fixed_input() {
+        Some((w, h)) => format!("its fixed {w}x{h} input"),
+        None => format!("width {}", engine.detector.settings.width),
+    };
     eprintln!(
-        "{} frames; detector {} at width {}; liveness {} fused by their geometric mean",
+        "{} frames; detector {} at {detector_input}; liveness {} fused by their geometric mean",
         frames.len(),
         config.models.detector,
-        engine.detector.settings.width,
         live_models.model_names().join(" + ")
     );
     let mut scored = Vec::new();
