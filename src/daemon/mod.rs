@@ -468,7 +468,20 @@ impl GateHandle {
         self.shared.core.record(event, None).await
     }
 
-    /// Runs `f` with the daemon's database connection (the one writer).
+    /// Runs `f` on a read-only connection: for reads that change nothing
+    /// (no audit row either); never waits for the writer or delays a gate.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> R + Send + 'static,
+    ) -> Result<R> {
+        let core = self.shared.core.clone();
+        tokio::task::spawn_blocking(move || core.read_blocking(f))
+            .await
+            .context("database task failed")?
+    }
+
+    /// Runs `f` with the daemon's database connection (the one writer): for
+    /// changes, and for reads that write an audit row.
     pub async fn with_store<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> R + Send + 'static,

@@ -200,12 +200,9 @@ fn chain_hash(prev: &[u8], body: &str) -> [u8; 32] {
 
 /// Appends an event and queues it in the outbox, durably, in one transaction.
 pub fn append(conn: &Connection, event: &NewEvent) -> Result<EventRecord> {
-    let tx = conn
-        .unchecked_transaction()
-        .context("cannot start event transaction")?;
-    let record = append_in(&tx, event)?;
-    tx.commit().context("cannot commit event")?;
-    Ok(record)
+    // BEGIN IMMEDIATE (a savepoint inside a caller's transaction): the chain
+    // is read and extended under the write lock, never from a stale snapshot.
+    crate::store::atomic::atomically(conn, |tx| append_in(tx, event))
 }
 
 /// Like [`append`], inside a transaction (or savepoint) the caller commits,
@@ -368,6 +365,18 @@ pub struct ChainBreak {
 /// Walks the whole log and reports every row whose hash or link is wrong.
 /// The oldest remaining row anchors the chain (retention deletes from the start).
 /// Events at or after `since`, oldest first (for rebuilding the access
+/// The snapshot file named by the event with this id: `None` when there is no
+/// such event, `Some(None)` when it has no picture.
+pub fn snapshot_of(conn: &Connection, event_id: &str) -> Result<Option<Option<String>>> {
+    conn.query_row(
+        "SELECT snapshot FROM event WHERE id = ?1",
+        [event_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .with_context(|| format!("cannot read event {event_id}"))
+}
+
 /// state after a restart; served by the `event_at` index).
 pub fn since(conn: &Connection, since: DateTime<Utc>) -> Result<Vec<EventRecord>> {
     let mut stmt = conn

@@ -14,8 +14,10 @@ pub mod events;
 pub mod faces;
 pub mod groups;
 mod migrations;
+pub mod nonces;
 pub mod outbox;
 pub mod people;
+pub mod readers;
 pub mod retention;
 pub mod secret;
 pub mod snapshot;
@@ -26,11 +28,13 @@ pub mod vehicles;
 pub mod visitors;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OpenFlags};
 
+pub use readers::Readers;
 pub use secret::DeviceSecret;
 
 /// An open database plus the device secret that keys its hashes.
@@ -140,6 +144,26 @@ impl Store {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+/// The process's one writer: the read-write [`Store`] behind a mutex, shared
+/// by every part of the daemon that changes the database (the gates' event
+/// log, the uplink, the cameras, the console, station commands). Cheap to
+/// clone. Readers use [`Readers`] instead and never take this lock.
+#[derive(Clone)]
+pub struct Writer(Arc<Mutex<Store>>);
+
+impl Writer {
+    pub fn new(store: Store) -> Writer {
+        Writer(Arc::new(Mutex::new(store)))
+    }
+
+    /// The store, for one short write (blocking: call from a blocking context).
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves SQLite consistent (an open
+        // transaction is rolled back when its guard drops).
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
