@@ -549,3 +549,5 @@ fn offline_status(cfg: &crate::config::Gate, why: String) -> GateStatus {
         face: None,
     }
 }
+#[cfg(test)]
+mod writer_tests;
