@@ -17,7 +17,7 @@ use crate::store::vehicles::{self, VehicleInfo};
 pub async fn list(ctx: Ctx) -> Page {
     let me = ctx.need(Perm::Register)?;
     let rows = ctx
-        .store(|s| addresses::households(s.conn()))
+        .read(addresses::households)
         .await?
         .map_err(|e| ctx.internal(&e))?;
     let l = ctx.lang;
