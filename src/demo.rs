@@ -331,7 +331,7 @@ fn enrol_faces(
                 .parse()
                 .map_err(anyhow::Error::msg)?,
         );
-        let id = people::add(&matcher.store, ACTOR, &p)?;
+        let id = people::add(&matcher.store.lock(), ACTOR, &p)?;
         let mut ok = 0;
         for photo in photos.iter().take(3) {
             // One photo at a time: a refused photo (a half-hidden face) must not cost the others.
