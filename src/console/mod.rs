@@ -107,9 +107,7 @@ impl ConsoleServer {
             faces: std::sync::Mutex::new(None),
             stopping: tokio::sync::watch::channel(false).0,
         });
-        let accounts = handle
-            .read(crate::store::console::count)
-            .await??;
+        let accounts = handle.read(crate::store::console::count).await??;
         // Addresses each account signed in from lately stay familiar across a
         // restart, so guesses from elsewhere cannot hold the manager back.
         let since = chrono::Utc::now()

@@ -208,11 +208,7 @@ impl Ctx {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<R> + Send + 'static,
     ) -> Result<anyhow::Result<R>, Fail> {
-        self.app
-            .handle
-            .read(f)
-            .await
-            .map_err(|e| self.internal(&e))
+        self.app.handle.read(f).await.map_err(|e| self.internal(&e))
     }
 
     /// Runs `f` on the daemon's database connection (the single writer),

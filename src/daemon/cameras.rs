@@ -403,7 +403,8 @@ async fn note_stranger(
     // gate events never wait behind it; only the insert takes the writer.
     let (reader, searched) = (reader.clone(), sighting.clone());
     let stranger = tokio::task::spawn_blocking(move || -> Result<Option<i64>> {
-        reader.read(|conn| store::strangers::closest_stranger(conn, &searched.borrowed(), &policy))?
+        reader
+            .read(|conn| store::strangers::closest_stranger(conn, &searched.borrowed(), &policy))?
     })
     .await
     .context("stranger search task failed")??;

@@ -116,7 +116,10 @@ async fn a_release_relocks_on_time_while_its_event_write_is_still_waiting() {
         eventually(|| hold.waiting.load(Ordering::SeqCst)).await,
         "the event write reached the (held) writer"
     );
-    assert!(!presenting.is_finished(), "nobody heard the decision before its event was stored");
+    assert!(
+        !presenting.is_finished(),
+        "nobody heard the decision before its event was stored"
+    );
 
     // The door's time runs out (plus 10 ms) on the daemon's clock, while the
     // write is still held.
@@ -181,7 +184,11 @@ async fn a_failed_event_write_opens_the_door_but_is_flagged_alarmed_counted_and_
     assert!(first.view.event_unsaved);
     assert!(first.view.line().contains("NOT stored"));
     let announced = loop {
-        match tokio::time::timeout(WAIT, notices.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(WAIT, notices.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             super::GateNotice::Decided(v) => break v,
             _ => continue,
         }

@@ -145,7 +145,10 @@ pub fn enrol(
     photos: Vec<Photo>,
     actor: &str,
 ) -> Result<Enrolment> {
-    if !m.readers.read(|conn| faces::person_exists(conn, resident))?? {
+    if !m
+        .readers
+        .read(|conn| faces::person_exists(conn, resident))??
+    {
         anyhow::bail!("no resident {resident} in the register");
     }
     let others = m.gallery.without(resident);

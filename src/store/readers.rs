@@ -59,12 +59,7 @@ impl Readers {
     /// Runs `f` on a read-only connection (blocking: call from a blocking
     /// context). The connection goes back to the pool afterwards.
     pub fn read<R>(&self, f: impl FnOnce(&Connection) -> R) -> Result<R> {
-        let pooled = self
-            .0
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
+        let pooled = self.0.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
             None => open_read_only(&self.0.path)?,
@@ -112,10 +107,12 @@ mod tests {
             .read(|c| c.query_row("SELECT count(*) FROM audit", [], |r| r.get(0)))
             .unwrap()
             .unwrap();
-        assert_eq!(n, 1, "the reader sees the last commit, not the open transaction");
+        assert_eq!(
+            n, 1,
+            "the reader sees the last commit, not the open transaction"
+        );
         store.conn().execute_batch("COMMIT").unwrap();
         drop(store);
         std::fs::remove_dir_all(&dir).ok();
     }
-
 }

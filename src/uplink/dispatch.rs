@@ -501,13 +501,10 @@ fn admit(
                 RefusalCode::Replayed,
                 format!("nonce {} was already used at {seen_at}", v.nonce),
             )),
-            None => command::check_freshness(
-                v,
-                trusted.synced,
-                trusted_time::key_mark(tx, key)?,
-                floor,
-            )
-            .err(),
+            None => {
+                command::check_freshness(v, trusted.synced, trusted_time::key_mark(tx, key)?, floor)
+                    .err()
+            }
         };
         if let Some(refusal) = refusal {
             let mut detail = detail;

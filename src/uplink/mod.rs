@@ -113,10 +113,9 @@ pub async fn run<A: GatewayActions>(
                 settings.data_dir.clone(),
                 settings.device_key.clone(),
             );
-            let store =
-                tokio::task::spawn_blocking(move || Store::open_with_key(&db, &dir, &key))
-                    .await
-                    .context("database task was cancelled")??;
+            let store = tokio::task::spawn_blocking(move || Store::open_with_key(&db, &dir, &key))
+                .await
+                .context("database task was cancelled")??;
             Writer::new(store)
         }
     };
