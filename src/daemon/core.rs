@@ -297,35 +297,14 @@ impl Core {
         store: &mut Store,
         items: &[(Pending, T)],
     ) -> Result<Vec<Result<EventRecord>>> {
-        let mut tx = store
-            .conn_mut()
-            // IMMEDIATE: take the write lock first, so a concurrent writer
-            // makes this wait (busy timeout), never fail mid-transaction.
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .context("cannot start event transaction")?;
-        let mut out = Vec::with_capacity(items.len());
-        for (p, _) in items {
-            let sp = tx.savepoint().context("cannot start event savepoint")?;
-            let written = (|| {
-                if let Some(pass) = p.visitor_use {
-                    snapshot::consume_visitor_use(&sp, pass)?;
-                }
-                events::append_in(&sp, &p.event)
-            })();
-            match written {
-                Ok(record) => {
-                    sp.commit().context("cannot release event savepoint")?;
-                    out.push(Ok(record));
-                }
-                Err(e) => {
-                    // Dropping the savepoint rolls this event back alone.
-                    drop(sp);
-                    out.push(Err(e));
-                }
-            }
-        }
-        tx.commit().context("cannot commit events")?;
-        Ok(out)
+        let batch: Vec<events::BatchItem<'_>> = items
+            .iter()
+            .map(|(p, _)| events::BatchItem {
+                event: &p.event,
+                visitor_use: p.visitor_use,
+            })
+            .collect();
+        events::append_batch(store.conn_mut(), &batch)
     }
 
     /// Writes an event from async code.

@@ -205,6 +205,50 @@ pub fn append(conn: &Connection, event: &NewEvent) -> Result<EventRecord> {
     crate::store::atomic::atomically(conn, |tx| append_in(tx, event))
 }
 
+/// One event of a batch, with the visitor pass use it records (if any).
+pub struct BatchItem<'a> {
+    pub event: &'a NewEvent,
+    pub visitor_use: Option<i64>,
+}
+
+/// Appends `items` in one `BEGIN IMMEDIATE` transaction (one sync for the
+/// lot), each in a savepoint of its own so one bad event does not sink the
+/// rest; per item its record or why it failed. `Err` when the transaction
+/// itself failed (nothing was stored).
+pub fn append_batch(
+    conn: &mut Connection,
+    items: &[BatchItem<'_>],
+) -> Result<Vec<Result<EventRecord>>> {
+    let mut tx = conn
+        // IMMEDIATE: take the write lock first, so a concurrent writer
+        // makes this wait (busy timeout), never fail mid-transaction.
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .context("cannot start event transaction")?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let sp = tx.savepoint().context("cannot start event savepoint")?;
+        let written = (|| {
+            if let Some(pass) = item.visitor_use {
+                crate::store::snapshot::consume_visitor_use(&sp, pass)?;
+            }
+            append_in(&sp, item.event)
+        })();
+        match written {
+            Ok(record) => {
+                sp.commit().context("cannot release event savepoint")?;
+                out.push(Ok(record));
+            }
+            Err(e) => {
+                // Dropping the savepoint rolls this event back alone.
+                drop(sp);
+                out.push(Err(e));
+            }
+        }
+    }
+    tx.commit().context("cannot commit events")?;
+    Ok(out)
+}
+
 /// Like [`append`], inside a transaction (or savepoint) the caller commits,
 /// so an event and the register change it records (a visitor pass's use)
 /// land together, and several events can share one commit.
