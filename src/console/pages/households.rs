@@ -130,7 +130,17 @@ pub async fn vehicles(ctx: Ctx, Query(q): Query<VehicleQuery>) -> Page {
                             )?,
                             None => Vec::new(),
                         };
-                        let passes = crate::store::visitors::for_plate(s.conn(), &p)?;
+                        let passes = crate::store::visitors::passes_for_plate(s.conn(), &p)?;
+                        if !passes.is_empty() {
+                            // The desk sees the visitor's name: who looked is recorded.
+                            crate::store::Store::audit(
+                                s.conn(),
+                                &actor,
+                                "visitor.read",
+                                Some(p.as_str()),
+                                Some(&serde_json::json!({ "by": "plate", "passes": passes.len() })),
+                            )?;
+                        }
                         Ok((holders, passes))
                     })
                     .await?
