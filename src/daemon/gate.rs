@@ -72,7 +72,7 @@ pub struct Presented {
 /// Work for a gate's recorder task, in the order the gate produced it.
 enum Job {
     Decision(Box<DecisionJob>),
-    Event(NewEvent),
+    Event(Box<NewEvent>),
     /// Answers once every job before it is done (stored or failed).
     Sync(oneshot::Sender<()>),
 }
@@ -107,7 +107,7 @@ impl Recorder {
             match job {
                 Job::Decision(d) => self.decision(*d).await,
                 Job::Event(e) => {
-                    self.store(e).await;
+                    self.store(*e).await;
                 }
                 Job::Sync(reply) => {
                     let _ = reply.send(());
@@ -875,7 +875,7 @@ impl GateTask {
         detail: Option<serde_json::Value>,
     ) {
         let e = self.gate_event_new(kind, reason, detail);
-        if self.recorder.send(Job::Event(e)).is_err() {
+        if self.recorder.send(Job::Event(Box::new(e))).is_err() {
             tracing::error!(gate = %self.cfg.id, "the gate's event recorder has stopped; {reason} not recorded");
         }
     }
