@@ -5,7 +5,9 @@
 //!
 //! Other parts talk to the gates through a cloneable [`GateHandle`]:
 //! `present(gate, credential)` decides, moves the relay and stores the event
-//! before it returns; `events()` subscribes to every stored event.
+//! before it returns (or says `event_unsaved` when the write failed);
+//! `events()` subscribes to every stored event; `with_store` runs on the
+//! process's one writer, `read` on a read-only connection.
 //!
 //! Architecture Invariant: a gate whose hardware fails is out of service on
 //! its own; the daemon and the other gates keep running.

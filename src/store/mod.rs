@@ -2,9 +2,11 @@
 //! this file with the network down.
 //!
 //! Architecture Invariant: every read and write of the database goes through
-//! this module's functions (the CLI, the daemon and the console share them);
-//! one writer connection per process, short transactions, WAL so readers never
-//! block the gate.
+//! this module's functions (the CLI, the daemon and the console share them;
+//! no SQL text outside it). One writer per process ([`Writer`]), whose
+//! transactions are `BEGIN IMMEDIATE` and short; reads that write nothing
+//! use read-only connections ([`Readers`]), which in WAL mode never take the
+//! writer's lock, so readers never block the gate.
 
 pub mod addresses;
 pub mod atomic;

@@ -4,7 +4,8 @@
 //! audited and answered.
 //!
 //! Architecture Invariant: the uplink only reads the event log and removes
-//! outbox rows; it never decides access. What it needs from the door and the
+//! outbox rows; it never decides access. In the daemon it writes through
+//! the daemon's one writer ([`GatewayActions::writer`]). What it needs from the door and the
 //! registers it asks through [`GatewayActions`], which the daemon implements.
 //! Nothing is published that is not in the outbox first.
 //!
