@@ -99,6 +99,8 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     writeln!(out, "data directory: {}", data_dir.display())?;
 
     // Register, through the same functions as `gatehouse resident add` & co.
+    // This store is the process's writer until `enrol_faces` drops it, before
+    // the daemon opens its own: one writer at a time.
     let store = Store::open_config(&config)?;
     let residents = enrol_register(&store, &config.site.id, out)?;
     let faces_enrolled = match enrol_faces(&config, store, &options, out) {
@@ -212,9 +214,7 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     if started.broker.is_some() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while tokio::time::Instant::now() < deadline {
-            let depth = handle
-                .with_store(|store| crate::store::outbox::depth(store.conn()))
-                .await??;
+            let depth = handle.read(crate::store::outbox::depth).await??;
             if depth.events == 0 {
                 break;
             }
@@ -225,11 +225,10 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
     printer.abort();
 
     daemon.shutdown(Duration::from_secs(4)).await?;
-    let store = Store::open_config(&config)?;
-    summary.outbox_depth = store
-        .conn()
-        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
-    let (_, breaks) = crate::store::events::verify_chain(store.conn())?;
+    // The daemon has stopped: its files are read, not written.
+    let conn = crate::store::readers::open_read_only(&config.database_path())?;
+    summary.outbox_depth = i64::try_from(crate::store::outbox::depth(&conn)?.events)?;
+    let (_, breaks) = crate::store::events::verify_chain(&conn)?;
     summary.chain_ok = breaks.is_empty();
     write_summary(out, &summary, &config)?;
     Ok(summary)
@@ -331,7 +330,7 @@ fn enrol_faces(
                 .parse()
                 .map_err(anyhow::Error::msg)?,
         );
-        let id = people::add(&matcher.store, ACTOR, &p)?;
+        let id = people::add(&matcher.store.lock(), ACTOR, &p)?;
         let mut ok = 0;
         for photo in photos.iter().take(3) {
             // One photo at a time: a refused photo (a half-hidden face) must not cost the others.

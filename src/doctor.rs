@@ -139,16 +139,11 @@ fn own_register_tail(
     config: &Config,
     spec: &crate::models::ModelSpec,
 ) -> anyhow::Result<Option<crate::face::tail::TailCurve>> {
-    use anyhow::Context;
     let path = config.database_path();
     if !path.exists() {
         return Ok(None);
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open {} read-only", path.display()))?;
+    let conn = crate::store::readers::open_read_only(&path)?;
     let policy = crate::face::MatchPolicy::from_config(&config.face, spec)?;
     let dim = spec.embedding_size.unwrap_or(0);
     crate::face::calibrate::own_curve_from_db(&conn, &spec.name, dim, policy.combine)

@@ -389,7 +389,7 @@ fn identify(config: &crate::config::Config, image: &Path, top: usize) -> Result<
     let frame = load_photo(image)?;
     let mut m = open_matching(config)?;
     Store::audit(
-        m.store.conn(),
+        m.store.lock().conn(),
         &store::os_user(),
         "face.identify",
         None,
@@ -697,6 +697,7 @@ fn watch(
         .embedding_size
         .context("embedder has no embedding_size")?;
     let combine = MatchPolicy::from_config(&config.face, &spec)?.combine;
+    face::flag_stale_faces(store.conn(), &spec.name)?;
     let gallery =
         face::GalleryHandle::new(face::load_gallery(store.conn(), &spec.name, dim, combine)?);
     drop(store);

@@ -11,9 +11,12 @@
 //! idle and connection limits.
 //!
 //! Architecture Invariant: the console changes nothing itself. Every read and
-//! change goes through the same `store` and `enrol` functions as the CLI, on
-//! the daemon's one writer connection (`GateHandle::with_store`), and is
-//! audited under `console:<account>`; gates are reached through `GateHandle`.
+//! change goes through the same `store` and `enrol` functions as the CLI:
+//! changes and audited reads on the daemon's one writer connection
+//! (`GateHandle::with_store`, via `Ctx::store`), reads that write nothing on
+//! read-only connections (`GateHandle::read`, via `Ctx::read`), which never
+//! wait for the writer; what people are shown is audited under
+//! `console:<account>`; gates are reached through `GateHandle`.
 
 mod auth;
 mod i18n;
@@ -104,17 +107,15 @@ impl ConsoleServer {
             faces: std::sync::Mutex::new(None),
             stopping: tokio::sync::watch::channel(false).0,
         });
-        let accounts = handle
-            .with_store(|store| crate::store::console::count(store.conn()))
-            .await??;
+        let accounts = handle.read(crate::store::console::count).await??;
         // Addresses each account signed in from lately stay familiar across a
         // restart, so guesses from elsewhere cannot hold the manager back.
         let since = chrono::Utc::now()
             - chrono::Duration::from_std(auth::KNOWN_FOR).unwrap_or(chrono::Duration::days(90));
         let logins = handle
-            .with_store(move |store| {
+            .read(move |conn| {
                 crate::store::console::audit_rows(
-                    store.conn(),
+                    conn,
                     &crate::store::console::AuditFilter {
                         since: Some(since),
                         action: Some("console.login".into()),

@@ -201,6 +201,16 @@ impl Ctx {
         )
     }
 
+    /// Runs `f` on a read-only connection, for reads that write nothing (not
+    /// even an audit row): it never waits for the writer nor delays a gate's
+    /// event, however long it takes (a CSV export of 100,000 events).
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<R> + Send + 'static,
+    ) -> Result<anyhow::Result<R>, Fail> {
+        self.app.handle.read(f).await.map_err(|e| self.internal(&e))
+    }
+
     /// Runs `f` on the daemon's database connection (the single writer),
     /// then has the gates pick up any register change at once (instead of
     /// at the watcher's next poll), so a card assigned here opens the gate

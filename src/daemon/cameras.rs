@@ -60,14 +60,16 @@ pub fn start(
     if config.cameras.is_empty() {
         return Ok(None);
     }
-    let conn = rusqlite::Connection::open(config.database_path()).with_context(|| {
-        format!(
-            "cannot open {} for the face gallery",
-            config.database_path().display()
-        )
-    })?;
+    // Stale flags are a write: on the writer, once, before the gallery is read.
+    let model = crate::face::embedder_spec(config)?.name;
+    handle
+        .core()
+        .with_store_blocking(|s| crate::face::flag_stale_faces(s.conn(), &model))?;
+    // Everything else the cameras do with the database is reading, on
+    // read-only connections that never wait for the gates' writer.
+    let readers = handle.core().readers().clone();
     let (tx, rx) = mpsc::channel::<FaceEvent>(64);
-    let started = pipeline::spawn_all(config, &conn, tx)?;
+    let started = readers.read(|conn| pipeline::spawn_all(config, conn, tx))??;
     handle
         .core()
         .set_face_witness(std::sync::Arc::new(started.witness));
@@ -91,7 +93,7 @@ pub fn start(
         alarm_after: config.face.attack_alarm_after.max(1) as usize,
         seen: HashMap::new(),
     };
-    let task = run_events(rx, handle, snapshots, lists, conn, attacks);
+    let task = run_events(rx, handle, snapshots, lists, readers, attacks);
     Ok(Some((
         Cameras {
             gallery: started.gallery,
@@ -132,8 +134,8 @@ struct Lists {
     strangers: Strangers,
 }
 
-/// The cameras' own (reading) connection to the database.
-type Reader = std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>;
+/// The cameras' read-only connections to the database.
+type Reader = crate::store::Readers;
 
 /// A sighting that can cross into a blocking task.
 #[derive(Clone)]
@@ -171,7 +173,7 @@ async fn run_events(
     handle: GateHandle,
     snapshots: PathBuf,
     lists: Lists,
-    conn: rusqlite::Connection,
+    conn: Reader,
     mut attacks: AttackCounter,
 ) {
     let Lists {
@@ -180,7 +182,6 @@ async fn run_events(
         dim,
         strangers,
     } = lists;
-    let conn = std::sync::Arc::new(std::sync::Mutex::new(conn));
     let mut last_version = gallery_version(&conn);
     let mut last_register = register_version(&conn);
     let mut poll = tokio::time::interval(GALLERY_POLL);
@@ -198,8 +199,7 @@ async fn run_events(
                     last_version = version;
                     let (gallery, conn) = (gallery.clone(), conn.clone());
                     let reloaded = tokio::task::spawn_blocking(move || {
-                        let conn = conn.lock().map_err(|_| anyhow::anyhow!("gallery connection poisoned"))?;
-                        gallery.reload(&conn)
+                        conn.read(|conn| gallery.reload(conn))?
                     }).await;
                     match reloaded {
                         Ok(Ok(_)) => {}
@@ -213,8 +213,7 @@ async fn run_events(
                     last_register = register;
                     let (watchlist, conn) = (watchlist.clone(), conn.clone());
                     let reloaded = tokio::task::spawn_blocking(move || {
-                        let conn = conn.lock().map_err(|_| anyhow::anyhow!("gallery connection poisoned"))?;
-                        watchlist.reload(&conn, dim)
+                        conn.read(|conn| watchlist.reload(conn, dim))?
                     }).await;
                     match reloaded {
                         Ok(Ok(n)) => tracing::debug!(faces = n, "face watchlist reloaded"),
@@ -227,20 +226,15 @@ async fn run_events(
     }
 }
 
-fn register_version(conn: &std::sync::Mutex<rusqlite::Connection>) -> Option<i64> {
-    let conn = conn.lock().ok()?;
-    crate::store::snapshot::register_version(&conn).ok()
+fn register_version(conn: &Reader) -> Option<i64> {
+    conn.read(crate::store::snapshot::register_version)
+        .ok()?
+        .ok()
 }
 
 /// Changes whenever a face is enrolled, removed or re-embedded.
-fn gallery_version(conn: &std::sync::Mutex<rusqlite::Connection>) -> Option<(i64, i64, i64)> {
-    let conn = conn.lock().ok()?;
-    conn.query_row(
-        "SELECT count(*), coalesce(max(id), 0), coalesce(sum(stale), 0) FROM face",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .ok()
+fn gallery_version(conn: &Reader) -> Option<(i64, i64, i64)> {
+    conn.read(crate::store::faces::gallery_version).ok()?.ok()
 }
 
 async fn on_event(
@@ -405,14 +399,12 @@ async fn note_stranger(
         event_seq: unknown.seq,
     };
     let policy = strangers.policy;
-    // The search reads every kept sighting: on the cameras' own connection,
-    // so gate events never wait behind it; only the insert takes the writer.
+    // The search reads every kept sighting: on a read-only connection, so
+    // gate events never wait behind it; only the insert takes the writer.
     let (reader, searched) = (reader.clone(), sighting.clone());
     let stranger = tokio::task::spawn_blocking(move || -> Result<Option<i64>> {
-        let conn = reader
-            .lock()
-            .map_err(|_| anyhow::anyhow!("camera database connection poisoned"))?;
-        store::strangers::closest_stranger(&conn, &searched.borrowed(), &policy)
+        reader
+            .read(|conn| store::strangers::closest_stranger(conn, &searched.borrowed(), &policy))?
     })
     .await
     .context("stranger search task failed")??;

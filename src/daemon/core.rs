@@ -1,9 +1,11 @@
 //! The state every gate task shares: the register snapshot and access state
 //! (behind one short-held lock, so decisions at two gates see each other's
-//! lockouts and anti-passback), the database (one writer connection), and the
-//! broadcast of stored events.
+//! lockouts and anti-passback), the database (the process's one writer
+//! connection, and a pool of read-only connections for everything that only
+//! reads), and the broadcast of stored events.
 //!
-//! Lock order: `store` before `decider`, never the other way round.
+//! Lock order: `store` before `decider`, never the other way round. Readers
+//! take no lock of this module.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +17,7 @@ use super::clock::Clock;
 use crate::access::{self, AccessState, Credential, Decision, GateContext, Now, Register, Subject};
 use crate::face::recent::FaceWitness;
 use crate::store::events::{self, EventRecord, NewEvent};
-use crate::store::{snapshot, DeviceSecret, Store};
+use crate::store::{snapshot, DeviceSecret, Readers, Store, Writer};
 
 pub(crate) struct Decider {
     pub register: Arc<Register>,
@@ -36,7 +38,8 @@ struct Queued {
 
 pub struct Core {
     decider: Mutex<Decider>,
-    store: Mutex<Store>,
+    store: Writer,
+    readers: Readers,
     /// Events whose write failed (disk full, I/O error): retried before the next write.
     unstored: Mutex<Vec<Pending>>,
     /// Events waiting for the writer lock; the next holder writes them all.
@@ -48,6 +51,9 @@ pub struct Core {
     /// The cameras' side of card + face; set once the cameras run.
     faces: Mutex<Option<Arc<FaceWitness>>>,
     pub clock: Clock,
+    /// Tests slow or block the writer here (called before each batch is written).
+    #[cfg(test)]
+    pub(crate) write_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,7 +78,8 @@ impl Core {
                 register: Arc::new(register),
                 state: AccessState::new(),
             }),
-            store: Mutex::new(store),
+            readers: Readers::new(store.path()),
+            store: Writer::new(store),
             unstored: Mutex::new(Vec::new()),
             queue: Mutex::new(Vec::new()),
             events,
@@ -80,6 +87,8 @@ impl Core {
             register_version: Mutex::new(version),
             faces: Mutex::new(None),
             clock,
+            #[cfg(test)]
+            write_hook: Mutex::new(None),
         })
     }
 
@@ -123,7 +132,9 @@ impl Core {
         let Ok(lookback_wall) = chrono::Duration::from_std(lookback) else {
             return Ok(0);
         };
-        let records = events::since(lock(&self.store).conn(), now.wall - lookback_wall)?;
+        let records = self
+            .readers
+            .read(|conn| events::since(conn, now.wall - lookback_wall))??;
         let past: Vec<access::PastEvent> = records
             .iter()
             .filter_map(|e| past_event(e, now.wall))
@@ -147,6 +158,28 @@ impl Core {
         self.events.subscribe()
     }
 
+    /// Announces an event another part stored on the writer in a transaction
+    /// of its own (the uplink's quota alarm), like the events written here.
+    pub fn announce(&self, record: EventRecord) {
+        // Nobody listening is fine.
+        let _ = self.events.send(record);
+    }
+
+    /// The process's one writer (the uplink writes through it too).
+    pub fn writer(&self) -> Writer {
+        self.store.clone()
+    }
+
+    /// Read-only connections: they never wait for the writer.
+    pub fn readers(&self) -> &Readers {
+        &self.readers
+    }
+
+    /// Runs `f` on a read-only connection (blocking; call from a blocking context).
+    pub fn read_blocking<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> R) -> Result<R> {
+        self.readers.read(f)
+    }
+
     pub(crate) fn decider(&self) -> MutexGuard<'_, Decider> {
         lock(&self.decider)
     }
@@ -166,7 +199,7 @@ impl Core {
 
     /// Runs `f` with the database (blocking; call from a blocking context).
     pub fn with_store_blocking<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        f(&mut lock(&self.store))
+        f(&mut self.store.lock())
     }
 
     /// Writes an event durably (and a visitor pass's use with it), then
@@ -189,7 +222,7 @@ impl Core {
             reply,
         });
         {
-            let mut store = lock(&self.store);
+            let mut store = self.store.lock();
             let batch = std::mem::take(&mut *lock(&self.queue));
             if !batch.is_empty() {
                 self.write_batch(&mut store, batch);
@@ -204,6 +237,13 @@ impl Core {
     /// Writes the failed backlog and `batch` in one transaction, an
     /// isolated savepoint per event (one bad event does not sink the rest).
     fn write_batch(&self, store: &mut Store, batch: Vec<Queued>) {
+        #[cfg(test)]
+        {
+            let hook = lock(&self.write_hook).clone();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
         let started = std::time::Instant::now();
         let backlog = std::mem::take(&mut *lock(&self.unstored));
         let mut items: Vec<(Pending, Option<SyncSender<Result<EventRecord>>>)> = backlog
@@ -257,35 +297,14 @@ impl Core {
         store: &mut Store,
         items: &[(Pending, T)],
     ) -> Result<Vec<Result<EventRecord>>> {
-        let mut tx = store
-            .conn_mut()
-            // IMMEDIATE: take the write lock first, so a concurrent writer
-            // makes this wait (busy timeout), never fail mid-transaction.
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .context("cannot start event transaction")?;
-        let mut out = Vec::with_capacity(items.len());
-        for (p, _) in items {
-            let sp = tx.savepoint().context("cannot start event savepoint")?;
-            let written = (|| {
-                if let Some(pass) = p.visitor_use {
-                    snapshot::consume_visitor_use(&sp, pass)?;
-                }
-                events::append_in(&sp, &p.event)
-            })();
-            match written {
-                Ok(record) => {
-                    sp.commit().context("cannot release event savepoint")?;
-                    out.push(Ok(record));
-                }
-                Err(e) => {
-                    // Dropping the savepoint rolls this event back alone.
-                    drop(sp);
-                    out.push(Err(e));
-                }
-            }
-        }
-        tx.commit().context("cannot commit events")?;
-        Ok(out)
+        let batch: Vec<events::BatchItem<'_>> = items
+            .iter()
+            .map(|(p, _)| events::BatchItem {
+                event: &p.event,
+                visitor_use: p.visitor_use,
+            })
+            .collect();
+        events::append_batch(store.conn_mut(), &batch)
     }
 
     /// Writes an event from async code.
@@ -308,7 +327,7 @@ impl Core {
     /// Reloads the register if it changed in the database (or `force`).
     /// Holds the store lock while reading so no visitor use is half-counted.
     pub fn reload_blocking(&self, force: bool) -> Result<bool> {
-        let store = lock(&self.store);
+        let store = self.store.lock();
         let version = snapshot::register_version(store.conn())?;
         let mut known = lock(&self.register_version);
         if !force && version == *known {

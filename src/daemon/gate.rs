@@ -4,6 +4,19 @@
 //! Order for every credential: decide → relay → event stored → reply, so the
 //! door opens without waiting for the disk and nobody hears "granted" about
 //! an event that is not stored.
+//!
+//! The gate task itself never waits for the disk: it decides, moves the relay
+//! and hands the event to its gate's recorder task ([`Recorder`]), which
+//! writes the gate's events in order through `Core`'s writer, then
+//! announces the decision and replies. Door deadlines and the next card are
+//! serviced meanwhile, however slow the write.
+//!
+//! A failed write never passes silently: the door still acts (a resident
+//! is not locked out by a full disk), the event is kept for the next write,
+//! the decision reaches callers flagged `event_unsaved`, the failure is
+//! logged at error and counted (`gatehouse_event_store_failures_total`), and
+//! the first failure of an outage raises an `event_store_failed` alarm event
+//! (itself stored, with the backlog, once the disk takes writes again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,8 +64,143 @@ impl From<Credential> for Presentation {
 pub struct Presented {
     pub decision: Decision,
     pub view: DecisionView,
-    /// The stored event; `None` if the write failed (it is retried).
+    /// The stored event; `None` if the write failed (it is retried, and
+    /// `view.event_unsaved` says so).
     pub event: Option<EventRecord>,
+}
+
+/// Work for a gate's recorder task, in the order the gate produced it.
+enum Job {
+    Decision(Box<DecisionJob>),
+    Event(Box<NewEvent>),
+    /// Answers once every job before it is done (stored or failed).
+    Sync(oneshot::Sender<()>),
+}
+
+/// A decision whose relay has moved: its event, the alarms it raised, and
+/// who waits for it.
+struct DecisionJob {
+    event: NewEvent,
+    visitor_use: Option<i64>,
+    decision: Decision,
+    credential: Credential,
+    /// Alarms stored after the access event (reader lockout, keypad).
+    alarms: Vec<NewEvent>,
+    /// The watchlist alarm, which names the access event's seq.
+    watchlist: Option<NewEvent>,
+    reply: Option<oneshot::Sender<Presented>>,
+}
+
+/// Writes one gate's events in order, so its gate task never waits for the disk.
+struct Recorder {
+    core: Arc<Core>,
+    gate: crate::domain::GateId,
+    direction: Direction,
+    notices: broadcast::Sender<GateNotice>,
+    /// A write failed and none has succeeded since (one alarm per outage).
+    failing: bool,
+}
+
+impl Recorder {
+    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            match job {
+                Job::Decision(d) => self.decision(*d).await,
+                Job::Event(e) => {
+                    self.store(*e).await;
+                }
+                Job::Sync(reply) => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    async fn decision(&mut self, job: DecisionJob) {
+        let DecisionJob {
+            event,
+            visitor_use,
+            decision,
+            credential,
+            alarms,
+            watchlist,
+            reply,
+        } = job;
+        let stored = match self.core.record(event, visitor_use).await {
+            Ok(record) => {
+                self.failing = false;
+                Some(record)
+            }
+            Err(e) => {
+                self.failed("access", &e).await;
+                None
+            }
+        };
+        for alarm in alarms {
+            self.store(alarm).await;
+        }
+        if let Some(mut alarm) = watchlist {
+            if let Some(serde_json::Value::Object(detail)) = alarm.detail.as_mut() {
+                detail.insert(
+                    "access_event_seq".into(),
+                    json!(stored.as_ref().map(|e| e.seq)),
+                );
+            }
+            self.store(alarm).await;
+        }
+        let view = DecisionView::new(self.gate.as_str(), &credential, &decision, stored.as_ref());
+        if view.event_unsaved {
+            tracing::error!("{}", view.line());
+        } else {
+            tracing::info!("{}", view.line());
+        }
+        let _ = self.notices.send(GateNotice::Decided(view.clone()));
+        if let Some(reply) = reply {
+            let _ = reply.send(Presented {
+                decision,
+                view,
+                event: stored,
+            });
+        }
+    }
+
+    async fn store(&mut self, e: NewEvent) -> Option<EventRecord> {
+        let what = e.reason.clone().unwrap_or_else(|| "gate".into());
+        match self.core.record(e, None).await {
+            Ok(record) => {
+                self.failing = false;
+                Some(record)
+            }
+            Err(err) => {
+                self.failed(&what, &err).await;
+                None
+            }
+        }
+    }
+
+    /// An event could not be stored (it is kept and retried with the next
+    /// write): logged, counted, and the first failure of an outage raises
+    /// `event_store_failed`.
+    async fn failed(&mut self, what: &str, e: &anyhow::Error) {
+        tracing::error!(gate = %self.gate, "{what} event not stored yet (kept for the next write): {e:#}");
+        metrics::inc(
+            "gatehouse_event_store_failures_total",
+            "Events a gate could not store when they happened (kept and retried), by gate.",
+            &[("gate", self.gate.as_str())],
+        );
+        if std::mem::replace(&mut self.failing, true) {
+            return;
+        }
+        let mut alarm = NewEvent::now(EventKind::Alarm, self.core.clock.synced());
+        alarm.gate = Some(self.gate.clone());
+        alarm.direction = Some(direction_str(self.direction).into());
+        alarm.reason = Some("event_store_failed".into());
+        alarm.detail = Some(json!({ "event": what, "error": format!("{e:#}") }));
+        tracing::error!(gate = %self.gate, "alarm: event_store_failed");
+        // Most likely refused too while the disk fails: then it waits in the
+        // backlog and is stored, before newer events, once writes work again.
+        let _ = self.core.record(alarm, None).await;
+    }
 }
 
 pub(crate) enum GateCommand {
@@ -133,6 +281,9 @@ pub(crate) struct GateTask {
     capture: Option<oneshot::Sender<CapturedCard>>,
     /// A card waiting for its owner's face (card + face gates only).
     pending_card: Option<PendingCard>,
+    /// This gate's recorder: every event goes there, never awaited here.
+    recorder: mpsc::UnboundedSender<Job>,
+    recorder_task: Option<tokio::task::JoinHandle<()>>,
     // Inputs stay claimed (and their edge callbacks alive) while the task runs.
     _pins: Vec<Box<dyn InputPin>>,
 }
@@ -216,6 +367,17 @@ pub(crate) fn spawn(
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (notices, _) = broadcast::channel(256);
+    let (recorder, jobs) = mpsc::unbounded_channel();
+    let recorder_task = tokio::spawn(
+        Recorder {
+            core: core.clone(),
+            gate: cfg.id.clone(),
+            direction: cfg.direction,
+            notices: notices.clone(),
+            failing: false,
+        }
+        .run(jobs),
+    );
     let task = GateTask {
         ctx: GateContext::from_config(&cfg, access),
         cfg,
@@ -228,6 +390,8 @@ pub(crate) fn spawn(
         notices: notices.clone(),
         capture: None,
         pending_card: None,
+        recorder,
+        recorder_task: Some(recorder_task),
         _pins: pins,
     };
     let join = tokio::spawn(task.run(input_rx, cmd_rx, shutdown));
@@ -262,7 +426,7 @@ impl GateTask {
             self.finish_card(pending, check).await;
         }
         // The known safe state at shutdown: locked (barrier down).
-        match self.relay.lock() {
+        let locked = match self.relay.lock() {
             Ok(()) => {
                 tracing::info!(gate = %self.cfg.id, "gate stopped, relay locked");
                 true
@@ -271,7 +435,15 @@ impl GateTask {
                 tracing::error!(gate = %self.cfg.id, "cannot lock the relay at shutdown: {e:#}");
                 false
             }
+        };
+        // Every event handed off is written before the task ends (and before
+        // `daemon_stopped`): closing the queue lets the recorder finish it.
+        let recorder = self.recorder_task.take();
+        drop(self);
+        if let Some(recorder) = recorder {
+            let _ = recorder.await;
         }
+        locked
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -296,14 +468,15 @@ impl GateTask {
                 presentation,
                 reply,
             } => {
-                let presented = self.present(presentation).await;
-                let _ = reply.send(presented);
+                self.present(presentation, Some(reply)).await;
             }
             GateCommand::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            // "Handled" includes stored: the recorder answers after the
+            // events queued before it.
             GateCommand::Sync { reply } => {
-                let _ = reply.send(());
+                let _ = self.recorder.send(Job::Sync(reply));
             }
             GateCommand::Reconfigure {
                 gate,
@@ -386,7 +559,7 @@ impl GateTask {
             }
             Input::Button => {
                 if edge.level == Level::Low {
-                    self.present(Credential::ExitButton.into()).await;
+                    self.present(Credential::ExitButton.into(), None).await;
                 }
             }
             Input::Loop => {
@@ -443,7 +616,7 @@ impl GateTask {
                 format,
             }));
             p.detail = Some(json!({ "format": format.as_str() }));
-            self.present(p).await;
+            self.present(p, None).await;
             return;
         }
         if let Some(pending) = self.pending_card.take() {
@@ -532,7 +705,7 @@ impl GateTask {
         };
         let mut p = Presentation::from(credential);
         p.detail = Some(serde_json::Value::Object(detail));
-        self.present(p).await;
+        self.present(p, None).await;
     }
 
     async fn on_reader(&mut self, events: Vec<ReaderEvent>) {
@@ -557,7 +730,7 @@ impl GateTask {
                 }
                 ReaderEvent::Pin(digits) => {
                     let hash = PinHash::of(self.core.secret(), &digits.0);
-                    self.present(Credential::Pin(hash).into()).await;
+                    self.present(Credential::Pin(hash).into(), None).await;
                 }
                 ReaderEvent::KeyBuffered { digits } => {
                     let _ = self.notices.send(GateNotice::KeyBuffered { digits });
@@ -615,8 +788,10 @@ impl GateTask {
         }
     }
 
-    /// Decide → relay → event stored → reply.
-    async fn present(&mut self, p: Presentation) -> Presented {
+    /// Decide → relay → (recorder) event stored → reply. Returns once the
+    /// relay has moved; the recorder stores the event, announces the
+    /// decision and answers `reply`.
+    async fn present(&mut self, p: Presentation, reply: Option<oneshot::Sender<Presented>>) {
         let (decision, now) = self.core.decide(&self.ctx, &p.credential);
         let result = if decision.is_granted() {
             "granted"
@@ -637,58 +812,51 @@ impl GateTask {
             self.on_door(actions).await;
         }
         let event = access_event(&self.cfg, &p, &decision, &now);
-        let stored = match self.core.record(event, visitor_use(&decision)).await {
-            Ok(record) => Some(record),
-            Err(e) => {
-                tracing::error!(gate = %self.cfg.id, "access event not stored yet (will retry): {e:#}");
-                None
-            }
-        };
+        let mut alarms = Vec::new();
         if let Some(AccessAlarm::ReaderLockout {
             attempts,
             lockout_s,
         }) = decision.alarm
         {
             let detail = json!({ "attempts": attempts, "lockout_s": lockout_s });
-            self.gate_event(EventKind::Alarm, "reader_lockout", Some(detail))
-                .await;
+            alarms.push(self.gate_event_new(EventKind::Alarm, "reader_lockout", Some(detail)));
         }
         if let Some(alarm) = decision.keypad_alarm {
             let detail = serde_json::to_value(alarm).ok();
-            self.gate_event(EventKind::Alarm, alarm.as_str(), detail)
-                .await;
+            alarms.push(self.gate_event_new(EventKind::Alarm, alarm.as_str(), detail));
         }
-        if let Some(AccessAlarm::Watchlist { deny }) = decision.alarm {
-            let detail = json!({
-                "credential_kind": p.credential.kind(),
-                "credential": p.credential.masked(),
-                "denied": deny,
-                "access_event_seq": stored.as_ref().map(|e| e.seq),
-            });
-            self.gate_event(EventKind::Alarm, "watchlist_match", Some(detail))
-                .await;
-        }
-        let view = DecisionView::new(
-            self.cfg.id.as_str(),
-            &p.credential,
-            &decision,
-            stored.as_ref(),
-        );
-        tracing::info!("{}", view.line());
-        let _ = self.notices.send(GateNotice::Decided(view.clone()));
-        Presented {
+        let watchlist = match decision.alarm {
+            Some(AccessAlarm::Watchlist { deny }) => {
+                let detail = json!({
+                    "credential_kind": p.credential.kind(),
+                    "credential": p.credential.masked(),
+                    "denied": deny,
+                });
+                Some(self.gate_event_new(EventKind::Alarm, "watchlist_match", Some(detail)))
+            }
+            _ => None,
+        };
+        let job = DecisionJob {
+            event,
+            visitor_use: visitor_use(&decision),
             decision,
-            view,
-            event: stored,
+            credential: p.credential,
+            alarms,
+            watchlist,
+            reply,
+        };
+        if self.recorder.send(Job::Decision(Box::new(job))).is_err() {
+            tracing::error!(gate = %self.cfg.id, "the gate's event recorder has stopped; decision not recorded");
         }
     }
 
-    async fn gate_event(
-        &mut self,
+    /// An event about this gate, stamped now (the write happens later).
+    fn gate_event_new(
+        &self,
         kind: EventKind,
         reason: &str,
         detail: Option<serde_json::Value>,
-    ) {
+    ) -> NewEvent {
         let mut e = NewEvent::now(kind, self.core.clock.synced());
         e.gate = Some(self.cfg.id.clone());
         e.direction = Some(direction_str(self.cfg.direction).into());
@@ -697,8 +865,18 @@ impl GateTask {
         if kind == EventKind::Alarm {
             tracing::warn!(gate = %self.cfg.id, "alarm: {reason}");
         }
-        if let Err(err) = self.core.record(e, None).await {
-            tracing::error!(gate = %self.cfg.id, "{reason} event not stored yet (will retry): {err:#}");
+        e
+    }
+
+    async fn gate_event(
+        &mut self,
+        kind: EventKind,
+        reason: &str,
+        detail: Option<serde_json::Value>,
+    ) {
+        let e = self.gate_event_new(kind, reason, detail);
+        if self.recorder.send(Job::Event(Box::new(e))).is_err() {
+            tracing::error!(gate = %self.cfg.id, "the gate's event recorder has stopped; {reason} not recorded");
         }
     }
 }

@@ -23,7 +23,7 @@ pub fn spawn_outbox_sampler(daemon: &mut Daemon) {
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return },
                 _ = tick.tick() => {}
             }
-            match handle.with_store(|s| outbox::depth(s.conn())).await {
+            match handle.read(outbox::depth).await {
                 Ok(Ok(depth)) => {
                     crate::metrics::set(
                         "gatehouse_outbox_events",

@@ -5,7 +5,9 @@
 //!
 //! Other parts talk to the gates through a cloneable [`GateHandle`]:
 //! `present(gate, credential)` decides, moves the relay and stores the event
-//! before it returns; `events()` subscribes to every stored event.
+//! before it returns (or says `event_unsaved` when the write failed);
+//! `events()` subscribes to every stored event; `with_store` runs on the
+//! process's one writer, `read` on a read-only connection.
 //!
 //! Architecture Invariant: a gate whose hardware fails is out of service on
 //! its own; the daemon and the other gates keep running.
@@ -468,7 +470,20 @@ impl GateHandle {
         self.shared.core.record(event, None).await
     }
 
-    /// Runs `f` with the daemon's database connection (the one writer).
+    /// Runs `f` on a read-only connection: for reads that change nothing
+    /// (no audit row either); never waits for the writer or delays a gate.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> R + Send + 'static,
+    ) -> Result<R> {
+        let core = self.shared.core.clone();
+        tokio::task::spawn_blocking(move || core.read_blocking(f))
+            .await
+            .context("database task failed")?
+    }
+
+    /// Runs `f` with the daemon's database connection (the one writer): for
+    /// changes, and for reads that write an audit row.
     pub async fn with_store<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> R + Send + 'static,
@@ -536,3 +551,5 @@ fn offline_status(cfg: &crate::config::Gate, why: String) -> GateStatus {
         face: None,
     }
 }
+#[cfg(test)]
+mod writer_tests;

@@ -24,6 +24,16 @@ impl GatewayActions for GateHandle {
         self.shared.core.clock.synced()
     }
 
+    /// One writer per process: the uplink writes through the gates' writer.
+    fn writer(&self) -> Option<crate::store::Writer> {
+        Some(self.shared.core.writer())
+    }
+
+    /// The quota's alarm reaches the console and the publisher like any event.
+    fn event_stored(&self, record: &crate::store::events::EventRecord) {
+        self.shared.core.announce(record.clone());
+    }
+
     /// The gates' trusted clock: max(system clock, running floor).
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.shared.core.clock.now().wall

@@ -25,6 +25,10 @@ pub struct DecisionView {
     pub clock_override: bool,
     /// The stored event's sequence number (absent if it could not be written yet).
     pub event_seq: Option<i64>,
+    /// The event could not be stored when decided (disk full, I/O error): the
+    /// door acted, the event waits for the next write, an alarm was raised.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub event_unsaved: bool,
 }
 
 impl DecisionView {
@@ -56,6 +60,7 @@ impl DecisionView {
                 .or_else(|| d.keypad_alarm.map(|a| a.as_str().to_string())),
             clock_override: d.clock_override,
             event_seq: event.map(|e| e.seq),
+            event_unsaved: event.is_none(),
         }
     }
 
@@ -87,6 +92,9 @@ impl DecisionView {
         }
         if self.clock_override {
             s.push_str(" [clock not synchronised: start date not checked]");
+        }
+        if self.event_unsaved {
+            s.push_str(" [event NOT stored yet: kept for the next write]");
         }
         s
     }

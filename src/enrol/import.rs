@@ -257,53 +257,36 @@ pub fn import_residents(
     // transaction (which the gate's event log waits on) stays as short as it can.
     let parsed = parse_all(store, &header, &columns, &records, &mut report.errors);
     drop(records);
-    let conn = store.conn();
-    // Enough page cache for the register's indexes, and room for every
-    // statement the import uses: otherwise each row re-reads spilled pages and
-    // re-prepares statements.
-    let cache_pages: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-    conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .context("cannot start the import transaction (is the database locked?)")?;
     let present = Present {
         phone: columns.contains_key(&Column::Phone),
         address: columns.contains_key(&Column::Building),
         valid_until: columns.contains_key(&Column::ValidUntil),
     };
-    let outcome = import_rows(conn, actor, parsed, present, &mut report, progress);
-    let commit = outcome.is_ok()
-        && !opts.dry_run
-        && (report.errors.is_empty() || opts.skip_invalid)
-        && report.changed_anything();
-    let finish = if commit {
-        Store::audit(
-            conn,
-            actor,
-            "import.residents",
-            Some(source),
-            Some(&json!({
-                "rows": report.rows,
-                "added": report.added,
-                "updated": report.updated,
-                "cards_added": report.cards_added,
-                "vehicles_added": report.vehicles_added,
-                "skipped": report.skipped_rows(),
-            })),
-        )
-        .and_then(|()| {
-            conn.execute_batch("COMMIT")
-                .context("cannot commit the import")
-        })
-    } else {
-        Ok(())
-    };
-    if !commit || finish.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    let _ = conn.pragma_update(None, "cache_size", cache_pages);
-    outcome?;
-    finish?;
+    // One IMMEDIATE transaction with room for the register's indexes and the
+    // import's statements (`atomic::bulk`).
+    let commit = crate::store::atomic::bulk(store.conn(), |conn| {
+        import_rows(conn, actor, parsed, present, &mut report, progress)?;
+        let commit = !opts.dry_run
+            && (report.errors.is_empty() || opts.skip_invalid)
+            && report.changed_anything();
+        if commit {
+            Store::audit(
+                conn,
+                actor,
+                "import.residents",
+                Some(source),
+                Some(&json!({
+                    "rows": report.rows,
+                    "added": report.added,
+                    "updated": report.updated,
+                    "cards_added": report.cards_added,
+                    "vehicles_added": report.vehicles_added,
+                    "skipped": report.skipped_rows(),
+                })),
+            )?;
+        }
+        Ok((commit, commit))
+    })?;
     report.committed = commit;
     report.errors.sort_by_key(|e| e.line);
     report.skipped = report.skipped_rows();

@@ -663,14 +663,10 @@ pub fn own_curve_from_db(
         rows.push((resident, v.to_vec()));
         Ok(())
     })?;
-    let mut households = std::collections::HashMap::new();
-    let mut stmt = conn
-        .prepare("SELECT id, household_id FROM person WHERE household_id IS NOT NULL")
-        .context("cannot read households")?;
-    let mut q = stmt.query([])?;
-    while let Some(row) = q.next()? {
-        households.insert(ResidentId(row.get(0)?), row.get::<_, i64>(1)?);
-    }
+    let households: std::collections::HashMap<ResidentId, i64> =
+        crate::store::people::households_by_person(conn)?
+            .into_iter()
+            .collect();
     if rows.is_empty() {
         return Ok(None);
     }
@@ -684,11 +680,7 @@ pub fn enrolled_residents(config: &Config, model: &str) -> Result<usize> {
     if !path.exists() {
         return Ok(0);
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open {} read-only", path.display()))?;
+    let conn = crate::store::readers::open_read_only(&path)?;
     crate::store::faces::count_residents(&conn, model)
 }
 

@@ -22,11 +22,14 @@ use super::policy::MatchPolicy;
 use super::{FaceEngine, Gallery};
 use crate::config::Config;
 use crate::domain::ResidentId;
-use crate::store::{faces, Store};
+use crate::store::{faces, Readers, Store, Writer};
 
 /// The store, the engine, the policy and the current gallery: what matching needs.
 pub struct Matcher {
-    pub store: Store,
+    /// The process's writer: the daemon's (the console) or the CLI's own.
+    pub store: Writer,
+    /// Gallery reloads read here, never holding the writer.
+    pub readers: Readers,
     pub engine: FaceEngine,
     pub policy: MatchPolicy,
     pub gallery: Gallery,
@@ -36,27 +39,41 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// A matcher on a database of its own (the CLI: its process's one writer).
     pub fn open(config: &Config) -> Result<Matcher> {
         let store = Store::open_config(config)?;
         Matcher::with_store(config, store)
     }
 
     pub fn with_store(config: &Config, store: Store) -> Result<Matcher> {
+        Matcher::with_writer(config, Writer::new(store))
+    }
+
+    /// A matcher writing through `writer` (the daemon's, for the console).
+    pub fn with_writer(config: &Config, writer: Writer) -> Result<Matcher> {
         let spec = super::embedder_spec(config)?;
         let policy = MatchPolicy::from_config(&config.face, &spec)?;
         let engine = FaceEngine::load(config)?;
-        let gallery = super::load_gallery(
-            store.conn(),
-            engine.model_name(),
-            engine.embedder.dim(),
-            policy.combine,
-        )?;
+        let readers = {
+            let store = writer.lock();
+            super::flag_stale_faces(store.conn(), engine.model_name())?;
+            Readers::new(store.path())
+        };
+        let gallery = readers.read(|conn| {
+            super::load_gallery(
+                conn,
+                engine.model_name(),
+                engine.embedder.dim(),
+                policy.combine,
+            )
+        })??;
         let liveness = Liveness::load(config).map_err(|e| format!("{e:#}"));
         if let Err(e) = &liveness {
             tracing::warn!("enrolment photos are not checked for liveness: {e}");
         }
         Ok(Matcher {
-            store,
+            store: writer,
+            readers,
             engine,
             policy,
             gallery,
@@ -128,7 +145,10 @@ pub fn enrol(
     photos: Vec<Photo>,
     actor: &str,
 ) -> Result<Enrolment> {
-    if !faces::person_exists(m.store.conn(), resident)? {
+    if !m
+        .readers
+        .read(|conn| faces::person_exists(conn, resident))??
+    {
         anyhow::bail!("no resident {resident} in the register");
     }
     let others = m.gallery.without(resident);
@@ -196,15 +216,16 @@ pub fn enrol(
             sharpness: q.sharpness,
         })
         .collect();
-    let secret = m.store.secret().clone();
-    let face_ids = faces::enroll(m.store.conn_mut(), &secret, resident, &new, actor)?;
+    let face_ids = {
+        let mut store = m.store.lock();
+        let secret = store.secret().clone();
+        faces::enroll(store.conn_mut(), &secret, resident, &new, actor)?
+    };
     // Later enrolments in the same session see this face.
-    m.gallery = super::load_gallery(
-        m.store.conn(),
-        &model,
-        m.engine.embedder.dim(),
-        m.policy.combine,
-    )?;
+    let (dim, combine) = (m.engine.embedder.dim(), m.policy.combine);
+    m.gallery = m
+        .readers
+        .read(|conn| super::load_gallery(conn, &model, dim, combine))??;
     Ok(Enrolment {
         face_ids,
         model,

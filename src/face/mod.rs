@@ -214,15 +214,11 @@ pub fn embedder_spec(config: &Config) -> Result<ModelSpec> {
     Ok(model_with_role(&manifest, &config.models.embedder, Role::Embedder)?.clone())
 }
 
-/// Builds the gallery for `model` from the register (flagging faces of other
-/// models as stale first, so they are not matched), combining each
-/// resident's faces as the policy says ([`MatchPolicy::combine`]).
-pub fn load_gallery(
-    conn: &rusqlite::Connection,
-    model: &str,
-    dim: usize,
-    combine: Combine,
-) -> Result<Gallery> {
+/// Flags faces made by another embedder than `model` as stale (and clears
+/// the flag on `model`'s own), with a warning when some are: a write, so on
+/// the process's writer, before [`load_gallery`] when the embedder may have
+/// changed (the daemon's camera start, a `Matcher`).
+pub fn flag_stale_faces(conn: &rusqlite::Connection, model: &str) -> Result<usize> {
     let stale = crate::store::faces::mark_stale(conn, model)?;
     if stale > 0 {
         tracing::warn!(
@@ -231,6 +227,19 @@ pub fn load_gallery(
             "enrolled faces from another embedder are not matched; run `gatehouse face reembed`"
         );
     }
+    Ok(stale)
+}
+
+/// Builds the gallery for `model` from the register, combining each
+/// resident's faces as the policy says ([`MatchPolicy::combine`]). Only
+/// reads: works on a read-only connection (stale flags are
+/// [`flag_stale_faces`]' job).
+pub fn load_gallery(
+    conn: &rusqlite::Connection,
+    model: &str,
+    dim: usize,
+    combine: Combine,
+) -> Result<Gallery> {
     let faces = crate::store::faces::count_current(conn, model)?;
     let residents = crate::store::faces::count_residents(conn, model)?;
     let rows = combine.rows(faces, residents);

@@ -221,11 +221,7 @@ impl FaceWitness {
             }
         }
         let computed = (|| -> anyhow::Result<Option<super::tail::TailCurve>> {
-            let conn = rusqlite::Connection::open_with_flags(
-                self.config.database_path(),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
+            let conn = crate::store::readers::open_read_only(&self.config.database_path())?;
             super::calibrate::own_curve_from_db(
                 &conn,
                 gallery.model(),

@@ -36,6 +36,38 @@ pub fn atomically<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>
     result
 }
 
+/// A long batch of register changes (the spreadsheet import) as one
+/// `BEGIN IMMEDIATE` transaction, with a page cache and statement cache big
+/// enough for it (otherwise each row re-reads spilled pages and re-prepares
+/// statements). Committed when `f` returns `Ok((value, true))`; rolled back
+/// when it returns `Ok((value, false))` (a dry run) or an error. The cache
+/// size is restored afterwards.
+pub fn bulk<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<(T, bool)>) -> Result<T> {
+    let cache_pages: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let result = (|| {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .context("cannot start the transaction (is the database locked?)")?;
+        let outcome = f(conn);
+        let finished = match outcome {
+            Ok((value, true)) => conn
+                .execute_batch("COMMIT")
+                .context("cannot commit the change")
+                .map(|()| value),
+            Ok((value, false)) => Ok(value),
+            Err(e) => Err(e),
+        };
+        if !conn.is_autocommit() {
+            // Best effort: if the rollback itself fails SQLite has already rolled back.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        finished
+    })();
+    let _ = conn.pragma_update(None, "cache_size", cache_pages);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,12 +200,53 @@ fn chain_hash(prev: &[u8], body: &str) -> [u8; 32] {
 
 /// Appends an event and queues it in the outbox, durably, in one transaction.
 pub fn append(conn: &Connection, event: &NewEvent) -> Result<EventRecord> {
-    let tx = conn
-        .unchecked_transaction()
+    // BEGIN IMMEDIATE (a savepoint inside a caller's transaction): the chain
+    // is read and extended under the write lock, never from a stale snapshot.
+    crate::store::atomic::atomically(conn, |tx| append_in(tx, event))
+}
+
+/// One event of a batch, with the visitor pass use it records (if any).
+pub struct BatchItem<'a> {
+    pub event: &'a NewEvent,
+    pub visitor_use: Option<i64>,
+}
+
+/// Appends `items` in one `BEGIN IMMEDIATE` transaction (one sync for the
+/// lot), each in a savepoint of its own so one bad event does not sink the
+/// rest; per item its record or why it failed. `Err` when the transaction
+/// itself failed (nothing was stored).
+pub fn append_batch(
+    conn: &mut Connection,
+    items: &[BatchItem<'_>],
+) -> Result<Vec<Result<EventRecord>>> {
+    let mut tx = conn
+        // IMMEDIATE: take the write lock first, so a concurrent writer
+        // makes this wait (busy timeout), never fail mid-transaction.
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .context("cannot start event transaction")?;
-    let record = append_in(&tx, event)?;
-    tx.commit().context("cannot commit event")?;
-    Ok(record)
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let sp = tx.savepoint().context("cannot start event savepoint")?;
+        let written = (|| {
+            if let Some(pass) = item.visitor_use {
+                crate::store::snapshot::consume_visitor_use(&sp, pass)?;
+            }
+            append_in(&sp, item.event)
+        })();
+        match written {
+            Ok(record) => {
+                sp.commit().context("cannot release event savepoint")?;
+                out.push(Ok(record));
+            }
+            Err(e) => {
+                // Dropping the savepoint rolls this event back alone.
+                drop(sp);
+                out.push(Err(e));
+            }
+        }
+    }
+    tx.commit().context("cannot commit events")?;
+    Ok(out)
 }
 
 /// Like [`append`], inside a transaction (or savepoint) the caller commits,
@@ -368,6 +409,18 @@ pub struct ChainBreak {
 /// Walks the whole log and reports every row whose hash or link is wrong.
 /// The oldest remaining row anchors the chain (retention deletes from the start).
 /// Events at or after `since`, oldest first (for rebuilding the access
+/// The snapshot file named by the event with this id: `None` when there is no
+/// such event, `Some(None)` when it has no picture.
+pub fn snapshot_of(conn: &Connection, event_id: &str) -> Result<Option<Option<String>>> {
+    conn.query_row(
+        "SELECT snapshot FROM event WHERE id = ?1",
+        [event_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .with_context(|| format!("cannot read event {event_id}"))
+}
+
 /// state after a restart; served by the `event_at` index).
 pub fn since(conn: &Connection, since: DateTime<Utc>) -> Result<Vec<EventRecord>> {
     let mut stmt = conn

@@ -187,6 +187,17 @@ pub fn mark_stale(conn: &Connection, current: &str) -> Result<usize> {
     Ok(n as usize)
 }
 
+/// Changes whenever a face is enrolled, removed or re-embedded (the
+/// cameras poll it to reload their gallery).
+pub fn gallery_version(conn: &Connection) -> Result<(i64, i64, i64)> {
+    conn.query_row(
+        "SELECT count(*), coalesce(max(id), 0), coalesce(sum(stale), 0) FROM face",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .context("cannot read the face table's version")
+}
+
 /// Calls `f(resident, embedding)` for every current face made by `model`,
 /// grouped by resident: the gallery, read without a second copy in memory.
 /// Returns the number of rows.

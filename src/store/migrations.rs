@@ -54,7 +54,13 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
     }
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
-        let tx = conn.transaction()?;
+        // IMMEDIATE, and the version read again under the write lock: a CLI
+        // and the daemon opening a new schema at once migrate it once.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now >= version {
+            continue;
+        }
         tx.execute_batch(sql)
             .with_context(|| format!("migration {name} failed"))?;
         tx.pragma_update(None, "user_version", version)?;

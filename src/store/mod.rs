@@ -2,9 +2,11 @@
 //! this file with the network down.
 //!
 //! Architecture Invariant: every read and write of the database goes through
-//! this module's functions (the CLI, the daemon and the console share them);
-//! one writer connection per process, short transactions, WAL so readers never
-//! block the gate.
+//! this module's functions (the CLI, the daemon and the console share them;
+//! no SQL text outside it). One writer per process ([`Writer`]), whose
+//! transactions are `BEGIN IMMEDIATE` and short; reads that write nothing
+//! use read-only connections ([`Readers`]), which in WAL mode never take the
+//! writer's lock, so readers never block the gate.
 
 pub mod addresses;
 pub mod atomic;
@@ -14,8 +16,10 @@ pub mod events;
 pub mod faces;
 pub mod groups;
 mod migrations;
+pub mod nonces;
 pub mod outbox;
 pub mod people;
+pub mod readers;
 pub mod retention;
 pub mod secret;
 pub mod snapshot;
@@ -26,11 +30,13 @@ pub mod vehicles;
 pub mod visitors;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OpenFlags};
 
+pub use readers::Readers;
 pub use secret::DeviceSecret;
 
 /// An open database plus the device secret that keys its hashes.
@@ -140,6 +146,26 @@ impl Store {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+/// The process's one writer: the read-write [`Store`] behind a mutex, shared
+/// by every part of the daemon that changes the database (the gates' event
+/// log, the uplink, the cameras, the console, station commands). Cheap to
+/// clone. Readers use [`Readers`] instead and never take this lock.
+#[derive(Clone)]
+pub struct Writer(Arc<Mutex<Store>>);
+
+impl Writer {
+    pub fn new(store: Store) -> Writer {
+        Writer(Arc::new(Mutex::new(store)))
+    }
+
+    /// The store, for one short write (blocking: call from a blocking context).
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves SQLite consistent (an open
+        // transaction is rolled back when its guard drops).
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -23,7 +23,7 @@ pub struct Depth {
 }
 
 /// What a quota enforcement dropped from the backlog.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Dropped {
     pub events: u64,
     pub bytes: u64,
@@ -33,6 +33,9 @@ pub struct Dropped {
     pub total: u64,
     /// The alarm event that reports the drop.
     pub alarm_seq: i64,
+    /// That alarm as stored, for the daemon to broadcast like its own events.
+    #[serde(skip)]
+    pub alarm: EventRecord,
 }
 
 /// The reason of the alarm event raised when the quota drops events.
@@ -61,20 +64,17 @@ pub fn mark_delivered(conn: &Connection, seqs: &[i64]) -> Result<usize> {
     if seqs.is_empty() {
         return Ok(0);
     }
-    let tx = conn
-        .unchecked_transaction()
-        .context("cannot start outbox transaction")?;
-    let mut removed = 0;
-    {
+    crate::store::atomic::atomically(conn, |tx| {
+        let mut removed = 0;
         let mut stmt = tx
             .prepare_cached("DELETE FROM outbox WHERE seq = ?1")
             .context("cannot prepare outbox delete")?;
         for seq in seqs {
             removed += stmt.execute([seq]).context("cannot mark event delivered")?;
         }
-    }
-    tx.commit().context("cannot commit delivered events")?;
-    Ok(removed)
+        Ok(removed)
+    })
+    .context("cannot remove delivered events from the outbox")
 }
 
 pub fn depth(conn: &Connection) -> Result<Depth> {
@@ -114,69 +114,77 @@ pub fn enforce_quota(
     max_bytes: u64,
     clock_synced: bool,
 ) -> Result<Option<Dropped>> {
-    let before = depth(conn)?;
-    if before.bytes <= max_bytes {
+    if depth(conn)?.bytes <= max_bytes {
         return Ok(None);
     }
     let target = max_bytes / 10 * 9;
-    let tx = conn
-        .unchecked_transaction()
-        .context("cannot start quota transaction")?;
-    let (events, bytes, first_seq, last_seq) = {
-        let mut stmt = tx.prepare("SELECT seq, bytes FROM outbox ORDER BY seq")?;
-        let mut rows = stmt.query([])?;
-        let mut remaining = before.bytes;
-        let (mut events, mut bytes, mut first, mut last) = (0u64, 0u64, None, 0i64);
-        while remaining > target {
-            let Some(row) = rows.next()? else { break };
-            let seq: i64 = row.get(0)?;
-            let size = row.get::<_, i64>(1)?.max(0) as u64;
-            first.get_or_insert(seq);
-            last = seq;
-            events += 1;
-            bytes += size;
-            remaining = remaining.saturating_sub(size);
+    // One IMMEDIATE transaction: the drop, its count and the alarm that
+    // reports it land together (measured again inside, under the write lock).
+    let dropped = crate::store::atomic::atomically(conn, |tx| {
+        let before = depth(tx)?;
+        if before.bytes <= max_bytes {
+            return Ok(None);
         }
-        (events, bytes, first.unwrap_or(0), last)
+        let (events, bytes, first_seq, last_seq) = {
+            let mut stmt = tx.prepare("SELECT seq, bytes FROM outbox ORDER BY seq")?;
+            let mut rows = stmt.query([])?;
+            let mut remaining = before.bytes;
+            let (mut events, mut bytes, mut first, mut last) = (0u64, 0u64, None, 0i64);
+            while remaining > target {
+                let Some(row) = rows.next()? else { break };
+                let seq: i64 = row.get(0)?;
+                let size = row.get::<_, i64>(1)?.max(0) as u64;
+                first.get_or_insert(seq);
+                last = seq;
+                events += 1;
+                bytes += size;
+                remaining = remaining.saturating_sub(size);
+            }
+            (events, bytes, first.unwrap_or(0), last)
+        };
+        tx.execute("DELETE FROM outbox WHERE seq <= ?1", [last_seq])
+            .context("cannot drop events from the outbox")?;
+        tx.execute(
+            "INSERT INTO uplink_state (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+            params![DROPPED_TOTAL_KEY, events as i64],
+        )
+        .context("cannot count dropped events")?;
+        let total = dropped_total(tx)?;
+        // The alarm goes through the ordinary log so it is chained and delivered
+        // like any event; it is small and lands under the quota just freed.
+        let mut alarm = NewEvent::now(EventKind::Alarm, clock_synced);
+        alarm.reason = Some(DROP_REASON.into());
+        alarm.detail = Some(serde_json::json!({
+            "dropped_events": events,
+            "dropped_bytes": bytes,
+            "first_seq": first_seq,
+            "last_seq": last_seq,
+            "dropped_total": total,
+            "quota_bytes": max_bytes,
+        }));
+        let record = events::append_in(tx, &alarm).context("cannot raise the backlog alarm")?;
+        Ok(Some(Dropped {
+            events,
+            bytes,
+            first_seq,
+            last_seq,
+            total,
+            alarm_seq: record.seq,
+            alarm: record,
+        }))
+    })?;
+    let Some(dropped) = dropped else {
+        return Ok(None);
     };
-    tx.execute("DELETE FROM outbox WHERE seq <= ?1", [last_seq])
-        .context("cannot drop events from the outbox")?;
-    tx.execute(
-        "INSERT INTO uplink_state (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
-        params![DROPPED_TOTAL_KEY, events as i64],
-    )
-    .context("cannot count dropped events")?;
-    tx.commit().context("cannot commit the outbox drop")?;
-    let total = dropped_total(conn)?;
-    // The alarm goes through the ordinary log so it is chained and delivered
-    // like any event; it is small and lands under the quota just freed.
-    let mut alarm = NewEvent::now(EventKind::Alarm, clock_synced);
-    alarm.reason = Some(DROP_REASON.into());
-    alarm.detail = Some(serde_json::json!({
-        "dropped_events": events,
-        "dropped_bytes": bytes,
-        "first_seq": first_seq,
-        "last_seq": last_seq,
-        "dropped_total": total,
-        "quota_bytes": max_bytes,
-    }));
-    let record = events::append(conn, &alarm).context("cannot raise the backlog alarm")?;
     tracing::warn!(
-        dropped = events,
-        first_seq,
-        last_seq,
+        dropped = dropped.events,
+        first_seq = dropped.first_seq,
+        last_seq = dropped.last_seq,
         quota_bytes = max_bytes,
         "uplink backlog over quota: oldest undelivered events dropped from the outbox"
     );
-    Ok(Some(Dropped {
-        events,
-        bytes,
-        first_seq,
-        last_seq,
-        total,
-        alarm_seq: record.seq,
-    }))
+    Ok(Some(dropped))
 }
 
 /// The newest seq in the event log (0 when empty), for `ping` replies.

@@ -943,6 +943,19 @@ pub fn holder(conn: &Connection, id: ResidentId) -> Result<Option<Holder>> {
         .optional()?)
 }
 
+/// Every person who belongs to a household, with its id (the face
+/// calibration keeps a household's members out of each other's impostors).
+pub fn households_by_person(conn: &Connection) -> Result<Vec<(ResidentId, i64)>> {
+    let mut stmt = conn
+        .prepare("SELECT id, household_id FROM person WHERE household_id IS NOT NULL")
+        .context("cannot read households")?;
+    let rows = stmt
+        .query_map([], |r| Ok((ResidentId(r.get(0)?), r.get::<_, i64>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("cannot read households")?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,8 +208,8 @@ impl WatchEntry {
 
 /// Adds or replaces entries (same kind and value), in one transaction.
 pub fn watchlist_set(conn: &Connection, entries: &[WatchEntry], added_by: &str) -> Result<usize> {
-    let tx = conn
-        .unchecked_transaction()
+    // IMMEDIATE: the write lock first, like every writer transaction.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
         .context("cannot start watchlist transaction")?;
     let now = crate::store::now_rfc3339();
     for e in entries {
@@ -248,7 +248,10 @@ pub fn watchlist_clear(
         (None, _) => conn.execute("DELETE FROM watchlist", [])?,
         (Some(k), true) => conn.execute("DELETE FROM watchlist WHERE kind = ?1", [k.as_str()])?,
         (Some(k), false) => {
-            let tx = conn.unchecked_transaction()?;
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
             let mut n = 0;
             for v in values {
                 n += tx.execute(

@@ -90,8 +90,8 @@ pub fn record_as(
         s.at.with_timezone(&policy.utc_offset)
             .date_naive()
             .to_string();
-    let tx = conn
-        .unchecked_transaction()
+    // IMMEDIATE: the write lock first, like every writer transaction.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
         .context("cannot start stranger sighting")?;
     tx.execute(
         "INSERT INTO stranger_sighting (at, day, gate, model, embedding, snapshot, event_seq, stranger)

@@ -196,6 +196,56 @@ impl VisitorPass {
     }
 }
 
+/// A visitor pass as the gate's lookups see it ([`lookup_pin`],
+/// [`for_plate`]): the visitor's masked name, never the full name or phone
+/// (the desk's full view is [`VisitorPass`], read by `get`, `list` and
+/// [`passes_for_plate`], audited by their callers).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GatePass {
+    pub id: PassId,
+    pub host: ResidentId,
+    /// `周*`, as events carry it.
+    pub masked_name: String,
+    pub plate: Option<String>,
+    pub gates: Option<Vec<String>>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub uses_left: Option<i64>,
+    pub revoked: bool,
+}
+
+impl From<VisitorPass> for GatePass {
+    fn from(p: VisitorPass) -> GatePass {
+        GatePass {
+            id: p.id,
+            host: p.host,
+            masked_name: masked_name(&p.visitor_name),
+            plate: p.plate,
+            gates: p.gates,
+            valid_from: p.valid_from,
+            valid_until: p.valid_until,
+            uses_left: p.uses_left,
+            revoked: p.revoked,
+        }
+    }
+}
+
+impl GatePass {
+    /// Within its window, not revoked, uses left.
+    pub fn is_usable_at(&self, at: DateTime<Utc>) -> bool {
+        !self.revoked
+            && self.valid_from <= at
+            && at < self.valid_until
+            && self.uses_left.is_none_or(|n| n > 0)
+    }
+
+    pub fn allows_gate(&self, gate: &GateId) -> bool {
+        self.gates
+            .as_ref()
+            .is_none_or(|gs| gs.iter().any(|g| g == gate.as_str()))
+    }
+}
+
 /// A freshly issued pass with its PIN and the QR payload to hand the visitor.
 #[derive(Clone, Debug)]
 pub struct IssuedPass {
@@ -377,19 +427,31 @@ pub fn get(conn: &Connection, id: PassId) -> Result<VisitorPass> {
     .ok_or_else(|| anyhow::anyhow!("no visitor pass {id}"))
 }
 
-/// The pass a PIN belongs to (whatever its state: the gate decides).
-pub fn lookup_pin(store: &Store, pin: &Pin) -> Result<Option<VisitorPass>> {
+/// The pass a PIN belongs to (whatever its state: the gate decides), as
+/// the gate sees it: masked name only.
+pub fn lookup_pin(store: &Store, pin: &Pin) -> Result<Option<GatePass>> {
     Ok(store
         .conn()
         .prepare_cached(&format!(
             "SELECT {PASS_COLUMNS} FROM visitor_pass WHERE pin_hash = ?1"
         ))?
         .query_row([&pin.keyed_hash(store)[..]], pass_from_row)
-        .optional()?)
+        .optional()?
+        .map(GatePass::from))
 }
 
-/// Passes for a visitor vehicle, newest window first.
-pub fn for_plate(conn: &Connection, plate: &Plate) -> Result<Vec<VisitorPass>> {
+/// Passes for a visitor vehicle, newest window first, as the gate sees
+/// them: masked names only.
+pub fn for_plate(conn: &Connection, plate: &Plate) -> Result<Vec<GatePass>> {
+    Ok(passes_for_plate(conn, plate)?
+        .into_iter()
+        .map(GatePass::from)
+        .collect())
+}
+
+/// Passes for a visitor vehicle with the visitor's full record, for the
+/// desk (the console's vehicle search, which audits it).
+pub fn passes_for_plate(conn: &Connection, plate: &Plate) -> Result<Vec<VisitorPass>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {PASS_COLUMNS} FROM visitor_pass WHERE plate = ?1 ORDER BY valid_until DESC"
     ))?;

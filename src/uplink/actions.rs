@@ -42,6 +42,17 @@ pub trait GatewayActions: Send + Sync + 'static {
     /// Called after the station changed the watchlist, so a cache can reload.
     fn watchlist_changed(&self) {}
 
+    /// The process's one writer, when the process has one already (the
+    /// daemon); `None` (the default): the uplink is a process of its own
+    /// (`gatehouse uplink drain`) and opens its own.
+    fn writer(&self) -> Option<crate::store::Writer> {
+        None
+    }
+
+    /// An event the uplink stored itself (the backlog quota's alarm), so the
+    /// daemon can announce it like its own events (the console's live view).
+    fn event_stored(&self, _record: &crate::store::events::EventRecord) {}
+
     /// Health fields for the heartbeat (gates, readers, cameras, model versions).
     fn health(&self) -> Map<String, Value> {
         Map::new()

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::SigningKey;
-use rusqlite::{params, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -29,7 +28,7 @@ use super::settings::Settings;
 use crate::domain::{GateId, ResidentId};
 use crate::store::events::{self, EventFilter};
 use crate::store::station_queries::{self, ResidentKey};
-use crate::store::{outbox, trusted_time, Store};
+use crate::store::{atomic, nonces, outbox, trusted_time, Store};
 
 /// What the gateway trusts about time when a command arrives.
 #[derive(Clone, Copy, Debug)]
@@ -270,12 +269,7 @@ impl<A: GatewayActions> Dispatcher<A> {
         let clock_synced = self.actions.clock_synced();
         let (head, depth) = self
             .db
-            .call(|store| {
-                Ok((
-                    outbox::head_seq(store.conn())?,
-                    outbox::depth(store.conn())?,
-                ))
-            })
+            .read(|conn| Ok((outbox::head_seq(conn)?, outbox::depth(conn)?)))
             .await
             .map_err(failed)?;
         Ok(json!({
@@ -313,7 +307,7 @@ impl<A: GatewayActions> Dispatcher<A> {
         };
         let rows = self
             .db
-            .call(move |store| events::query(store.conn(), &filter))
+            .read(move |conn| events::query(conn, &filter))
             .await
             .map_err(failed)?;
         let more = rows.len() > page as usize;
@@ -492,77 +486,64 @@ fn admit(
     key: &str,
     trusted: TrustedNow,
 ) -> Result<Option<Refusal>> {
-    let conn = store.conn();
-    let tx = conn.unchecked_transaction()?;
-    let floor = trusted_time::stored(&tx)?;
-    prune_nonces(&tx, floor)?;
-    let seen: Option<String> = tx
-        .query_row(
-            "SELECT seen_at FROM uplink_nonce WHERE nonce = ?1",
-            [&v.nonce],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let detail =
-        json!({"officer": v.officer, "nonce": v.nonce, "key_index": v.key_index, "args": args});
-    let refusal = match seen {
-        Some(seen_at) => Some(Refusal::new(
-            RefusalCode::Replayed,
-            format!("nonce {} was already used at {seen_at}", v.nonce),
-        )),
-        None => {
-            command::check_freshness(v, trusted.synced, trusted_time::key_mark(&tx, key)?, floor)
-                .err()
+    // BEGIN IMMEDIATE: the nonce check and its insert are one step for any
+    // other writer of this database.
+    atomic::atomically(store.conn(), |tx| {
+        let floor = trusted_time::stored(tx)?;
+        if let Some(floor) = floor {
+            nonces::prune(tx, floor - command::CLOCK_SKEW)?;
         }
-    };
-    if let Some(refusal) = refusal {
-        let mut detail = detail;
-        detail["code"] = json!(refusal.code);
-        detail["message"] = json!(refusal.message);
-        detail["clock"] = json!(rfc3339(trusted.clock));
-        detail["trusted_now"] = json!(rfc3339(trusted.now));
-        detail["clock_synced"] = json!(trusted.synced);
+        let seen = nonces::seen_at(tx, &v.nonce)?;
+        let detail =
+            json!({"officer": v.officer, "nonce": v.nonce, "key_index": v.key_index, "args": args});
+        let refusal = match seen {
+            Some(seen_at) => Some(Refusal::new(
+                RefusalCode::Replayed,
+                format!("nonce {} was already used at {seen_at}", v.nonce),
+            )),
+            None => {
+                command::check_freshness(v, trusted.synced, trusted_time::key_mark(tx, key)?, floor)
+                    .err()
+            }
+        };
+        if let Some(refusal) = refusal {
+            let mut detail = detail;
+            detail["code"] = json!(refusal.code);
+            detail["message"] = json!(refusal.message);
+            detail["clock"] = json!(rfc3339(trusted.clock));
+            detail["trusted_now"] = json!(rfc3339(trusted.now));
+            detail["clock_synced"] = json!(trusted.synced);
+            Store::audit(
+                tx,
+                &actor(&v.officer),
+                "uplink.command.refused",
+                Some(&v.command),
+                Some(&detail),
+            )?;
+            tracing::warn!(command = %v.command, officer = %v.officer, code = refusal.code.as_str(), "refused station command");
+            return Ok(Some(refusal));
+        }
+        nonces::insert(
+            tx,
+            &nonces::SeenNonce {
+                nonce: &v.nonce,
+                officer: &v.officer,
+                command: &v.command,
+                expires_at: v.expires_at,
+                seen_at: trusted.now,
+            },
+        )?;
+        trusted_time::raise_key_mark(tx, key, v.issued_at, &v.nonce)?;
+        trusted_time::raise(tx, v.issued_at - command::CLOCK_SKEW, "station")?;
         Store::audit(
-            &tx,
+            tx,
             &actor(&v.officer),
-            "uplink.command.refused",
+            "uplink.command.accepted",
             Some(&v.command),
             Some(&detail),
         )?;
-        tx.commit()?;
-        tracing::warn!(command = %v.command, officer = %v.officer, code = refusal.code.as_str(), "refused station command");
-        return Ok(Some(refusal));
-    }
-    tx.execute(
-        "INSERT INTO uplink_nonce (nonce, officer, command, expires_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![v.nonce, v.officer, v.command, rfc3339(v.expires_at), rfc3339(trusted.now)],
-    )?;
-    trusted_time::raise_key_mark(&tx, key, v.issued_at, &v.nonce)?;
-    // A signed station timestamp: the true time is at least this.
-    trusted_time::raise(&tx, v.issued_at - command::CLOCK_SKEW, "station")?;
-    Store::audit(
-        &tx,
-        &actor(&v.officer),
-        "uplink.command.accepted",
-        Some(&v.command),
-        Some(&detail),
-    )?;
-    tx.commit()?;
-    Ok(None)
-}
-
-/// A nonce can go once its command's expiry is behind the trusted floor by
-/// more than the skew: a replay is then refused as expired at the trusted
-/// "now" whatever the clock reads. Without a floor nothing is pruned.
-fn prune_nonces(conn: &rusqlite::Connection, floor: Option<DateTime<Utc>>) -> Result<()> {
-    let Some(floor) = floor else {
-        return Ok(());
-    };
-    conn.execute(
-        "DELETE FROM uplink_nonce WHERE expires_at < ?1",
-        [rfc3339(floor - command::CLOCK_SKEW)],
-    )?;
-    Ok(())
+        Ok(None)
+    })
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

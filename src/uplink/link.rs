@@ -241,7 +241,7 @@ impl<A: GatewayActions> Link<A> {
             }
             if self.settings.exit_when_drained && s.exhausted && s.events_pending == 0 {
                 self.flush(s).await?;
-                let depth = self.db.call(|st| outbox::depth(st.conn())).await?;
+                let depth = self.db.read(outbox::depth).await?;
                 if depth.events == 0 {
                     self.close(client, rx, s).await;
                     return Ok(Stopped::Drained);
@@ -357,7 +357,7 @@ impl<A: GatewayActions> Link<A> {
         let after = s.last_queued;
         let rows = self
             .db
-            .call(move |st| outbox::pending(st.conn(), after, want as u32))
+            .read(move |conn| outbox::pending(conn, after, want as u32))
             .await?;
         s.exhausted = rows.len() < want;
         let topics = &self.settings.topics;
@@ -434,11 +434,11 @@ impl<A: GatewayActions> Link<A> {
     pub async fn status(&self) -> Result<StatusPayload> {
         let (depth, dropped, head) = self
             .db
-            .call(|st| {
+            .read(|conn| {
                 Ok((
-                    outbox::depth(st.conn())?,
-                    outbox::dropped_total(st.conn())?,
-                    outbox::head_seq(st.conn())?,
+                    outbox::depth(conn)?,
+                    outbox::dropped_total(conn)?,
+                    outbox::head_seq(conn)?,
                 ))
             })
             .await?;
@@ -470,7 +470,10 @@ impl<A: GatewayActions> Link<A> {
             .call(move |st| outbox::enforce_quota(st.conn(), quota, synced))
             .await;
         match result {
-            Ok(Some(_)) => self.wake.notify_one(),
+            Ok(Some(dropped)) => {
+                self.actions.event_stored(&dropped.alarm);
+                self.wake.notify_one();
+            }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot enforce the outbox quota"),
         }

@@ -4,7 +4,8 @@
 //! audited and answered.
 //!
 //! Architecture Invariant: the uplink only reads the event log and removes
-//! outbox rows; it never decides access. What it needs from the door and the
+//! outbox rows; it never decides access. In the daemon it writes through
+//! the daemon's one writer ([`GatewayActions::writer`]). What it needs from the door and the
 //! registers it asks through [`GatewayActions`], which the daemon implements.
 //! Nothing is published that is not in the outbox first.
 //!
@@ -41,7 +42,7 @@ pub use actions::{GatewayActions, NoGates, RemoteOpen};
 pub use settings::{Broker, Settings, Timing};
 pub use topics::Topics;
 
-use crate::store::{DeviceSecret, Store};
+use crate::store::{DeviceSecret, Readers, Store, Writer};
 
 /// A running uplink task.
 pub struct Handle {
@@ -95,26 +96,33 @@ pub enum Stopped {
 /// `wake` lets the event writer say "there is a new event" so it goes out at
 /// once; without it, the outbox is re-read every `timing.poll_interval`.
 /// `shutdown` turning true, or its sender being dropped, stops it cleanly.
-/// The uplink opens its own connection to the database at `settings.db_path`
-/// (WAL; its writes are short transactions deleting outbox rows).
+/// Its writes go through the process's one writer: the daemon's
+/// ([`GatewayActions::writer`]), or, in a process of its own (`gatehouse
+/// uplink drain`), a connection it opens at `settings.db_path`. Its reads
+/// use read-only connections (WAL), so they never wait for the writer.
 pub async fn run<A: GatewayActions>(
     settings: Settings,
     actions: Arc<A>,
     wake: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Stopped> {
-    let store = {
-        let (db, dir, key) = (
-            settings.db_path.clone(),
-            settings.data_dir.clone(),
-            settings.device_key.clone(),
-        );
-        tokio::task::spawn_blocking(move || Store::open_with_key(&db, &dir, &key))
-            .await
-            .context("database task was cancelled")??
+    let writer = match actions.writer() {
+        Some(writer) => writer,
+        None => {
+            let (db, dir, key) = (
+                settings.db_path.clone(),
+                settings.data_dir.clone(),
+                settings.device_key.clone(),
+            );
+            let store = tokio::task::spawn_blocking(move || Store::open_with_key(&db, &dir, &key))
+                .await
+                .context("database task was cancelled")??;
+            Writer::new(store)
+        }
     };
-    let reply_key = reply_signing_key(store.secret());
-    let db = db::Db::new(store);
+    let reply_key = reply_signing_key(writer.lock().secret());
+    let readers = Readers::new(&settings.db_path);
+    let db = db::Db::new(writer, readers);
     let settings = Arc::new(settings);
     let broker = settings.broker.clone();
     let link = link::Link {

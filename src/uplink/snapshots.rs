@@ -94,17 +94,7 @@ pub fn get(
     officer: &str,
     a: &GetSnapshotArgs,
 ) -> Result<Value> {
-    let snapshot: Option<Option<String>> = {
-        use rusqlite::OptionalExtension;
-        store
-            .conn()
-            .query_row(
-                "SELECT snapshot FROM event WHERE id = ?1",
-                [&a.event_id],
-                |r| r.get(0),
-            )
-            .optional()?
-    };
+    let snapshot = crate::store::events::snapshot_of(store.conn(), &a.event_id)?;
     let picture = match snapshot.flatten() {
         Some(name) if is_plain_name(&name) => {
             let path = snapshots_dir.join(&name);

@@ -485,6 +485,8 @@ fn visitor_pass_prints_a_pin_and_qr_payload_and_stores_only_the_pin_hash() {
         .unwrap();
     assert_eq!(pass.gates, Some(vec!["east".to_string()]));
     assert_eq!(pass.uses_left, Some(2));
+    // The gate's lookup carries the masked name only (and no phone).
+    assert_eq!(pass.masked_name, "李*");
     assert!(pass.is_usable_at(chrono::Utc::now()));
     assert!(visitors::consume_use(store.conn(), pass.id).unwrap());
     assert!(visitors::consume_use(store.conn(), pass.id).unwrap());
@@ -523,6 +525,7 @@ fn visitor_vehicle_pass_is_found_by_plate_and_unknown_gates_are_refused() {
     );
     let passes = visitors::for_plate(site.store().conn(), &"川B54321".parse().unwrap()).unwrap();
     assert_eq!(passes.len(), 1);
+    assert_eq!(passes[0].masked_name, "李*");
     assert!(!passes[0].is_usable_at(chrono::Utc::now()), "not yet valid");
     let (code, err) = site.fails(&[
         "visitor",

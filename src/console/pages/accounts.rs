@@ -47,7 +47,7 @@ fn new_account_form(ctx: &Ctx, name: &str, role: &str, problems: &[String]) -> M
 async fn page(ctx: &Ctx, name: &str, role: &str, problems: &[String]) -> Page {
     let me = ctx.need(Perm::Accounts)?;
     let list = ctx
-        .store(|s| accounts::list(s.conn()))
+        .read(accounts::list)
         .await?
         .map_err(|e| ctx.internal(&e))?;
     let l = ctx.lang;
@@ -254,7 +254,7 @@ pub async fn own_password(
     }
     let who = user.name.clone();
     let stored = ctx
-        .store(move |s| accounts::credentials(s.conn(), &who))
+        .read(move |conn| accounts::credentials(conn, &who))
         .await?
         .map_err(|e| ctx.internal(&e))?;
     let Some(stored) = stored else {

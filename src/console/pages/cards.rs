@@ -29,7 +29,7 @@ pub async fn capture(
     let gate: GateId = form.gate.parse().map_err(|e: String| ctx.bad_request(e))?;
     let person = ResidentId(id);
     let exists = ctx
-        .store(move |s| people::get(s.conn(), person).map(|_| ()))
+        .read(move |conn| people::get(conn, person).map(|_| ()))
         .await?;
     if exists.is_err() {
         return Err(ctx.not_found());

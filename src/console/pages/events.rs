@@ -93,9 +93,9 @@ pub async fn live(ctx: Ctx) -> Page {
     let me = ctx.need(Perm::LiveEvents)?;
     let since = Utc::now() - chrono::Duration::hours(24);
     let recent = ctx
-        .store(move |s| {
+        .read(move |conn| {
             events::query(
-                s.conn(),
+                conn,
                 &EventFilter {
                     since: Some(since),
                     ..EventFilter::default()
@@ -312,18 +312,15 @@ async fn query_audited(
     action: &'static str,
     filter: EventFilter,
 ) -> Result<Vec<EventRecord>, Fail> {
-    ctx.store(move |s| {
-        Store::audit(
-            s.conn(),
-            &actor,
-            action,
-            None,
-            Some(&serde_json::to_value(&filter)?),
-        )?;
-        events::query(s.conn(), &filter)
-    })
-    .await?
-    .map_err(|e| ctx.internal(&e))
+    // Who looked is recorded on the writer (one short write); the query
+    // itself, up to an export's 100,000 rows, runs on a read-only connection.
+    let detail = serde_json::to_value(&filter).map_err(|e| ctx.internal(&e.into()))?;
+    ctx.store(move |s| Store::audit(s.conn(), &actor, action, None, Some(&detail)))
+        .await?
+        .map_err(|e| ctx.internal(&e))?;
+    ctx.read(move |conn| events::query(conn, &filter))
+        .await?
+        .map_err(|e| ctx.internal(&e))
 }
 
 pub async fn log(ctx: Ctx, Query(q): Query<LogQuery>) -> Page {
@@ -513,7 +510,7 @@ pub async fn audit(ctx: Ctx, Query(q): Query<AuditQuery>) -> Page {
                 limit: Some(500),
             };
             let rows = ctx
-                .store(move |s| audit_rows(s.conn(), &filter))
+                .read(move |conn| audit_rows(conn, &filter))
                 .await?
                 .map_err(|e| ctx.internal(&e))?;
             (rows, None)

@@ -5,8 +5,9 @@
 //! resident is enrolled with a warning.
 //!
 //! Enrolment is `face::enrol::enrol`, the same path as `gatehouse face
-//! enroll`. Like that command, its `Matcher` (models, gallery) works on a
-//! connection of its own, opened once when the page is first used.
+//! enroll`. Its `Matcher` (models, gallery, loaded once when the page is
+//! first used) writes through the daemon's one writer and reads the gallery
+//! on read-only connections.
 
 use std::time::Duration;
 
@@ -92,12 +93,16 @@ fn analyse_and_enrol(
     }
     // Faces enrolled meanwhile by the CLI or the other gates' desk count for
     // the "already matches" warning.
-    match crate::face::load_gallery(
-        m.store.conn(),
-        m.engine.model_name(),
+    let (model, dim, combine) = (
+        m.engine.model_name().to_string(),
         m.engine.embedder.dim(),
         m.policy.combine,
-    ) {
+    );
+    match m
+        .readers
+        .read(|conn| crate::face::load_gallery(conn, &model, dim, combine))
+        .and_then(|g| g)
+    {
         Ok(g) => m.gallery = g,
         Err(e) => tracing::warn!("console: cannot refresh the face gallery: {e:#}"),
     }
@@ -120,7 +125,8 @@ async fn process(
     let outcome = tokio::task::spawn_blocking(move || -> anyhow::Result<Outcome> {
         let mut slot = app.faces.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            *slot = Some(Matcher::open(&app.config)?);
+            let writer = app.handle.core().writer();
+            *slot = Some(Matcher::with_writer(&app.config, writer)?);
         }
         let m = slot
             .as_mut()

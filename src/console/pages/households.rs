@@ -17,7 +17,7 @@ use crate::store::vehicles::{self, VehicleInfo};
 pub async fn list(ctx: Ctx) -> Page {
     let me = ctx.need(Perm::Register)?;
     let rows = ctx
-        .store(|s| addresses::households(s.conn()))
+        .read(addresses::households)
         .await?
         .map_err(|e| ctx.internal(&e))?;
     let l = ctx.lang;
@@ -130,7 +130,17 @@ pub async fn vehicles(ctx: Ctx, Query(q): Query<VehicleQuery>) -> Page {
                             )?,
                             None => Vec::new(),
                         };
-                        let passes = crate::store::visitors::for_plate(s.conn(), &p)?;
+                        let passes = crate::store::visitors::passes_for_plate(s.conn(), &p)?;
+                        if !passes.is_empty() {
+                            // The desk sees the visitor's name: who looked is recorded.
+                            crate::store::Store::audit(
+                                s.conn(),
+                                &actor,
+                                "visitor.read",
+                                Some(p.as_str()),
+                                Some(&serde_json::json!({ "by": "plate", "passes": passes.len() })),
+                            )?;
+                        }
                         Ok((holders, passes))
                     })
                     .await?

@@ -287,7 +287,7 @@ pub async fn login(PrePosted { ctx, form }: PrePosted<LoginForm>) -> Page {
     let tried = form.name.trim().to_string();
     let lookup = tried.clone();
     let found = ctx
-        .store(move |s| accounts::credentials(s.conn(), &lookup))
+        .read(move |conn| accounts::credentials(conn, &lookup))
         .await?
         .map_err(|e| ctx.internal(&e))?;
     let hash = found

@@ -82,10 +82,10 @@ pub async fn show(ctx: Ctx) -> Page {
     .map_err(|e| ctx.internal(&anyhow::anyhow!("status task failed: {e}")))?;
     // The same figures as `gatehouse uplink status`.
     let (outbox, dropped) = ctx
-        .store(|s| {
+        .read(|conn| {
             Ok((
-                crate::store::outbox::depth(s.conn())?,
-                crate::store::outbox::dropped_total(s.conn())?,
+                crate::store::outbox::depth(conn)?,
+                crate::store::outbox::dropped_total(conn)?,
             ))
         })
         .await?

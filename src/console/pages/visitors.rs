@@ -127,7 +127,7 @@ fn issue_form(ctx: &Ctx, f: &PassForm, checked: &[String], problems: &[String]) 
 pub async fn list(ctx: Ctx) -> Page {
     let me = ctx.need(Perm::Visitors)?;
     let passes = ctx
-        .store(|s| visitors::list(s.conn(), None))
+        .read(|conn| visitors::list(conn, None))
         .await?
         .map_err(|e| ctx.internal(&e))?;
     let passes: Vec<VisitorPass> = passes.into_iter().take(200).collect();
