@@ -21,6 +21,7 @@ use crate::access::{
 use crate::config::{self, Direction, GateKind, TwoFactor};
 use crate::domain::{CardNumber, CardRead};
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
+use crate::event::EventReason;
 use crate::hw::{Board, Edge, InputPin, Level, Pull};
 use crate::metrics;
 use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
@@ -398,9 +399,9 @@ impl GateTask {
                 if open != self.tamper {
                     self.tamper = open;
                     let (kind, reason) = if open {
-                        (EventKind::Alarm, "tamper")
+                        (EventKind::Alarm, EventReason::Tamper)
                     } else {
-                        (EventKind::Device, "tamper_cleared")
+                        (EventKind::Device, EventReason::TamperCleared)
                     };
                     self.gate_event(kind, reason, None).await;
                 }
@@ -584,11 +585,11 @@ impl GateTask {
                     );
                     let health = self.reader.as_ref().map(|r| r.health());
                     let detail = json!({ "bad_frames": bad_frames, "health": health });
-                    self.gate_event(EventKind::Device, "reader_fault", Some(detail))
+                    self.gate_event(EventKind::Device, EventReason::ReaderFault, Some(detail))
                         .await;
                 }
                 ReaderEvent::Recovered => {
-                    self.gate_event(EventKind::Device, "reader_recovered", None)
+                    self.gate_event(EventKind::Device, EventReason::ReaderRecovered, None)
                         .await;
                 }
             }
@@ -600,10 +601,10 @@ impl GateTask {
             match action {
                 DoorAction::Release => self.set_relay(true),
                 DoorAction::Lock => self.set_relay(false),
-                DoorAction::Alarm(a) => self.gate_event(EventKind::Alarm, a.as_str(), None).await,
+                DoorAction::Alarm(a) => self.gate_event(EventKind::Alarm, a.reason(), None).await,
                 DoorAction::AlarmCleared(a) => {
-                    let reason = format!("{}_cleared", a.as_str());
-                    self.gate_event(EventKind::Device, &reason, None).await
+                    self.gate_event(EventKind::Device, a.cleared_reason(), None)
+                        .await
                 }
             }
         }
@@ -644,28 +645,30 @@ impl GateTask {
                 None
             }
         };
-        if let Some(AccessAlarm::ReaderLockout {
-            attempts,
-            lockout_s,
-        }) = decision.alarm
+        if let Some(
+            alarm @ AccessAlarm::ReaderLockout {
+                attempts,
+                lockout_s,
+            },
+        ) = decision.alarm
         {
             let detail = json!({ "attempts": attempts, "lockout_s": lockout_s });
-            self.gate_event(EventKind::Alarm, "reader_lockout", Some(detail))
+            self.gate_event(EventKind::Alarm, alarm.reason(), Some(detail))
                 .await;
         }
         if let Some(alarm) = decision.keypad_alarm {
             let detail = serde_json::to_value(alarm).ok();
-            self.gate_event(EventKind::Alarm, alarm.as_str(), detail)
+            self.gate_event(EventKind::Alarm, alarm.reason(), detail)
                 .await;
         }
-        if let Some(AccessAlarm::Watchlist { deny }) = decision.alarm {
+        if let Some(alarm @ AccessAlarm::Watchlist { deny }) = decision.alarm {
             let detail = json!({
                 "credential_kind": p.credential.kind(),
                 "credential": p.credential.masked(),
                 "denied": deny,
                 "access_event_seq": stored.as_ref().map(|e| e.seq),
             });
-            self.gate_event(EventKind::Alarm, "watchlist_match", Some(detail))
+            self.gate_event(EventKind::Alarm, alarm.reason(), Some(detail))
                 .await;
         }
         let view = DecisionView::new(
@@ -686,13 +689,13 @@ impl GateTask {
     async fn gate_event(
         &mut self,
         kind: EventKind,
-        reason: &str,
+        reason: EventReason,
         detail: Option<serde_json::Value>,
     ) {
-        let mut e = NewEvent::now(kind, self.core.clock.synced());
+        let mut e = self.core.event(kind);
         e.gate = Some(self.cfg.id.clone());
         e.direction = Some(direction_str(self.cfg.direction).into());
-        e.reason = Some(reason.into());
+        e.reason = Some(reason);
         e.detail = detail;
         if kind == EventKind::Alarm {
             tracing::warn!(gate = %self.cfg.id, "alarm: {reason}");
@@ -753,9 +756,6 @@ pub(crate) fn access_event(
         detail.insert("vehicle_gate".into(), json!(true));
     }
     NewEvent {
-        at: now.wall,
-        clock_synced: now.clock_synced,
-        kind: Some(EventKind::Access),
         gate: Some(gate.id.clone()),
         direction: Some(direction_str(gate.direction).into()),
         credential_kind: Some(p.credential.kind().into()),
@@ -767,13 +767,11 @@ pub(crate) fn access_event(
         } else {
             AccessResult::Denied
         }),
-        reason: d.reason().map(|r| r.as_str().to_string()),
-        score: match &p.credential {
-            Credential::Face { score, .. } | Credential::SpoofedFace { score, .. } => Some(*score),
-            Credential::CardAndFace { face, .. } => face.score(),
-            _ => None,
-        },
+        reason: d.reason().map(EventReason::from),
+        score: p.credential.score(),
         snapshot: p.snapshot.clone(),
         detail: (!detail.is_empty()).then_some(serde_json::Value::Object(detail)),
+        // Stamped with the decision's own time.
+        ..NewEvent::stamped(EventKind::Access, now.wall, now.clock_synced)
     }
 }

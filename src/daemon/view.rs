@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{AccessAlarm, Credential, Decision, Subject};
+use crate::access::{Credential, Decision, Subject};
 use crate::config::{Backend, Direction, GateKind};
 use crate::door::{DoorAlarm, Position};
 use crate::face::recent::GateFaceStatus;
@@ -49,11 +49,9 @@ impl DecisionView {
             subject_name,
             alarm: d
                 .alarm
-                .map(|a| match a {
-                    AccessAlarm::ReaderLockout { .. } => "reader_lockout".to_string(),
-                    AccessAlarm::Watchlist { .. } => "watchlist_match".to_string(),
-                })
-                .or_else(|| d.keypad_alarm.map(|a| a.as_str().to_string())),
+                .map(|a| a.reason())
+                .or_else(|| d.keypad_alarm.map(|a| a.reason()))
+                .map(|r| r.as_str().to_string()),
             clock_override: d.clock_override,
             event_seq: event.map(|e| e.seq),
         }

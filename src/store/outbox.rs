@@ -8,6 +8,7 @@
 //! event that counts what was dropped. The event itself stays in the local log
 //! either way (the station can still fetch it with `query_events`).
 
+use crate::event::EventReason;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -36,7 +37,7 @@ pub struct Dropped {
 }
 
 /// The reason of the alarm event raised when the quota drops events.
-pub const DROP_REASON: &str = "uplink_backlog_dropped";
+pub const DROP_REASON: &str = EventReason::UplinkBacklogDropped.as_str();
 
 const DROPPED_TOTAL_KEY: &str = "outbox_dropped_total";
 
@@ -152,7 +153,7 @@ pub fn enforce_quota(
     // The alarm goes through the ordinary log so it is chained and delivered
     // like any event; it is small and lands under the quota just freed.
     let mut alarm = NewEvent::now(EventKind::Alarm, clock_synced);
-    alarm.reason = Some(DROP_REASON.into());
+    alarm.reason = Some(EventReason::UplinkBacklogDropped);
     alarm.detail = Some(serde_json::json!({
         "dropped_events": events,
         "dropped_bytes": bytes,
