@@ -638,6 +638,8 @@ impl GateTask {
             self.on_door(actions).await;
         }
         let event = access_event(&self.cfg, &p, &decision, &now);
+        // The view is the event's own fields (one record), and its seq once stored.
+        let mut view = DecisionView::new(&event, &decision, None);
         let stored = match self.core.record(event, visitor_use(&decision)).await {
             Ok(record) => Some(record),
             Err(e) => {
@@ -671,12 +673,7 @@ impl GateTask {
             self.gate_event(EventKind::Alarm, alarm.reason(), Some(detail))
                 .await;
         }
-        let view = DecisionView::new(
-            self.cfg.id.as_str(),
-            &p.credential,
-            &decision,
-            stored.as_ref(),
-        );
+        view.event_seq = stored.as_ref().map(|e| e.seq);
         tracing::info!("{}", view.line());
         let _ = self.notices.send(GateNotice::Decided(view.clone()));
         Presented {

@@ -143,7 +143,48 @@ pub const COLUMNS: &str =
     "seq, id, at, clock_synced, kind, gate, direction, credential_kind, credential_masked, \
      subject_id, subject_name, result, reason, score, snapshot, detail, prev_hash, hash";
 
+/// The header of an event's CSV row ([`EventRecord::csv_row`]): `gatehouse
+/// log --format csv` and the console's export (which adds its local time).
+pub const CSV_COLUMNS: [&str; 14] = [
+    "seq",
+    "id",
+    "at",
+    "clock_synced",
+    "kind",
+    "gate",
+    "direction",
+    "credential_kind",
+    "credential_masked",
+    "subject_id",
+    "subject_name",
+    "result",
+    "reason",
+    "score",
+];
+
 impl EventRecord {
+    /// The event as a CSV row, in [`CSV_COLUMNS`] order.
+    pub fn csv_row(&self) -> [String; 14] {
+        [
+            self.seq.to_string(),
+            self.id.clone(),
+            self.at.clone(),
+            self.clock_synced.to_string(),
+            self.kind.as_str().to_string(),
+            self.gate.clone().unwrap_or_default(),
+            self.direction.clone().unwrap_or_default(),
+            self.credential_kind.clone().unwrap_or_default(),
+            self.credential_masked.clone().unwrap_or_default(),
+            self.subject_id.map(|s| s.to_string()).unwrap_or_default(),
+            self.subject_name.clone().unwrap_or_default(),
+            self.result
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
+            self.reason.clone().unwrap_or_default(),
+            self.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
+        ]
+    }
+
     pub fn from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
         let kind: String = row.get(4)?;
         let result: Option<String> = row.get(11)?;
