@@ -109,10 +109,13 @@ pub fn dropped_total(conn: &Connection) -> Result<u64> {
 /// Keeps the backlog within `max_bytes`: when it is larger, drops the oldest
 /// queued events until it is at most 90% of the quota (so the next few events
 /// do not trigger another drop at once), then appends an alarm event that says
-/// how many were dropped and which seqs. Returns `None` when within quota.
+/// how many were dropped and which seqs, stamped `at` (the caller's trusted
+/// clock: the daemon's, through `uplink::GatewayActions::now`). Returns
+/// `None` when within quota.
 pub fn enforce_quota(
     conn: &Connection,
     max_bytes: u64,
+    at: chrono::DateTime<chrono::Utc>,
     clock_synced: bool,
 ) -> Result<Option<Dropped>> {
     let before = depth(conn)?;
@@ -152,7 +155,7 @@ pub fn enforce_quota(
     let total = dropped_total(conn)?;
     // The alarm goes through the ordinary log so it is chained and delivered
     // like any event; it is small and lands under the quota just freed.
-    let mut alarm = NewEvent::now(EventKind::Alarm, clock_synced);
+    let mut alarm = NewEvent::stamped(EventKind::Alarm, at, clock_synced);
     alarm.reason = Some(EventReason::UplinkBacklogDropped);
     alarm.detail = Some(serde_json::json!({
         "dropped_events": events,
@@ -245,7 +248,7 @@ mod tests {
         }
         let full = depth(store.conn()).unwrap();
         let quota = full.bytes / 2;
-        let dropped = enforce_quota(store.conn(), quota, true)
+        let dropped = enforce_quota(store.conn(), quota, chrono::Utc::now(), true)
             .unwrap()
             .expect("over quota");
         assert_eq!(dropped.first_seq, 1);
@@ -266,7 +269,7 @@ mod tests {
         let (checked, breaks) = events::verify_chain(store.conn()).unwrap();
         assert_eq!((checked, breaks.len()), (101, 0));
         // Within quota now: nothing more to drop.
-        assert_eq!(enforce_quota(store.conn(), quota, true).unwrap(), None);
+        assert_eq!(enforce_quota(store.conn(), quota, chrono::Utc::now(), true).unwrap(), None);
         assert_eq!(dropped_total(store.conn()).unwrap(), dropped.events);
         std::fs::remove_dir_all(&dir).ok();
     }
