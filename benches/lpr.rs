@@ -60,14 +60,14 @@ fn gate_task(register: HashMap<Plate, i64>) -> mpsc::Sender<Job> {
                         Verdict::Refused
                     },
                     plate: c.plate.clone(),
-                    reason: "registered_vehicle".into(),
+                    reason: gatehouse::event::EventReason::RegisteredVehicle,
                     subject: None,
                     event_seq: None,
                 },
                 Resolution::Ambiguous(_) => PlateOutcome {
                     verdict: Verdict::Refused,
                     plate: reading.read.primary().plate.clone(),
-                    reason: "ambiguous_plate".into(),
+                    reason: gatehouse::event::EventReason::AmbiguousPlate,
                     subject: None,
                     event_seq: None,
                 },

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::daemon::services::{start_cameras, start_services};
 use crate::daemon::{Daemon, DaemonOptions, GateHandle};
 use crate::domain::{CardNumber, GateId, Plate, ResidentId};
+use crate::event::EventReason;
 use crate::store::events::{AccessResult, EventKind, EventRecord};
 use crate::store::people::{self, NewPerson, PersonStatus, Role};
 use crate::store::{cards, vehicles, visitors, Store};
@@ -501,7 +502,7 @@ async fn drain_events(
 ) -> Result<bool> {
     let mut camera_ended = false;
     while let Ok(e) = rx.try_recv() {
-        camera_ended |= e.reason.as_deref() == Some("camera_ended");
+        camera_ended |= e.parsed_reason() == Ok(Some(EventReason::CameraEnded));
         match (e.kind, e.result) {
             (EventKind::Access, Some(AccessResult::Granted)) => summary.granted += 1,
             (EventKind::Access, Some(AccessResult::Denied)) => summary.denied += 1,
@@ -509,7 +510,7 @@ async fn drain_events(
             _ => {}
         }
         if e.credential_kind.as_deref() == Some("face")
-            || e.reason.as_deref() == Some("unknown_face")
+            || e.parsed_reason() == Ok(Some(EventReason::UnknownFace))
         {
             summary.face_events += 1;
         }

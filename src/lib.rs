@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod domain;
 pub mod door;
 pub mod enrol;
+pub mod event;
 pub mod face;
 pub mod http_server;
 pub mod hw;

@@ -36,6 +36,7 @@ pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction};
 use crate::domain::{CardRead, GateId, Plate, ResidentId};
+use crate::event::EventReason;
 use crate::store::DeviceSecret;
 
 /// The keyed hash of a keypad PIN (`secret.keyed_hash("pin", digits)`); the
@@ -74,7 +75,29 @@ pub enum Credential {
         score: f32,
         liveness: f32,
     },
+    /// A face the pipeline matched to a resident, whose frames also matched
+    /// an entry of the station's face watchlist that asks to refuse entry
+    /// (`entry`: the station's reference). Refused, `watchlisted`, like a
+    /// listed card; the camera's confirmation raises the alarm with its
+    /// snapshot, so the decision raises none.
+    WatchlistedFace {
+        resident: ResidentId,
+        score: f32,
+        entry: String,
+    },
+    /// A face the cameras confirmed as nobody in the register (`score`: the
+    /// closest resident's, below the threshold). Always refused, `unknown_face`;
+    /// not a guess (a passer-by is no attacker), so no lockout.
+    UnknownFace {
+        score: Option<f32>,
+    },
     Plate(Plate),
+    /// A plate reading that two or more registered plates fit within the
+    /// camera's OCR tolerance (`read`: the camera's text). Refused,
+    /// `ambiguous_plate`: opening for either could be opening for the wrong car.
+    AmbiguousPlate {
+        read: String,
+    },
     /// A card presented with the face seen at the same gate, checked 1:1
     /// against the card owner's enrolled faces (two-factor gates).
     CardAndFace {
@@ -96,11 +119,26 @@ impl Credential {
         match self {
             Credential::Card(_) => "card",
             Credential::Pin(_) => "pin",
-            Credential::Face { .. } | Credential::SpoofedFace { .. } => "face",
-            Credential::Plate(_) => "plate",
+            Credential::Face { .. }
+            | Credential::SpoofedFace { .. }
+            | Credential::WatchlistedFace { .. }
+            | Credential::UnknownFace { .. } => "face",
+            Credential::Plate(_) | Credential::AmbiguousPlate { .. } => "plate",
             Credential::CardAndFace { .. } => "card+face",
             Credential::Remote { .. } => "remote",
             Credential::ExitButton => "exit_button",
+        }
+    }
+
+    /// The match score the event carries (faces).
+    pub fn score(&self) -> Option<f32> {
+        match self {
+            Credential::Face { score, .. }
+            | Credential::SpoofedFace { score, .. }
+            | Credential::WatchlistedFace { score, .. } => Some(*score),
+            Credential::UnknownFace { score } => *score,
+            Credential::CardAndFace { face, .. } => face.score(),
+            _ => None,
         }
     }
 
@@ -109,10 +147,13 @@ impl Credential {
         match self {
             Credential::Card(c) => Some(c.masked()),
             Credential::Pin(_) => Some("******".into()),
-            Credential::Face { resident, .. } | Credential::SpoofedFace { resident, .. } => {
-                Some(resident.to_string())
-            }
+            Credential::Face { resident, .. }
+            | Credential::SpoofedFace { resident, .. }
+            | Credential::WatchlistedFace { resident, .. } => Some(resident.to_string()),
+            Credential::UnknownFace { .. } => None,
             Credential::Plate(p) => Some(p.masked()),
+            // As the camera read it (the event has always carried the reading).
+            Credential::AmbiguousPlate { read } => Some(read.clone()),
             Credential::CardAndFace { card, .. } => Some(card.masked()),
             Credential::Remote { officer, .. } => Some(officer.clone()),
             Credential::ExitButton => None,
@@ -258,37 +299,51 @@ pub enum DenyReason {
     PinEntrySuspended,
     /// A face failed the liveness check: a photo or screen, not a person.
     PresentationAttack,
+    /// A face the cameras confirmed as nobody in the register.
+    UnknownFace,
+    /// Two registered plates fit the camera's reading: open for neither.
+    AmbiguousPlate,
 }
 
 impl DenyReason {
+    /// The event's `reason` string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            DenyReason::UnknownCredential => "unknown_credential",
-            DenyReason::Suspended => "suspended",
-            DenyReason::MovedOut => "moved_out",
-            DenyReason::LeaseEnded => "lease_ended",
-            DenyReason::PermitEnded => "permit_ended",
-            DenyReason::NotYetValid => "not_yet_valid",
-            DenyReason::GateNotAllowed => "gate_not_allowed",
-            DenyReason::OutsideTimeWindow => "outside_time_window",
-            DenyReason::VisitorPassExpired => "visitor_pass_expired",
-            DenyReason::VisitorPassNotYetValid => "visitor_pass_not_yet_valid",
-            DenyReason::VisitorPassUsedUp => "visitor_pass_used_up",
-            DenyReason::VisitorPassWrongGate => "visitor_pass_wrong_gate",
-            DenyReason::VisitorPassRevoked => "visitor_pass_revoked",
-            DenyReason::HostInactive => "host_inactive",
-            DenyReason::AntiPassback => "anti_passback",
-            DenyReason::ReaderLockedOut => "reader_locked_out",
-            DenyReason::FaceRequired => "face_required",
-            DenyReason::FaceMismatch => "face_mismatch",
-            DenyReason::FaceNotEnrolled => "face_not_enrolled",
-            DenyReason::CardRequired => "card_required",
-            DenyReason::FaceUnavailable => "face_unavailable",
-            DenyReason::InvalidRecord => "invalid_record",
-            DenyReason::Watchlisted => "watchlisted",
-            DenyReason::CardFormatMismatch => "card_format_mismatch",
-            DenyReason::PinEntrySuspended => "pin_entry_suspended",
-            DenyReason::PresentationAttack => "presentation_attack",
+        EventReason::from(self).as_str()
+    }
+}
+
+/// Every refusal is an event reason; spelled once, in [`EventReason`].
+impl From<DenyReason> for EventReason {
+    fn from(r: DenyReason) -> EventReason {
+        match r {
+            DenyReason::UnknownCredential => EventReason::UnknownCredential,
+            DenyReason::Suspended => EventReason::Suspended,
+            DenyReason::MovedOut => EventReason::MovedOut,
+            DenyReason::LeaseEnded => EventReason::LeaseEnded,
+            DenyReason::PermitEnded => EventReason::PermitEnded,
+            DenyReason::NotYetValid => EventReason::NotYetValid,
+            DenyReason::GateNotAllowed => EventReason::GateNotAllowed,
+            DenyReason::OutsideTimeWindow => EventReason::OutsideTimeWindow,
+            DenyReason::VisitorPassExpired => EventReason::VisitorPassExpired,
+            DenyReason::VisitorPassNotYetValid => EventReason::VisitorPassNotYetValid,
+            DenyReason::VisitorPassUsedUp => EventReason::VisitorPassUsedUp,
+            DenyReason::VisitorPassWrongGate => EventReason::VisitorPassWrongGate,
+            DenyReason::VisitorPassRevoked => EventReason::VisitorPassRevoked,
+            DenyReason::HostInactive => EventReason::HostInactive,
+            DenyReason::AntiPassback => EventReason::AntiPassback,
+            DenyReason::ReaderLockedOut => EventReason::ReaderLockedOut,
+            DenyReason::FaceRequired => EventReason::FaceRequired,
+            DenyReason::FaceMismatch => EventReason::FaceMismatch,
+            DenyReason::FaceNotEnrolled => EventReason::FaceNotEnrolled,
+            DenyReason::CardRequired => EventReason::CardRequired,
+            DenyReason::FaceUnavailable => EventReason::FaceUnavailable,
+            DenyReason::InvalidRecord => EventReason::InvalidRecord,
+            DenyReason::Watchlisted => EventReason::Watchlisted,
+            DenyReason::CardFormatMismatch => EventReason::CardFormatMismatch,
+            DenyReason::PinEntrySuspended => EventReason::PinEntrySuspended,
+            DenyReason::PresentationAttack => EventReason::PresentationAttack,
+            DenyReason::UnknownFace => EventReason::UnknownFace,
+            DenyReason::AmbiguousPlate => EventReason::AmbiguousPlate,
         }
     }
 }
@@ -345,10 +400,20 @@ pub enum KeypadAlarm {
 
 impl KeypadAlarm {
     /// The alarm event's `reason`.
-    pub fn as_str(&self) -> &'static str {
+    pub fn reason(&self) -> EventReason {
         match self {
-            KeypadAlarm::PinGuessing { .. } => "pin_guessing",
-            KeypadAlarm::PinEntrySuspended { .. } => "pin_entry_suspended",
+            KeypadAlarm::PinGuessing { .. } => EventReason::PinGuessing,
+            KeypadAlarm::PinEntrySuspended { .. } => EventReason::PinEntrySuspended,
+        }
+    }
+}
+
+impl AccessAlarm {
+    /// The alarm event's `reason`.
+    pub fn reason(&self) -> EventReason {
+        match self {
+            AccessAlarm::ReaderLockout { .. } => EventReason::ReaderLockout,
+            AccessAlarm::Watchlist { .. } => EventReason::WatchlistMatch,
         }
     }
 }
@@ -422,6 +487,11 @@ pub fn decide(
         }
         decision.alarm = Some(AccessAlarm::Watchlist { deny });
     }
+    if let Credential::WatchlistedFace { .. } = credential {
+        // Whoever it matched, and whatever the register says: refused. The
+        // face's alarm came from the cameras, with the face's snapshot.
+        decision.outcome = Outcome::Denied(DenyReason::Watchlisted);
+    }
     decision
 }
 
@@ -456,7 +526,8 @@ fn decide_register(
             ),
             Err(reason) => guess_failed(reason, state, credential, gate, now),
         },
-        Credential::Face { resident: id, .. } => two_factors(
+        Credential::Face { resident: id, .. }
+        | Credential::WatchlistedFace { resident: id, .. } => two_factors(
             resident(register, state, *id, gate, now),
             register,
             state,
@@ -475,6 +546,8 @@ fn decide_register(
             d.alarm = lockout_alarm(state, gate, now);
             d
         }
+        Credential::UnknownFace { .. } => Decision::denied(DenyReason::UnknownFace, None),
+        Credential::AmbiguousPlate { .. } => Decision::denied(DenyReason::AmbiguousPlate, None),
         Credential::Pin(hash) => match register.pass_by_pin.get(&hash.0) {
             Some(pass) => visitor(register, state, *pass, gate, now),
             None => unknown(state, credential, gate, now),

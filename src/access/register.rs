@@ -204,9 +204,14 @@ impl Register {
                 self.watch_cards.get(&card.key())
             }
             Credential::Plate(plate) => return self.plate_watched(plate, now),
+            // A listed face is found by the cameras (`face::watch`); the
+            // candidates of an ambiguous reading by `daemon::plates`.
             Credential::Pin(_)
             | Credential::Face { .. }
             | Credential::SpoofedFace { .. }
+            | Credential::WatchlistedFace { .. }
+            | Credential::UnknownFace { .. }
+            | Credential::AmbiguousPlate { .. }
             | Credential::Remote { .. }
             | Credential::ExitButton => None,
         }?;

@@ -727,6 +727,21 @@ fn watchlist_decision_table() {
             Outcome::Denied(DenyReason::Watchlisted),
             deny,
         ),
+        (
+            // The cameras raised this face's alarm with its snapshot already.
+            "face the cameras matched to a deny entry",
+            watched_face(1),
+            &east,
+            Outcome::Denied(DenyReason::Watchlisted),
+            None,
+        ),
+        (
+            "face on a deny entry at a card + face gate",
+            watched_face(1),
+            &two,
+            Outcome::Denied(DenyReason::Watchlisted),
+            None,
+        ),
     ];
     for (name, cred, g, expected, alarm) in cases {
         let d = decide(&r, &s, &cred, g, &now("2025-03-12 10:00"));
@@ -987,4 +1002,95 @@ fn a_spoofed_face_is_refused_names_whose_photo_and_counts_toward_the_lockout() {
     );
     assert_eq!(spoof.kind(), "face");
     assert!(spoof.is_guessable());
+}
+
+fn watched_face(resident: i64) -> Credential {
+    Credential::WatchlistedFace {
+        resident: ResidentId(resident),
+        score: 0.71,
+        entry: "case-2026-0117".into(),
+    }
+}
+
+#[test]
+fn refusals_found_outside_the_register_come_out_of_decide() {
+    // Every refusal is decided here, not built by the camera's adapter.
+    let r = register();
+    let mut s = AccessState::new();
+    let east = gate("east");
+    let t = now("2025-03-12 10:00");
+    let unknown_face = Credential::UnknownFace { score: Some(0.31) };
+    let ambiguous = Credential::AmbiguousPlate {
+        read: "川A1234S".into(),
+    };
+    let cases: Vec<(&str, Credential, DenyReason, Option<ResidentId>)> = vec![
+        (
+            "a stranger's face",
+            unknown_face.clone(),
+            DenyReason::UnknownFace,
+            None,
+        ),
+        (
+            "two plates fit the reading",
+            ambiguous.clone(),
+            DenyReason::AmbiguousPlate,
+            None,
+        ),
+        // An active resident the register would admit: the watchlist wins,
+        // and the event names whom the face matched, like a listed card.
+        (
+            "a face on a deny entry",
+            watched_face(1),
+            DenyReason::Watchlisted,
+            Some(ResidentId(1)),
+        ),
+    ];
+    for (name, cred, reason, subject) in cases {
+        let d = decide(&r, &s, &cred, &east, &t);
+        assert_eq!(d.outcome, Outcome::Denied(reason), "{name}");
+        assert_eq!(d.alarm, None, "{name}");
+        let named = match d.subject {
+            Some(Subject::Resident { id, .. }) => Some(id),
+            _ => None,
+        };
+        assert_eq!(named, subject, "{name}");
+        s.apply(&d, &cred, &east, &t);
+    }
+    // None of them is a guess: five strangers' faces lock no reader.
+    for _ in 0..5 {
+        let d = decide(&r, &s, &unknown_face, &east, &t);
+        s.apply(&d, &unknown_face, &east, &t);
+    }
+    assert!(decide(&r, &s, &card(1), &east, &t).is_granted());
+    assert_eq!(
+        (
+            unknown_face.kind(),
+            ambiguous.kind(),
+            watched_face(1).kind()
+        ),
+        ("face", "plate", "face")
+    );
+    assert_eq!(unknown_face.score(), Some(0.31));
+    assert_eq!(ambiguous.masked().as_deref(), Some("川A1234S"));
+}
+
+#[test]
+fn every_deny_reason_is_an_event_reason_with_the_same_string() {
+    use crate::event::EventReason;
+    for r in EventReason::ALL {
+        if let Ok(deny) = serde_json::from_value::<DenyReason>(serde_json::json!(r.as_str())) {
+            assert_eq!(EventReason::from(deny), *r);
+            assert_eq!(deny.as_str(), r.as_str());
+        }
+    }
+    // And the other way: the serde name of each refusal is its event string.
+    for name in [
+        "unknown_face",
+        "ambiguous_plate",
+        "watchlisted",
+        "presentation_attack",
+    ] {
+        let deny: DenyReason = serde_json::from_value(serde_json::json!(name)).unwrap();
+        assert_eq!(deny.as_str(), name);
+    }
 }

@@ -142,39 +142,9 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
         }
         LogFormat::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            w.write_record([
-                "seq",
-                "id",
-                "at",
-                "clock_synced",
-                "kind",
-                "gate",
-                "direction",
-                "credential_kind",
-                "credential_masked",
-                "subject_id",
-                "subject_name",
-                "result",
-                "reason",
-                "score",
-            ])?;
+            w.write_record(events::CSV_COLUMNS)?;
             for e in &rows {
-                w.write_record([
-                    e.seq.to_string(),
-                    e.id.clone(),
-                    e.at.clone(),
-                    e.clock_synced.to_string(),
-                    e.kind.as_str().into(),
-                    e.gate.clone().unwrap_or_default(),
-                    e.direction.clone().unwrap_or_default(),
-                    e.credential_kind.clone().unwrap_or_default(),
-                    e.credential_masked.clone().unwrap_or_default(),
-                    e.subject_id.map(|s| s.to_string()).unwrap_or_default(),
-                    e.subject_name.clone().unwrap_or_default(),
-                    e.result.map(|r| r.as_str().to_string()).unwrap_or_default(),
-                    e.reason.clone().unwrap_or_default(),
-                    e.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
-                ])?;
+                w.write_record(e.csv_row())?;
             }
             w.flush()?;
         }

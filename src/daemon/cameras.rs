@@ -1,6 +1,8 @@
 //! The entrance cameras' side of the daemon: confirmed faces become `Face`
-//! credentials at their gate, unknown faces become refused access events
-//! with a snapshot, camera state changes become device events.
+//! credentials at their gate (`WatchlistedFace` when the station's `deny`
+//! entry matched them), unknown faces `UnknownFace` credentials with a
+//! snapshot (refused by the gate, `unknown_face`), camera state changes
+//! device events. Every refusal comes out of `access::decide`.
 //!
 //! A presentation attack (a face that failed the liveness check) is presented
 //! to its gate as a `SpoofedFace` credential: the gate refuses it with
@@ -22,11 +24,12 @@ use tokio::sync::mpsc;
 use super::{GateHandle, Presentation};
 use crate::access::Credential;
 use crate::config::Config;
+use crate::event::EventReason;
 use crate::face::camera::CameraState;
 use crate::face::pipeline::{self, FaceEvent, PipelineHandle};
 use crate::face::watch::WatchFaces;
 use crate::face::GalleryHandle;
-use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
+use crate::store::events::{EventKind, EventRecord, NewEvent};
 use crate::store::{self, strangers::StrangerPolicy};
 
 /// How often the gallery checks the database for enrolment changes.
@@ -269,10 +272,10 @@ async fn on_event(
                 .await?;
             if let Some(attempts) = attacks.note(&a.gate, Instant::now()) {
                 tracing::warn!(gate = %a.gate, attempts, "repeated presentation attacks");
-                let mut e = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+                let mut e = handle.event(EventKind::Alarm);
                 e.gate = Some(a.gate.clone());
                 e.credential_kind = Some("face".into());
-                e.reason = Some("presentation_attack".into());
+                e.reason = Some(EventReason::PresentationAttack);
                 e.score = Some(a.liveness);
                 e.snapshot = Some(snapshot);
                 e.detail = Some(serde_json::json!({
@@ -285,14 +288,22 @@ async fn on_event(
             }
         }
         FaceEvent::Credential(c) => {
+            let credential = match c.watchlisted {
+                Some(entry) => Credential::WatchlistedFace {
+                    resident: c.resident,
+                    score: c.score,
+                    entry,
+                },
+                None => Credential::Face {
+                    resident: c.resident,
+                    score: c.score,
+                },
+            };
             handle
                 .submit(
                     &c.gate,
                     Presentation {
-                        credential: Credential::Face {
-                            resident: c.resident,
-                            score: c.score,
-                        },
+                        credential,
                         snapshot: None,
                         detail: Some(serde_json::json!({ "camera": c.camera })),
                     },
@@ -300,18 +311,26 @@ async fn on_event(
                 .await?;
         }
         FaceEvent::Unknown(u) => {
-            let mut e = face_seen_event(
-                handle,
-                snapshots,
-                EventKind::Access,
-                &u.gate,
-                &u.snapshot_jpeg,
-            )?;
-            e.result = Some(AccessResult::Denied);
-            e.reason = Some("unknown_face".into());
-            e.score = u.best.as_ref().map(|b| b.score);
-            e.detail = Some(serde_json::json!({ "camera": u.camera }));
-            let stored = handle.record(e).await?;
+            let snapshot = save_snapshot(snapshots, &u.gate, &u.snapshot_jpeg)?;
+            let presented = handle
+                .submit(
+                    &u.gate,
+                    Presentation {
+                        credential: Credential::UnknownFace {
+                            score: u.best.as_ref().map(|b| b.score),
+                        },
+                        snapshot: Some(snapshot),
+                        detail: Some(serde_json::json!({ "camera": u.camera })),
+                    },
+                )
+                .await?;
+            let Some(stored) = presented.event else {
+                // Kept for the next write; the sighting needs its event's seq.
+                anyhow::bail!(
+                    "unknown face at {}: event not stored yet, sighting not kept",
+                    u.gate
+                );
+            };
             if let Some(embedding) = u.embedding {
                 note_stranger(handle, strangers, reader, &u.gate, embedding, &stored).await?;
             }
@@ -324,7 +343,7 @@ async fn on_event(
                 &w.gate,
                 &w.snapshot_jpeg,
             )?;
-            e.reason = Some("watchlist_match".into());
+            e.reason = Some(EventReason::WatchlistMatch);
             e.score = Some(w.score);
             e.detail = Some(serde_json::json!({
                 "camera": w.camera,
@@ -340,20 +359,15 @@ async fn on_event(
             camera,
             state,
         } => {
-            let reason = match &state {
-                CameraState::Streaming => "camera_streaming",
-                CameraState::Reconnecting { .. } => "camera_lost",
-                CameraState::Ended => "camera_ended",
+            let (kind, reason) = match &state {
+                CameraState::Streaming => (EventKind::Device, EventReason::CameraStreaming),
+                CameraState::Reconnecting { .. } => (EventKind::Alarm, EventReason::CameraLost),
+                CameraState::Ended => (EventKind::Device, EventReason::CameraEnded),
                 CameraState::Connecting | CameraState::Stopped => return Ok(()),
             };
-            let kind = if reason == "camera_lost" {
-                EventKind::Alarm
-            } else {
-                EventKind::Device
-            };
-            let mut e = NewEvent::now(kind, crate::clock::is_synchronised());
+            let mut e = handle.event(kind);
             e.gate = Some(gate);
-            e.reason = Some(reason.into());
+            e.reason = Some(reason);
             e.detail = Some(serde_json::json!({ "camera": camera, "state": state }));
             handle.record(e).await?;
         }
@@ -364,12 +378,12 @@ async fn on_event(
         } => {
             // A model that fails to run takes face recognition out at this gate: an alarm.
             let (kind, reason) = match error {
-                Some(_) => (EventKind::Alarm, "face_model_failed"),
-                None => (EventKind::Device, "face_model_recovered"),
+                Some(_) => (EventKind::Alarm, EventReason::FaceModelFailed),
+                None => (EventKind::Device, EventReason::FaceModelRecovered),
             };
-            let mut e = NewEvent::now(kind, crate::clock::is_synchronised());
+            let mut e = handle.event(kind);
             e.gate = Some(gate);
-            e.reason = Some(reason.into());
+            e.reason = Some(reason);
             e.detail = Some(serde_json::json!({ "camera": camera, "error": error }));
             handle.record(e).await?;
         }
@@ -391,7 +405,7 @@ async fn note_stranger(
         return Ok(());
     }
     let sighting = OwnedSighting {
-        at: chrono::Utc::now(),
+        at: handle.core().clock.now().wall,
         gate: gate.to_string(),
         model: strangers.model.clone(),
         embedding,
@@ -415,10 +429,10 @@ async fn note_stranger(
         .await??;
     if let Some(r) = report {
         tracing::warn!(stranger = %r.stranger, days = r.days, "an unregistered face keeps coming back");
-        let mut e = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+        let mut e = handle.event(EventKind::Alarm);
         e.gate = Some(gate.clone());
         e.credential_kind = Some("face".into());
-        e.reason = Some("recurring_stranger".into());
+        e.reason = Some(EventReason::RecurringStranger);
         e.snapshot = unknown.snapshot.clone();
         e.detail = Some(serde_json::to_value(&r)?);
         handle.record(e).await?;
@@ -434,7 +448,7 @@ fn face_seen_event(
     gate: &crate::domain::GateId,
     jpeg: &[u8],
 ) -> Result<NewEvent> {
-    let mut e = NewEvent::now(kind, crate::clock::is_synchronised());
+    let mut e = handle.event(kind);
     e.snapshot = Some(save_snapshot(snapshots, gate, jpeg)?);
     e.gate = Some(gate.clone());
     e.direction = handle

@@ -34,6 +34,7 @@ use crate::access::{
 use crate::config::{self, Direction, GateKind, TwoFactor};
 use crate::domain::{CardNumber, CardRead};
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
+use crate::event::EventReason;
 use crate::hw::{Board, Edge, InputPin, Level, Pull};
 use crate::metrics;
 use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
@@ -83,7 +84,6 @@ struct DecisionJob {
     event: NewEvent,
     visitor_use: Option<i64>,
     decision: Decision,
-    credential: Credential,
     /// Alarms stored after the access event (reader lockout, keypad).
     alarms: Vec<NewEvent>,
     /// The watchlist alarm, which names the access event's seq.
@@ -121,11 +121,12 @@ impl Recorder {
             event,
             visitor_use,
             decision,
-            credential,
             alarms,
             watchlist,
             reply,
         } = job;
+        // The view is the event's own fields (one record), and its seq once stored.
+        let mut view = DecisionView::new(&event, &decision, None);
         let stored = match self.core.record(event, visitor_use).await {
             Ok(record) => {
                 self.failing = false;
@@ -148,7 +149,8 @@ impl Recorder {
             }
             self.store(alarm).await;
         }
-        let view = DecisionView::new(self.gate.as_str(), &credential, &decision, stored.as_ref());
+        view.event_seq = stored.as_ref().map(|e| e.seq);
+        view.event_unsaved = stored.is_none();
         if view.event_unsaved {
             tracing::error!("{}", view.line());
         } else {
@@ -165,7 +167,7 @@ impl Recorder {
     }
 
     async fn store(&mut self, e: NewEvent) -> Option<EventRecord> {
-        let what = e.reason.clone().unwrap_or_else(|| "gate".into());
+        let what = e.reason.map_or("gate", |r| r.as_str()).to_string();
         match self.core.record(e, None).await {
             Ok(record) => {
                 self.failing = false;
@@ -191,10 +193,10 @@ impl Recorder {
         if std::mem::replace(&mut self.failing, true) {
             return;
         }
-        let mut alarm = NewEvent::now(EventKind::Alarm, self.core.clock.synced());
+        let mut alarm = self.core.event(EventKind::Alarm);
         alarm.gate = Some(self.gate.clone());
         alarm.direction = Some(direction_str(self.direction).into());
-        alarm.reason = Some("event_store_failed".into());
+        alarm.reason = Some(EventReason::EventStoreFailed);
         alarm.detail = Some(json!({ "event": what, "error": format!("{e:#}") }));
         tracing::error!(gate = %self.gate, "alarm: event_store_failed");
         // Most likely refused too while the disk fails: then it waits in the
@@ -571,9 +573,9 @@ impl GateTask {
                 if open != self.tamper {
                     self.tamper = open;
                     let (kind, reason) = if open {
-                        (EventKind::Alarm, "tamper")
+                        (EventKind::Alarm, EventReason::Tamper)
                     } else {
-                        (EventKind::Device, "tamper_cleared")
+                        (EventKind::Device, EventReason::TamperCleared)
                     };
                     self.gate_event(kind, reason, None).await;
                 }
@@ -757,11 +759,11 @@ impl GateTask {
                     );
                     let health = self.reader.as_ref().map(|r| r.health());
                     let detail = json!({ "bad_frames": bad_frames, "health": health });
-                    self.gate_event(EventKind::Device, "reader_fault", Some(detail))
+                    self.gate_event(EventKind::Device, EventReason::ReaderFault, Some(detail))
                         .await;
                 }
                 ReaderEvent::Recovered => {
-                    self.gate_event(EventKind::Device, "reader_recovered", None)
+                    self.gate_event(EventKind::Device, EventReason::ReaderRecovered, None)
                         .await;
                 }
             }
@@ -773,10 +775,10 @@ impl GateTask {
             match action {
                 DoorAction::Release => self.set_relay(true),
                 DoorAction::Lock => self.set_relay(false),
-                DoorAction::Alarm(a) => self.gate_event(EventKind::Alarm, a.as_str(), None).await,
+                DoorAction::Alarm(a) => self.gate_event(EventKind::Alarm, a.reason(), None).await,
                 DoorAction::AlarmCleared(a) => {
-                    let reason = format!("{}_cleared", a.as_str());
-                    self.gate_event(EventKind::Device, &reason, None).await
+                    self.gate_event(EventKind::Device, a.cleared_reason(), None)
+                        .await
                 }
             }
         }
@@ -819,11 +821,15 @@ impl GateTask {
         }) = decision.alarm
         {
             let detail = json!({ "attempts": attempts, "lockout_s": lockout_s });
-            alarms.push(self.gate_event_new(EventKind::Alarm, "reader_lockout", Some(detail)));
+            alarms.push(self.gate_event_new(
+                EventKind::Alarm,
+                EventReason::ReaderLockout,
+                Some(detail),
+            ));
         }
         if let Some(alarm) = decision.keypad_alarm {
             let detail = serde_json::to_value(alarm).ok();
-            alarms.push(self.gate_event_new(EventKind::Alarm, alarm.as_str(), detail));
+            alarms.push(self.gate_event_new(EventKind::Alarm, alarm.reason(), detail));
         }
         let watchlist = match decision.alarm {
             Some(AccessAlarm::Watchlist { deny }) => {
@@ -832,7 +838,11 @@ impl GateTask {
                     "credential": p.credential.masked(),
                     "denied": deny,
                 });
-                Some(self.gate_event_new(EventKind::Alarm, "watchlist_match", Some(detail)))
+                Some(self.gate_event_new(
+                    EventKind::Alarm,
+                    EventReason::WatchlistMatch,
+                    Some(detail),
+                ))
             }
             _ => None,
         };
@@ -840,7 +850,6 @@ impl GateTask {
             event,
             visitor_use: visitor_use(&decision),
             decision,
-            credential: p.credential,
             alarms,
             watchlist,
             reply,
@@ -854,13 +863,13 @@ impl GateTask {
     fn gate_event_new(
         &self,
         kind: EventKind,
-        reason: &str,
+        reason: EventReason,
         detail: Option<serde_json::Value>,
     ) -> NewEvent {
-        let mut e = NewEvent::now(kind, self.core.clock.synced());
+        let mut e = self.core.event(kind);
         e.gate = Some(self.cfg.id.clone());
         e.direction = Some(direction_str(self.cfg.direction).into());
-        e.reason = Some(reason.into());
+        e.reason = Some(reason);
         e.detail = detail;
         if kind == EventKind::Alarm {
             tracing::warn!(gate = %self.cfg.id, "alarm: {reason}");
@@ -871,7 +880,7 @@ impl GateTask {
     async fn gate_event(
         &mut self,
         kind: EventKind,
-        reason: &str,
+        reason: EventReason,
         detail: Option<serde_json::Value>,
     ) {
         let e = self.gate_event_new(kind, reason, detail);
@@ -931,9 +940,6 @@ pub(crate) fn access_event(
         detail.insert("vehicle_gate".into(), json!(true));
     }
     NewEvent {
-        at: now.wall,
-        clock_synced: now.clock_synced,
-        kind: Some(EventKind::Access),
         gate: Some(gate.id.clone()),
         direction: Some(direction_str(gate.direction).into()),
         credential_kind: Some(p.credential.kind().into()),
@@ -945,13 +951,11 @@ pub(crate) fn access_event(
         } else {
             AccessResult::Denied
         }),
-        reason: d.reason().map(|r| r.as_str().to_string()),
-        score: match &p.credential {
-            Credential::Face { score, .. } | Credential::SpoofedFace { score, .. } => Some(*score),
-            Credential::CardAndFace { face, .. } => face.score(),
-            _ => None,
-        },
+        reason: d.reason().map(EventReason::from),
+        score: p.credential.score(),
         snapshot: p.snapshot.clone(),
         detail: (!detail.is_empty()).then_some(serde_json::Value::Object(detail)),
+        // Stamped with the decision's own time.
+        ..NewEvent::stamped(EventKind::Access, now.wall, now.clock_synced)
     }
 }

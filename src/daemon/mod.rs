@@ -42,6 +42,7 @@ use crate::access::{Credential, Register};
 use crate::config::{Backend, Config};
 use crate::domain::GateId;
 use crate::door::Position;
+use crate::event::EventReason;
 use crate::hw::{simulated::SimBoard, Boards};
 use crate::store::events::{EventKind, EventRecord, NewEvent};
 use crate::store::Store;
@@ -155,9 +156,9 @@ impl Daemon {
                 Err(e) => {
                     let why = format!("{e:#}");
                     tracing::error!(gate = %cfg.id, "gate out of service: {why}");
-                    let mut ev = NewEvent::now(EventKind::Alarm, core.clock.synced());
+                    let mut ev = core.event(EventKind::Alarm);
                     ev.gate = Some(cfg.id.clone());
-                    ev.reason = Some("gate_hardware_failed".into());
+                    ev.reason = Some(EventReason::GateHardwareFailed);
                     ev.detail = Some(serde_json::json!({ "error": why }));
                     core.record(ev, None).await?;
                     Slot::OutOfService(why)
@@ -210,8 +211,8 @@ impl Daemon {
                     .await?
             }
         }));
-        let mut ev = NewEvent::now(EventKind::Device, daemon.handle.shared.core.clock.synced());
-        ev.reason = Some("daemon_started".into());
+        let mut ev = daemon.handle.event(EventKind::Device);
+        ev.reason = Some(EventReason::DaemonStarted);
         ev.detail = Some(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }));
         daemon.handle.record(ev).await?;
         Ok(daemon)
@@ -265,8 +266,8 @@ impl Daemon {
         }
         while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.tasks.join_next()).await {}
         self.tasks.abort_all();
-        let mut ev = NewEvent::now(EventKind::Device, self.handle.shared.core.clock.synced());
-        ev.reason = Some("daemon_stopped".into());
+        let mut ev = self.handle.event(EventKind::Device);
+        ev.reason = Some(EventReason::DaemonStopped);
         ev.detail = Some(serde_json::json!({ "relays": relays }));
         self.handle.record(ev).await?;
         Ok(())
@@ -463,6 +464,12 @@ impl GateHandle {
             Slot::Running { notices, .. } => Ok(notices.subscribe()),
             Slot::OutOfService(why) => bail!("gate {gate} is out of service: {why}"),
         }
+    }
+
+    /// A new event of `kind`, stamped now by the daemon's trusted clock
+    /// (`Core::event`): fill it in and [`GateHandle::record`] it.
+    pub fn event(&self, kind: EventKind) -> NewEvent {
+        self.shared.core.event(kind)
     }
 
     /// Stores an event from another part (an unknown face, an uplink alarm).

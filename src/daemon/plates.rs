@@ -12,13 +12,15 @@ use serde_json::json;
 use super::{GateHandle, Presentation};
 use crate::access::{Credential, Subject};
 use crate::domain::Plate;
+use crate::event::EventReason;
 use crate::lpr::{listed_alternatives, PlateOutcome, PlateReading, PlateSink, Resolution, Verdict};
-use crate::store::events::{AccessResult, EventKind, EventRecord, NewEvent};
+use crate::store::events::{EventKind, EventRecord};
 
 impl PlateSink for GateHandle {
     async fn present(&self, reading: PlateReading) -> Result<PlateOutcome> {
         let register = self.register();
-        let now = chrono::Utc::now();
+        // The trusted time, as the decision will see it.
+        let now = self.core().clock.now().wall;
         let listed = |p: &Plate| register.plate_watched(p, now).is_some();
         let resolution = reading.resolve(|p| register.plate_registered(p) || listed(p));
         // The decision itself alarms for the plate presented; the others here.
@@ -73,38 +75,44 @@ impl GateHandle {
                 Verdict::Refused
             },
             plate: chosen,
-            reason: decision
-                .reason()
-                .map(|r| r.as_str().to_string())
-                .unwrap_or_else(|| {
-                    if subject.is_some() {
-                        "registered_vehicle".into()
-                    } else {
-                        "granted".into()
-                    }
-                }),
+            reason: match decision.reason() {
+                Some(refused) => refused.into(),
+                None if subject.is_some() => EventReason::RegisteredVehicle,
+                None => EventReason::Granted,
+            },
             subject,
             event_seq: presented.event.map(|e| e.seq),
         })
     }
 
-    /// Two known plates fit the same reading: open for neither, tell the station.
+    /// Two known plates fit the same reading: open for neither (the gate's
+    /// decision, `ambiguous_plate`), tell the station.
     async fn refuse_ambiguous(&self, reading: &PlateReading, plate: Plate) -> Result<PlateOutcome> {
-        let mut event = NewEvent::now(EventKind::Access, crate::clock::is_synchronised());
-        event.gate = Some(reading.gate.clone());
-        event.credential_kind = Some("plate".into());
-        event.credential_masked = Some(reading.read.text.clone());
-        event.result = Some(AccessResult::Denied);
-        event.reason = Some("ambiguous_plate".into());
-        event.snapshot = reading.snapshot.clone();
-        event.detail = Some(reading.event_detail(&plate));
-        let stored = self.record(event).await?;
+        let presented = self
+            .submit(
+                &reading.gate,
+                Presentation {
+                    credential: Credential::AmbiguousPlate {
+                        read: reading.read.text.clone(),
+                    },
+                    snapshot: reading.snapshot.clone(),
+                    detail: Some(reading.event_detail(&plate)),
+                },
+            )
+            .await?;
         Ok(PlateOutcome {
-            verdict: Verdict::Refused,
+            verdict: if presented.decision.is_granted() {
+                Verdict::Open
+            } else {
+                Verdict::Refused
+            },
             plate,
-            reason: "ambiguous_plate".into(),
+            reason: match presented.decision.reason() {
+                Some(refused) => refused.into(),
+                None => EventReason::Granted,
+            },
             subject: None,
-            event_seq: Some(stored.seq),
+            event_seq: presented.event.map(|e| e.seq),
         })
     }
 
@@ -117,9 +125,9 @@ impl GateHandle {
         deny: bool,
         outcome: &PlateOutcome,
     ) -> Result<EventRecord> {
-        let mut event = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+        let mut event = self.event(EventKind::Alarm);
         event.gate = Some(reading.gate.clone());
-        event.reason = Some("watchlist_match".into());
+        event.reason = Some(EventReason::WatchlistMatch);
         event.snapshot = reading.snapshot.clone();
         let substitution = reading
             .read

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::gate::GateCommand;
 use super::{GateHandle, Slot};
 use crate::config::Config;
-use crate::store::events::{EventKind, NewEvent};
+use crate::store::events::EventKind;
 
 /// Gate keys a running gate task can take over. (`two_factor` itself needs a
 /// restart: the cameras keep recent faces only for gates that had it at start.)
@@ -192,8 +192,8 @@ impl GateHandle {
         for p in &problems {
             tracing::error!("reload: {p}");
         }
-        let mut ev = NewEvent::now(EventKind::Device, self.shared.core.clock.synced());
-        ev.reason = Some("config_reloaded".into());
+        let mut ev = self.event(EventKind::Device);
+        ev.reason = Some(crate::event::EventReason::ConfigReloaded);
         ev.detail = Some(serde_json::json!({
             "applied": plan.applied,
             "needs_restart": plan.needs_restart,
@@ -208,8 +208,8 @@ impl GateHandle {
     /// `config_reload_failed` event; the running config stays.
     pub async fn reload_refused(&self, error: &anyhow::Error) -> Result<()> {
         tracing::error!("configuration not reloaded, keeping the running one: {error:#}");
-        let mut ev = NewEvent::now(EventKind::Device, self.shared.core.clock.synced());
-        ev.reason = Some("config_reload_failed".into());
+        let mut ev = self.event(EventKind::Device);
+        ev.reason = Some(crate::event::EventReason::ConfigReloadFailed);
         ev.detail = Some(serde_json::json!({ "error": format!("{error:#}") }));
         self.record(ev).await?;
         Ok(())

@@ -176,11 +176,10 @@ pub async fn start_cameras(daemon: &mut Daemon, config: &Config, started: &mut S
         Err(e) => {
             let why = format!("{e:#}");
             tracing::error!("face recognition out of service: {why}");
-            let mut ev = crate::store::events::NewEvent::now(
-                crate::store::events::EventKind::Alarm,
-                crate::clock::is_synchronised(),
-            );
-            ev.reason = Some("face_unavailable".into());
+            let mut ev = daemon
+                .handle()
+                .event(crate::store::events::EventKind::Alarm);
+            ev.reason = Some(crate::event::EventReason::FaceUnavailable);
             ev.detail = Some(serde_json::json!({ "error": why }));
             if let Err(e) = daemon.handle().record(ev).await {
                 tracing::error!("cannot record the face_unavailable alarm: {e:#}");

@@ -3,14 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{AccessAlarm, Credential, Decision, Subject};
+use crate::access::{Decision, Subject};
 use crate::config::{Backend, Direction, GateKind};
 use crate::door::{DoorAlarm, Position};
 use crate::face::recent::GateFaceStatus;
-use crate::store::events::{AccessResult, EventRecord};
+use crate::store::events::{AccessResult, EventRecord, NewEvent};
 use crate::wiegand::{ReaderHealth, Rejection};
 
-/// A decision as callers see it.
+/// A decision as callers see it: the fields of its event row (one record,
+/// [`NewEvent`], built once by the gate), plus what the row does not carry.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DecisionView {
     pub gate: String,
@@ -32,35 +33,29 @@ pub struct DecisionView {
 }
 
 impl DecisionView {
-    pub fn new(
-        gate: &str,
-        credential: &Credential,
-        d: &Decision,
-        event: Option<&EventRecord>,
-    ) -> DecisionView {
-        let (subject_id, subject_name) = subject_fields(d.subject.as_ref());
+    /// The view of decision `d`, whose access event is `event`; `stored` once
+    /// it is written.
+    pub fn new(event: &NewEvent, d: &Decision, stored: Option<&EventRecord>) -> DecisionView {
         DecisionView {
-            gate: gate.to_string(),
-            credential_kind: credential.kind().to_string(),
-            credential_masked: credential.masked(),
-            result: if d.is_granted() {
-                AccessResult::Granted
-            } else {
-                AccessResult::Denied
-            },
-            reason: d.reason().map(|r| r.as_str().to_string()),
-            subject_id,
-            subject_name,
+            gate: event
+                .gate
+                .as_ref()
+                .map(|g| g.to_string())
+                .unwrap_or_default(),
+            credential_kind: event.credential_kind.clone().unwrap_or_default(),
+            credential_masked: event.credential_masked.clone(),
+            result: event.result.unwrap_or(AccessResult::Denied),
+            reason: event.reason.map(|r| r.as_str().to_string()),
+            subject_id: event.subject_id.map(|r| r.0),
+            subject_name: event.subject_name.clone(),
             alarm: d
                 .alarm
-                .map(|a| match a {
-                    AccessAlarm::ReaderLockout { .. } => "reader_lockout".to_string(),
-                    AccessAlarm::Watchlist { .. } => "watchlist_match".to_string(),
-                })
-                .or_else(|| d.keypad_alarm.map(|a| a.as_str().to_string())),
+                .map(|a| a.reason())
+                .or_else(|| d.keypad_alarm.map(|a| a.reason()))
+                .map(|r| r.as_str().to_string()),
             clock_override: d.clock_override,
-            event_seq: event.map(|e| e.seq),
-            event_unsaved: event.is_none(),
+            event_seq: stored.map(|e| e.seq),
+            event_unsaved: stored.is_none(),
         }
     }
 

@@ -212,7 +212,7 @@ async fn a_failed_event_write_opens_the_door_but_is_flagged_alarmed_counted_and_
         .unwrap()
         .unwrap();
     let mut ev = NewEvent::now(EventKind::Device, true);
-    ev.reason = Some("disk_back".into());
+    ev.reason = Some(crate::event::EventReason::ConfigReloaded);
     let after = handle.record(ev).await.unwrap();
     assert_eq!(handle.core().unstored_count(), 0);
     let stored = handle

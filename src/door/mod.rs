@@ -32,9 +32,24 @@ pub enum DoorAlarm {
 
 impl DoorAlarm {
     pub fn as_str(self) -> &'static str {
+        self.reason().as_str()
+    }
+
+    /// The alarm event's `reason`.
+    pub fn reason(self) -> crate::event::EventReason {
+        use crate::event::EventReason;
         match self {
-            DoorAlarm::HeldOpen => "held_open",
-            DoorAlarm::ForcedOpen => "forced_open",
+            DoorAlarm::HeldOpen => EventReason::HeldOpen,
+            DoorAlarm::ForcedOpen => EventReason::ForcedOpen,
+        }
+    }
+
+    /// The device event's `reason` when the alarm clears.
+    pub fn cleared_reason(self) -> crate::event::EventReason {
+        use crate::event::EventReason;
+        match self {
+            DoorAlarm::HeldOpen => EventReason::HeldOpenCleared,
+            DoorAlarm::ForcedOpen => EventReason::ForcedOpenCleared,
         }
     }
 }

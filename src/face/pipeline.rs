@@ -50,6 +50,9 @@ pub struct FaceCredential {
     /// Mean cosine similarity of the agreeing frames.
     pub score: f32,
     pub at: DateTime<Utc>,
+    /// The station's `deny` entry one of the face's recent frames matched:
+    /// the gate refuses it (`watchlisted`), as it refuses a listed card.
+    pub watchlisted: Option<String>,
 }
 
 /// A face that matched nobody over K of M frames.
@@ -368,18 +371,24 @@ impl FrameProcessor {
             let at = Utc::now();
             match outcome {
                 Outcome::Credential(score) => {
-                    if let Some(entry) = self.watch_memory.denied(track) {
-                        // The station asked to keep this face out; its alarm is already raised.
-                        tracing::warn!(camera = %self.camera, entry, "watchlisted face (deny): credential dropped");
-                        continue;
+                    let watchlisted = self.watch_memory.denied(track).map(str::to_string);
+                    match &watchlisted {
+                        // The station asked to keep this face out: the gate
+                        // refuses it (its alarm is raised by the confirmation above).
+                        Some(entry) => {
+                            tracing::warn!(camera = %self.camera, entry, "watchlisted face (deny): presented to be refused")
+                        }
+                        None => {
+                            c.credentials.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    c.credentials.fetch_add(1, Ordering::Relaxed);
                     events.push(FaceEvent::Credential(FaceCredential {
                         gate: self.gate.clone(),
                         camera: self.camera.clone(),
                         resident: score.resident,
                         score: score.score,
                         at,
+                        watchlisted,
                     }));
                 }
                 Outcome::PresentationAttack { best, liveness } => {

@@ -67,6 +67,48 @@ pub struct MatchPolicy {
     pub unknown_interval: Duration,
 }
 
+/// K-of-M confirmation: K of the last M frames of one tracked face must
+/// agree. The one implementation: the resident vote ([`MatchPolicy::confirm`],
+/// [`GateState`]) and the station's face watchlist (`super::watch`) both count
+/// with it, so a face is confirmed on the watchlist on the same frame it would
+/// be confirmed as a resident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KOfM {
+    k: usize,
+    m: usize,
+}
+
+impl KOfM {
+    /// At least one frame, and a window no shorter than K (else nothing confirms).
+    pub fn new(k: usize, m: usize) -> KOfM {
+        let k = k.max(1);
+        KOfM { k, m: m.max(k) }
+    }
+
+    /// The last M of `recent` (oldest first).
+    pub fn window<'a, T>(&self, recent: &'a [T]) -> &'a [T] {
+        &recent[recent.len().saturating_sub(self.m)..]
+    }
+
+    /// Adds a frame's vote, keeping only the last M.
+    pub fn push<T>(&self, frames: &mut VecDeque<T>, vote: T) {
+        frames.push_back(vote);
+        while frames.len() > self.m {
+            frames.pop_front();
+        }
+    }
+
+    /// Whether `agreeing` frames of the window confirm.
+    pub fn confirms(&self, agreeing: usize) -> bool {
+        agreeing >= self.k
+    }
+
+    /// How many frames of the window vote `for_this`.
+    pub fn agreeing<T>(&self, frames: &[T], for_this: impl Fn(&T) -> bool) -> usize {
+        self.window(frames).iter().filter(|f| for_this(f)).count()
+    }
+}
+
 /// What one frame says about one face.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
@@ -209,10 +251,16 @@ impl MatchPolicy {
         }
     }
 
+    /// The K-of-M rule of this policy.
+    pub fn k_of_m(&self) -> KOfM {
+        KOfM::new(self.confirm_k, self.confirm_m)
+    }
+
     /// K-of-M confirmation over the most recent verdicts of one face (oldest
     /// first; only the last M count).
     pub fn confirm(&self, recent: &[FrameVerdict]) -> Confirmation {
-        let window = &recent[recent.len().saturating_sub(self.confirm_m)..];
+        let rule = self.k_of_m();
+        let window = rule.window(recent);
         let mut votes: Vec<(ResidentId, usize, f32)> = Vec::new();
         let mut unknown = 0;
         let mut best_unknown: Option<IdentityScore> = None;
@@ -247,7 +295,7 @@ impl MatchPolicy {
         }
         // An attack outweighs any match in the same window: a photo that
         // passes now and then must still never open.
-        if let (Some(best), true) = (spoof_best, spoofs >= self.confirm_k) {
+        if let (Some(best), true) = (spoof_best, rule.confirms(spoofs)) {
             return Confirmation::Attack {
                 best,
                 liveness: spoof_liveness / spoofs as f32,
@@ -255,11 +303,11 @@ impl MatchPolicy {
         }
         match votes.as_slice() {
             // Two residents in one window: the track is confused; wait for clearer frames.
-            [(resident, n, sum)] if *n >= self.confirm_k => Confirmation::Resident(IdentityScore {
+            [(resident, n, sum)] if rule.confirms(*n) => Confirmation::Resident(IdentityScore {
                 resident: *resident,
                 score: sum / *n as f32,
             }),
-            [] if unknown >= self.confirm_k => Confirmation::Stranger { best: best_unknown },
+            [] if rule.confirms(unknown) => Confirmation::Stranger { best: best_unknown },
             _ => Confirmation::Pending,
         }
     }
@@ -322,10 +370,7 @@ impl GateState {
         now: Instant,
     ) -> Option<Outcome> {
         let votes = self.tracks.entry(track).or_default();
-        votes.recent.push_back(verdict);
-        while votes.recent.len() > policy.confirm_m {
-            votes.recent.pop_front();
-        }
+        policy.k_of_m().push(&mut votes.recent, verdict);
         if votes.credential_sent {
             return None;
         }

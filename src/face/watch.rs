@@ -18,6 +18,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use super::gallery::dot;
+use super::policy::KOfM;
 use crate::store::station_queries::{self, WatchAction};
 
 /// The same entry alarms again at the same gate after this long.
@@ -102,9 +103,10 @@ pub fn best_match<'a>(
 
 /// One camera's confirmation and rate limit for watchlist matches.
 ///
-/// Confirmation is the gate's own rule for residents (K of the last M frames
-/// of one tracked face name the same entry), so a face is confirmed on the
-/// watchlist on the same frame it would be confirmed as a resident.
+/// Confirmation is the gate's own rule for residents, counted by the same
+/// code ([`KOfM`]): K of the last M frames of one tracked face name the same
+/// entry, so a face is confirmed on the watchlist on the same frame it would
+/// be confirmed as a resident.
 #[derive(Debug, Default)]
 pub struct WatchMemory {
     /// Per tracked face: the entry each of its last M frames matched (value, deny).
@@ -133,19 +135,16 @@ impl WatchMemory {
         (confirm_k, confirm_m): (usize, usize),
         now: Instant,
     ) -> WatchOutcome {
+        let rule = KOfM::new(confirm_k, confirm_m);
         let window = self.frames.entry(track).or_default();
-        window.push_back(hit.map(|(f, _)| (f.value.clone(), f.deny)));
-        while window.len() > confirm_m.max(1) {
-            window.pop_front();
-        }
+        rule.push(window, hit.map(|(f, _)| (f.value.clone(), f.deny)));
         let Some((face, score)) = hit else {
             return WatchOutcome::Nothing;
         };
-        let agreeing = window
-            .iter()
-            .filter(|f| f.as_ref().is_some_and(|(v, _)| *v == face.value))
-            .count();
-        if agreeing < confirm_k.max(1) {
+        let agreeing = rule.agreeing(window.make_contiguous(), |f| {
+            f.as_ref().is_some_and(|(v, _)| *v == face.value)
+        });
+        if !rule.confirms(agreeing) {
             return WatchOutcome::Nothing;
         }
         let recent = self
@@ -252,5 +251,49 @@ mod tests {
         assert_eq!(m.denied(3), Some("case-2"));
         m.forget(3);
         assert!(m.denied(3).is_none());
+    }
+
+    #[test]
+    fn the_watchlist_confirms_on_the_same_frame_as_the_resident_vote() {
+        use crate::domain::ResidentId;
+        use crate::face::gallery::IdentityScore;
+        use crate::face::policy::{Confirmation, FrameVerdict, MatchPolicy};
+        let listed = face("case-3", &[1.0, 0.0], false);
+        for (k, m) in [(1, 1), (2, 3), (3, 5), (4, 4)] {
+            let policy = MatchPolicy {
+                threshold: 0.5,
+                verify_threshold: 0.5,
+                margin: 0.05,
+                confirm_k: k,
+                confirm_m: m,
+                combine: crate::face::gallery::Combine::Best,
+                cooldown: Duration::from_secs(5),
+                unknown_interval: Duration::from_secs(30),
+            };
+            // The same face, matching on some frames and not on others.
+            let pattern = [true, false, true, true, false, true, true, true];
+            let mut verdicts = Vec::new();
+            let mut memory = WatchMemory::default();
+            let t0 = Instant::now();
+            for (i, matched) in pattern.into_iter().enumerate() {
+                verdicts.push(if matched {
+                    FrameVerdict::Match(IdentityScore {
+                        resident: ResidentId(1),
+                        score: 0.8,
+                    })
+                } else {
+                    FrameVerdict::Rejected {
+                        reason: crate::face::quality::Rejection::Blurred,
+                    }
+                });
+                let resident = matches!(policy.confirm(&verdicts), Confirmation::Resident(_));
+                let hit = matched.then_some((&listed, 0.8));
+                let watch = memory.observe(1, hit, (k, m), t0) != WatchOutcome::Nothing;
+                assert_eq!(watch, resident, "K={k} M={m} frame {i}");
+                if watch {
+                    break;
+                }
+            }
+        }
     }
 }

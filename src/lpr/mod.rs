@@ -137,7 +137,7 @@ pub struct PlateOutcome {
     pub plate: Plate,
     /// Machine-readable reason, as in the event's `reason` column
     /// (`registered_vehicle`, `unknown_credential`, `ambiguous_plate`, …).
-    pub reason: String,
+    pub reason: crate::event::EventReason,
     pub subject: Option<ResidentId>,
     /// `seq` of the event recorded for this reading, if one was.
     pub event_seq: Option<i64>,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{GateId, ResidentId};
+use crate::event::{EventReason, UnknownReason};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,7 +83,7 @@ pub struct NewEvent {
     pub subject_name: Option<String>,
     pub result: Option<AccessResult>,
     /// Machine-readable reason (`unknown_credential`, `lease_ended`, `forced_open`, …).
-    pub reason: Option<String>,
+    pub reason: Option<EventReason>,
     pub score: Option<f32>,
     /// File name under `<data_dir>/snapshots/`.
     pub snapshot: Option<String>,
@@ -90,14 +91,21 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// An event of `kind` happening now.
-    pub fn now(kind: EventKind, clock_synced: bool) -> NewEvent {
+    /// An event of `kind` at `at`. The daemon stamps its events with its
+    /// trusted clock (`daemon::Core::event`), never the kernel's.
+    pub fn stamped(kind: EventKind, at: DateTime<Utc>, clock_synced: bool) -> NewEvent {
         NewEvent {
-            at: Utc::now(),
+            at,
             clock_synced,
             kind: Some(kind),
             ..NewEvent::default()
         }
+    }
+
+    /// An event of `kind` at the system clock's now: for tools and tests
+    /// without a daemon (whose `Core::event` applies the trusted time floor).
+    pub fn now(kind: EventKind, clock_synced: bool) -> NewEvent {
+        NewEvent::stamped(kind, Utc::now(), clock_synced)
     }
 }
 
@@ -135,7 +143,48 @@ pub const COLUMNS: &str =
     "seq, id, at, clock_synced, kind, gate, direction, credential_kind, credential_masked, \
      subject_id, subject_name, result, reason, score, snapshot, detail, prev_hash, hash";
 
+/// The header of an event's CSV row ([`EventRecord::csv_row`]): `gatehouse
+/// log --format csv` and the console's export (which adds its local time).
+pub const CSV_COLUMNS: [&str; 14] = [
+    "seq",
+    "id",
+    "at",
+    "clock_synced",
+    "kind",
+    "gate",
+    "direction",
+    "credential_kind",
+    "credential_masked",
+    "subject_id",
+    "subject_name",
+    "result",
+    "reason",
+    "score",
+];
+
 impl EventRecord {
+    /// The event as a CSV row, in [`CSV_COLUMNS`] order.
+    pub fn csv_row(&self) -> [String; 14] {
+        [
+            self.seq.to_string(),
+            self.id.clone(),
+            self.at.clone(),
+            self.clock_synced.to_string(),
+            self.kind.as_str().to_string(),
+            self.gate.clone().unwrap_or_default(),
+            self.direction.clone().unwrap_or_default(),
+            self.credential_kind.clone().unwrap_or_default(),
+            self.credential_masked.clone().unwrap_or_default(),
+            self.subject_id.map(|s| s.to_string()).unwrap_or_default(),
+            self.subject_name.clone().unwrap_or_default(),
+            self.result
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
+            self.reason.clone().unwrap_or_default(),
+            self.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
+        ]
+    }
+
     pub fn from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
         let kind: String = row.get(4)?;
         let result: Option<String> = row.get(11)?;
@@ -160,6 +209,12 @@ impl EventRecord {
             prev_hash: row.get(16)?,
             hash: row.get(17)?,
         })
+    }
+
+    /// The stored reason as the type; a string this build does not know is
+    /// an error (a newer writer, or an edited row), never a guess.
+    pub fn parsed_reason(&self) -> Result<Option<EventReason>, UnknownReason> {
+        self.reason.as_deref().map(str::parse).transpose()
     }
 
     /// The hash this row should carry, from its fields and `prev_hash`.
@@ -278,7 +333,7 @@ pub fn append_in(tx: &Connection, event: &NewEvent) -> Result<EventRecord> {
         subject_id: event.subject_id.map(|r| r.0),
         subject_name: event.subject_name.clone(),
         result: event.result,
-        reason: event.reason.clone(),
+        reason: event.reason.map(|r| r.as_str().to_string()),
         // Stored as REAL (f64); round-trip through f32 keeps hashes stable.
         score: event.score.map(f64::from),
         snapshot: event.snapshot.clone(),

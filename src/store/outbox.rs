@@ -8,6 +8,7 @@
 //! event that counts what was dropped. The event itself stays in the local log
 //! either way (the station can still fetch it with `query_events`).
 
+use crate::event::EventReason;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -39,7 +40,7 @@ pub struct Dropped {
 }
 
 /// The reason of the alarm event raised when the quota drops events.
-pub const DROP_REASON: &str = "uplink_backlog_dropped";
+pub const DROP_REASON: &str = EventReason::UplinkBacklogDropped.as_str();
 
 const DROPPED_TOTAL_KEY: &str = "outbox_dropped_total";
 
@@ -108,10 +109,13 @@ pub fn dropped_total(conn: &Connection) -> Result<u64> {
 /// Keeps the backlog within `max_bytes`: when it is larger, drops the oldest
 /// queued events until it is at most 90% of the quota (so the next few events
 /// do not trigger another drop at once), then appends an alarm event that says
-/// how many were dropped and which seqs. Returns `None` when within quota.
+/// how many were dropped and which seqs, stamped `at` (the caller's trusted
+/// clock: the daemon's, through `uplink::GatewayActions::now`). Returns
+/// `None` when within quota.
 pub fn enforce_quota(
     conn: &Connection,
     max_bytes: u64,
+    at: chrono::DateTime<chrono::Utc>,
     clock_synced: bool,
 ) -> Result<Option<Dropped>> {
     if depth(conn)?.bytes <= max_bytes {
@@ -153,8 +157,8 @@ pub fn enforce_quota(
         let total = dropped_total(tx)?;
         // The alarm goes through the ordinary log so it is chained and delivered
         // like any event; it is small and lands under the quota just freed.
-        let mut alarm = NewEvent::now(EventKind::Alarm, clock_synced);
-        alarm.reason = Some(DROP_REASON.into());
+        let mut alarm = NewEvent::stamped(EventKind::Alarm, at, clock_synced);
+        alarm.reason = Some(EventReason::UplinkBacklogDropped);
         alarm.detail = Some(serde_json::json!({
             "dropped_events": events,
             "dropped_bytes": bytes,
@@ -252,7 +256,7 @@ mod tests {
         }
         let full = depth(store.conn()).unwrap();
         let quota = full.bytes / 2;
-        let dropped = enforce_quota(store.conn(), quota, true)
+        let dropped = enforce_quota(store.conn(), quota, chrono::Utc::now(), true)
             .unwrap()
             .expect("over quota");
         assert_eq!(dropped.first_seq, 1);
@@ -273,7 +277,10 @@ mod tests {
         let (checked, breaks) = events::verify_chain(store.conn()).unwrap();
         assert_eq!((checked, breaks.len()), (101, 0));
         // Within quota now: nothing more to drop.
-        assert_eq!(enforce_quota(store.conn(), quota, true).unwrap(), None);
+        assert_eq!(
+            enforce_quota(store.conn(), quota, chrono::Utc::now(), true).unwrap(),
+            None
+        );
         assert_eq!(dropped_total(store.conn()).unwrap(), dropped.events);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -464,10 +464,10 @@ impl<A: GatewayActions> Link<A> {
 
     pub async fn enforce_quota(&self) {
         let quota = self.settings.quota_bytes;
-        let synced = self.actions.clock_synced();
+        let (at, synced) = (self.actions.now(), self.actions.clock_synced());
         let result = self
             .db
-            .call(move |st| outbox::enforce_quota(st.conn(), quota, synced))
+            .call(move |st| outbox::enforce_quota(st.conn(), quota, at, synced))
             .await;
         match result {
             Ok(Some(dropped)) => {

@@ -46,7 +46,9 @@ pub fn sent_with_event(policy: FaceSnapshots, record: &EventRecord) -> bool {
     match policy {
         FaceSnapshots::All => true,
         FaceSnapshots::Never => false,
-        FaceSnapshots::Watchlist => record.reason.as_deref() == Some("watchlist_match"),
+        FaceSnapshots::Watchlist => {
+            record.parsed_reason() == Ok(Some(crate::event::EventReason::WatchlistMatch))
+        }
     }
 }
 
@@ -156,7 +158,7 @@ mod tests {
         let store = Store::open(&dir.join("g.db"), &dir).unwrap();
         let mut e = NewEvent::now(kind, true);
         e.credential_kind = Some(credential.into());
-        e.reason = Some(reason.into());
+        e.reason = Some(reason.parse().unwrap());
         e.snapshot = snapshot.map(str::to_string);
         let r = crate::store::events::append(store.conn(), &e).unwrap();
         drop(store);

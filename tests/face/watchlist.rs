@@ -147,3 +147,68 @@ async fn a_watchlisted_face_raises_one_alarm_with_a_snapshot_and_a_deny_entry_ke
 
     daemon.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[test]
+fn a_resident_on_a_deny_entry_becomes_a_watchlisted_credential_for_the_gate_to_refuse() {
+    use gatehouse::face::pipeline::{FaceEvent, FrameProcessor};
+    use gatehouse::face::watch::WatchFaces;
+    use gatehouse::face::{self, photo, FaceEngine, GalleryHandle, MatchPolicy};
+    let env = FaceEnv::new("watch-deny-credential");
+    let lin = env.add_person("林");
+    let out = env.run(&[
+        "face",
+        "enroll",
+        &lin.to_string(),
+        &path_str(&faces("identities/lin_manuel_miranda/lin_1.png")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entry = lin_entry(&env);
+    let store = env.store();
+    station_queries::watchlist_set(store.conn(), &[entry], "station").unwrap();
+    let engine = FaceEngine::load(&env.config).unwrap();
+    let spec = face::embedder_spec(&env.config).unwrap();
+    let policy = MatchPolicy::from_config(&env.config.face, &spec).unwrap();
+    let dim = engine.embedder.dim();
+    let gallery =
+        face::load_gallery(store.conn(), engine.model_name(), dim, policy.combine).unwrap();
+    let watchlist = WatchFaces::default();
+    assert_eq!(watchlist.reload(store.conn(), dim).unwrap(), 1);
+    let mut p = FrameProcessor::new(
+        engine,
+        policy,
+        "east".parse().unwrap(),
+        "cam".into(),
+        GalleryHandle::new(gallery),
+    );
+    p.share_watchlist(watchlist);
+    let frame = photo::load(&faces("identities/lin_manuel_miranda/lin_1.png")).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut events = Vec::new();
+    for i in 0..policy.confirm_m as u64 {
+        events.extend(
+            p.process(&frame, t0 + Duration::from_millis(100 * i))
+                .unwrap(),
+        );
+    }
+    // The alarm, and the face still presented: the gate refuses it with an
+    // access event (`watchlisted`), as it refuses a listed card.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, FaceEvent::Watchlist(w) if w.deny)),
+        "{events:?}"
+    );
+    let credentials: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            FaceEvent::Credential(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(credentials.len(), 1, "{events:?}");
+    assert_eq!(credentials[0].resident, lin);
+    assert_eq!(
+        credentials[0].watchlisted.as_deref(),
+        Some("case-2026-0117")
+    );
+}

@@ -706,6 +706,79 @@ async fn watchlisted_cards_raise_an_alarm_and_are_refused_only_when_the_station_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watchlisted_face_is_refused_with_an_access_event_like_a_watchlisted_card() {
+    use gatehouse::access::Credential;
+    use gatehouse::daemon::Presentation;
+    let rig = Rig::start().await;
+    let h = rig.h();
+    let mut events = h.events();
+    // 张三 (R1) is active and would be let in by face; the cameras matched his
+    // frames to the station's deny entry (as `face::pipeline` reports it).
+    let presented = h
+        .submit(
+            &gate("east"),
+            Presentation {
+                credential: Credential::WatchlistedFace {
+                    resident: gatehouse::domain::ResidentId(1),
+                    score: 0.74,
+                    entry: "case-2026-0117".into(),
+                },
+                snapshot: None,
+                detail: Some(serde_json::json!({ "camera": "east-cam" })),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(presented.view.result, AccessResult::Denied);
+    assert_eq!(presented.view.reason.as_deref(), Some("watchlisted"));
+    let stored = presented.event.expect("the access event is stored");
+    assert_eq!(stored.kind, EventKind::Access);
+    assert_eq!(stored.result, Some(AccessResult::Denied));
+    assert_eq!(stored.reason.as_deref(), Some("watchlisted"));
+    assert_eq!(stored.credential_kind.as_deref(), Some("face"));
+    assert_eq!(stored.subject_id, Some(1));
+    assert_eq!(stored.detail.as_ref().unwrap()["camera"], "east-cam");
+    assert_eq!(rig.relay("east"), Level::Low, "the gate stays shut");
+    let heard = wait_event(&mut events, "watchlisted", WAIT).await;
+    assert_eq!(heard.seq, stored.seq);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_face_is_refused_by_the_gate_and_locks_no_reader() {
+    use gatehouse::access::Credential;
+    use gatehouse::daemon::Presentation;
+    let rig = Rig::start().await;
+    let h = rig.h();
+    // More strangers than the lockout allows guessed cards: a passer-by is no attacker.
+    for _ in 0..6 {
+        let presented = h
+            .submit(
+                &gate("east"),
+                Presentation {
+                    credential: Credential::UnknownFace { score: Some(0.22) },
+                    snapshot: Some("face-east-1.jpg".into()),
+                    detail: Some(serde_json::json!({ "camera": "east-cam" })),
+                },
+            )
+            .await
+            .unwrap();
+        let stored = presented.event.expect("the access event is stored");
+        assert_eq!(stored.result, Some(AccessResult::Denied));
+        assert_eq!(stored.reason.as_deref(), Some("unknown_face"));
+        assert_eq!(stored.credential_kind.as_deref(), Some("face"));
+        assert_eq!(stored.credential_masked, None);
+        assert_eq!(stored.subject_id, None);
+        assert_eq!(stored.direction.as_deref(), Some("in"));
+        assert_eq!(stored.snapshot.as_deref(), Some("face-east-1.jpg"));
+        assert!((stored.score.unwrap() - 0.22).abs() < 1e-6);
+    }
+    let d = rig.decide("east", "10:12345").await;
+    assert_eq!(d.result, AccessResult::Granted, "{d:?}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
     let rig = Rig::start_with(|c| c.access.anti_passback = true).await;
     // 张三 comes in (east and east-out are a pair).

@@ -127,8 +127,17 @@ fn a_watch_listed_plate_is_not_let_in_as_a_residents_one_ocr_swap_away() {
     let reply = post_json(&endpoint, r#"{"gate": "car-in", "plate": "川A801Z5"}"#);
     assert_eq!(reply.json["result"], "refused", "{:?}", reply.json);
     assert_eq!(reply.json["reason"], "ambiguous_plate");
+    // The refusal is the gate's decision, stored as an access event like any other.
+    let refused = last_access_event(&config);
+    assert_eq!(refused.reason.as_deref(), Some("ambiguous_plate"));
+    assert_eq!(refused.result, Some(AccessResult::Denied));
+    assert_eq!(refused.gate.as_deref(), Some("car-in"));
+    assert_eq!(refused.credential_kind.as_deref(), Some("plate"));
+    assert_eq!(refused.credential_masked.as_deref(), Some("川A801Z5"));
+    assert_eq!(refused.subject_id, None);
     let seen = alarms(&config);
     assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[2].1["access_event_seq"], refused.seq);
     assert_eq!(seen[2].1["credential"], "川A80125");
     assert_eq!(seen[2].1["denied"], true);
 
@@ -136,6 +145,21 @@ fn a_watch_listed_plate_is_not_let_in_as_a_residents_one_ocr_swap_away() {
     runtime
         .block_on(daemon.shutdown(Duration::from_secs(2)))
         .unwrap();
+}
+
+/// The newest access event stored.
+fn last_access_event(config: &Config) -> EventRecord {
+    let store = Store::open_config(config).unwrap();
+    let filter = gatehouse::store::events::EventFilter {
+        kind: Some(gatehouse::store::events::EventKind::Access),
+        newest_first: true,
+        limit: Some(1),
+        ..Default::default()
+    };
+    gatehouse::store::events::query(store.conn(), &filter)
+        .unwrap()
+        .pop()
+        .expect("an access event")
 }
 
 fn gate(id: &str) -> GateId {

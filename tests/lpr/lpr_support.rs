@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use gatehouse::config::Config;
 use gatehouse::domain::{Plate, ResidentId};
+use gatehouse::event::EventReason;
 use gatehouse::lpr::{LprServer, PlateOutcome, PlateReading, PlateSink, Resolution, Verdict};
 use gatehouse::store::events::{self, AccessResult, EventKind, EventRecord, NewEvent};
 use gatehouse::store::Store;
@@ -197,26 +198,26 @@ impl PlateSink for RegisterSink {
                 Some((id, status)) if status == "active" => (
                     Verdict::Open,
                     candidate.plate.clone(),
-                    "registered_vehicle",
+                    EventReason::RegisteredVehicle,
                     Some(ResidentId(id)),
                 ),
                 Some((id, _)) => (
                     Verdict::Refused,
                     candidate.plate.clone(),
-                    "suspended",
+                    EventReason::Suspended,
                     Some(ResidentId(id)),
                 ),
                 None => (
                     Verdict::Refused,
                     candidate.plate.clone(),
-                    "unknown_credential",
+                    EventReason::UnknownCredential,
                     None,
                 ),
             },
             Resolution::Ambiguous(_) => (
                 Verdict::Refused,
                 reading.read.primary().plate.clone(),
-                "ambiguous_plate",
+                EventReason::AmbiguousPlate,
                 None,
             ),
         };
@@ -236,7 +237,7 @@ impl PlateSink for RegisterSink {
                     Verdict::Open => AccessResult::Granted,
                     Verdict::Refused => AccessResult::Denied,
                 }),
-                reason: Some(reason.into()),
+                reason: Some(reason),
                 score: reading.confidence,
                 snapshot: reading.snapshot.clone(),
                 detail: Some(reading.event_detail(&plate)),
@@ -245,7 +246,7 @@ impl PlateSink for RegisterSink {
         Ok(PlateOutcome {
             verdict,
             plate,
-            reason: reason.into(),
+            reason,
             subject,
             event_seq: Some(event.seq),
         })

@@ -33,16 +33,16 @@ async fn events_snapshots_and_status_arrive_and_match_the_schemas() {
     face.direction = Some("in".into());
     face.credential_kind = Some("face".into());
     face.result = Some(AccessResult::Denied);
-    face.reason = Some("no_match".into());
+    face.reason = Some("unknown_face".parse().unwrap());
     face.score = Some(0.41);
     face.snapshot = Some("face-1.jpg".into());
     let face = events::append(store.conn(), &face).unwrap();
     let mut alarm = NewEvent::now(EventKind::Alarm, false);
     alarm.gate = Some("east".parse().unwrap());
-    alarm.reason = Some("forced_open".into());
+    alarm.reason = Some("forced_open".parse().unwrap());
     let alarm = events::append(store.conn(), &alarm).unwrap();
     let mut device = NewEvent::now(EventKind::Device, true);
-    device.reason = Some("reader_fault".into());
+    device.reason = Some("reader_fault".parse().unwrap());
     device.detail = Some(json!({"reader": "east-wiegand", "retry_in_s": 5}));
     let device = events::append(store.conn(), &device).unwrap();
 

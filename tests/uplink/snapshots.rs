@@ -38,7 +38,7 @@ async fn an_unknown_face_stays_on_the_gateway_until_an_officer_asks_for_it() {
         let mut e = NewEvent::now(kind, true);
         e.gate = Some("east".parse().unwrap());
         e.credential_kind = Some("face".into());
-        e.reason = Some(reason.into());
+        e.reason = Some(reason.parse().unwrap());
         e.snapshot = Some(snapshot.into());
         if kind == EventKind::Access {
             e.result = Some(AccessResult::Denied);

@@ -78,7 +78,7 @@ pub fn swipe(conn: &rusqlite::Connection, i: usize) -> EventRecord {
     e.credential_masked = Some(format!("10:***{:02}", i % 100));
     if i.is_multiple_of(3) {
         e.result = Some(AccessResult::Denied);
-        e.reason = Some("unknown_credential".into());
+        e.reason = Some("unknown_credential".parse().unwrap());
     } else {
         e.result = Some(AccessResult::Granted);
         e.subject_id = Some(gatehouse::domain::ResidentId(1 + (i % 5) as i64));

@@ -433,41 +433,14 @@ pub fn events_csv(rows: &[EventRecord], offset_minutes: i32) -> anyhow::Result<V
     let mut out = Vec::from(&b"\xEF\xBB\xBF"[..]);
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record([
-            "seq",
-            "id",
-            "at",
-            "local_time",
-            "clock_synced",
-            "kind",
-            "gate",
-            "direction",
-            "credential_kind",
-            "credential_masked",
-            "subject_id",
-            "subject_name",
-            "result",
-            "reason",
-            "score",
-        ])?;
+        // The record's own row, with the local time after `at`.
+        let mut header = events::CSV_COLUMNS.to_vec();
+        header.insert(3, "local_time");
+        w.write_record(&header)?;
         for e in rows {
-            w.write_record([
-                e.seq.to_string(),
-                e.id.clone(),
-                e.at.clone(),
-                layout::local_time(&e.at, offset_minutes),
-                e.clock_synced.to_string(),
-                e.kind.as_str().to_string(),
-                e.gate.clone().unwrap_or_default(),
-                e.direction.clone().unwrap_or_default(),
-                e.credential_kind.clone().unwrap_or_default(),
-                e.credential_masked.clone().unwrap_or_default(),
-                e.subject_id.map(|s| s.to_string()).unwrap_or_default(),
-                e.subject_name.clone().unwrap_or_default(),
-                e.result.map(|r| r.as_str().to_string()).unwrap_or_default(),
-                e.reason.clone().unwrap_or_default(),
-                e.score.map(|s| format!("{s:.3}")).unwrap_or_default(),
-            ])?;
+            let mut row = e.csv_row().to_vec();
+            row.insert(3, layout::local_time(&e.at, offset_minutes));
+            w.write_record(&row)?;
         }
         w.flush()?;
     }
