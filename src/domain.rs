@@ -7,6 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod person;
+
+pub use person::{PersonStatus, ResidentRole};
+
 /// Identifier of a gate as written in the config (`east`, `car-in`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

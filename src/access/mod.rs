@@ -28,14 +28,12 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use register::{
-    mask_name, Bound, GroupId, Person, Register, Role, Status, VisitorPass, WatchHit, Window,
-};
+pub use register::{mask_name, Bound, GroupId, Person, Register, VisitorPass, WatchHit, Window};
 pub use state::{AccessState, PastEvent, PastKind};
 pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction};
-use crate::domain::{CardRead, GateId, Plate, ResidentId};
+use crate::domain::{CardRead, GateId, PersonStatus, Plate, ResidentId};
 use crate::store::DeviceSecret;
 
 /// The keyed hash of a keypad PIN (`secret.keyed_hash("pin", digits)`); the
@@ -661,9 +659,9 @@ fn resident(
         return deny(DenyReason::InvalidRecord);
     }
     match person.status {
-        Status::Active => {}
-        Status::Suspended => return deny(DenyReason::Suspended),
-        Status::MovedOut => return deny(DenyReason::MovedOut),
+        PersonStatus::Active => {}
+        PersonStatus::Suspended => return deny(DenyReason::Suspended),
+        PersonStatus::MovedOut => return deny(DenyReason::MovedOut),
     }
     let mut clock_override = false;
     let offset = register.offset;
@@ -764,7 +762,7 @@ fn visitor(
     let host_active = register
         .persons
         .get(&pass.host)
-        .is_some_and(|h| h.status == Status::Active && h.invalid.is_none());
+        .is_some_and(|h| h.status == PersonStatus::Active && h.invalid.is_none());
     if !host_active {
         return deny(DenyReason::HostInactive);
     }

@@ -8,49 +8,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
-use crate::domain::{CardFormat, CardNumber, GateId, Plate, ResidentId};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    Owner,
-    Family,
-    Tenant,
-    Staff,
-    Guard,
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Role, String> {
-        Ok(match s {
-            "owner" => Role::Owner,
-            "family" => Role::Family,
-            "tenant" => Role::Tenant,
-            "staff" => Role::Staff,
-            "guard" => Role::Guard,
-            other => return Err(format!("unknown role {other:?}")),
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Active,
-    Suspended,
-    MovedOut,
-}
-
-impl std::str::FromStr for Status {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Status, String> {
-        Ok(match s {
-            "active" => Status::Active,
-            "suspended" => Status::Suspended,
-            "moved_out" => Status::MovedOut,
-            other => return Err(format!("unknown status {other:?}")),
-        })
-    }
-}
+use crate::domain::{
+    CardFormat, CardNumber, GateId, PersonStatus, Plate, ResidentId, ResidentRole,
+};
 
 /// A validity bound as the schema stores it: a local calendar date
 /// (inclusive) or an instant.
@@ -94,8 +54,8 @@ pub struct Person {
     pub id: ResidentId,
     /// `张*`: what events and displays show.
     pub masked_name: String,
-    pub role: Role,
-    pub status: Status,
+    pub role: ResidentRole,
+    pub status: PersonStatus,
     pub valid_from: Option<Bound>,
     pub valid_until: Option<Bound>,
     /// Residence permit expiry (floating population), enforced like a lease end.
@@ -143,7 +103,7 @@ pub struct Register {
     pub(crate) pass_by_pin: HashMap<[u8; 32], i64>,
     pub(crate) passes_by_plate: HashMap<Plate, Vec<i64>>,
     pub(crate) group_windows: HashMap<GroupId, Vec<Window>>,
-    pub(crate) role_groups: HashMap<Role, Vec<GroupId>>,
+    pub(crate) role_groups: HashMap<ResidentRole, Vec<GroupId>>,
     pub(crate) person_groups: HashMap<ResidentId, Vec<GroupId>>,
     /// The station's watchlist: card key or plate → entry.
     pub(crate) watch_cards: HashMap<String, WatchHit>,
@@ -278,7 +238,7 @@ impl Register {
         self.group_windows.entry(group).or_default();
     }
 
-    pub fn add_role_member(&mut self, group: GroupId, role: Role) {
+    pub fn add_role_member(&mut self, group: GroupId, role: ResidentRole) {
         self.role_groups.entry(role).or_default().push(group);
     }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use super::*;
-use crate::domain::{CardFormat, CardNumber, CardRead};
+use crate::domain::{CardFormat, CardNumber, CardRead, PersonStatus, ResidentRole};
 
 const OFFSET: i32 = 480;
 
@@ -29,8 +29,8 @@ fn person(id: i64, name: &str) -> Person {
     Person {
         id: ResidentId(id),
         masked_name: mask_name(name),
-        role: Role::Owner,
-        status: Status::Active,
+        role: ResidentRole::Owner,
+        status: PersonStatus::Active,
         valid_from: None,
         valid_until: None,
         permit_until: None,
@@ -75,20 +75,20 @@ fn register() -> Register {
     let mut r = Register::new(OFFSET);
     r.add_person(person(1, "张三"));
     r.add_person(Person {
-        status: Status::Suspended,
+        status: PersonStatus::Suspended,
         ..person(2, "李四")
     });
     r.add_person(Person {
-        role: Role::Tenant,
+        role: ResidentRole::Tenant,
         valid_until: Some(Bound::parse("2025-01-31").unwrap()),
         ..person(3, "王五")
     });
     r.add_person(Person {
-        status: Status::MovedOut,
+        status: PersonStatus::MovedOut,
         ..person(4, "赵六")
     });
     r.add_person(Person {
-        role: Role::Staff,
+        role: ResidentRole::Staff,
         ..person(5, "钱七")
     });
     r.add_person(Person {
@@ -96,7 +96,7 @@ fn register() -> Register {
         ..person(6, "孙八")
     });
     r.add_person(Person {
-        role: Role::Tenant,
+        role: ResidentRole::Tenant,
         valid_until: Some(Bound::parse("2025-12-31").unwrap()),
         permit_until: Some(Bound::parse("2025-02-28").unwrap()),
         ..person(7, "周九")
@@ -597,7 +597,7 @@ fn anti_passback_refuses_a_second_entry_without_an_exit() {
 fn visitor_of_an_inactive_host_is_refused() {
     let mut r = register();
     r.add_person(Person {
-        status: Status::MovedOut,
+        status: PersonStatus::MovedOut,
         ..person(1, "张三")
     });
     let d = decide(
@@ -623,9 +623,9 @@ fn role_groups_restrict_everyone_in_the_role() {
             end_minute: 1440,
         },
     );
-    r.add_role_member(9, Role::Tenant);
+    r.add_role_member(9, ResidentRole::Tenant);
     r.add_person(Person {
-        role: Role::Tenant,
+        role: ResidentRole::Tenant,
         ..person(8, "吴九")
     });
     r.add_card("10:8".into(), ResidentId(8));

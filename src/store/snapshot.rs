@@ -9,8 +9,8 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-use crate::access::{mask_name, Bound, Person, Register, Role, Status, VisitorPass, Window};
-use crate::domain::{GateId, Plate, ResidentId};
+use crate::access::{mask_name, Bound, Person, Register, VisitorPass, Window};
+use crate::domain::{GateId, PersonStatus, Plate, ResidentId, ResidentRole};
 
 /// A register row that was read in part or skipped, phrased for the log.
 pub type Warning = String;
@@ -104,13 +104,13 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
         let valid_from = bound("valid_from", valid_from);
         let valid_until = bound("valid_until", valid_until);
         let permit_until = bound("residence_permit_until", permit_until);
-        let role = role.parse::<Role>().unwrap_or_else(|e| {
+        let role = role.parse::<ResidentRole>().unwrap_or_else(|e| {
             problems.push(format!("role: {e}"));
-            Role::Owner
+            ResidentRole::Owner
         });
-        let status = status.parse::<Status>().unwrap_or_else(|e| {
+        let status = status.parse::<PersonStatus>().unwrap_or_else(|e| {
             problems.push(format!("status: {e}"));
-            Status::Suspended
+            PersonStatus::Suspended
         });
         let invalid = (!problems.is_empty()).then(|| problems.join("; "));
         if let Some(why) = &invalid {
@@ -266,7 +266,7 @@ fn load_groups(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning
         let person: Option<i64> = row.get(2)?;
         match (role, person) {
             (_, Some(p)) => reg.add_person_member(group, ResidentId(p)),
-            (Some(role), None) => match role.parse::<Role>() {
+            (Some(role), None) => match role.parse::<ResidentRole>() {
                 Ok(role) => reg.add_role_member(group, role),
                 Err(e) => warnings.push(format!("access_group_member of group {group}: {e}")),
             },

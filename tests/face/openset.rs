@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use face_support::{faces, path_str, stderr, stdout, FaceEnv};
 use gatehouse::access::{
     self, mask_name, AccessPolicy, AccessState, Credential, DenyReason, FaceCheck, GateContext,
-    Now, Person, Register, Role, Status, TwoFactorRule,
+    Now, Person, Register, TwoFactorRule,
 };
 use gatehouse::config::TwoFactor;
-use gatehouse::domain::CardNumber;
+use gatehouse::domain::{CardNumber, PersonStatus, ResidentRole};
 use gatehouse::face::pipeline::FrameProcessor;
 use gatehouse::face::recent::SharedRecentFaces;
 use gatehouse::face::{self, FaceEngine, GalleryHandle, MatchPolicy};
@@ -328,8 +328,8 @@ fn card_and_face_opens_for_the_owners_face_only() {
     register.add_person(Person {
         id: kit,
         masked_name: mask_name("Kit"),
-        role: Role::Owner,
-        status: Status::Active,
+        role: ResidentRole::Owner,
+        status: PersonStatus::Active,
         valid_from: None,
         valid_until: None,
         permit_until: None,

@@ -11,11 +11,11 @@ use crate::console::auth::Perm;
 use crate::console::layout::{self, csrf};
 use crate::console::qr;
 use crate::console::web::{see_other, Ctx, Page, Posted};
-use crate::domain::{GateId, Plate, ResidentId};
+use crate::domain::{GateId, PersonStatus, Plate, ResidentId};
 use crate::enrol::dates::parse_duration;
 use crate::enrol::Phone;
 use crate::store::addresses::AddressPrefix;
-use crate::store::people::{self, PersonStatus, Search};
+use crate::store::people::{self, Search};
 use crate::store::visitors::{self, NewPass, PassId, VisitorPass};
 use crate::store::Store;
 
