@@ -177,7 +177,7 @@ fn check_data_dir(dir: &Path) -> Check {
 fn check_device_secret(key: &Path, data_dir: &Path) -> Check {
     use std::os::unix::fs::PermissionsExt;
     let label = "device secret";
-    let legacy = data_dir.join(crate::store::secret::FILE_NAME);
+    let legacy = data_dir.join(crate::secret::FILE_NAME);
     if key.starts_with(data_dir) {
         return Check::new(
             label,
@@ -496,14 +496,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let data = root.join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let inside = crate::store::DeviceSecret::load_or_create(&data).unwrap();
+        let inside = crate::secret::DeviceSecret::load_or_create(&data).unwrap();
         let check = check_device_secret(inside.path(), &data);
         assert_eq!(check.status, Status::Warn, "{}", check.detail);
         let outside = root.join("etc/device.key");
         let check = check_device_secret(&outside, &data);
         assert_eq!(check.status, Status::Warn, "old key still to move");
         assert!(check.detail.contains("install -m 600"), "{}", check.detail);
-        crate::store::DeviceSecret::open(&outside, Some(&data.join("device.key"))).unwrap();
+        crate::secret::DeviceSecret::open(&outside, Some(&data.join("device.key"))).unwrap();
         let check = check_device_secret(&outside, &data);
         assert_eq!(check.status, Status::Pass, "{}", check.detail);
         std::fs::remove_dir_all(&root).ok();

@@ -24,6 +24,7 @@ pub mod lpr;
 pub mod metrics;
 pub mod models;
 pub mod onnx;
+pub mod secret;
 pub mod station;
 pub mod store;
 pub mod units;

@@ -34,7 +34,7 @@ pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction};
 use crate::domain::{CardRead, GateId, PersonStatus, Plate, ResidentId};
-use crate::store::DeviceSecret;
+use crate::secret::DeviceSecret;
 
 /// The keyed hash of a keypad PIN (`secret.keyed_hash("pin", digits)`); the
 /// digits themselves never leave the reader task.

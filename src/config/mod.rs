@@ -680,7 +680,7 @@ impl Config {
                     .ok()
                     .and_then(|p| p.parent().map(Path::to_path_buf))
                     .unwrap_or_else(|| dir.to_path_buf());
-                config.store.device_key = Some(dir.join(crate::store::secret::FILE_NAME));
+                config.store.device_key = Some(dir.join(crate::secret::FILE_NAME));
             }
         }
         Ok(config)
@@ -967,7 +967,7 @@ impl Config {
     /// `<data_dir>/device.key`.
     pub fn device_key_path(&self) -> PathBuf {
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let credential = PathBuf::from(dir).join(crate::store::secret::FILE_NAME);
+            let credential = PathBuf::from(dir).join(crate::secret::FILE_NAME);
             if credential.is_file() {
                 return credential;
             }
@@ -975,7 +975,7 @@ impl Config {
         match &self.store.device_key {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) => self.store.data_dir.join(p),
-            None => self.store.data_dir.join(crate::store::secret::FILE_NAME),
+            None => self.store.data_dir.join(crate::secret::FILE_NAME),
         }
     }
 

@@ -14,8 +14,9 @@ use tokio::sync::broadcast;
 use super::clock::Clock;
 use crate::access::{self, AccessState, Credential, Decision, GateContext, Now, Register, Subject};
 use crate::face::recent::FaceWitness;
+use crate::secret::DeviceSecret;
 use crate::store::events::{self, EventRecord, NewEvent};
-use crate::store::{snapshot, DeviceSecret, Store};
+use crate::store::{snapshot, Store};
 
 pub(crate) struct Decider {
     pub register: Arc<Register>,

@@ -17,7 +17,6 @@ mod migrations;
 pub mod outbox;
 pub mod people;
 pub mod retention;
-pub mod secret;
 pub mod snapshot;
 pub mod station_queries;
 pub mod strangers;
@@ -31,7 +30,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OpenFlags};
 
-pub use secret::DeviceSecret;
+use crate::secret::{self, DeviceSecret};
 
 /// An open database plus the device secret that keys its hashes.
 pub struct Store {

@@ -41,7 +41,8 @@ pub use actions::{GatewayActions, NoGates, RemoteOpen};
 pub use settings::{Broker, Settings, Timing};
 pub use topics::Topics;
 
-use crate::store::{DeviceSecret, Store};
+use crate::secret::DeviceSecret;
+use crate::store::Store;
 
 /// A running uplink task.
 pub struct Handle {
