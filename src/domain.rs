@@ -7,9 +7,15 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod id_number;
+pub mod mask;
 pub mod person;
+pub mod phone;
 
-pub use person::{PersonStatus, ResidentRole};
+pub use id_number::{IdDocument, IdKind};
+pub use mask::masked_name;
+pub use person::{validate_name, PersonStatus, ResidentRole};
+pub use phone::Phone;
 
 /// Identifier of a gate as written in the config (`east`, `car-in`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -274,8 +274,6 @@ impl Register {
     }
 }
 
-pub use crate::enrol::mask::masked_name as mask_name;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use super::*;
-use crate::domain::{CardFormat, CardNumber, CardRead, PersonStatus, ResidentRole};
+use crate::domain::{masked_name, CardFormat, CardNumber, CardRead, PersonStatus, ResidentRole};
 
 const OFFSET: i32 = 480;
 
@@ -28,7 +28,7 @@ fn now(local: &str) -> Now {
 fn person(id: i64, name: &str) -> Person {
     Person {
         id: ResidentId(id),
-        masked_name: mask_name(name),
+        masked_name: masked_name(name),
         role: ResidentRole::Owner,
         status: PersonStatus::Active,
         valid_from: None,
@@ -119,7 +119,7 @@ fn register() -> Register {
     let pass = |id, uses: Option<u32>, revoked| VisitorPass {
         id,
         host: ResidentId(1),
-        masked_name: mask_name("周客人"),
+        masked_name: masked_name("周客人"),
         gates: Some(vec!["east".parse().unwrap()]),
         valid_from: Bound::parse("2025-03-01").unwrap(),
         valid_until: Bound::parse("2025-03-31").unwrap(),

@@ -98,7 +98,9 @@ mod tests {
 
     use super::super::*;
     use super::*;
-    use crate::domain::{CardNumber, CardRead, PersonStatus, ResidentId, ResidentRole};
+    use crate::domain::{
+        masked_name, CardNumber, CardRead, PersonStatus, ResidentId, ResidentRole,
+    };
 
     const OFFSET: i32 = 480;
 
@@ -118,7 +120,7 @@ mod tests {
     fn person(id: i64, status: PersonStatus) -> Person {
         Person {
             id: ResidentId(id),
-            masked_name: mask_name("张三"),
+            masked_name: masked_name("张三"),
             role: ResidentRole::Owner,
             status,
             valid_from: None,

@@ -10,8 +10,9 @@ use super::output::{
     self, open_store, opt, render_pairs, usage_error, Date, FormatArg, OrNone, Table,
 };
 use super::Cli;
-use crate::domain::{CardNumber, PersonStatus, Plate, ResidentId, ResidentRole};
-use crate::enrol::{IdDocument, IdKind, Phone};
+use crate::domain::{
+    CardNumber, IdDocument, IdKind, PersonStatus, Phone, Plate, ResidentId, ResidentRole,
+};
 use crate::store::addresses::{Address, AddressPrefix, HouseholdKind};
 use crate::store::people::{self, NewPerson, PersonUpdate, Search};
 use crate::store::{os_user, Store};

@@ -5,8 +5,7 @@
 //! reads in both languages at once and nothing can go missing from a table.
 //! Error messages from the library stay in English.
 
-use crate::domain::{PersonStatus, ResidentRole};
-use crate::enrol::IdKind;
+use crate::domain::{IdKind, PersonStatus, ResidentRole};
 use crate::store::addresses::HouseholdKind;
 use crate::store::console::ConsoleRole;
 use crate::store::events::{AccessResult, EventKind};

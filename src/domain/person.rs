@@ -6,6 +6,24 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A person's name as entered: trimmed, non-empty, printable, at most 64 characters.
+pub fn validate_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.chars().count() > 64 {
+        return Err(format!(
+            "is {} characters long; at most 64",
+            name.chars().count()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!("contains the control character {c:?}"));
+    }
+    Ok(name.to_string())
+}
+
 /// A resident's role in the compound. Access groups can admit a whole role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,5 +160,13 @@ mod tests {
         ] {
             assert_eq!(s.as_str().parse::<PersonStatus>(), Ok(s));
         }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_must_be_printable() {
+        assert_eq!(validate_name("  张三 ").unwrap(), "张三");
+        assert!(validate_name("   ").is_err());
+        assert!(validate_name("张\u{7}三").is_err());
+        assert!(validate_name(&"名".repeat(65)).is_err());
     }
 }

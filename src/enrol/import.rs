@@ -19,8 +19,10 @@ use serde_json::json;
 
 use super::dates::parse_date;
 use super::text::decode;
-use super::{validate_name, IdDocument, IdKind, Phone};
-use crate::domain::{CardFormat, CardNumber, Plate, ResidentId, ResidentRole};
+use crate::domain::{
+    validate_name, CardFormat, CardNumber, IdDocument, IdKind, Phone, Plate, ResidentId,
+    ResidentRole,
+};
 use crate::store::addresses::HouseholdKind;
 use crate::store::addresses::{household_at, Address};
 use crate::store::atomic::atomically;

@@ -12,7 +12,7 @@ use super::atomic::atomically;
 use super::people;
 use super::Store;
 use crate::domain::{GateId, ResidentId, ResidentRole};
-use crate::enrol::dates::{format_days, format_minute};
+use crate::units::{format_days, format_minute};
 
 /// A weekly window at one gate: `days` bit 0 = Monday … bit 6 = Sunday;
 /// minutes after local midnight, start inclusive, end exclusive.

@@ -15,8 +15,10 @@ use serde_json::json;
 use super::addresses::{self, Address, AddressPrefix, HouseholdKind};
 use super::atomic::atomically;
 use super::{now_rfc3339, Store};
-use crate::domain::{CardNumber, PersonStatus, Plate, ResidentId, ResidentRole};
-use crate::enrol::{masked_name, validate_name, IdDocument, IdKind, Phone};
+use crate::domain::{
+    masked_name, validate_name, CardNumber, IdDocument, IdKind, PersonStatus, Phone, Plate,
+    ResidentId, ResidentRole,
+};
 
 macro_rules! sql_text_enum {
     ($($t:ty),*) => {$(

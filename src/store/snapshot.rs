@@ -9,8 +9,8 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-use crate::access::{mask_name, Bound, Person, Register, VisitorPass, Window};
-use crate::domain::{GateId, PersonStatus, Plate, ResidentId, ResidentRole};
+use crate::access::{Bound, Person, Register, VisitorPass, Window};
+use crate::domain::{masked_name, GateId, PersonStatus, Plate, ResidentId, ResidentRole};
 
 /// A register row that was read in part or skipped, phrased for the log.
 pub type Warning = String;
@@ -121,7 +121,7 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
         }
         reg.add_person(Person {
             id: ResidentId(id),
-            masked_name: mask_name(&name),
+            masked_name: masked_name(&name),
             role,
             status,
             valid_from,
@@ -208,7 +208,7 @@ fn load_passes(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning
                 VisitorPass {
                     id,
                     host: ResidentId(row.get(1).map_err(|e| e.to_string())?),
-                    masked_name: mask_name(&row.get::<_, String>(2).map_err(|e| e.to_string())?),
+                    masked_name: masked_name(&row.get::<_, String>(2).map_err(|e| e.to_string())?),
                     gates,
                     valid_from: Bound::parse(&from).map_err(|e| format!("valid_from: {e}"))?,
                     valid_until: Bound::parse(&until).map_err(|e| format!("valid_until: {e}"))?,

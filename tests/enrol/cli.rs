@@ -308,7 +308,7 @@ fn resident_remove_needs_yes_deletes_credentials_and_keeps_events_pseudonymous()
         let mut store = site.store();
         let mut e = events::NewEvent::now(events::EventKind::Access, true);
         e.subject_id = Some(ResidentId(1));
-        e.subject_name = Some(gatehouse::enrol::masked_name("张三"));
+        e.subject_name = Some(gatehouse::domain::masked_name("张三"));
         e.credential_kind = Some("card".into());
         events::append(store.conn_mut(), &e).unwrap();
     }

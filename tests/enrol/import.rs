@@ -35,7 +35,7 @@ fn imports_a_utf8_file_with_cards_plates_and_addresses() {
     assert_eq!(p.address.unwrap().to_string(), "3-3-103");
     assert_eq!(
         p.id_masked.unwrap(),
-        gatehouse::enrol::mask::mask_all(&id_number(2))
+        gatehouse::domain::mask::mask_all(&id_number(2))
     );
     let listed = site.ok(&["resident", "list", "--card", "0:2", "--format", "csv"]);
     assert!(listed.contains("R3,李娜"), "{listed}");

@@ -12,10 +12,10 @@ use crate::console::i18n::Lang;
 use crate::console::layout::{self, csrf};
 use crate::console::web::{see_other, Ctx, Page, Posted};
 use crate::domain::{
-    CardNumber, PersonStatus, Plate, ResidentId, ResidentRole, PLATE_EMBASSY, PLATE_PROVINCES,
+    CardNumber, IdDocument, IdKind, PersonStatus, Phone, Plate, ResidentId, ResidentRole,
+    PLATE_EMBASSY, PLATE_PROVINCES,
 };
 use crate::enrol::dates::parse_date;
-use crate::enrol::{IdDocument, IdKind, Phone};
 use crate::store::addresses::{Address, AddressPrefix, HouseholdKind};
 use crate::store::people::{self, NewPerson, PersonDetail, PersonUpdate, Search};
 
@@ -274,7 +274,7 @@ fn check(l: Lang, f: &PersonForm) -> Result<Checked, Vec<String>> {
             problems.push(format!("{label}: {e}"));
         }
     };
-    let name = crate::enrol::validate_name(&f.name);
+    let name = crate::domain::validate_name(&f.name);
     note(
         l.t("姓名", "name"),
         name.as_ref().map(|_| ()).map_err(Clone::clone),
