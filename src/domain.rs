@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod embedding;
 pub mod id_number;
 pub mod mask;
 pub mod person;

@@ -374,7 +374,7 @@ pub struct Face {
     /// How a resident's several enrolled faces are combined: `best`,
     /// `centroid` or `both` (BENCHMARKS.md, "Matching policy").
     #[serde(default)]
-    pub combine: crate::face::Combine,
+    pub combine: crate::domain::embedding::Combine,
     /// Average each face's embedding with its mirror image's.
     #[serde(default)]
     pub flip_average: bool,
@@ -462,7 +462,7 @@ impl Default for Face {
             min_eye_distance_px: default_min_eye_px(),
             min_sharpness: default_min_sharpness(),
             unknown_event_interval_s: default_unknown_interval(),
-            combine: crate::face::Combine::default(),
+            combine: crate::domain::embedding::Combine::default(),
             flip_average: false,
             target_fpir: default_target_fpir(),
             impostor_mean: None,

@@ -40,7 +40,9 @@ use crate::models::{self, Manifest, ModelSpec, Role};
 
 pub use detect::{BBox, Detection, Detector, Landmarks};
 pub use embed::{Embedder, Embedding};
-pub use gallery::{Combine, Gallery, GalleryHandle, IdentityScore, Ranked};
+pub use gallery::{Gallery, GalleryHandle, IdentityScore, Ranked};
+
+use crate::domain::embedding::Combine;
 pub use policy::{FrameVerdict, MatchPolicy};
 pub use quality::{Quality, QualityGate, Rejection};
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::gallery::dot;
+use crate::domain::embedding::dot;
 use crate::store::station_queries::{self, WatchAction};
 
 /// The same entry alarms again at the same gate after this long.
