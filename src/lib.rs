@@ -19,6 +19,8 @@ pub mod enrol;
 pub mod face;
 pub mod http_server;
 pub mod hw;
+#[cfg(test)]
+mod layering;
 pub mod logging;
 pub mod lpr;
 pub mod metrics;
