@@ -35,7 +35,7 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 pub struct Config {
     pub site: Site,
     #[serde(default)]
-    pub store: Store,
+    pub store: StoreConfig,
     #[serde(default)]
     pub gates: Vec<Gate>,
     #[serde(default)]
@@ -95,7 +95,7 @@ impl Site {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Store {
+pub struct StoreConfig {
     /// Directory for the database, device keys, control socket, snapshots and models.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -131,9 +131,9 @@ fn default_audit_retention_days() -> u32 {
     365
 }
 
-impl Default for Store {
+impl Default for StoreConfig {
     fn default() -> Self {
-        Store {
+        StoreConfig {
             data_dir: default_data_dir(),
             database: default_database(),
             retention_days: default_retention_days(),
