@@ -39,7 +39,7 @@ pub struct Config {
     #[serde(default)]
     pub gates: Vec<Gate>,
     #[serde(default)]
-    pub cameras: Vec<Camera>,
+    pub cameras: Vec<CameraConfig>,
     #[serde(default)]
     pub models: Models,
     #[serde(default)]
@@ -271,7 +271,7 @@ fn default_held_open_s() -> u32 {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Camera {
+pub struct CameraConfig {
     pub id: String,
     /// The gate this camera admits people through.
     pub gate: GateId,
