@@ -10,7 +10,7 @@
 //!
 //! Wiring (the daemon):
 //! ```ignore
-//! let settings = uplink::Settings::from_config(&config, cli_broker.as_deref())?;
+//! let settings = uplink::UplinkSettings::from_config(&config, cli_broker.as_deref())?;
 //! let uplink = uplink::spawn(settings, Arc::new(actions));   // inside the tokio runtime
 //! uplink.wake();                                              // after each events::append
 //! uplink.stop().await?;                                       // on SIGTERM, after the last event
@@ -38,7 +38,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::{watch, Notify};
 
 pub use actions::{GatewayActions, NoGates, RemoteOpen};
-pub use settings::{Broker, Settings, Timing};
+pub use settings::{Broker, Timing, UplinkSettings};
 pub use topics::Topics;
 
 use crate::secret::DeviceSecret;
@@ -73,7 +73,7 @@ impl Handle {
 }
 
 /// Spawns [`run`] on the current tokio runtime.
-pub fn spawn<A: GatewayActions>(settings: Settings, actions: Arc<A>) -> Handle {
+pub fn spawn<A: GatewayActions>(settings: UplinkSettings, actions: Arc<A>) -> Handle {
     let wake = Arc::new(Notify::new());
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run(settings, actions, wake.clone(), stop_rx));
@@ -99,7 +99,7 @@ pub enum Stopped {
 /// The uplink opens its own connection to the database at `settings.db_path`
 /// (WAL; its writes are short transactions deleting outbox rows).
 pub async fn run<A: GatewayActions>(
-    settings: Settings,
+    settings: UplinkSettings,
     actions: Arc<A>,
     wake: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
