@@ -28,7 +28,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use register::{Bound, GroupId, Person, Register, VisitorPass, WatchHit, Window};
+pub use register::{Bound, GroupId, PassEntry, PersonEntry, Register, WatchHit, Window};
 pub use state::{AccessState, PastEvent, PastKind};
 pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
@@ -701,7 +701,7 @@ fn resident(
 /// hours) refuse.
 fn schedule(
     register: &Register,
-    person: &Person,
+    person: &PersonEntry,
     gate: &GateId,
     now: &Now,
     clock_override: &mut bool,

@@ -49,8 +49,11 @@ impl Bound {
     }
 }
 
+/// The register's entry for a resident: what a decision needs and nothing
+/// more (masked name, no ID number). The stored record with the full name is
+/// `store::people::Person`.
 #[derive(Clone, Debug)]
-pub struct Person {
+pub struct PersonEntry {
     pub id: ResidentId,
     /// `张*`: what events and displays show.
     pub masked_name: String,
@@ -64,8 +67,11 @@ pub struct Person {
     pub invalid: Option<String>,
 }
 
+/// The register's entry for a visitor pass: masked name, window and uses.
+/// The stored pass with the visitor's name and phone is
+/// `store::visitors::VisitorPass`.
 #[derive(Clone, Debug)]
-pub struct VisitorPass {
+pub struct PassEntry {
     pub id: i64,
     pub host: ResidentId,
     pub masked_name: String,
@@ -94,12 +100,12 @@ pub type GroupId = i64;
 #[derive(Clone, Debug)]
 pub struct Register {
     pub offset: FixedOffset,
-    pub(crate) persons: HashMap<ResidentId, Person>,
+    pub(crate) persons: HashMap<ResidentId, PersonEntry>,
     pub(crate) cards: HashMap<String, ResidentId>,
     /// The Wiegand format each card (by `card_key`) was enrolled in.
     pub(crate) card_formats: HashMap<String, CardFormat>,
     pub(crate) plates: HashMap<Plate, ResidentId>,
-    pub(crate) passes: HashMap<i64, VisitorPass>,
+    pub(crate) passes: HashMap<i64, PassEntry>,
     pub(crate) pass_by_pin: HashMap<[u8; 32], i64>,
     pub(crate) passes_by_plate: HashMap<Plate, Vec<i64>>,
     pub(crate) group_windows: HashMap<GroupId, Vec<Window>>,
@@ -185,7 +191,7 @@ impl Register {
         self.plates.contains_key(plate) || self.passes_by_plate.contains_key(plate)
     }
 
-    pub fn add_person(&mut self, person: Person) {
+    pub fn add_person(&mut self, person: PersonEntry) {
         self.persons.insert(person.id, person);
     }
 
@@ -221,7 +227,7 @@ impl Register {
         self.plates.insert(plate, person);
     }
 
-    pub fn add_pass(&mut self, pass: VisitorPass, pin_hash: [u8; 32], plate: Option<Plate>) {
+    pub fn add_pass(&mut self, pass: PassEntry, pin_hash: [u8; 32], plate: Option<Plate>) {
         self.pass_by_pin.insert(pin_hash, pass.id);
         if let Some(plate) = plate {
             self.passes_by_plate.entry(plate).or_default().push(pass.id);
@@ -246,11 +252,11 @@ impl Register {
         self.person_groups.entry(person).or_default().push(group);
     }
 
-    pub fn person(&self, id: ResidentId) -> Option<&Person> {
+    pub fn person(&self, id: ResidentId) -> Option<&PersonEntry> {
         self.persons.get(&id)
     }
 
-    pub fn pass(&self, id: i64) -> Option<&VisitorPass> {
+    pub fn pass(&self, id: i64) -> Option<&PassEntry> {
         self.passes.get(&id)
     }
 
@@ -263,7 +269,7 @@ impl Register {
     }
 
     /// The groups that restrict this person (direct and through their role).
-    pub fn groups_of(&self, person: &Person) -> impl Iterator<Item = GroupId> + '_ {
+    pub fn groups_of(&self, person: &PersonEntry) -> impl Iterator<Item = GroupId> + '_ {
         let direct = self.person_groups.get(&person.id).into_iter().flatten();
         let by_role = self.role_groups.get(&person.role).into_iter().flatten();
         direct.chain(by_role).copied()

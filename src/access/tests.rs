@@ -25,8 +25,8 @@ fn now(local: &str) -> Now {
     }
 }
 
-fn person(id: i64, name: &str) -> Person {
-    Person {
+fn person(id: i64, name: &str) -> PersonEntry {
+    PersonEntry {
         id: ResidentId(id),
         masked_name: masked_name(name),
         role: ResidentRole::Owner,
@@ -74,28 +74,28 @@ fn pin(d: &str) -> PinHash {
 fn register() -> Register {
     let mut r = Register::new(OFFSET);
     r.add_person(person(1, "张三"));
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         status: PersonStatus::Suspended,
         ..person(2, "李四")
     });
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         role: ResidentRole::Tenant,
         valid_until: Some(Bound::parse("2025-01-31").unwrap()),
         ..person(3, "王五")
     });
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         status: PersonStatus::MovedOut,
         ..person(4, "赵六")
     });
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         role: ResidentRole::Staff,
         ..person(5, "钱七")
     });
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         valid_from: Some(Bound::parse("2025-04-01").unwrap()),
         ..person(6, "孙八")
     });
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         role: ResidentRole::Tenant,
         valid_until: Some(Bound::parse("2025-12-31").unwrap()),
         permit_until: Some(Bound::parse("2025-02-28").unwrap()),
@@ -116,7 +116,7 @@ fn register() -> Register {
         },
     );
     r.add_person_member(7, ResidentId(5));
-    let pass = |id, uses: Option<u32>, revoked| VisitorPass {
+    let pass = |id, uses: Option<u32>, revoked| PassEntry {
         id,
         host: ResidentId(1),
         masked_name: masked_name("周客人"),
@@ -596,7 +596,7 @@ fn anti_passback_refuses_a_second_entry_without_an_exit() {
 #[test]
 fn visitor_of_an_inactive_host_is_refused() {
     let mut r = register();
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         status: PersonStatus::MovedOut,
         ..person(1, "张三")
     });
@@ -624,7 +624,7 @@ fn role_groups_restrict_everyone_in_the_role() {
         },
     );
     r.add_role_member(9, ResidentRole::Tenant);
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         role: ResidentRole::Tenant,
         ..person(8, "吴九")
     });

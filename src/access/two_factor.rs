@@ -117,8 +117,8 @@ mod tests {
         }
     }
 
-    fn person(id: i64, status: PersonStatus) -> Person {
-        Person {
+    fn person(id: i64, status: PersonStatus) -> PersonEntry {
+        PersonEntry {
             id: ResidentId(id),
             masked_name: masked_name("张三"),
             role: ResidentRole::Owner,

@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-use crate::access::{Bound, Person, Register, VisitorPass, Window};
+use crate::access::{Bound, PassEntry, PersonEntry, Register, Window};
 use crate::domain::{masked_name, GateId, PersonStatus, Plate, ResidentId, ResidentRole};
 
 /// A register row that was read in part or skipped, phrased for the log.
@@ -119,7 +119,7 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
                 ResidentId(id)
             ));
         }
-        reg.add_person(Person {
+        reg.add_person(PersonEntry {
             id: ResidentId(id),
             masked_name: masked_name(&name),
             role,
@@ -183,7 +183,7 @@ fn load_passes(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning
         let until: String = row.get(7)?;
         let uses_left: Option<i64> = row.get(8)?;
         let plate: Option<String> = row.get(3)?;
-        let read = || -> Result<(VisitorPass, [u8; 32], Option<Plate>), String> {
+        let read = || -> Result<(PassEntry, [u8; 32], Option<Plate>), String> {
             let pin: [u8; 32] = pin_hash
                 .as_slice()
                 .try_into()
@@ -205,7 +205,7 @@ fn load_passes(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning
                 Some(p) => Some(p.parse::<Plate>()?),
             };
             Ok((
-                VisitorPass {
+                PassEntry {
                     id,
                     host: ResidentId(row.get(1).map_err(|e| e.to_string())?),
                     masked_name: masked_name(&row.get::<_, String>(2).map_err(|e| e.to_string())?),

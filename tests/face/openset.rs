@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use face_support::{faces, path_str, stderr, stdout, FaceEnv};
 use gatehouse::access::{
-    self, AccessPolicy, AccessState, Credential, DenyReason, FaceCheck, GateContext, Now, Person,
-    Register, TwoFactorRule,
+    self, AccessPolicy, AccessState, Credential, DenyReason, FaceCheck, GateContext, Now,
+    PersonEntry, Register, TwoFactorRule,
 };
 use gatehouse::config::TwoFactor;
 use gatehouse::domain::{masked_name, CardNumber, PersonStatus, ResidentRole};
@@ -325,7 +325,7 @@ fn card_and_face_opens_for_the_owners_face_only() {
     camera.share_recent_faces(recent.clone());
 
     let mut register = Register::new(480);
-    register.add_person(Person {
+    register.add_person(PersonEntry {
         id: kit,
         masked_name: masked_name("Kit"),
         role: ResidentRole::Owner,
