@@ -124,7 +124,13 @@ fn measure(dir: &Path) {
     // Every enrolled face in memory (`combine = "best"`): the most rows a
     // register of 100,000 faces can need (the default centroid keeps one per
     // resident, here a quarter).
-    let gallery = face::load_gallery(store.conn(), &spec.name, dim, face::Combine::Best).unwrap();
+    let gallery = face::load_gallery(
+        store.conn(),
+        &spec.name,
+        dim,
+        gatehouse::domain::embedding::Combine::Best,
+    )
+    .unwrap();
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let faces = gallery.len();
     let after_gallery = status_kb("VmRSS:");

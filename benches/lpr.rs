@@ -22,8 +22,8 @@ use axum::http::Request;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gatehouse::domain::Plate;
 use gatehouse::lpr::{
-    hikvision, read_plate, router, PlateOutcome, PlateReading, PlateSink, Resolution, Settings,
-    Verdict,
+    hikvision, read_plate, router, LprServerSettings, PlateOutcome, PlateReading, PlateSink,
+    Resolution, Verdict,
 };
 use tokio::sync::{mpsc, oneshot};
 use tower::ServiceExt;
@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion) {
     let config = config(&dir, "\"127.0.0.1\"");
     let register = RegisterSink::open(&dir);
     register.register_many(10_000);
-    let settings = Settings::from_config(&config).unwrap();
+    let settings = LprServerSettings::from_config(&config).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -23,7 +23,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatehouse::config::Config;
 use gatehouse::store::events::{self, AccessResult, EventKind, NewEvent};
 use gatehouse::store::{outbox, Store};
-use gatehouse::uplink::{self, NoGates, Settings, Stopped};
+use gatehouse::uplink::{self, NoGates, Stopped, UplinkSettings};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, MqttOptions};
 
@@ -151,7 +151,8 @@ fn drain(c: &mut Criterion) {
                     .conn()
                     .pragma_update(None, "synchronous", "FULL")
                     .unwrap();
-                let mut settings = Settings::from_config(&config, Some(&broker.url())).unwrap();
+                let mut settings =
+                    UplinkSettings::from_config(&config, Some(&broker.url())).unwrap();
                 settings.exit_when_drained = true;
                 let start = Instant::now();
                 let stopped = runtime.block_on(async {

@@ -17,10 +17,10 @@ use chrono::{NaiveDate, Utc};
 use crate::config::Config;
 use crate::daemon::services::{start_cameras, start_services};
 use crate::daemon::{Daemon, DaemonOptions, GateHandle};
-use crate::domain::{CardNumber, GateId, Plate, ResidentId};
+use crate::domain::{CardNumber, GateId, PersonStatus, Plate, ResidentId, ResidentRole};
 use crate::event::EventReason;
 use crate::store::events::{AccessResult, EventKind, EventRecord};
-use crate::store::people::{self, NewPerson, PersonStatus, Role};
+use crate::store::people::{self, NewPerson};
 use crate::store::{cards, vehicles, visitors, Store};
 
 /// Everything the demo can be pointed at.
@@ -325,7 +325,7 @@ fn enrol_faces(
             .filter(|p| p.is_file())
             .collect();
         photos.sort();
-        let mut p = NewPerson::new(&name, Role::Owner);
+        let mut p = NewPerson::new(&name, ResidentRole::Owner);
         p.address = Some(
             format!("8-1-{}01", i + 1)
                 .parse()
@@ -359,14 +359,17 @@ fn enrol_register(
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<DemoResidents> {
     let today = Utc::now().date_naive();
-    let add =
-        |name: &str, role: Role, address: &str, until: Option<NaiveDate>| -> Result<ResidentId> {
-            let mut p = NewPerson::new(name, role);
-            p.address = Some(address.parse().map_err(anyhow::Error::msg)?);
-            p.valid_until = until;
-            people::add(store, ACTOR, &p)
-        };
-    let owner = add("张伟", Role::Owner, "3-2-501", None)?;
+    let add = |name: &str,
+               role: ResidentRole,
+               address: &str,
+               until: Option<NaiveDate>|
+     -> Result<ResidentId> {
+        let mut p = NewPerson::new(name, role);
+        p.address = Some(address.parse().map_err(anyhow::Error::msg)?);
+        p.valid_until = until;
+        people::add(store, ACTOR, &p)
+    };
+    let owner = add("张伟", ResidentRole::Owner, "3-2-501", None)?;
     cards::assign(store, ACTOR, owner, &card(OWNER_CARD)?, None)?;
     vehicles::add(
         store,
@@ -377,14 +380,14 @@ fn enrol_register(
     )?;
     let tenant = add(
         "李娜",
-        Role::Tenant,
+        ResidentRole::Tenant,
         "5-1-302",
         Some(today - chrono::Duration::days(1)),
     )?;
     cards::assign(store, ACTOR, tenant, &card(TENANT_CARD)?, None)?;
     let suspended = add(
         "王芳",
-        Role::Tenant,
+        ResidentRole::Tenant,
         "5-1-303",
         Some(today + chrono::Duration::days(180)),
     )?;

@@ -14,7 +14,7 @@ use crate::models::{self, Manifest, VerifyOutcome};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum CheckStatus {
     Pass,
     Warn,
     Fail,
@@ -23,12 +23,12 @@ pub enum Status {
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
     pub name: String,
-    pub status: Status,
+    pub status: CheckStatus,
     pub detail: String,
 }
 
 impl Check {
-    fn new(name: impl Into<String>, status: Status, detail: impl Into<String>) -> Check {
+    fn new(name: impl Into<String>, status: CheckStatus, detail: impl Into<String>) -> Check {
         Check {
             name: name.into(),
             status,
@@ -41,7 +41,7 @@ impl Check {
 pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     let mut checks = vec![Check::new(
         "config",
-        Status::Pass,
+        CheckStatus::Pass,
         format!(
             "site {}, gateway {}, {} gate(s)",
             config.site.id,
@@ -57,10 +57,10 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     checks.push(check_disk(config.data_dir()));
     checks.extend(check_gpio(config));
     let models = check_models(config);
-    let installed = models.iter().all(|c| c.status != Status::Fail);
+    let installed = models.iter().all(|c| c.status != CheckStatus::Fail);
     checks.extend(models);
     let runtime = check_onnxruntime(config);
-    let runtime_ok = runtime.status == Status::Pass;
+    let runtime_ok = runtime.status == CheckStatus::Pass;
     checks.push(runtime);
     if installed && runtime_ok {
         checks.push(check_models_run(config));
@@ -90,13 +90,13 @@ fn check_liveness(config: &Config) -> Vec<Check> {
             if g.liveness_on() {
                 Check::new(
                     label,
-                    Status::Pass,
+                    CheckStatus::Pass,
                     "a face alone opens this gate, and faces are checked for photos and screens",
                 )
             } else {
                 Check::new(
                     label,
-                    Status::Warn,
+                    CheckStatus::Warn,
                     "a face alone opens this gate and liveness is off: a printed photo or a phone screen showing a resident opens it; set liveness = \"on\" (or two_factor = \"card+face\")",
                 )
             }
@@ -109,28 +109,28 @@ fn check_face_register(config: &Config) -> Check {
     let label = "face register";
     let spec = match crate::face::embedder_spec(config) {
         Ok(spec) => spec,
-        Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
+        Err(e) => return Check::new(label, CheckStatus::Warn, format!("{e:#}")),
     };
     let residents = match calibrate::enrolled_residents(config, &spec.name) {
         Ok(n) => n,
-        Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
+        Err(e) => return Check::new(label, CheckStatus::Warn, format!("{e:#}")),
     };
     let own = match own_register_tail(config, &spec) {
         Ok(own) => own,
-        Err(e) => return Check::new(label, Status::Warn, format!("{e:#}")),
+        Err(e) => return Check::new(label, CheckStatus::Warn, format!("{e:#}")),
     };
     match calibrate::stranger_risk_with(config, &spec, residents, own) {
-        Ok(Some(risk)) if risk.over_target() => Check::new(label, Status::Warn, risk.describe()),
-        Ok(Some(risk)) => Check::new(label, Status::Pass, risk.describe()),
+        Ok(Some(risk)) if risk.over_target() => Check::new(label, CheckStatus::Warn, risk.describe()),
+        Ok(Some(risk)) => Check::new(label, CheckStatus::Pass, risk.describe()),
         Ok(None) => Check::new(
             label,
-            Status::Warn,
+            CheckStatus::Warn,
             format!(
                 "{residents} residents with a face; no impostor score tail is known for {}, so the stranger false-accept rate cannot be estimated: run `gatehouse face calibrate --write-config`",
                 spec.name
             ),
         ),
-        Err(e) => Check::new(label, Status::Warn, format!("{e:#}")),
+        Err(e) => Check::new(label, CheckStatus::Warn, format!("{e:#}")),
     }
 }
 
@@ -156,12 +156,12 @@ fn check_data_dir(dir: &Path) -> Check {
     match result {
         Ok(()) => Check::new(
             "data directory",
-            Status::Pass,
+            CheckStatus::Pass,
             format!("{} is writable", dir.display()),
         ),
         Err(e) => Check::new(
             "data directory",
-            Status::Fail,
+            CheckStatus::Fail,
             format!("{} is not writable: {e}", dir.display()),
         ),
     }
@@ -172,11 +172,11 @@ fn check_data_dir(dir: &Path) -> Check {
 fn check_device_secret(key: &Path, data_dir: &Path) -> Check {
     use std::os::unix::fs::PermissionsExt;
     let label = "device secret";
-    let legacy = data_dir.join(crate::store::secret::FILE_NAME);
+    let legacy = data_dir.join(crate::secret::FILE_NAME);
     if key.starts_with(data_dir) {
         return Check::new(
             label,
-            Status::Warn,
+            CheckStatus::Warn,
             format!(
                 "{} is inside the data directory: a copy of it reveals the ID-number and PIN hashes; \
                  remove [store] device_key (default: beside the config, /etc/gatehouse/device.key)",
@@ -187,7 +187,7 @@ fn check_device_secret(key: &Path, data_dir: &Path) -> Check {
     match std::fs::metadata(key) {
         Ok(m) if m.permissions().mode() & 0o077 != 0 => Check::new(
             label,
-            Status::Fail,
+            CheckStatus::Fail,
             format!(
                 "{} has mode {:o}: run chmod 600",
                 key.display(),
@@ -196,12 +196,12 @@ fn check_device_secret(key: &Path, data_dir: &Path) -> Check {
         ),
         Ok(_) => Check::new(
             label,
-            Status::Pass,
+            CheckStatus::Pass,
             format!("{}, outside the data directory", key.display()),
         ),
         Err(_) if legacy.exists() => Check::new(
             label,
-            Status::Warn,
+            CheckStatus::Warn,
             format!(
                 "still at {}; it moves to {} on the next start that may write there, or: \
                  install -m 600 -o gatehouse -g gatehouse {} {} && rm {}",
@@ -214,7 +214,7 @@ fn check_device_secret(key: &Path, data_dir: &Path) -> Check {
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::new(
             label,
-            Status::Warn,
+            CheckStatus::Warn,
             format!(
                 "{} does not exist yet; the first command that opens the register creates it",
                 key.display()
@@ -222,7 +222,7 @@ fn check_device_secret(key: &Path, data_dir: &Path) -> Check {
         ),
         Err(e) => Check::new(
             label,
-            Status::Fail,
+            CheckStatus::Fail,
             format!("cannot read {}: {e}", key.display()),
         ),
     }
@@ -233,11 +233,11 @@ fn check_disk(dir: &Path) -> Check {
         Some(free) => {
             let mb = free / (1024 * 1024);
             let status = if mb < 200 {
-                Status::Fail
+                CheckStatus::Fail
             } else if mb < 1024 {
-                Status::Warn
+                CheckStatus::Warn
             } else {
-                Status::Pass
+                CheckStatus::Pass
             };
             Check::new(
                 "disk space",
@@ -247,7 +247,7 @@ fn check_disk(dir: &Path) -> Check {
         }
         None => Check::new(
             "disk space",
-            Status::Warn,
+            CheckStatus::Warn,
             format!("cannot read free space of {}", dir.display()),
         ),
     }
@@ -263,15 +263,15 @@ fn check_gpio(config: &Config) -> Vec<Check> {
     if rppal_gates.is_empty() {
         return vec![Check::new(
             "gpio",
-            Status::Pass,
+            CheckStatus::Pass,
             "all gates use the simulated backend",
         )];
     }
     match rppal::gpio::Gpio::new() {
-        Ok(_) => vec![Check::new("gpio", Status::Pass, format!("GPIO available for {}", rppal_gates.join(", ")))],
+        Ok(_) => vec![Check::new("gpio", CheckStatus::Pass, format!("GPIO available for {}", rppal_gates.join(", ")))],
         Err(e) => vec![Check::new(
             "gpio",
-            Status::Fail,
+            CheckStatus::Fail,
             format!(
                 "GPIO unavailable for gates {}: {e} (is this a Raspberry Pi, and is the user in the gpio group?)",
                 rppal_gates.join(", ")
@@ -283,7 +283,7 @@ fn check_gpio(config: &Config) -> Vec<Check> {
 fn check_models(config: &Config) -> Vec<Check> {
     let manifest = match Manifest::for_config(config) {
         Ok(m) => m,
-        Err(e) => return vec![Check::new("models", Status::Fail, format!("{e:#}"))],
+        Err(e) => return vec![Check::new("models", CheckStatus::Fail, format!("{e:#}"))],
     };
     let dir = config.models_dir();
     config
@@ -299,26 +299,26 @@ fn check_models(config: &Config) -> Vec<Check> {
                     match manifest.get(name).ok().and_then(|m| m.unverified.as_ref()) {
                         Some(why) => Check::new(
                             label,
-                            Status::Warn,
+                            CheckStatus::Warn,
                             format!("installed, sha256 matches; unverified: {why}"),
                         ),
-                        None => Check::new(label, Status::Pass, "installed, sha256 matches"),
+                        None => Check::new(label, CheckStatus::Pass, "installed, sha256 matches"),
                     }
                 }
                 Ok(VerifyOutcome::Missing(p)) => Check::new(
                     label,
-                    Status::Fail,
+                    CheckStatus::Fail,
                     format!("missing at {}; run `gatehouse models fetch`", p.display()),
                 ),
                 Ok(VerifyOutcome::Mismatch { path, .. }) => Check::new(
                     label,
-                    Status::Fail,
+                    CheckStatus::Fail,
                     format!(
                         "{} is corrupt (sha256 mismatch); run `gatehouse models fetch`",
                         path.display()
                     ),
                 ),
-                Err(e) => Check::new(label, Status::Fail, format!("{e:#}")),
+                Err(e) => Check::new(label, CheckStatus::Fail, format!("{e:#}")),
             }
         })
         .collect()
@@ -330,8 +330,8 @@ fn check_models(config: &Config) -> Vec<Check> {
 fn check_models_run(config: &Config) -> Check {
     let label = "models run";
     match run_models_once(config) {
-        Ok(detail) => Check::new(label, Status::Pass, detail),
-        Err(e) => Check::new(label, Status::Fail, format!("{e:#}")),
+        Ok(detail) => Check::new(label, CheckStatus::Pass, detail),
+        Err(e) => Check::new(label, CheckStatus::Fail, format!("{e:#}")),
     }
 }
 
@@ -376,10 +376,10 @@ fn check_onnxruntime(config: &Config) -> Check {
     match crate::onnx::init(config.models.onnxruntime.as_deref()) {
         Ok(path) => Check::new(
             "onnx runtime",
-            Status::Pass,
+            CheckStatus::Pass,
             format!("loaded {}", path.display()),
         ),
-        Err(e) => Check::new("onnx runtime", Status::Fail, format!("{e:#}")),
+        Err(e) => Check::new("onnx runtime", CheckStatus::Fail, format!("{e:#}")),
     }
 }
 
@@ -412,11 +412,11 @@ fn check_camera(id: &str, source: &str, timeout: Duration) -> Check {
         let _ = tx.send(result);
     });
     match rx.recv_timeout(timeout) {
-        Ok(Ok((w, h))) => Check::new(label, Status::Pass, format!("delivers {w}x{h} frames")),
-        Ok(Err(e)) => Check::new(label, Status::Fail, e),
+        Ok(Ok((w, h))) => Check::new(label, CheckStatus::Pass, format!("delivers {w}x{h} frames")),
+        Ok(Err(e)) => Check::new(label, CheckStatus::Fail, e),
         Err(_) => Check::new(
             label,
-            Status::Fail,
+            CheckStatus::Fail,
             format!("no frame within {} s", timeout.as_secs()),
         ),
     }
@@ -426,7 +426,7 @@ fn check_broker(config: &Config) -> Check {
     let Some(url) = &config.uplink.broker else {
         return Check::new(
             "broker",
-            Status::Warn,
+            CheckStatus::Warn,
             "no [uplink] broker configured; events wait in the outbox",
         );
     };
@@ -447,19 +447,19 @@ fn check_broker(config: &Config) -> Check {
         Err(e) => {
             return Check::new(
                 "broker",
-                Status::Fail,
+                CheckStatus::Fail,
                 format!("cannot resolve {host_port}: {e}"),
             )
         }
     };
     for addr in &addrs {
         if std::net::TcpStream::connect_timeout(addr, Duration::from_secs(3)).is_ok() {
-            return Check::new("broker", Status::Pass, format!("{url} reachable"));
+            return Check::new("broker", CheckStatus::Pass, format!("{url} reachable"));
         }
     }
     Check::new(
         "broker",
-        Status::Fail,
+        CheckStatus::Fail,
         format!("{url} not reachable (TCP connect failed)"),
     )
 }
@@ -467,11 +467,11 @@ fn check_broker(config: &Config) -> Check {
 fn check_clock() -> Check {
     let sync = crate::clock::reading();
     if sync.is_synchronised() {
-        Check::new("clock", Status::Pass, sync.describe())
+        Check::new("clock", CheckStatus::Pass, sync.describe())
     } else {
         Check::new(
             "clock",
-            Status::Warn,
+            CheckStatus::Warn,
             format!(
                 "{} (no NTP yet?): expiries are still enforced at the trusted time floor; \
                  only start dates are waived, and such events are flagged",
@@ -491,16 +491,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let data = root.join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let inside = crate::store::DeviceSecret::load_or_create(&data).unwrap();
+        let inside = crate::secret::DeviceSecret::load_or_create(&data).unwrap();
         let check = check_device_secret(inside.path(), &data);
-        assert_eq!(check.status, Status::Warn, "{}", check.detail);
+        assert_eq!(check.status, CheckStatus::Warn, "{}", check.detail);
         let outside = root.join("etc/device.key");
         let check = check_device_secret(&outside, &data);
-        assert_eq!(check.status, Status::Warn, "old key still to move");
+        assert_eq!(check.status, CheckStatus::Warn, "old key still to move");
         assert!(check.detail.contains("install -m 600"), "{}", check.detail);
-        crate::store::DeviceSecret::open(&outside, Some(&data.join("device.key"))).unwrap();
+        crate::secret::DeviceSecret::open(&outside, Some(&data.join("device.key"))).unwrap();
         let check = check_device_secret(&outside, &data);
-        assert_eq!(check.status, Status::Pass, "{}", check.detail);
+        assert_eq!(check.status, CheckStatus::Pass, "{}", check.detail);
         std::fs::remove_dir_all(&root).ok();
     }
 
@@ -514,10 +514,10 @@ mod tests {
                 .map(|c| c.status)
         };
         // The demo's east camera, 1:N, liveness on by default.
-        assert_eq!(east(&check_liveness(&config)), Some(Status::Pass));
+        assert_eq!(east(&check_liveness(&config)), Some(CheckStatus::Pass));
         config.gates[0].liveness = Some(crate::config::OnOff::Off);
         let checks = check_liveness(&config);
-        assert_eq!(east(&checks), Some(Status::Warn));
+        assert_eq!(east(&checks), Some(CheckStatus::Warn));
         assert!(
             checks[0].detail.contains("printed photo"),
             "{:?}",

@@ -7,6 +7,17 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod embedding;
+pub mod id_number;
+pub mod mask;
+pub mod person;
+pub mod phone;
+
+pub use id_number::{IdDocument, IdKind};
+pub use mask::masked_name;
+pub use person::{validate_name, PersonStatus, ResidentRole};
+pub use phone::Phone;
+
 /// Identifier of a gate as written in the config (`east`, `car-in`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

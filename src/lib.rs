@@ -20,11 +20,14 @@ pub mod event;
 pub mod face;
 pub mod http_server;
 pub mod hw;
+#[cfg(test)]
+mod layering;
 pub mod logging;
 pub mod lpr;
 pub mod metrics;
 pub mod models;
 pub mod onnx;
+pub mod secret;
 pub mod station;
 pub mod store;
 pub mod units;

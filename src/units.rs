@@ -99,6 +99,39 @@ pub fn parse_days(raw: &str) -> Result<u8, String> {
     Ok(bits)
 }
 
+/// The inverse of [`parse_days`], for display: `mon-fri`, `sat,sun`, `daily`.
+pub fn format_days(bits: u8) -> String {
+    if bits & 0x7f == 0x7f {
+        return "daily".into();
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < 7 {
+        if bits & (1 << i) == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i + 1 < 7 && bits & (1 << (i + 1)) != 0 {
+            i += 1;
+        }
+        out.push(if i - start >= 2 {
+            format!("{}-{}", DAYS[start], DAYS[i])
+        } else if i > start {
+            format!("{},{}", DAYS[start], DAYS[i])
+        } else {
+            DAYS[start].to_string()
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// Minutes after local midnight as `HH:MM`, for display of time windows.
+pub fn format_minute(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

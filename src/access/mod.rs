@@ -28,16 +28,14 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use register::{
-    mask_name, Bound, GroupId, Person, Register, Role, Status, VisitorPass, WatchHit, Window,
-};
+pub use register::{Bound, GroupId, PassEntry, PersonEntry, Register, WatchHit, Window};
 pub use state::{AccessState, PastEvent, PastKind};
 pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction};
-use crate::domain::{CardRead, GateId, Plate, ResidentId};
+use crate::domain::{CardRead, GateId, PersonStatus, Plate, ResidentId};
 use crate::event::EventReason;
-use crate::store::DeviceSecret;
+use crate::secret::DeviceSecret;
 
 /// The keyed hash of a keypad PIN (`secret.keyed_hash("pin", digits)`); the
 /// digits themselves never leave the reader task.
@@ -734,9 +732,9 @@ fn resident(
         return deny(DenyReason::InvalidRecord);
     }
     match person.status {
-        Status::Active => {}
-        Status::Suspended => return deny(DenyReason::Suspended),
-        Status::MovedOut => return deny(DenyReason::MovedOut),
+        PersonStatus::Active => {}
+        PersonStatus::Suspended => return deny(DenyReason::Suspended),
+        PersonStatus::MovedOut => return deny(DenyReason::MovedOut),
     }
     let mut clock_override = false;
     let offset = register.offset;
@@ -776,7 +774,7 @@ fn resident(
 /// hours) refuse.
 fn schedule(
     register: &Register,
-    person: &Person,
+    person: &PersonEntry,
     gate: &GateId,
     now: &Now,
     clock_override: &mut bool,
@@ -837,7 +835,7 @@ fn visitor(
     let host_active = register
         .persons
         .get(&pass.host)
-        .is_some_and(|h| h.status == Status::Active && h.invalid.is_none());
+        .is_some_and(|h| h.status == PersonStatus::Active && h.invalid.is_none());
     if !host_active {
         return deny(DenyReason::HostInactive);
     }

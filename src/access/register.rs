@@ -8,49 +8,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
-use crate::domain::{CardFormat, CardNumber, GateId, Plate, ResidentId};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    Owner,
-    Family,
-    Tenant,
-    Staff,
-    Guard,
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Role, String> {
-        Ok(match s {
-            "owner" => Role::Owner,
-            "family" => Role::Family,
-            "tenant" => Role::Tenant,
-            "staff" => Role::Staff,
-            "guard" => Role::Guard,
-            other => return Err(format!("unknown role {other:?}")),
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Active,
-    Suspended,
-    MovedOut,
-}
-
-impl std::str::FromStr for Status {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Status, String> {
-        Ok(match s {
-            "active" => Status::Active,
-            "suspended" => Status::Suspended,
-            "moved_out" => Status::MovedOut,
-            other => return Err(format!("unknown status {other:?}")),
-        })
-    }
-}
+use crate::domain::{
+    CardFormat, CardNumber, GateId, PersonStatus, Plate, ResidentId, ResidentRole,
+};
 
 /// A validity bound as the schema stores it: a local calendar date
 /// (inclusive) or an instant.
@@ -89,13 +49,16 @@ impl Bound {
     }
 }
 
+/// The register's entry for a resident: what a decision needs and nothing
+/// more (masked name, no ID number). The stored record with the full name is
+/// `store::people::Person`.
 #[derive(Clone, Debug)]
-pub struct Person {
+pub struct PersonEntry {
     pub id: ResidentId,
     /// `张*`: what events and displays show.
     pub masked_name: String,
-    pub role: Role,
-    pub status: Status,
+    pub role: ResidentRole,
+    pub status: PersonStatus,
     pub valid_from: Option<Bound>,
     pub valid_until: Option<Bound>,
     /// Residence permit expiry (floating population), enforced like a lease end.
@@ -104,8 +67,11 @@ pub struct Person {
     pub invalid: Option<String>,
 }
 
+/// The register's entry for a visitor pass: masked name, window and uses.
+/// The stored pass with the visitor's name and phone is
+/// `store::visitors::VisitorPass`.
 #[derive(Clone, Debug)]
-pub struct VisitorPass {
+pub struct PassEntry {
     pub id: i64,
     pub host: ResidentId,
     pub masked_name: String,
@@ -134,16 +100,16 @@ pub type GroupId = i64;
 #[derive(Clone, Debug)]
 pub struct Register {
     pub offset: FixedOffset,
-    pub(crate) persons: HashMap<ResidentId, Person>,
+    pub(crate) persons: HashMap<ResidentId, PersonEntry>,
     pub(crate) cards: HashMap<String, ResidentId>,
     /// The Wiegand format each card (by `card_key`) was enrolled in.
     pub(crate) card_formats: HashMap<String, CardFormat>,
     pub(crate) plates: HashMap<Plate, ResidentId>,
-    pub(crate) passes: HashMap<i64, VisitorPass>,
+    pub(crate) passes: HashMap<i64, PassEntry>,
     pub(crate) pass_by_pin: HashMap<[u8; 32], i64>,
     pub(crate) passes_by_plate: HashMap<Plate, Vec<i64>>,
     pub(crate) group_windows: HashMap<GroupId, Vec<Window>>,
-    pub(crate) role_groups: HashMap<Role, Vec<GroupId>>,
+    pub(crate) role_groups: HashMap<ResidentRole, Vec<GroupId>>,
     pub(crate) person_groups: HashMap<ResidentId, Vec<GroupId>>,
     /// The station's watchlist: card key or plate → entry.
     pub(crate) watch_cards: HashMap<String, WatchHit>,
@@ -230,7 +196,7 @@ impl Register {
         self.plates.contains_key(plate) || self.passes_by_plate.contains_key(plate)
     }
 
-    pub fn add_person(&mut self, person: Person) {
+    pub fn add_person(&mut self, person: PersonEntry) {
         self.persons.insert(person.id, person);
     }
 
@@ -266,7 +232,7 @@ impl Register {
         self.plates.insert(plate, person);
     }
 
-    pub fn add_pass(&mut self, pass: VisitorPass, pin_hash: [u8; 32], plate: Option<Plate>) {
+    pub fn add_pass(&mut self, pass: PassEntry, pin_hash: [u8; 32], plate: Option<Plate>) {
         self.pass_by_pin.insert(pin_hash, pass.id);
         if let Some(plate) = plate {
             self.passes_by_plate.entry(plate).or_default().push(pass.id);
@@ -283,7 +249,7 @@ impl Register {
         self.group_windows.entry(group).or_default();
     }
 
-    pub fn add_role_member(&mut self, group: GroupId, role: Role) {
+    pub fn add_role_member(&mut self, group: GroupId, role: ResidentRole) {
         self.role_groups.entry(role).or_default().push(group);
     }
 
@@ -291,11 +257,11 @@ impl Register {
         self.person_groups.entry(person).or_default().push(group);
     }
 
-    pub fn person(&self, id: ResidentId) -> Option<&Person> {
+    pub fn person(&self, id: ResidentId) -> Option<&PersonEntry> {
         self.persons.get(&id)
     }
 
-    pub fn pass(&self, id: i64) -> Option<&VisitorPass> {
+    pub fn pass(&self, id: i64) -> Option<&PassEntry> {
         self.passes.get(&id)
     }
 
@@ -308,7 +274,7 @@ impl Register {
     }
 
     /// The groups that restrict this person (direct and through their role).
-    pub fn groups_of(&self, person: &Person) -> impl Iterator<Item = GroupId> + '_ {
+    pub fn groups_of(&self, person: &PersonEntry) -> impl Iterator<Item = GroupId> + '_ {
         let direct = self.person_groups.get(&person.id).into_iter().flatten();
         let by_role = self.role_groups.get(&person.role).into_iter().flatten();
         direct.chain(by_role).copied()
@@ -318,8 +284,6 @@ impl Register {
         self.group_windows.get(&group).map_or(&[], Vec::as_slice)
     }
 }
-
-pub use crate::enrol::mask::masked_name as mask_name;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use super::*;
-use crate::domain::{CardFormat, CardNumber, CardRead};
+use crate::domain::{masked_name, CardFormat, CardNumber, CardRead, PersonStatus, ResidentRole};
 
 const OFFSET: i32 = 480;
 
@@ -25,12 +25,12 @@ fn now(local: &str) -> Now {
     }
 }
 
-fn person(id: i64, name: &str) -> Person {
-    Person {
+fn person(id: i64, name: &str) -> PersonEntry {
+    PersonEntry {
         id: ResidentId(id),
-        masked_name: mask_name(name),
-        role: Role::Owner,
-        status: Status::Active,
+        masked_name: masked_name(name),
+        role: ResidentRole::Owner,
+        status: PersonStatus::Active,
         valid_from: None,
         valid_until: None,
         permit_until: None,
@@ -74,29 +74,29 @@ fn pin(d: &str) -> PinHash {
 fn register() -> Register {
     let mut r = Register::new(OFFSET);
     r.add_person(person(1, "张三"));
-    r.add_person(Person {
-        status: Status::Suspended,
+    r.add_person(PersonEntry {
+        status: PersonStatus::Suspended,
         ..person(2, "李四")
     });
-    r.add_person(Person {
-        role: Role::Tenant,
+    r.add_person(PersonEntry {
+        role: ResidentRole::Tenant,
         valid_until: Some(Bound::parse("2025-01-31").unwrap()),
         ..person(3, "王五")
     });
-    r.add_person(Person {
-        status: Status::MovedOut,
+    r.add_person(PersonEntry {
+        status: PersonStatus::MovedOut,
         ..person(4, "赵六")
     });
-    r.add_person(Person {
-        role: Role::Staff,
+    r.add_person(PersonEntry {
+        role: ResidentRole::Staff,
         ..person(5, "钱七")
     });
-    r.add_person(Person {
+    r.add_person(PersonEntry {
         valid_from: Some(Bound::parse("2025-04-01").unwrap()),
         ..person(6, "孙八")
     });
-    r.add_person(Person {
-        role: Role::Tenant,
+    r.add_person(PersonEntry {
+        role: ResidentRole::Tenant,
         valid_until: Some(Bound::parse("2025-12-31").unwrap()),
         permit_until: Some(Bound::parse("2025-02-28").unwrap()),
         ..person(7, "周九")
@@ -116,10 +116,10 @@ fn register() -> Register {
         },
     );
     r.add_person_member(7, ResidentId(5));
-    let pass = |id, uses: Option<u32>, revoked| VisitorPass {
+    let pass = |id, uses: Option<u32>, revoked| PassEntry {
         id,
         host: ResidentId(1),
-        masked_name: mask_name("周客人"),
+        masked_name: masked_name("周客人"),
         gates: Some(vec!["east".parse().unwrap()]),
         valid_from: Bound::parse("2025-03-01").unwrap(),
         valid_until: Bound::parse("2025-03-31").unwrap(),
@@ -596,8 +596,8 @@ fn anti_passback_refuses_a_second_entry_without_an_exit() {
 #[test]
 fn visitor_of_an_inactive_host_is_refused() {
     let mut r = register();
-    r.add_person(Person {
-        status: Status::MovedOut,
+    r.add_person(PersonEntry {
+        status: PersonStatus::MovedOut,
         ..person(1, "张三")
     });
     let d = decide(
@@ -623,9 +623,9 @@ fn role_groups_restrict_everyone_in_the_role() {
             end_minute: 1440,
         },
     );
-    r.add_role_member(9, Role::Tenant);
-    r.add_person(Person {
-        role: Role::Tenant,
+    r.add_role_member(9, ResidentRole::Tenant);
+    r.add_person(PersonEntry {
+        role: ResidentRole::Tenant,
         ..person(8, "吴九")
     });
     r.add_card("10:8".into(), ResidentId(8));

@@ -98,7 +98,9 @@ mod tests {
 
     use super::super::*;
     use super::*;
-    use crate::domain::{CardNumber, CardRead, ResidentId};
+    use crate::domain::{
+        masked_name, CardNumber, CardRead, PersonStatus, ResidentId, ResidentRole,
+    };
 
     const OFFSET: i32 = 480;
 
@@ -115,11 +117,11 @@ mod tests {
         }
     }
 
-    fn person(id: i64, status: Status) -> Person {
-        Person {
+    fn person(id: i64, status: PersonStatus) -> PersonEntry {
+        PersonEntry {
             id: ResidentId(id),
-            masked_name: mask_name("张三"),
-            role: Role::Owner,
+            masked_name: masked_name("张三"),
+            role: ResidentRole::Owner,
             status,
             valid_from: None,
             valid_until: None,
@@ -131,9 +133,9 @@ mod tests {
     /// R1 (card 1) and R2 (card 2) active, R3 (card 3) suspended.
     fn register() -> Register {
         let mut r = Register::new(OFFSET);
-        r.add_person(person(1, Status::Active));
-        r.add_person(person(2, Status::Active));
-        r.add_person(person(3, Status::Suspended));
+        r.add_person(person(1, PersonStatus::Active));
+        r.add_person(person(2, PersonStatus::Active));
+        r.add_person(person(3, PersonStatus::Suspended));
         for i in 1..=3 {
             r.add_card(format!("10:{i}"), ResidentId(i));
         }

@@ -7,8 +7,8 @@ use clap::Subcommand;
 
 use super::output::open_store;
 use super::Cli;
-use crate::domain::{CardNumber, ResidentId};
-use crate::store::cards::{self, CardFormat};
+use crate::domain::{CardFormat, CardNumber, ResidentId};
+use crate::store::cards;
 use crate::store::os_user;
 
 #[derive(Subcommand, Debug)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Cli, Exit};
-use crate::doctor::{self, Status};
+use crate::doctor::{self, CheckStatus};
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
@@ -26,14 +26,17 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         for c in &checks {
             let mark = match c.status {
-                Status::Pass => "[ ok ]",
-                Status::Warn => "[warn]",
-                Status::Fail => "[FAIL]",
+                CheckStatus::Pass => "[ ok ]",
+                CheckStatus::Warn => "[warn]",
+                CheckStatus::Fail => "[FAIL]",
             };
             println!("{mark} {:<22} {}", c.name, c.detail);
         }
     }
-    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    let failed = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .count();
     if failed > 0 {
         return Err(Exit {
             code: 1,

@@ -668,7 +668,7 @@ fn watch(
                     .map(|g| g.id.clone())
                     .context("no gate configured; pass --gate")?,
             };
-            crate::config::Camera {
+            crate::config::CameraConfig {
                 id: "watch".into(),
                 gate,
                 source: source.to_string(),

@@ -7,11 +7,10 @@ use clap::{ArgGroup, Subcommand};
 
 use super::output::{self, open_store, usage_error, FormatArg, Table};
 use super::Cli;
-use crate::domain::{GateId, ResidentId};
+use crate::domain::{GateId, ResidentId, ResidentRole};
 use crate::enrol::dates::{parse_days, parse_time_window};
 use crate::store::groups::{self, Member, Window};
 use crate::store::os_user;
-use crate::store::people::Role;
 
 #[derive(Subcommand, Debug)]
 pub enum GroupCommand {
@@ -39,7 +38,7 @@ pub enum GroupCommand {
     Member {
         name: String,
         #[arg(long)]
-        role: Option<Role>,
+        role: Option<ResidentRole>,
         #[arg(long)]
         resident: Option<ResidentId>,
         #[arg(long)]

@@ -10,10 +10,11 @@ use super::output::{
     self, open_store, opt, render_pairs, usage_error, Date, FormatArg, OrNone, Table,
 };
 use super::Cli;
-use crate::domain::{CardNumber, Plate, ResidentId};
-use crate::enrol::{IdDocument, IdKind, Phone};
+use crate::domain::{
+    CardNumber, IdDocument, IdKind, PersonStatus, Phone, Plate, ResidentId, ResidentRole,
+};
 use crate::store::addresses::{Address, AddressPrefix, HouseholdKind};
-use crate::store::people::{self, NewPerson, PersonStatus, PersonUpdate, Role, Search};
+use crate::store::people::{self, NewPerson, PersonUpdate, Search};
 use crate::store::{os_user, Store};
 
 #[derive(Subcommand, Debug)]
@@ -81,7 +82,7 @@ pub struct AddArgs {
     household_kind: Option<HouseholdKind>,
     /// owner, family, tenant, staff or guard
     #[arg(long)]
-    role: Role,
+    role: ResidentRole,
     #[arg(long, value_name = "DATE")]
     valid_from: Option<Date>,
     /// Last day of access (a tenant's lease end)
@@ -119,7 +120,7 @@ pub struct ListArgs {
     #[arg(long)]
     phone: Option<Phone>,
     #[arg(long)]
-    role: Option<Role>,
+    role: Option<ResidentRole>,
     /// active, suspended or moved_out
     #[arg(long)]
     status: Option<PersonStatus>,
@@ -146,7 +147,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     household_kind: Option<HouseholdKind>,
     #[arg(long)]
-    role: Option<Role>,
+    role: Option<ResidentRole>,
     #[arg(long, value_name = "DATE|none")]
     valid_from: Option<OrNone<Date>>,
     #[arg(long, value_name = "DATE|none")]

@@ -9,8 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use super::{Cli, OutputFormat};
 use crate::control::{self, Request};
 use crate::daemon::simulate::SimOutcome;
-use crate::domain::{CardNumber, GateId};
-use crate::wiegand::CardFormat;
+use crate::domain::{CardFormat, CardNumber, GateId};
 
 #[derive(Subcommand, Debug)]
 pub enum SimulateCommand {

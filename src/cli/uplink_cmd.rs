@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use super::Cli;
 use crate::store::{outbox, Store};
-use crate::uplink::{self, NoGates, Settings, Stopped};
+use crate::uplink::{self, NoGates, Stopped, UplinkSettings};
 
 #[derive(Subcommand, Debug)]
 pub enum UplinkCommand {
@@ -39,7 +39,7 @@ pub fn run(cli: &Cli, cmd: &UplinkCommand) -> Result<ExitCode> {
             broker,
             until_empty,
         } => {
-            let mut settings = Settings::from_config(&config, broker.as_deref())?;
+            let mut settings = UplinkSettings::from_config(&config, broker.as_deref())?;
             settings.exit_when_drained = *until_empty;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -103,7 +103,7 @@ pub fn run(cli: &Cli, cmd: &UplinkCommand) -> Result<ExitCode> {
     }
 }
 
-async fn drain(settings: Settings) -> Result<Stopped> {
+async fn drain(settings: UplinkSettings) -> Result<Stopped> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =

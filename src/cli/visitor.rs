@@ -9,9 +9,8 @@ use clap::Subcommand;
 use super::output::{self, open_store, usage_error, FormatArg, Table};
 use super::Cli;
 use crate::config::Config;
-use crate::domain::{GateId, Plate, ResidentId};
+use crate::domain::{masked_name, GateId, Phone, Plate, ResidentId};
 use crate::enrol::dates::parse_duration;
-use crate::enrol::{masked_name, Phone};
 use crate::store::os_user;
 use crate::store::visitors::{self, NewPass, PassId};
 

@@ -35,11 +35,11 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 pub struct Config {
     pub site: Site,
     #[serde(default)]
-    pub store: Store,
+    pub store: StoreConfig,
     #[serde(default)]
     pub gates: Vec<Gate>,
     #[serde(default)]
-    pub cameras: Vec<Camera>,
+    pub cameras: Vec<CameraConfig>,
     #[serde(default)]
     pub models: Models,
     #[serde(default)]
@@ -95,7 +95,7 @@ impl Site {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Store {
+pub struct StoreConfig {
     /// Directory for the database, device keys, control socket, snapshots and models.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -131,9 +131,9 @@ fn default_audit_retention_days() -> u32 {
     365
 }
 
-impl Default for Store {
+impl Default for StoreConfig {
     fn default() -> Self {
-        Store {
+        StoreConfig {
             data_dir: default_data_dir(),
             database: default_database(),
             retention_days: default_retention_days(),
@@ -271,7 +271,7 @@ fn default_held_open_s() -> u32 {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Camera {
+pub struct CameraConfig {
     pub id: String,
     /// The gate this camera admits people through.
     pub gate: GateId,
@@ -374,7 +374,7 @@ pub struct Face {
     /// How a resident's several enrolled faces are combined: `best`,
     /// `centroid` or `both` (BENCHMARKS.md, "Matching policy").
     #[serde(default)]
-    pub combine: crate::face::Combine,
+    pub combine: crate::domain::embedding::Combine,
     /// Average each face's embedding with its mirror image's.
     #[serde(default)]
     pub flip_average: bool,
@@ -462,7 +462,7 @@ impl Default for Face {
             min_eye_distance_px: default_min_eye_px(),
             min_sharpness: default_min_sharpness(),
             unknown_event_interval_s: default_unknown_interval(),
-            combine: crate::face::Combine::default(),
+            combine: crate::domain::embedding::Combine::default(),
             flip_average: false,
             target_fpir: default_target_fpir(),
             impostor_mean: None,
@@ -680,7 +680,7 @@ impl Config {
                     .ok()
                     .and_then(|p| p.parent().map(Path::to_path_buf))
                     .unwrap_or_else(|| dir.to_path_buf());
-                config.store.device_key = Some(dir.join(crate::store::secret::FILE_NAME));
+                config.store.device_key = Some(dir.join(crate::secret::FILE_NAME));
             }
         }
         Ok(config)
@@ -967,7 +967,7 @@ impl Config {
     /// `<data_dir>/device.key`.
     pub fn device_key_path(&self) -> PathBuf {
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let credential = PathBuf::from(dir).join(crate::store::secret::FILE_NAME);
+            let credential = PathBuf::from(dir).join(crate::secret::FILE_NAME);
             if credential.is_file() {
                 return credential;
             }
@@ -975,7 +975,7 @@ impl Config {
         match &self.store.device_key {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) => self.store.data_dir.join(p),
-            None => self.store.data_dir.join(crate::store::secret::FILE_NAME),
+            None => self.store.data_dir.join(crate::secret::FILE_NAME),
         }
     }
 

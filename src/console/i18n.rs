@@ -5,11 +5,10 @@
 //! reads in both languages at once and nothing can go missing from a table.
 //! Error messages from the library stay in English.
 
-use crate::enrol::IdKind;
+use crate::domain::{IdKind, PersonStatus, ResidentRole};
 use crate::store::addresses::HouseholdKind;
 use crate::store::console::ConsoleRole;
 use crate::store::events::{AccessResult, EventKind};
-use crate::store::people::{PersonStatus, Role};
 
 pub const COOKIE: &str = "gh_lang";
 
@@ -66,13 +65,13 @@ impl Lang {
         }
     }
 
-    pub fn role(self, r: Role) -> &'static str {
+    pub fn role(self, r: ResidentRole) -> &'static str {
         match r {
-            Role::Owner => self.t("业主", "owner"),
-            Role::Family => self.t("家属", "family"),
-            Role::Tenant => self.t("租户", "tenant"),
-            Role::Staff => self.t("员工", "staff"),
-            Role::Guard => self.t("保安", "guard"),
+            ResidentRole::Owner => self.t("业主", "owner"),
+            ResidentRole::Family => self.t("家属", "family"),
+            ResidentRole::Tenant => self.t("租户", "tenant"),
+            ResidentRole::Staff => self.t("员工", "staff"),
+            ResidentRole::Guard => self.t("保安", "guard"),
         }
     }
 

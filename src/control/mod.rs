@@ -19,8 +19,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use crate::daemon::GateHandle;
-use crate::domain::{CardNumber, GateId, Plate};
-use crate::wiegand::{format, CardFormat};
+use crate::domain::{CardFormat, CardNumber, GateId, Plate};
+use crate::wiegand::format;
 
 pub const SOCKET_NAME: &str = "gatehouse.sock";
 /// Longest request line accepted.

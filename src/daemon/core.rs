@@ -16,8 +16,9 @@ use tokio::sync::broadcast;
 use super::clock::Clock;
 use crate::access::{self, AccessState, Credential, Decision, GateContext, Now, Register, Subject};
 use crate::face::recent::FaceWitness;
+use crate::secret::DeviceSecret;
 use crate::store::events::{self, EventRecord, NewEvent};
-use crate::store::{snapshot, DeviceSecret, Readers, Store, Writer};
+use crate::store::{snapshot, Readers, Store, Writer};
 
 pub(crate) struct Decider {
     pub register: Arc<Register>,

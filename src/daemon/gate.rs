@@ -32,7 +32,7 @@ use crate::access::{
     AccessAlarm, Credential, Decision, DenyReason, FaceCheck, GateContext, Now, PinHash, Subject,
 };
 use crate::config::{self, Direction, GateKind, TwoFactor};
-use crate::domain::{CardNumber, CardRead};
+use crate::domain::{CardFormat, CardNumber, CardRead};
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
 use crate::event::EventReason;
 use crate::hw::{Board, Edge, InputPin, Level, Pull};
@@ -235,7 +235,7 @@ pub(crate) enum GateCommand {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CapturedCard {
     pub card: crate::domain::CardNumber,
-    pub format: wiegand::CardFormat,
+    pub format: CardFormat,
 }
 
 /// Faces seen this long before a card is read count for card + face: people
@@ -248,7 +248,7 @@ const FACE_POLL: Duration = Duration::from_millis(100);
 /// owner's face. The gate keeps serving its other inputs meanwhile.
 struct PendingCard {
     card: CardNumber,
-    format: wiegand::CardFormat,
+    format: CardFormat,
     read_at: std::time::Instant,
     deadline: Instant,
     next_check: Instant,
@@ -611,7 +611,7 @@ impl GateTask {
 
     /// A card read at this gate: decided at once, or (at a card + face gate
     /// that needs the face now) once its owner's face is seen or the wait ends.
-    async fn on_card(&mut self, card: CardNumber, format: wiegand::CardFormat) {
+    async fn on_card(&mut self, card: CardNumber, format: CardFormat) {
         if self.ctx.two_factor.mode == TwoFactor::Off {
             let mut p = Presentation::from(Credential::Card(CardRead {
                 number: card,
@@ -655,7 +655,7 @@ impl GateTask {
 
     /// Whether this card, shown alone now, is refused only for want of a face
     /// (two factors needed at this hour, and the register admits its owner).
-    fn face_needed(&self, card: &CardNumber, format: wiegand::CardFormat) -> bool {
+    fn face_needed(&self, card: &CardNumber, format: CardFormat) -> bool {
         let read = CardRead {
             number: card.clone(),
             format,

@@ -82,7 +82,7 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
     }
 
     // The uplink runs even without a broker: it keeps the backlog within its quota.
-    let settings = crate::uplink::Settings::from_config(config, None)?;
+    let settings = crate::uplink::UplinkSettings::from_config(config, None)?;
     started.broker = config.uplink.broker.clone();
     let uplink = crate::uplink::spawn(settings, std::sync::Arc::new(daemon.handle()));
     let mut events = daemon.handle().events();

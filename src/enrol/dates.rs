@@ -25,36 +25,6 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, String> {
 // console and the config accept the same spellings.
 pub use crate::units::{parse_days, parse_duration};
 
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/// The inverse of [`parse_days`], for display: `mon-fri`, `sat,sun`, `daily`.
-pub fn format_days(bits: u8) -> String {
-    if bits & 0x7f == 0x7f {
-        return "daily".into();
-    }
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < 7 {
-        if bits & (1 << i) == 0 {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i + 1 < 7 && bits & (1 << (i + 1)) != 0 {
-            i += 1;
-        }
-        out.push(if i - start >= 2 {
-            format!("{}-{}", DAYS[start], DAYS[i])
-        } else if i > start {
-            format!("{},{}", DAYS[start], DAYS[i])
-        } else {
-            DAYS[start].to_string()
-        });
-        i += 1;
-    }
-    out.join(",")
-}
-
 /// `07:00-22:00` → minutes after midnight, start inclusive, end exclusive
 /// (`24:00` allowed as an end).
 pub fn parse_time_window(raw: &str) -> Result<(u16, u16), String> {
@@ -81,13 +51,10 @@ pub fn parse_time_window(raw: &str) -> Result<(u16, u16), String> {
     Ok((start, end))
 }
 
-pub fn format_minute(m: u16) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::format_days;
 
     #[test]
     fn dates_accept_iso_and_excel_spellings() {

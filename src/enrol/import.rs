@@ -19,12 +19,15 @@ use serde_json::json;
 
 use super::dates::parse_date;
 use super::text::decode;
-use super::{validate_name, IdDocument, IdKind, Phone};
-use crate::domain::{CardNumber, Plate, ResidentId};
+use crate::domain::{
+    validate_name, CardFormat, CardNumber, IdDocument, IdKind, Phone, Plate, ResidentId,
+    ResidentRole,
+};
+use crate::store::addresses::HouseholdKind;
 use crate::store::addresses::{household_at, Address};
 use crate::store::atomic::atomically;
-use crate::store::cards::{self, CardFormat};
-use crate::store::people::{self, NewPerson, PersonUpdate, Role};
+use crate::store::cards;
+use crate::store::people::{self, NewPerson, PersonUpdate};
 use crate::store::vehicles::{self, VehicleInfo};
 use crate::store::Store;
 
@@ -162,7 +165,7 @@ struct Fields {
     doc: Option<IdDocument>,
     phone: Option<Option<Phone>>,
     address: Option<Option<Address>>,
-    role: Option<Role>,
+    role: Option<ResidentRole>,
     valid_until: Option<Option<NaiveDate>>,
     cards: Option<Vec<(CardNumber, CardFormat)>>,
     plates: Option<Vec<Plate>>,
@@ -191,7 +194,7 @@ struct Row {
     doc: IdDocument,
     phone: Option<Phone>,
     address: Option<Address>,
-    role: Role,
+    role: ResidentRole,
     valid_until: Option<NaiveDate>,
     cards: Vec<(CardNumber, CardFormat)>,
     plates: Vec<Plate>,
@@ -418,7 +421,7 @@ fn parse_row(
         };
         check.ok(column, r.map(Some))
     };
-    let role = check.ok(Column::Role, get(Column::Role).parse::<Role>());
+    let role = check.ok(Column::Role, get(Column::Role).parse::<ResidentRole>());
     let valid_until = match get(Column::ValidUntil) {
         "" => Some(None),
         d => check.ok(Column::ValidUntil, parse_date(d).map(Some)),
@@ -695,8 +698,13 @@ fn apply_row(
                 Some(a) => Some(match households.get(a) {
                     Some(h) => *h,
                     None => {
-                        let h =
-                            household_at(conn, actor, a, None, row.role.default_household_kind())?;
+                        let h = household_at(
+                            conn,
+                            actor,
+                            a,
+                            None,
+                            HouseholdKind::default_for(row.role),
+                        )?;
                         new_household = Some((a.clone(), h));
                         h
                     }

@@ -28,9 +28,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::gallery::{Combine, Gallery};
+use super::gallery::Gallery;
 use super::openset::Sample;
 use crate::config::Config;
+use crate::domain::embedding::Combine;
 use crate::domain::ResidentId;
 use crate::models::ModelSpec;
 

@@ -43,7 +43,7 @@ impl Embedding {
 
     /// Cosine similarity (both are unit length, so the dot product).
     pub fn cosine(&self, other: &Embedding) -> f32 {
-        super::gallery::dot(&self.0, &other.0)
+        crate::domain::embedding::dot(&self.0, &other.0)
     }
 
     /// Little-endian f32 bytes, as stored in the database.

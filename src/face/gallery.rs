@@ -17,6 +17,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::quantized::{self, Int8Rows, Span};
+use crate::domain::embedding::Combine;
 use crate::domain::ResidentId;
 
 /// One resident's score against a probe.
@@ -38,53 +39,6 @@ impl Ranked {
     /// How far the best beats the second identity (the full score if there is none).
     pub fn margin(&self) -> f32 {
         self.best.score - self.second.map_or(-1.0, |s| s.score)
-    }
-}
-
-/// How the several enrolled faces of one resident make that resident's score
-/// (measured with `gatehouse face eval-1n`; BENCHMARKS.md "Matching policy").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Combine {
-    /// The best cosine over the resident's enrolled faces.
-    Best,
-    /// The cosine with the normalised mean of the resident's faces (one row
-    /// per resident). The default: the best of K faces widens the stranger
-    /// score tail, the mean narrows it (BENCHMARKS.md).
-    #[default]
-    Centroid,
-    /// The best over the enrolled faces and their centroid.
-    Both,
-}
-
-impl Combine {
-    /// Gallery rows for `faces` enrolled faces of `residents` people.
-    pub fn rows(self, faces: usize, residents: usize) -> usize {
-        match self {
-            Combine::Best => faces,
-            Combine::Centroid => residents,
-            Combine::Both => faces + residents,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Combine::Best => "best",
-            Combine::Centroid => "centroid",
-            Combine::Both => "both",
-        }
-    }
-}
-
-impl std::str::FromStr for Combine {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Combine, String> {
-        match s {
-            "best" => Ok(Combine::Best),
-            "centroid" => Ok(Combine::Centroid),
-            "both" => Ok(Combine::Both),
-            other => Err(format!("expected best, centroid or both, got {other:?}")),
-        }
     }
 }
 
@@ -489,27 +443,6 @@ fn dot_i16(probe: &[f32], codes: &[i16]) -> f32 {
     sum
 }
 
-/// Dot product with eight independent accumulators, so the compiler can keep
-/// it in SIMD registers (a single running sum cannot be reordered).
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let chunks = n / 8;
-    for i in 0..chunks {
-        let (x, y) = (&a[i * 8..i * 8 + 8], &b[i * 8..i * 8 + 8]);
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    let mut sum = (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]);
-    for i in chunks * 8..n {
-        sum += a[i] * b[i];
-    }
-    sum
-}
-
 /// The gallery the gates search, replaceable while they run.
 #[derive(Clone, Debug)]
 pub struct GalleryHandle(Arc<RwLock<Arc<Gallery>>>);
@@ -552,6 +485,7 @@ impl GalleryHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::embedding::dot;
 
     fn r(n: i64) -> ResidentId {
         ResidentId(n)
@@ -626,14 +560,6 @@ mod tests {
         assert_eq!((g.identities(), g.len()), (1, 1));
         assert_eq!("both".parse::<Combine>(), Ok(Combine::Both));
         assert!("mean".parse::<Combine>().is_err());
-    }
-
-    #[test]
-    fn dot_matches_the_naive_sum_for_odd_lengths() {
-        let a: Vec<f32> = (0..13).map(|i| i as f32 * 0.1).collect();
-        let b: Vec<f32> = (0..13).map(|i| 1.0 - i as f32 * 0.05).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-5);
     }
 
     #[test]

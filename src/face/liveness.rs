@@ -28,7 +28,7 @@ use ort::value::TensorRef;
 use super::cv;
 use super::detect::{BBox, Normalize};
 use crate::config::Config;
-use crate::models::{self, Manifest, ModelSpec, Role};
+use crate::models::{self, Manifest, ModelRole, ModelSpec};
 
 /// The fused p(real) a face must reach to count as live, unless `[face]
 /// liveness_threshold` says otherwise. The attacks' scores move with the
@@ -259,7 +259,7 @@ impl Liveness {
         }
         let mut loaded = Vec::new();
         for name in &config.models.liveness {
-            let spec = super::model_with_role(&manifest, name, Role::Liveness)?;
+            let spec = super::model_with_role(&manifest, name, ModelRole::Liveness)?;
             loaded.push(
                 LivenessModel::load(
                     spec,

@@ -36,11 +36,13 @@ use anyhow::{Context, Result};
 use opencv::core::Mat;
 
 use crate::config::Config;
-use crate::models::{self, Manifest, ModelSpec, Role};
+use crate::models::{self, Manifest, ModelRole, ModelSpec};
 
 pub use detect::{BBox, Detection, Detector, Landmarks};
 pub use embed::{Embedder, Embedding};
-pub use gallery::{Combine, Gallery, GalleryHandle, IdentityScore, Ranked};
+pub use gallery::{Gallery, GalleryHandle, IdentityScore, Ranked};
+
+use crate::domain::embedding::Combine;
 pub use policy::{FrameVerdict, MatchPolicy};
 pub use quality::{Quality, QualityGate, Rejection};
 
@@ -73,8 +75,10 @@ impl FaceEngine {
         crate::onnx::init(config.models.onnxruntime.as_deref())?;
         let manifest = Manifest::for_config(config)?;
         let dir = config.models_dir();
-        let detector_spec = model_with_role(&manifest, &config.models.detector, Role::Detector)?;
-        let embedder_spec = model_with_role(&manifest, &config.models.embedder, Role::Embedder)?;
+        let detector_spec =
+            model_with_role(&manifest, &config.models.detector, ModelRole::Detector)?;
+        let embedder_spec =
+            model_with_role(&manifest, &config.models.embedder, ModelRole::Embedder)?;
         let detector = Detector::load(
             detector_spec,
             &models::installed_path(detector_spec, &dir)?,
@@ -196,7 +200,7 @@ pub struct Observation {
 pub fn model_with_role<'m>(
     manifest: &'m Manifest,
     name: &str,
-    role: Role,
+    role: ModelRole,
 ) -> Result<&'m ModelSpec> {
     let spec = manifest.get(name)?;
     if spec.role != role {
@@ -211,7 +215,7 @@ pub fn model_with_role<'m>(
 /// The configured embedder's manifest entry (for thresholds and the model name).
 pub fn embedder_spec(config: &Config) -> Result<ModelSpec> {
     let manifest = Manifest::for_config(config)?;
-    Ok(model_with_role(&manifest, &config.models.embedder, Role::Embedder)?.clone())
+    Ok(model_with_role(&manifest, &config.models.embedder, ModelRole::Embedder)?.clone())
 }
 
 /// Flags faces made by another embedder than `model` as stale (and clears

@@ -669,7 +669,7 @@ impl Drop for PipelineHandle {
 /// file ends, or until the receiver is dropped.
 pub fn spawn(
     config: &Config,
-    camera: &crate::config::Camera,
+    camera: &crate::config::CameraConfig,
     gallery: GalleryHandle,
     tx: mpsc::Sender<FaceEvent>,
 ) -> Result<PipelineHandle> {
@@ -689,7 +689,7 @@ pub fn spawn(
 /// comparing them with the station's `watchlist`.
 fn spawn_with(
     config: &Config,
-    camera: &crate::config::Camera,
+    camera: &crate::config::CameraConfig,
     gallery: GalleryHandle,
     tx: mpsc::Sender<FaceEvent>,
     gate_memory: SharedGateMemory,

@@ -41,9 +41,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::gallery::{Combine, Gallery, IdentityScore, Ranked};
+use super::gallery::{Gallery, IdentityScore, Ranked};
 use super::quality::Rejection;
 use crate::access::FaceCheck;
+use crate::domain::embedding::Combine;
 use crate::domain::ResidentId;
 use crate::models::ModelSpec;
 

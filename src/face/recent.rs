@@ -281,7 +281,7 @@ impl FaceWitness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::face::gallery::Combine;
+    use crate::domain::embedding::Combine;
 
     fn policy() -> MatchPolicy {
         MatchPolicy {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use super::gallery::dot;
 use super::policy::KOfM;
+use crate::domain::embedding::dot;
 use crate::store::station_queries::{self, WatchAction};
 
 /// The same entry alarms again at the same gate after this long.
@@ -266,7 +266,7 @@ mod tests {
                 margin: 0.05,
                 confirm_k: k,
                 confirm_m: m,
-                combine: crate::face::gallery::Combine::Best,
+                combine: crate::domain::embedding::Combine::Best,
                 cooldown: Duration::from_secs(5),
                 unknown_interval: Duration::from_secs(30),
             };

@@ -32,7 +32,7 @@ pub use plate::{
     listed_alternatives, read_plate, resolve, CameraText, PlateCandidate, PlateRead, Resolution,
     Substitution,
 };
-pub use server::{router, LprServer, Settings};
+pub use server::{router, LprServer, LprServerSettings};
 
 /// What a request said, before the config is consulted.
 #[derive(Clone, Debug, PartialEq)]

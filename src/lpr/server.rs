@@ -36,7 +36,7 @@ pub const TOKEN_HEADER: &str = "x-gatehouse-token";
 
 /// Everything the endpoint needs from the config, with the secret loaded.
 #[derive(Clone)]
-pub struct Settings {
+pub struct LprServerSettings {
     pub lpr: Lpr,
     pub token: String,
     /// Every configured gate and its kind.
@@ -45,9 +45,9 @@ pub struct Settings {
     pub utc_offset_minutes: i32,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for LprServerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("LprServerSettings")
             .field("lpr", &self.lpr)
             .field("token", &"<redacted>")
             .field("gates", &self.gates)
@@ -57,9 +57,9 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-impl Settings {
+impl LprServerSettings {
     /// Reads `token_file` when the config names one.
-    pub fn from_config(config: &Config) -> Result<Settings> {
+    pub fn from_config(config: &Config) -> Result<LprServerSettings> {
         let lpr = config.lpr.clone();
         let token = match (&lpr.token, &lpr.token_file) {
             (Some(token), _) => token.clone(),
@@ -73,7 +73,7 @@ impl Settings {
             }
             (None, None) => anyhow::bail!("[lpr] needs token_file or token"),
         };
-        Ok(Settings {
+        Ok(LprServerSettings {
             lpr,
             token,
             gates: config
@@ -101,7 +101,7 @@ impl LprServer {
             .lpr
             .listen
             .context("lpr.listen is not set, so the LPR endpoint is off")?;
-        let settings = Settings::from_config(config)?;
+        let settings = LprServerSettings::from_config(config)?;
         crate::http_server::raise_open_files_limit();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -151,7 +151,7 @@ impl LprServer {
 }
 
 struct App<S> {
-    settings: Settings,
+    settings: LprServerSettings,
     sink: S,
     /// The last answer per (gate, plate as read), for repeats within `repeat_window_s`.
     answered: std::sync::Mutex<HashMap<(GateId, String), (std::time::Instant, serde_json::Value)>>,
@@ -159,7 +159,7 @@ struct App<S> {
 
 /// The routes, for serving or for calling in-process (the peer address comes
 /// from the `ConnectInfo<SocketAddr>` request extension).
-pub fn router<S: PlateSink>(settings: Settings, sink: S) -> Router {
+pub fn router<S: PlateSink>(settings: LprServerSettings, sink: S) -> Router {
     let limit = settings.lpr.max_body_kb as usize * 1024;
     let app = Arc::new(App {
         settings,

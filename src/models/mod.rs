@@ -21,7 +21,7 @@ pub const BUILTIN_MANIFEST: &str = include_str!("../../models/models.toml");
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum ModelRole {
     Detector,
     Embedder,
     /// Presentation-attack detection (liveness): a crop around the face box →
@@ -40,7 +40,7 @@ pub enum ChannelOrder {
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub name: String,
-    pub role: Role,
+    pub role: ModelRole,
     pub file: String,
     pub sha256: String,
     /// Where to download it; absent for mirror-only models.
@@ -135,7 +135,7 @@ impl Manifest {
                     m.name
                 );
             }
-            if m.role == Role::Embedder
+            if m.role == ModelRole::Embedder
                 && (m.input_width.is_none()
                     || m.input_height.is_none()
                     || m.embedding_size.is_none())
@@ -145,7 +145,7 @@ impl Manifest {
                     m.name
                 );
             }
-            if m.role == Role::Liveness
+            if m.role == ModelRole::Liveness
                 && (m.input_width.is_none()
                     || m.input_height.is_none()
                     || !m.crop_scale.is_some_and(|s| s.is_finite() && s >= 1.0)
@@ -338,8 +338,14 @@ mod tests {
     #[test]
     fn builtin_manifest_parses_and_has_the_product_defaults() {
         let manifest = Manifest::builtin();
-        assert_eq!(manifest.get("yunet-2023mar").unwrap().role, Role::Detector);
-        assert_eq!(manifest.get("sface-2021dec").unwrap().role, Role::Embedder);
+        assert_eq!(
+            manifest.get("yunet-2023mar").unwrap().role,
+            ModelRole::Detector
+        );
+        assert_eq!(
+            manifest.get("sface-2021dec").unwrap().role,
+            ModelRole::Embedder
+        );
         assert!(manifest
             .get("mobilefacenet")
             .unwrap()

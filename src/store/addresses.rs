@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{now_rfc3339, Store};
+use crate::domain::ResidentRole;
 
 /// `3-2-501`: building 3, unit 2, room 501.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -143,6 +144,15 @@ impl HouseholdKind {
             HouseholdKind::SharedRental => "shared_rental",
             HouseholdKind::Dormitory => "dormitory",
             HouseholdKind::Shop => "shop",
+        }
+    }
+
+    /// The kind of household a new resident of `role` starts at an address.
+    pub fn default_for(role: ResidentRole) -> HouseholdKind {
+        match role {
+            ResidentRole::Owner | ResidentRole::Family => HouseholdKind::OwnerOccupied,
+            ResidentRole::Tenant => HouseholdKind::Rented,
+            ResidentRole::Staff | ResidentRole::Guard => HouseholdKind::Dormitory,
         }
     }
 }

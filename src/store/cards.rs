@@ -10,10 +10,7 @@ use serde_json::json;
 use super::atomic::atomically;
 use super::people::{self, holder_from_row, select_holder, Holder};
 use super::{now_rfc3339, Store};
-use crate::domain::{CardNumber, ResidentId};
-
-/// The frame format a card's reader sends (one type with `wiegand`'s).
-pub use crate::domain::CardFormat;
+use crate::domain::{CardFormat, CardNumber, ResidentId};
 
 impl ToSql for CardFormat {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

@@ -11,8 +11,9 @@ use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::json;
 
-use super::{now_rfc3339, DeviceSecret, Store};
+use super::{now_rfc3339, Store};
 use crate::domain::ResidentId;
+use crate::secret::DeviceSecret;
 
 /// Purpose string for [`DeviceSecret::derive_key`].
 pub const CROP_KEY_PURPOSE: &str = "face-crop";

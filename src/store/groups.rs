@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::atomic::atomically;
-use super::people::{self, Role};
+use super::people;
 use super::Store;
-use crate::domain::{GateId, ResidentId};
-use crate::enrol::dates::{format_days, format_minute};
+use crate::domain::{GateId, ResidentId, ResidentRole};
+use crate::units::{format_days, format_minute};
 
 /// A weekly window at one gate: `days` bit 0 = Monday … bit 6 = Sunday;
 /// minutes after local midnight, start inclusive, end exclusive.
@@ -58,7 +58,7 @@ impl std::fmt::Display for Window {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Member {
-    Role(Role),
+    Role(ResidentRole),
     Person(ResidentId),
 }
 
@@ -220,7 +220,7 @@ pub fn remove_member(store: &Store, actor: &str, name: &str, member: Member) -> 
     })
 }
 
-fn columns(m: Member) -> (Option<Role>, Option<i64>) {
+fn columns(m: Member) -> (Option<ResidentRole>, Option<i64>) {
     match m {
         Member::Role(r) => (Some(r), None),
         Member::Person(p) => (None, Some(p.0)),
@@ -232,7 +232,7 @@ fn members_of(conn: &Connection, group: i64) -> Result<Vec<Member>> {
         "SELECT role, person_id FROM access_group_member WHERE group_id = ?1 ORDER BY role IS NULL, role, person_id",
     )?;
     let rows = stmt.query_map([group], |r| {
-        let role: Option<Role> = r.get(0)?;
+        let role: Option<ResidentRole> = r.get(0)?;
         let person: Option<i64> = r.get(1)?;
         Ok(match (role, person) {
             (Some(role), _) => Member::Role(role),
@@ -282,7 +282,11 @@ pub fn list(conn: &Connection) -> Result<Vec<AccessGroup>> {
 }
 
 /// The groups that apply to a person, directly or through their role.
-pub fn names_for_person(conn: &Connection, person: ResidentId, role: Role) -> Result<Vec<String>> {
+pub fn names_for_person(
+    conn: &Connection,
+    person: ResidentId,
+    role: ResidentRole,
+) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT g.name FROM access_group g JOIN access_group_member m ON m.group_id = g.id
          WHERE m.person_id = ?1 OR m.role = ?2 ORDER BY g.name",
@@ -297,7 +301,7 @@ pub fn names_for_person(conn: &Connection, person: ResidentId, role: Role) -> Re
 pub fn windows_for(
     conn: &Connection,
     person: ResidentId,
-    role: Role,
+    role: ResidentRole,
 ) -> Result<Option<Vec<Window>>> {
     let ids: Vec<i64> = conn
         .prepare_cached(

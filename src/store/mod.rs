@@ -21,7 +21,6 @@ pub mod outbox;
 pub mod people;
 pub mod readers;
 pub mod retention;
-pub mod secret;
 pub mod snapshot;
 pub mod station_queries;
 pub mod strangers;
@@ -36,8 +35,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OpenFlags};
 
+use crate::secret::{self, DeviceSecret};
 pub use readers::Readers;
-pub use secret::DeviceSecret;
 
 /// An open database plus the device secret that keys its hashes.
 pub struct Store {

@@ -5,122 +5,23 @@
 //! a masked form. Every change is audited with the actor; reads of personal
 //! data (`show`, `search`, a revealed phone number) are audited too.
 
-use std::fmt;
-
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::addresses::{self, Address, AddressPrefix, HouseholdKind};
 use super::atomic::atomically;
 use super::{now_rfc3339, Store};
-use crate::domain::{CardNumber, Plate, ResidentId};
-use crate::enrol::{masked_name, validate_name, IdDocument, IdKind, Phone};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Owner,
-    Family,
-    Tenant,
-    Staff,
-    Guard,
-}
-
-impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Owner,
-        Role::Family,
-        Role::Tenant,
-        Role::Staff,
-        Role::Guard,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Family => "family",
-            Role::Tenant => "tenant",
-            Role::Staff => "staff",
-            Role::Guard => "guard",
-        }
-    }
-
-    /// The kind of household a new resident of this role starts at an address.
-    pub fn default_household_kind(self) -> HouseholdKind {
-        match self {
-            Role::Owner | Role::Family => HouseholdKind::OwnerOccupied,
-            Role::Tenant => HouseholdKind::Rented,
-            Role::Staff | Role::Guard => HouseholdKind::Dormitory,
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    /// English or the words a property office uses (业主, 家属, 租户, 员工, 保安).
-    fn from_str(s: &str) -> Result<Role, String> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "owner" | "业主" => Role::Owner,
-            "family" | "家属" | "家庭成员" => Role::Family,
-            "tenant" | "租户" | "租客" => Role::Tenant,
-            "staff" | "员工" | "物业" => Role::Staff,
-            "guard" | "保安" | "门卫" => Role::Guard,
-            _ => {
-                return Err(format!(
-                    "unknown role {:?}; expected one of {}",
-                    s.trim(),
-                    Role::ALL.map(|r| r.as_str()).join(", ")
-                ))
-            }
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PersonStatus {
-    Active,
-    Suspended,
-    MovedOut,
-}
-
-impl PersonStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PersonStatus::Active => "active",
-            PersonStatus::Suspended => "suspended",
-            PersonStatus::MovedOut => "moved_out",
-        }
-    }
-}
-
-impl std::str::FromStr for PersonStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<PersonStatus, String> {
-        Ok(match s.trim() {
-            "active" => PersonStatus::Active,
-            "suspended" => PersonStatus::Suspended,
-            "moved_out" | "moved-out" => PersonStatus::MovedOut,
-            other => {
-                return Err(format!(
-                    "unknown status {other:?}; expected active, suspended or moved_out"
-                ))
-            }
-        })
-    }
-}
+use crate::domain::{
+    masked_name, validate_name, CardNumber, IdDocument, IdKind, PersonStatus, Phone, Plate,
+    ResidentId, ResidentRole,
+};
 
 macro_rules! sql_text_enum {
     ($($t:ty),*) => {$(
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
         impl ToSql for $t {
             fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
                 Ok(self.as_str().into())
@@ -133,7 +34,7 @@ macro_rules! sql_text_enum {
         }
     )*};
 }
-sql_text_enum!(Role, PersonStatus);
+sql_text_enum!(ResidentRole, PersonStatus);
 
 impl ToSql for IdKind {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -156,7 +57,7 @@ pub struct NewPerson {
     pub name: String,
     pub id_document: Option<IdDocument>,
     pub phone: Option<Phone>,
-    pub role: Role,
+    pub role: ResidentRole,
     pub address: Option<Address>,
     /// Kind of a new household at `address` (default from the role); changes
     /// the kind of an existing household when given.
@@ -171,7 +72,7 @@ pub struct NewPerson {
 }
 
 impl NewPerson {
-    pub fn new(name: &str, role: Role) -> NewPerson {
+    pub fn new(name: &str, role: ResidentRole) -> NewPerson {
         NewPerson {
             name: name.to_string(),
             id_document: None,
@@ -196,7 +97,7 @@ pub struct Person {
     pub id_kind: Option<IdKind>,
     pub id_masked: Option<String>,
     pub phone: Option<Phone>,
-    pub role: Role,
+    pub role: ResidentRole,
     pub status: PersonStatus,
     pub household_id: Option<i64>,
     pub household_kind: Option<HouseholdKind>,
@@ -346,7 +247,7 @@ pub(crate) fn insert(
             actor,
             a,
             new.household_kind,
-            new.role.default_household_kind(),
+            HouseholdKind::default_for(new.role),
         )?),
         None => None,
     };
@@ -492,7 +393,7 @@ pub struct Search {
     pub plate: Option<Plate>,
     pub id_document: Option<IdDocument>,
     pub phone: Option<Phone>,
-    pub role: Option<Role>,
+    pub role: Option<ResidentRole>,
     pub status: Option<PersonStatus>,
     pub limit: Option<u32>,
 }
@@ -502,7 +403,7 @@ pub struct Search {
 pub struct PersonSummary {
     pub id: ResidentId,
     pub name: String,
-    pub role: Role,
+    pub role: ResidentRole,
     pub status: PersonStatus,
     pub address: Option<Address>,
     pub phone: Option<Phone>,
@@ -644,7 +545,7 @@ pub struct PersonUpdate {
     pub name: Option<String>,
     pub id_document: Option<Option<IdDocument>>,
     pub phone: Option<Option<Phone>>,
-    pub role: Option<Role>,
+    pub role: Option<ResidentRole>,
     pub address: Option<Option<Address>>,
     pub household_kind: Option<HouseholdKind>,
     pub valid_from: Option<Option<NaiveDate>>,
@@ -763,7 +664,7 @@ pub(crate) fn apply_update(
                 actor,
                 a,
                 change.household_kind,
-                role.default_household_kind(),
+                HouseholdKind::default_for(role),
             )?),
             None => None,
         };
@@ -907,7 +808,7 @@ pub fn remove(store: &Store, actor: &str, id: ResidentId) -> Result<Removed> {
 pub struct Holder {
     pub person: ResidentId,
     pub masked_name: String,
-    pub role: Role,
+    pub role: ResidentRole,
     pub status: PersonStatus,
     pub valid_from: Option<NaiveDate>,
     pub valid_until: Option<NaiveDate>,
@@ -954,19 +855,4 @@ pub fn households_by_person(conn: &Connection) -> Result<Vec<(ResidentId, i64)>>
         .collect::<rusqlite::Result<Vec<_>>>()
         .context("cannot read households")?;
     Ok(rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_accept_english_and_property_office_words() {
-        assert_eq!("tenant".parse::<Role>().unwrap(), Role::Tenant);
-        assert_eq!("Owner".parse::<Role>().unwrap(), Role::Owner);
-        assert_eq!("租户".parse::<Role>().unwrap(), Role::Tenant);
-        assert_eq!("保安".parse::<Role>().unwrap(), Role::Guard);
-        let e = "landlord".parse::<Role>().unwrap_err();
-        assert!(e.contains("unknown role \"landlord\""), "{e}");
-    }
 }

@@ -9,8 +9,8 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-use crate::access::{mask_name, Bound, Person, Register, Role, Status, VisitorPass, Window};
-use crate::domain::{GateId, Plate, ResidentId};
+use crate::access::{Bound, PassEntry, PersonEntry, Register, Window};
+use crate::domain::{masked_name, GateId, PersonStatus, Plate, ResidentId, ResidentRole};
 
 /// A register row that was read in part or skipped, phrased for the log.
 pub type Warning = String;
@@ -104,13 +104,13 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
         let valid_from = bound("valid_from", valid_from);
         let valid_until = bound("valid_until", valid_until);
         let permit_until = bound("residence_permit_until", permit_until);
-        let role = role.parse::<Role>().unwrap_or_else(|e| {
+        let role = role.parse::<ResidentRole>().unwrap_or_else(|e| {
             problems.push(format!("role: {e}"));
-            Role::Owner
+            ResidentRole::Owner
         });
-        let status = status.parse::<Status>().unwrap_or_else(|e| {
+        let status = status.parse::<PersonStatus>().unwrap_or_else(|e| {
             problems.push(format!("status: {e}"));
-            Status::Suspended
+            PersonStatus::Suspended
         });
         let invalid = (!problems.is_empty()).then(|| problems.join("; "));
         if let Some(why) = &invalid {
@@ -119,9 +119,9 @@ fn load_persons(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warnin
                 ResidentId(id)
             ));
         }
-        reg.add_person(Person {
+        reg.add_person(PersonEntry {
             id: ResidentId(id),
-            masked_name: mask_name(&name),
+            masked_name: masked_name(&name),
             role,
             status,
             valid_from,
@@ -183,7 +183,7 @@ fn load_passes(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning
         let until: String = row.get(7)?;
         let uses_left: Option<i64> = row.get(8)?;
         let plate: Option<String> = row.get(3)?;
-        let read = || -> Result<(VisitorPass, [u8; 32], Option<Plate>), String> {
+        let read = || -> Result<(PassEntry, [u8; 32], Option<Plate>), String> {
             let pin: [u8; 32] = pin_hash
                 .as_slice()
                 .try_into()
@@ -205,10 +205,10 @@ fn load_passes(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning
                 Some(p) => Some(p.parse::<Plate>()?),
             };
             Ok((
-                VisitorPass {
+                PassEntry {
                     id,
                     host: ResidentId(row.get(1).map_err(|e| e.to_string())?),
-                    masked_name: mask_name(&row.get::<_, String>(2).map_err(|e| e.to_string())?),
+                    masked_name: masked_name(&row.get::<_, String>(2).map_err(|e| e.to_string())?),
                     gates,
                     valid_from: Bound::parse(&from).map_err(|e| format!("valid_from: {e}"))?,
                     valid_until: Bound::parse(&until).map_err(|e| format!("valid_until: {e}"))?,
@@ -266,7 +266,7 @@ fn load_groups(conn: &Connection, reg: &mut Register, warnings: &mut Vec<Warning
         let person: Option<i64> = row.get(2)?;
         match (role, person) {
             (_, Some(p)) => reg.add_person_member(group, ResidentId(p)),
-            (Some(role), None) => match role.parse::<Role>() {
+            (Some(role), None) => match role.parse::<ResidentRole>() {
                 Ok(role) => reg.add_role_member(group, role),
                 Err(e) => warnings.push(format!("access_group_member of group {group}: {e}")),
             },

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CardNumber, Plate, ResidentId};
+use crate::domain::{masked_name, CardNumber, Plate, ResidentId};
 
 /// How the station names the resident it asks about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,8 +47,6 @@ pub struct ResidentSummary {
     pub valid_until: Option<String>,
 }
 
-pub use crate::enrol::mask::masked_name as mask_name;
-
 pub fn find_resident(conn: &Connection, key: &ResidentKey) -> Result<Option<ResidentSummary>> {
     const SELECT: &str = "SELECT p.id, p.name, p.role, p.status, p.valid_until, \
                           a.building, a.unit, a.room FROM person p \
@@ -72,7 +70,7 @@ pub fn find_resident(conn: &Connection, key: &ResidentKey) -> Result<Option<Resi
         let room: Option<String> = r.get(7)?;
         Ok(ResidentSummary {
             resident_id: ResidentId(r.get(0)?).to_string(),
-            name_masked: mask_name(&name),
+            name_masked: masked_name(&name),
             role: r.get(2)?,
             status: r.get(3)?,
             address: match (building, unit, room) {

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::faces::{blob_f32, f32_blob};
-use crate::face::gallery::dot;
+use crate::domain::embedding::dot;
 
 /// One unknown face to keep.
 #[derive(Clone, Debug)]

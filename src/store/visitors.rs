@@ -15,10 +15,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::atomic::atomically;
-use super::people::{self, phone_col, PersonStatus};
+use super::people::{self, phone_col};
 use super::{now_rfc3339, Store};
-use crate::domain::{GateId, Plate, ResidentId};
-use crate::enrol::{masked_name, validate_name, Phone};
+use crate::domain::{masked_name, validate_name, GateId, PersonStatus, Phone, Plate, ResidentId};
 
 /// Longest window a pass may cover: longer stays are residents, not visitors.
 pub const MAX_WINDOW_DAYS: i64 = 31;

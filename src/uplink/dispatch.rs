@@ -24,7 +24,7 @@ use super::actions::{GatewayActions, RemoteOpen};
 use super::args::*;
 use super::command::{self, Refusal, RefusalCode, Reply, SignedCommand, Verified};
 use super::db::Db;
-use super::settings::Settings;
+use super::settings::UplinkSettings;
 use crate::domain::{GateId, ResidentId};
 use crate::store::events::{self, EventFilter};
 use crate::store::station_queries::{self, ResidentKey};
@@ -41,7 +41,7 @@ struct TrustedNow {
 }
 
 pub(crate) struct Dispatcher<A> {
-    pub settings: Arc<Settings>,
+    pub settings: Arc<UplinkSettings>,
     pub db: Db,
     pub actions: Arc<A>,
     pub reply_key: SigningKey,

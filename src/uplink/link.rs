@@ -26,7 +26,7 @@ use super::actions::GatewayActions;
 use super::db::Db;
 use super::dispatch::Dispatcher;
 use super::payload::{Heartbeat, LinkState, StatusPayload};
-use super::settings::{Broker, Settings};
+use super::settings::{Broker, UplinkSettings};
 use super::snapshots;
 use super::status;
 use super::Stopped;
@@ -91,7 +91,7 @@ struct Session {
 }
 
 pub(crate) struct Link<A> {
-    pub settings: Arc<Settings>,
+    pub settings: Arc<UplinkSettings>,
     pub db: Db,
     pub dispatcher: Dispatcher<A>,
     pub actions: Arc<A>,

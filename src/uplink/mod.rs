@@ -11,7 +11,7 @@
 //!
 //! Wiring (the daemon):
 //! ```ignore
-//! let settings = uplink::Settings::from_config(&config, cli_broker.as_deref())?;
+//! let settings = uplink::UplinkSettings::from_config(&config, cli_broker.as_deref())?;
 //! let uplink = uplink::spawn(settings, Arc::new(actions));   // inside the tokio runtime
 //! uplink.wake();                                              // after each events::append
 //! uplink.stop().await?;                                       // on SIGTERM, after the last event
@@ -39,10 +39,11 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::{watch, Notify};
 
 pub use actions::{GatewayActions, NoGates, RemoteOpen};
-pub use settings::{Broker, Settings, Timing};
+pub use settings::{Broker, Timing, UplinkSettings};
 pub use topics::Topics;
 
-use crate::store::{DeviceSecret, Readers, Store, Writer};
+use crate::secret::DeviceSecret;
+use crate::store::{Readers, Store, Writer};
 
 /// A running uplink task.
 pub struct Handle {
@@ -73,7 +74,7 @@ impl Handle {
 }
 
 /// Spawns [`run`] on the current tokio runtime.
-pub fn spawn<A: GatewayActions>(settings: Settings, actions: Arc<A>) -> Handle {
+pub fn spawn<A: GatewayActions>(settings: UplinkSettings, actions: Arc<A>) -> Handle {
     let wake = Arc::new(Notify::new());
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run(settings, actions, wake.clone(), stop_rx));
@@ -101,7 +102,7 @@ pub enum Stopped {
 /// uplink drain`), a connection it opens at `settings.db_path`. Its reads
 /// use read-only connections (WAL), so they never wait for the writer.
 pub async fn run<A: GatewayActions>(
-    settings: Settings,
+    settings: UplinkSettings,
     actions: Arc<A>,
     wake: Arc<Notify>,
     shutdown: watch::Receiver<bool>,

@@ -114,7 +114,7 @@ impl Default for Timing {
 }
 
 #[derive(Clone)]
-pub struct Settings {
+pub struct UplinkSettings {
     pub topics: Topics,
     pub broker: Option<Broker>,
     /// For `mqtts://`: the station's CA and this gateway's certificate.
@@ -134,9 +134,9 @@ pub struct Settings {
     pub exit_when_drained: bool,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for UplinkSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("UplinkSettings")
             .field("topics", &self.topics)
             .field("broker", &self.broker)
             .field("tls", &self.tls.is_some())
@@ -147,10 +147,10 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-impl Settings {
+impl UplinkSettings {
     /// Resolves `[uplink]`; `broker_override` (the `--broker` flag) wins over
     /// `uplink.broker`.
-    pub fn from_config(config: &Config, broker_override: Option<&str>) -> Result<Settings> {
+    pub fn from_config(config: &Config, broker_override: Option<&str>) -> Result<UplinkSettings> {
         let u = &config.uplink;
         let topics = Topics::new(&config.site.id, &config.site.gateway_id)?;
         let broker = match broker_override {
@@ -231,7 +231,7 @@ impl Settings {
             heartbeat: Duration::from_secs(heartbeat_s as u64),
             ..Timing::default()
         };
-        Ok(Settings {
+        Ok(UplinkSettings {
             client_id: format!("gatehouse-{}-{}", config.site.id, config.site.gateway_id),
             topics,
             broker,
@@ -320,16 +320,16 @@ mod tests {
     fn names_the_key_of_a_bad_station_key_or_missing_file() {
         let mut config = Config::demo();
         config.uplink.station_keys = vec!["not-a-key".into()];
-        let err = Settings::from_config(&config, None).unwrap_err();
+        let err = UplinkSettings::from_config(&config, None).unwrap_err();
         assert!(
             format!("{err:#}").contains("uplink.station_keys[0]"),
             "{err:#}"
         );
         let mut config = Config::demo();
         config.uplink.ca_file = Some("/nonexistent/ca.pem".into());
-        let err = Settings::from_config(&config, Some("mqtts://h:8883")).unwrap_err();
+        let err = UplinkSettings::from_config(&config, Some("mqtts://h:8883")).unwrap_err();
         assert!(format!("{err:#}").contains("uplink.ca_file"), "{err:#}");
-        let err = Settings::from_config(&Config::demo(), Some("tcp://h")).unwrap_err();
+        let err = UplinkSettings::from_config(&Config::demo(), Some("tcp://h")).unwrap_err();
         assert!(format!("{err:#}").contains("--broker"), "{err:#}");
     }
 }

@@ -3,10 +3,7 @@
 //! H10304, keypad keys (4-bit, or 8-bit with the complement in the high
 //! nibble) and raw frames of other plausible lengths.
 
-use crate::domain::CardNumber;
-
-/// Which layout a card frame had (one type with the register's `card.format`).
-pub use crate::domain::CardFormat;
+use crate::domain::{CardFormat, CardNumber};
 
 /// A key on a Wiegand keypad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,12 +206,8 @@ pub fn encode_card(card: &CardNumber, format: Option<CardFormat>) -> Result<Vec<
         CardNumber::Raw(bits) => return Ok(bits.chars().map(|c| c == '1').collect()),
         CardNumber::Formatted { facility, number } => (u64::from(*facility), *number),
     };
-    let fits = |f: CardFormat| match f {
-        CardFormat::Wiegand26 => facility < 1 << 8 && number < 1 << 16,
-        CardFormat::Wiegand34 => facility < 1 << 16 && number < 1 << 16,
-        CardFormat::Wiegand37 => facility < 1 << 16 && number < 1 << 19,
-        CardFormat::Raw => false,
-    };
+    // The limits of each format are `CardFormat`'s, the register's own rule.
+    let fits = |f: CardFormat| f != CardFormat::Raw && f.check(card).is_ok();
     let format = match format {
         Some(f) if fits(f) => f,
         Some(f) => {

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use format::{CardFormat, Frame, Key, RejectKind, Rejection};
+pub use format::{Frame, Key, RejectKind, Rejection};
 pub use pulses::{pulse_train, Timing};
 
-use crate::domain::CardNumber;
+use crate::domain::{CardFormat, CardNumber};
 use crate::hw::{Edge, Level};
 
 /// A frame ends after this long without an edge.

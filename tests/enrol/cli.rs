@@ -4,7 +4,7 @@
 use crate::enrol_support;
 
 use enrol_support::Site;
-use gatehouse::domain::{CardNumber, Plate, ResidentId};
+use gatehouse::domain::{CardNumber, PersonStatus, Plate, ResidentId, ResidentRole};
 use gatehouse::store::visitors::{self, Pin};
 use gatehouse::store::{cards, events, people, vehicles};
 
@@ -277,15 +277,15 @@ fn suspend_resume_and_move_out_change_status_seen_by_the_gate_lookup() {
             .unwrap()
             .status
     };
-    assert_eq!(status(), people::PersonStatus::Active);
+    assert_eq!(status(), PersonStatus::Active);
     assert!(site
         .ok(&["resident", "suspend", "R1"])
         .contains("active -> suspended"));
-    assert_eq!(status(), people::PersonStatus::Suspended);
+    assert_eq!(status(), PersonStatus::Suspended);
     site.ok(&["resident", "resume", "R1"]);
-    assert_eq!(status(), people::PersonStatus::Active);
+    assert_eq!(status(), PersonStatus::Active);
     site.ok(&["resident", "move-out", "R1"]);
-    assert_eq!(status(), people::PersonStatus::MovedOut);
+    assert_eq!(status(), PersonStatus::MovedOut);
 }
 
 #[test]
@@ -308,7 +308,7 @@ fn resident_remove_needs_yes_deletes_credentials_and_keeps_events_pseudonymous()
         let mut store = site.store();
         let mut e = events::NewEvent::now(events::EventKind::Access, true);
         e.subject_id = Some(ResidentId(1));
-        e.subject_name = Some(gatehouse::enrol::masked_name("张三"));
+        e.subject_name = Some(gatehouse::domain::masked_name("张三"));
         e.credential_kind = Some("card".into());
         events::append(store.conn_mut(), &e).unwrap();
     }
@@ -617,7 +617,7 @@ fn access_groups_record_windows_and_members() {
     assert_eq!(code, 1);
     let store = site.store();
     let windows =
-        gatehouse::store::groups::windows_for(store.conn(), ResidentId(1), people::Role::Tenant)
+        gatehouse::store::groups::windows_for(store.conn(), ResidentId(1), ResidentRole::Tenant)
             .unwrap()
             .expect("R1 is bound by a group");
     assert_eq!(windows.len(), 1);
@@ -630,7 +630,7 @@ fn access_groups_record_windows_and_members() {
         (0x1f, 420, 1320)
     );
     let unbound =
-        gatehouse::store::groups::windows_for(store.conn(), ResidentId(9), people::Role::Owner)
+        gatehouse::store::groups::windows_for(store.conn(), ResidentId(9), ResidentRole::Owner)
             .unwrap();
     assert_eq!(unbound, None, "an owner in no group is not restricted");
     drop(store);

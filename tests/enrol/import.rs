@@ -4,7 +4,7 @@
 use crate::enrol_support;
 
 use enrol_support::{id_number, residents_csv, Site, HEADER};
-use gatehouse::domain::ResidentId;
+use gatehouse::domain::{ResidentId, ResidentRole};
 use gatehouse::enrol::import::{import_residents, ImportOptions};
 use gatehouse::store::people;
 
@@ -35,7 +35,7 @@ fn imports_a_utf8_file_with_cards_plates_and_addresses() {
     assert_eq!(p.address.unwrap().to_string(), "3-3-103");
     assert_eq!(
         p.id_masked.unwrap(),
-        gatehouse::enrol::mask::mask_all(&id_number(2))
+        gatehouse::domain::mask::mask_all(&id_number(2))
     );
     let listed = site.ok(&["resident", "list", "--card", "0:2", "--format", "csv"]);
     assert!(listed.contains("R3,李娜"), "{listed}");
@@ -61,7 +61,7 @@ fn imports_utf8_with_bom_and_gb18030_as_excel_saves_them() {
         );
         let p = people::get(site.store().conn(), ResidentId(1)).unwrap();
         assert_eq!(p.name, "张三", "{name}");
-        assert_eq!(p.role, people::Role::Tenant);
+        assert_eq!(p.role, ResidentRole::Tenant);
         assert_eq!(p.address.unwrap().to_string(), "3-2-501");
         assert_eq!(p.valid_until.unwrap().to_string(), "2027-06-30");
     }
@@ -74,7 +74,7 @@ fn accepts_chinese_column_names() {
     let file = site.write("zh.csv", &gb18030(text));
     site.ok(&["import", "residents", file.to_str().unwrap()]);
     let p = people::get(site.store().conn(), ResidentId(1)).unwrap();
-    assert_eq!((p.name.as_str(), p.role), ("王芳", people::Role::Owner));
+    assert_eq!((p.name.as_str(), p.role), ("王芳", ResidentRole::Owner));
 }
 
 #[test]

@@ -74,7 +74,7 @@ fn the_database_file_never_holds_an_id_number_in_clear() {
 
     let bytes = file_bytes(&site);
     assert!(bytes.len() > 4096, "the database has content");
-    let masked = gatehouse::enrol::mask::mask_all(&updated);
+    let masked = gatehouse::domain::mask::mask_all(&updated);
     assert!(
         contains(&bytes, &masked),
         "the masked form {masked} is stored"

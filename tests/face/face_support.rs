@@ -129,8 +129,8 @@ pub fn people() -> Vec<String> {
 }
 
 /// The demo's camera: the Hamilton clip (Lin-Manuel Miranda on stage), looping, at `gate`.
-pub fn clip_camera(gate: &str) -> gatehouse::config::Camera {
-    gatehouse::config::Camera {
+pub fn clip_camera(gate: &str) -> gatehouse::config::CameraConfig {
+    gatehouse::config::CameraConfig {
         id: "east-cam".into(),
         gate: gate.parse().expect("gate id"),
         source: path_str(&faces("video/short_hamilton_clip.mp4")),

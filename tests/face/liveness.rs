@@ -231,7 +231,7 @@ async fn the_daemon_refuses_a_printed_photo_raises_the_alarm_and_opens_for_the_p
     write_video(&live_video, &lives[..20], 6, 8);
     // The photo at the east entrance, the person at the exit: both 1:N gates,
     // so liveness is on without being configured.
-    let camera = |id: &str, gate: &str, source: &Path| gatehouse::config::Camera {
+    let camera = |id: &str, gate: &str, source: &Path| gatehouse::config::CameraConfig {
         id: id.into(),
         gate: gate.parse().unwrap(),
         source: path_str(source),

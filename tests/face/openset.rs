@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use face_support::{faces, path_str, stderr, stdout, FaceEnv};
 use gatehouse::access::{
-    self, mask_name, AccessPolicy, AccessState, Credential, DenyReason, FaceCheck, GateContext,
-    Now, Person, Register, Role, Status, TwoFactorRule,
+    self, AccessPolicy, AccessState, Credential, DenyReason, FaceCheck, GateContext, Now,
+    PersonEntry, Register, TwoFactorRule,
 };
 use gatehouse::config::TwoFactor;
-use gatehouse::domain::CardNumber;
+use gatehouse::domain::{masked_name, CardNumber, PersonStatus, ResidentRole};
 use gatehouse::face::pipeline::FrameProcessor;
 use gatehouse::face::recent::SharedRecentFaces;
 use gatehouse::face::{self, FaceEngine, GalleryHandle, MatchPolicy};
@@ -325,11 +325,11 @@ fn card_and_face_opens_for_the_owners_face_only() {
     camera.share_recent_faces(recent.clone());
 
     let mut register = Register::new(480);
-    register.add_person(Person {
+    register.add_person(PersonEntry {
         id: kit,
-        masked_name: mask_name("Kit"),
-        role: Role::Owner,
-        status: Status::Active,
+        masked_name: masked_name("Kit"),
+        role: ResidentRole::Owner,
+        status: PersonStatus::Active,
         valid_from: None,
         valid_until: None,
         permit_until: None,

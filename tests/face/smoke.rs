@@ -257,7 +257,7 @@ fn the_video_clip_through_the_camera_path_produces_face_events() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut config = env.config.clone();
-    config.cameras = vec![gatehouse::config::Camera {
+    config.cameras = vec![gatehouse::config::CameraConfig {
         id: "east-cam".into(),
         gate: "east".parse().unwrap(),
         source: path_str(&faces("video/short_hamilton_clip.mp4")),

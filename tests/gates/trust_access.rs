@@ -11,11 +11,11 @@ use std::time::Duration;
 use common::Scratch;
 use gatehouse::config::Config;
 use gatehouse::daemon::{Daemon, DaemonOptions, GateHandle};
-use gatehouse::domain::GateId;
+use gatehouse::domain::{CardFormat, GateId};
 use gatehouse::store::events::{AccessResult, EventRecord};
 use gatehouse::store::station_queries::{watchlist_set, WatchAction, WatchEntry, WatchKind};
 use gatehouse::store::Store;
-use gatehouse::wiegand::{format, CardFormat};
+use gatehouse::wiegand::format;
 use lpr_support::{post_json, Endpoint};
 use rusqlite::params;
 

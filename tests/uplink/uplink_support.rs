@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gatehouse::config::Config;
 use gatehouse::store::events::{self, AccessResult, EventKind, EventRecord, NewEvent};
 use gatehouse::store::Store;
-use gatehouse::uplink::{self, GatewayActions, Settings, Stopped, Timing};
+use gatehouse::uplink::{self, GatewayActions, Stopped, Timing, UplinkSettings};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, MqttOptions};
@@ -55,8 +55,8 @@ impl Gateway {
     }
 
     /// Settings with delays short enough for tests.
-    pub fn settings(&self, broker: Option<&str>) -> Settings {
-        let mut s = Settings::from_config(&self.config(), broker).expect("uplink settings");
+    pub fn settings(&self, broker: Option<&str>) -> UplinkSettings {
+        let mut s = UplinkSettings::from_config(&self.config(), broker).expect("uplink settings");
         s.timing = Timing {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_millis(500),
@@ -252,7 +252,7 @@ pub fn assert_valid(validator: &jsonschema::Validator, what: &str, instance: &Va
 pub struct UplinkTask(uplink::Handle);
 
 impl UplinkTask {
-    pub fn start<A: GatewayActions>(settings: Settings, actions: Arc<A>) -> UplinkTask {
+    pub fn start<A: GatewayActions>(settings: UplinkSettings, actions: Arc<A>) -> UplinkTask {
         UplinkTask(uplink::spawn(settings, actions))
     }
 

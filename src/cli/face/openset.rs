@@ -10,9 +10,10 @@ use clap::Args;
 
 use super::failed;
 use crate::config::Config;
+use crate::domain::embedding::Combine;
 use crate::face::calibrate::{self, percent, Calibrated};
 use crate::face::openset::{self, AnalysedPhotos, OpenSetOptions};
-use crate::face::{self, Combine, FaceEngine, MatchPolicy};
+use crate::face::{self, FaceEngine, MatchPolicy};
 
 /// Where the labelled photos are and how to read them.
 #[derive(Args, Debug, Clone)]

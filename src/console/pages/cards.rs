@@ -10,7 +10,7 @@ use crate::console::auth::Perm;
 use crate::console::web::{Page, Posted};
 use crate::console::CARD_CAPTURE_TIMEOUT;
 use crate::domain::{CardNumber, GateId, Plate, ResidentId};
-use crate::store::cards::{self, CardFormat};
+use crate::store::cards;
 use crate::store::people;
 use crate::store::vehicles::{self, VehicleInfo};
 
@@ -50,7 +50,7 @@ pub async fn capture(
             return Ok(back_to(id, "cards"));
         }
     };
-    let format = captured.format.as_str().parse::<CardFormat>().ok();
+    let format = Some(captured.format);
     let card = captured.card.clone();
     let actor = user.actor();
     let assigned = ctx

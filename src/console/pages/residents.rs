@@ -11,13 +11,13 @@ use crate::console::auth::Perm;
 use crate::console::i18n::Lang;
 use crate::console::layout::{self, csrf};
 use crate::console::web::{see_other, Ctx, Page, Posted};
-use crate::domain::{CardNumber, Plate, ResidentId, PLATE_EMBASSY, PLATE_PROVINCES};
-use crate::enrol::dates::parse_date;
-use crate::enrol::{IdDocument, IdKind, Phone};
-use crate::store::addresses::{Address, AddressPrefix, HouseholdKind};
-use crate::store::people::{
-    self, NewPerson, PersonDetail, PersonStatus, PersonUpdate, Role, Search,
+use crate::domain::{
+    CardNumber, IdDocument, IdKind, PersonStatus, Phone, Plate, ResidentId, ResidentRole,
+    PLATE_EMBASSY, PLATE_PROVINCES,
 };
+use crate::enrol::dates::parse_date;
+use crate::store::addresses::{Address, AddressPrefix, HouseholdKind};
+use crate::store::people::{self, NewPerson, PersonDetail, PersonUpdate, Search};
 
 /// Most rows a search shows.
 const LIST_LIMIT: u32 = 200;
@@ -248,7 +248,7 @@ struct Checked {
     name: String,
     id_document: Option<IdDocument>,
     phone: Option<Phone>,
-    role: Role,
+    role: ResidentRole,
     address: Option<Address>,
     household_kind: Option<HouseholdKind>,
     valid_from: Option<NaiveDate>,
@@ -274,7 +274,7 @@ fn check(l: Lang, f: &PersonForm) -> Result<Checked, Vec<String>> {
             problems.push(format!("{label}: {e}"));
         }
     };
-    let name = crate::enrol::validate_name(&f.name);
+    let name = crate::domain::validate_name(&f.name);
     note(
         l.t("姓名", "name"),
         name.as_ref().map(|_| ()).map_err(Clone::clone),
@@ -295,7 +295,7 @@ fn check(l: Lang, f: &PersonForm) -> Result<Checked, Vec<String>> {
         l.t("手机", "phone"),
         phone.as_ref().map(|_| ()).map_err(Clone::clone),
     );
-    let role = f.role.parse::<Role>();
+    let role = f.role.parse::<ResidentRole>();
     note(
         l.t("身份", "role"),
         role.as_ref().map(|_| ()).map_err(Clone::clone),
@@ -396,7 +396,7 @@ fn person_form(
     let Some(me) = ctx.user.as_ref() else {
         return html! {};
     };
-    let roles: Vec<(String, String)> = Role::ALL
+    let roles: Vec<(String, String)> = ResidentRole::ALL
         .iter()
         .map(|r| (r.as_str().to_string(), l.role(*r).to_string()))
         .collect();

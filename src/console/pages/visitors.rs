@@ -11,11 +11,10 @@ use crate::console::auth::Perm;
 use crate::console::layout::{self, csrf};
 use crate::console::qr;
 use crate::console::web::{see_other, Ctx, Page, Posted};
-use crate::domain::{GateId, Plate, ResidentId};
+use crate::domain::{GateId, PersonStatus, Phone, Plate, ResidentId};
 use crate::enrol::dates::parse_duration;
-use crate::enrol::Phone;
 use crate::store::addresses::AddressPrefix;
-use crate::store::people::{self, PersonStatus, Search};
+use crate::store::people::{self, Search};
 use crate::store::visitors::{self, NewPass, PassId, VisitorPass};
 use crate::store::Store;
 
@@ -169,7 +168,7 @@ fn find_host(store: &Store, actor: &str, host: &str) -> anyhow::Result<ResidentI
             "host: {} active residents at {host} ({}); enter one resident ID",
             many.len(),
             many.iter()
-                .map(|p| format!("{} {}", p.id, crate::enrol::masked_name(&p.name)))
+                .map(|p| format!("{} {}", p.id, crate::domain::masked_name(&p.name)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

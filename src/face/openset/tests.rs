@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::face::gallery::Combine;
+use crate::domain::embedding::Combine;
 
 fn policy() -> MatchPolicy {
     MatchPolicy {

@@ -6,6 +6,9 @@
 //! it cannot be moved (the daemon under `ProtectSystem=strict`), it is used
 //! where it lies with an error-level log line naming the command that moves
 //! it: the gate keeps working, and `doctor` keeps warning.
+//!
+//! Architecture Invariant: a leaf below `domain`, `access` and `store` (all
+//! three key hashes with it); it imports nothing from the crate.
 
 use std::fs;
 use std::io::Write;
