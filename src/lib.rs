@@ -24,6 +24,7 @@ pub mod lpr;
 pub mod metrics;
 pub mod models;
 pub mod onnx;
+pub mod site;
 pub mod station;
 pub mod store;
 pub mod units;

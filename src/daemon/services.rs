@@ -103,6 +103,17 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         }
     });
 
+    // The site's register (issue 17): the registry's publisher or a gate's receiver.
+    if let Some(settings) = crate::site::Settings::from_config(config)? {
+        let config = config.clone();
+        let stop = daemon.shutdown_signal();
+        daemon.spawn(async move {
+            if let Err(e) = crate::site::run(&config, settings, stop).await {
+                tracing::error!("site register task stopped: {e:#}");
+            }
+        });
+    }
+
     start_cameras(daemon, config, &mut started).await;
 
     let handle = daemon.handle();
