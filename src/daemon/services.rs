@@ -107,9 +107,26 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
     if let Some(settings) = crate::site::Settings::from_config(config)? {
         let config = config.clone();
         let stop = daemon.shutdown_signal();
+        let applied = std::sync::Arc::new(tokio::sync::Notify::new());
+        let wake = applied.clone();
         daemon.spawn(async move {
-            if let Err(e) = crate::site::run(&config, settings, stop).await {
+            if let Err(e) = crate::site::run(&config, settings, stop, wake).await {
                 tracing::error!("site register task stopped: {e:#}");
+            }
+        });
+        // A change applied at a gate is decided on at once, not at the next poll.
+        let handle = daemon.handle();
+        let mut stop = daemon.shutdown_signal();
+        daemon.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = applied.notified() => {
+                        if let Err(e) = handle.reload_register(false).await {
+                            tracing::error!("register reload failed (keeping the previous one): {e:#}");
+                        }
+                    }
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { break },
+                }
             }
         });
     }

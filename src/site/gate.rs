@@ -4,6 +4,7 @@
 //! retained. Anything refused raises a `site_log_rejected` alarm and changes
 //! nothing; a gap asks the registry for what is missing.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -11,7 +12,7 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::wire::{self, Incoming, Mark, Order, Rejection, Request, Topics};
 use super::Settings;
@@ -30,9 +31,16 @@ struct Gate {
     catching_up: Option<Instant>,
     /// The applied seq when the current catch-up was asked for.
     asked_at: i64,
+    /// Woken after each applied change (the daemon reloads its register).
+    applied: Arc<Notify>,
 }
 
-pub async fn run(store: Store, settings: Settings, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(
+    store: Store,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+    applied_notify: Arc<Notify>,
+) -> Result<()> {
     let topics = Topics::new(&settings.site);
     let (client, mut eventloop) = AsyncClient::new(settings.mqtt_options(), 1024);
     let applied = site_log::applied_seq(store.conn())?;
@@ -44,6 +52,7 @@ pub async fn run(store: Store, settings: Settings, mut shutdown: watch::Receiver
         client,
         catching_up: None,
         asked_at: applied,
+        applied: applied_notify,
     };
     loop {
         tokio::select! {
@@ -116,7 +125,7 @@ impl Gate {
                 if snapshot.seq > self.applied()? {
                     site_log::apply_snapshot(self.store.conn(), &snapshot)?;
                     tracing::info!(seq = snapshot.seq, "site gate: applied the register snapshot");
-                    self.report();
+                    self.applied_one();
                 }
                 Ok(())
             }
@@ -125,7 +134,7 @@ impl Gate {
                 match wire::order(applied, entry.seq) {
                     Order::Next => {
                         site_log::apply_entry(self.store.conn(), &entry)?;
-                        self.report();
+                        self.applied_one();
                         Ok(())
                     }
                     Order::Applied => Ok(()),
@@ -180,6 +189,12 @@ impl Gate {
             }
             Err(e) => tracing::warn!("site gate: cannot ask for a catch-up: {e}"),
         }
+    }
+
+    /// Tells the daemon and the site how far the register is now.
+    fn applied_one(&self) {
+        self.applied.notify_one();
+        self.report();
     }
 
     /// Publishes the applied seq, retained, for the registry and the console.

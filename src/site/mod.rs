@@ -15,12 +15,13 @@ pub mod keys;
 pub mod registry;
 pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::v5::MqttOptions;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, SiteRole};
 use crate::store::Store;
@@ -116,15 +117,21 @@ impl Settings {
 
 /// Runs this gateway's part of the site until `shutdown` turns true: the
 /// registry's publisher or the gate's receiver, on its own connection to
-/// the database.
-pub async fn run(config: &Config, settings: Settings, shutdown: watch::Receiver<bool>) -> Result<()> {
+/// the database. A gate wakes `applied` after each change it applies, so the
+/// daemon reloads its register at once rather than at its next poll.
+pub async fn run(
+    config: &Config,
+    settings: Settings,
+    shutdown: watch::Receiver<bool>,
+    applied: Arc<Notify>,
+) -> Result<()> {
     let store = Store::open_config(config)?;
     match settings.role {
         SiteRole::Registry => {
             let key = keys::load_or_create(&config.site_signing_key_path())?;
             registry::run(store, settings, key, shutdown).await
         }
-        SiteRole::Gate => gate::run(store, settings, shutdown).await,
+        SiteRole::Gate => gate::run(store, settings, shutdown, applied).await,
         SiteRole::Standalone => Ok(()),
     }
 }
