@@ -529,6 +529,17 @@ pub fn status(conn: &Connection) -> Result<Status> {
     })
 }
 
+/// [`status`] of the database at `db_path`, opened read-only (`doctor`,
+/// `gate status`: nothing is created or migrated).
+pub fn status_at(db_path: &std::path::Path) -> Result<Status> {
+    let conn = Connection::open_with_flags(
+        db_path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    status(&conn).with_context(|| format!("{}", db_path.display()))
+}
+
 /// The last entry a gate applied.
 pub fn applied_seq(conn: &Connection) -> Result<i64> {
     Ok(conn

@@ -229,6 +229,9 @@ fn a_card_enrolled_at_the_registry_opens_at_the_gate_until_its_tenant_moves_out(
     registry.stop();
     let s = swipe(&gate_config, gate.path(), "10:4343");
     assert!(s.contains("east: GRANTED card 10:**43 R5"), "{s}");
+    let status = stdout(&cli(&gate_config, gate.path(), &["gate", "status"]));
+    let line = format!("site: gate of site qingbo: register at entry {}, last applied 20", head(reg.path()));
+    assert!(status.contains(&line), "{status}");
     assert!(rejections(gate.path()).is_empty());
 }
 
