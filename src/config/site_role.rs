@@ -82,7 +82,8 @@ impl Site {
                 if self.registry_key.is_some() {
                     return Err((
                         "site.registry_key".into(),
-                        "the registry signs with site.signing_key; registry_key is for gates".into(),
+                        "the registry signs with site.signing_key; registry_key is for gates"
+                            .into(),
                     ));
                 }
             }
@@ -172,23 +173,31 @@ mod tests {
     #[test]
     fn names_the_key_of_a_role_that_lacks_what_it_needs() {
         let err = parse("role = \"registry\"").unwrap_err();
-        assert!(err.starts_with("site.toml: site.broker: a registry"), "{err}");
+        assert!(
+            err.starts_with("site.toml: site.broker: a registry"),
+            "{err}"
+        );
         let err = parse("role = \"hub\"").unwrap_err();
         assert!(err.contains("site.role"), "{err}");
         let err = parse("signing_key = \"site.key\"").unwrap_err();
-        assert!(err.starts_with("site.toml: site.signing_key: only used"), "{err}");
+        assert!(
+            err.starts_with("site.toml: site.signing_key: only used"),
+            "{err}"
+        );
         let err = parse(&format!(
             "role = \"registry\"\nbroker = \"tcp://x\"\nregistry_key = \"{}\"",
             key()
         ))
         .unwrap_err();
-        assert!(err.starts_with("site.toml: site.broker: expected mqtt://"), "{err}");
+        assert!(
+            err.starts_with("site.toml: site.broker: expected mqtt://"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_registrys_key_sits_beside_the_device_secret_by_default() {
-        let mut config =
-            parse("role = \"registry\"\nbroker = \"mqtt://127.0.0.1:1883\"").unwrap();
+        let mut config = parse("role = \"registry\"\nbroker = \"mqtt://127.0.0.1:1883\"").unwrap();
         config.store.device_key = Some(PathBuf::from("/etc/gatehouse/device.key"));
         assert_eq!(
             config.site_signing_key_path(),

@@ -124,7 +124,10 @@ impl Gate {
             Ok(Incoming::Snapshot(snapshot)) => {
                 if snapshot.seq > self.applied()? {
                     site_log::apply_snapshot(self.store.conn(), &snapshot)?;
-                    tracing::info!(seq = snapshot.seq, "site gate: applied the register snapshot");
+                    tracing::info!(
+                        seq = snapshot.seq,
+                        "site gate: applied the register snapshot"
+                    );
                     self.applied_one();
                 }
                 Ok(())
@@ -231,7 +234,8 @@ impl Gate {
             "seq": seq,
             "site": self.settings.site,
         }));
-        events::append(self.store.conn(), &event).context("cannot record the site_log_rejected alarm")?;
+        events::append(self.store.conn(), &event)
+            .context("cannot record the site_log_rejected alarm")?;
         Ok(())
     }
 }

@@ -77,7 +77,10 @@ mod tests {
         ));
         let path = dir.join("site.key");
         let first = load_or_create(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(load_or_create(&path).unwrap().to_bytes(), first.to_bytes());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(format!("{:#}", load(&path).unwrap_err()).contains("chmod 600"));

@@ -105,7 +105,10 @@ fn publish_new(
 }
 
 fn publish_head(client: &AsyncClient, topics: &Topics, head: i64) {
-    let mark = Mark { seq: head, at: None };
+    let mark = Mark {
+        seq: head,
+        at: None,
+    };
     let payload = serde_json::to_vec(&mark).unwrap_or_default();
     if let Err(e) = client.try_publish(topics.head(), QoS::AtLeastOnce, true, payload) {
         tracing::warn!("site registry: cannot queue the head: {e}");

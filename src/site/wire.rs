@@ -124,9 +124,14 @@ pub enum Rejection {
     Malformed(String),
     Unsigned,
     BadSignature,
-    WrongSite { site: String },
+    WrongSite {
+        site: String,
+    },
     /// Not the next entry: some are missing before it.
-    Gap { expected: i64, got: i64 },
+    Gap {
+        expected: i64,
+        got: i64,
+    },
 }
 
 impl Rejection {
@@ -267,11 +272,17 @@ mod tests {
         let pinned = key(1).verifying_key();
         let body = canonical_body(&entry("lotus", 3));
         let forged = entry_message(&body, &sign(&key(2), &body));
-        assert_eq!(open(&forged, "lotus", &pinned), Err(Rejection::BadSignature));
+        assert_eq!(
+            open(&forged, "lotus", &pinned),
+            Err(Rejection::BadSignature)
+        );
         let unsigned = format!("{{\"entry\":{body}}}").into_bytes();
         assert_eq!(open(&unsigned, "lotus", &pinned), Err(Rejection::Unsigned));
         let tampered = entry_message(&body.replace("\"id\":4", "\"id\":5"), &sign(&key(1), &body));
-        assert_eq!(open(&tampered, "lotus", &pinned), Err(Rejection::BadSignature));
+        assert_eq!(
+            open(&tampered, "lotus", &pinned),
+            Err(Rejection::BadSignature)
+        );
         let other = canonical_body(&entry("peony", 3));
         let foreign = entry_message(&other, &sign(&key(1), &other));
         assert_eq!(

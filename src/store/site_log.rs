@@ -64,7 +64,10 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         members: Option<Vec<Map<String, Value>>>,
     },
-    Delete { table: String, id: i64 },
+    Delete {
+        table: String,
+        id: i64,
+    },
 }
 
 /// One register change of the site, as signed by the registry.
@@ -213,7 +216,11 @@ fn guard_triggers(conn: &Connection, site_id: &str) -> Result<String> {
                 .collect();
             format!("UPDATE OF {}", columns.join(", "))
         };
-        for (suffix, event) in [("bi", "INSERT".to_string()), ("bu", update), ("bd", "DELETE".into())] {
+        for (suffix, event) in [
+            ("bi", "INSERT".to_string()),
+            ("bu", update),
+            ("bd", "DELETE".into()),
+        ] {
             sql.push_str(&format!(
                 "CREATE TRIGGER site_guard_{table}_{suffix} BEFORE {event} ON {table} {when} \
                  BEGIN SELECT RAISE(ABORT, '{message}'); END;\n"
@@ -245,7 +252,9 @@ pub fn seal(conn: &Connection) -> Result<Option<i64>> {
         return Ok(None);
     }
     let site: Option<String> =
-        conn.query_row("SELECT site_id FROM site_state WHERE id = 1", [], |r| r.get(0))?;
+        conn.query_row("SELECT site_id FROM site_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
     let keys: Vec<(String, i64)> = conn
         .prepare("SELECT tbl, key FROM site_pending GROUP BY tbl, key ORDER BY min(id)")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -297,7 +306,10 @@ fn order(changes: &mut [Change]) {
 }
 
 fn table_rank(table: &str) -> usize {
-    TABLES.iter().position(|t| *t == table).unwrap_or(TABLES.len())
+    TABLES
+        .iter()
+        .position(|t| *t == table)
+        .unwrap_or(TABLES.len())
 }
 
 /// The row's state now: an upsert of its full row, or its deletion.
@@ -333,7 +345,9 @@ fn read_rows(
     filter: &str,
     key: i64,
 ) -> Result<Vec<Map<String, Value>>> {
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {table} WHERE {filter} ORDER BY rowid"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT * FROM {table} WHERE {filter} ORDER BY rowid"
+    ))?;
     let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
     let rows = stmt
         .query_map([key], |r| row_to_json(table, &names, r))?
@@ -438,7 +452,12 @@ pub fn entries_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<
     entries_where(conn, "seq > ?1 AND sig IS NOT NULL", after, limit as i64)
 }
 
-fn entries_where(conn: &Connection, filter: &str, after: i64, limit: i64) -> Result<Vec<StoredEntry>> {
+fn entries_where(
+    conn: &Connection,
+    filter: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEntry>> {
     let sql = format!(
         "SELECT seq, body, sig FROM site_log WHERE {filter} AND seq > ?1 ORDER BY seq LIMIT ?2"
     );
@@ -486,7 +505,9 @@ pub fn snapshot(conn: &Connection) -> Result<(Snapshot, String)> {
     super::atomic::atomically(conn, |conn| {
         seal(conn)?;
         let site: Option<String> =
-            conn.query_row("SELECT site_id FROM site_state WHERE id = 1", [], |r| r.get(0))?;
+            conn.query_row("SELECT site_id FROM site_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
         let mut tables = Map::new();
         for table in TABLES.iter().chain(GROUP_CHILDREN) {
             tables.insert(table.to_string(), Value::Array(all_rows(conn, table)?));
@@ -519,7 +540,11 @@ pub fn status(conn: &Connection) -> Result<Status> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .context("cannot read the site state")?;
-    let seq = if role == "registry" { head(conn)? } else { applied_seq };
+    let seq = if role == "registry" {
+        head(conn)?
+    } else {
+        applied_seq
+    };
     Ok(Status {
         role,
         site_id,
@@ -587,7 +612,11 @@ pub fn apply_snapshot(conn: &Connection, snapshot: &Snapshot) -> Result<()> {
     .with_context(|| format!("cannot apply the register snapshot at {}", snapshot.seq))
 }
 
-fn within_apply(conn: &Connection, seq: i64, f: impl FnOnce(&Connection) -> Result<()>) -> Result<()> {
+fn within_apply(
+    conn: &Connection,
+    seq: i64,
+    f: impl FnOnce(&Connection) -> Result<()>,
+) -> Result<()> {
     super::atomic::atomically(conn, |conn| {
         // Checked at commit, so rows may arrive in any order within the change.
         conn.pragma_update(None, "defer_foreign_keys", true)?;
@@ -643,7 +672,12 @@ fn known_table(table: &str) -> Result<&'static str> {
 
 /// Inserts a row (as an upsert on `id` when `upsert`); only the table's own
 /// columns are accepted, so a signed entry still cannot name SQL.
-fn insert_row(conn: &Connection, table: &str, row: &Map<String, Value>, upsert: bool) -> Result<()> {
+fn insert_row(
+    conn: &Connection,
+    table: &str,
+    row: &Map<String, Value>,
+    upsert: bool,
+) -> Result<()> {
     let known = columns_of(conn, table)?;
     let mut columns = Vec::with_capacity(row.len());
     let mut values = Vec::with_capacity(row.len());
@@ -669,7 +703,10 @@ fn insert_row(conn: &Connection, table: &str, row: &Map<String, Value>, upsert: 
         if updates.is_empty() {
             sql.push_str(" ON CONFLICT(id) DO NOTHING");
         } else {
-            sql.push_str(&format!(" ON CONFLICT(id) DO UPDATE SET {}", updates.join(", ")));
+            sql.push_str(&format!(
+                " ON CONFLICT(id) DO UPDATE SET {}",
+                updates.join(", ")
+            ));
         }
     }
     conn.prepare_cached(&sql)?

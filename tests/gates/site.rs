@@ -197,7 +197,11 @@ fn a_card_enrolled_at_the_registry_opens_at_the_gate_until_its_tenant_moves_out(
         "{err}"
     );
 
-    stdout(&cli(&reg_config, reg.path(), &["resident", "move-out", &id]));
+    stdout(&cli(
+        &reg_config,
+        reg.path(),
+        &["resident", "move-out", &id],
+    ));
     wait_synced(reg.path(), gate.path(), &north);
     let s = swipe(&gate_config, gate.path(), "10:777");
     assert!(s.contains("DENIED card"), "{s}");
@@ -230,7 +234,10 @@ fn a_card_enrolled_at_the_registry_opens_at_the_gate_until_its_tenant_moves_out(
     let s = swipe(&gate_config, gate.path(), "10:4343");
     assert!(s.contains("east: GRANTED card 10:**43 R5"), "{s}");
     let status = stdout(&cli(&gate_config, gate.path(), &["gate", "status"]));
-    let line = format!("site: gate of site qingbo: register at entry {}, last applied 20", head(reg.path()));
+    let line = format!(
+        "site: gate of site qingbo: register at entry {}, last applied 20",
+        head(reg.path())
+    );
     assert!(status.contains(&line), "{status}");
     assert!(rejections(gate.path()).is_empty());
 }
@@ -261,7 +268,11 @@ fn forged(key: &ed25519_dalek::SigningKey, site: &str, seq: i64) -> Vec<u8> {
 }
 
 fn publish(port: u16, topic: &str, payload: Vec<u8>) {
-    let mut o = MqttOptions::new(format!("forger-{}", rand::random::<u32>()), "127.0.0.1", port);
+    let mut o = MqttOptions::new(
+        format!("forger-{}", rand::random::<u32>()),
+        "127.0.0.1",
+        port,
+    );
     o.set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = Client::new(o, 10);
     client
@@ -309,7 +320,9 @@ fn forged_foreign_and_out_of_order_entries_are_refused_with_an_alarm_and_change_
     wait_caught_up(reg.path(), gate.path());
     same_register(reg.path(), gate.path());
     let forged_person: i64 = db(gate.path())
-        .query_row("SELECT count(*) FROM person WHERE id = 900", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM person WHERE id = 900", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(forged_person, 0);
 }
