@@ -140,6 +140,8 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         config.store.audit_retention_days,
         config.face.stranger_days,
     );
+    // A site's gate holds the registry's passes: the registry purges them and the deletion replicates.
+    let purges_passes = config.site.role != crate::config::SiteRole::Gate;
     let stop = until_shutdown(daemon.shutdown_signal());
     daemon.spawn(async move {
         let purge = async {
@@ -149,7 +151,9 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
                     .with_store(move |store| {
                         // Ended visitor passes go a day after their window, freeing their PINs.
                         let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
-                        crate::store::visitors::purge_ended(store, "retention", day_ago)?;
+                        if purges_passes {
+                            crate::store::visitors::purge_ended(store, "retention", day_ago)?;
+                        }
                         // Unregistered people's faces go after `[face] stranger_days`.
                         let strangers =
                             crate::store::strangers::purge(store.conn(), stranger_days)?;
