@@ -54,9 +54,16 @@ pub async fn run(
         asked_at: applied,
         applied: applied_notify,
     };
+    let mut tick = tokio::time::interval(gate.settings.timing.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
+            _ = tick.tick() => {
+                if let Err(e) = gate.report_uses() {
+                    tracing::warn!("site gate: {e:#}");
+                }
+            }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => gate.connected(),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -192,6 +199,25 @@ impl Gate {
             }
             Err(e) => tracing::warn!("site gate: cannot ask for a catch-up: {e}"),
         }
+    }
+
+    /// Reports the visitor-pass uses spent here to the registry, which
+    /// redistributes them. Window: until the registry's entry reaches the
+    /// other gates (well under a second online; while the broker or the
+    /// registry is down, a pass can be used once at each gate).
+    fn report_uses(&self) -> Result<()> {
+        let (upto, uses) = site_log::unreported_uses(self.store.conn())?;
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let topic = self.topics.uses(&self.settings.gateway);
+        for report in &uses {
+            let payload = serde_json::to_vec(report).unwrap_or_default();
+            self.client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                .context("cannot queue a visitor use for the registry")?;
+        }
+        site_log::clear_uses(self.store.conn(), upto)
     }
 
     /// Tells the daemon and the site how far the register is now.

@@ -44,11 +44,18 @@ pub async fn run(
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     let _ = client.try_subscribe(topics.request(), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics.uses_all(), QoS::AtLeastOnce);
                     publish_head(&client, &topics, published);
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == topics.request().as_bytes() => {
-                    if let Err(e) = answer(store.conn(), &key, &client, &topics, &p.payload, settings.catchup_batch) {
-                        tracing::warn!("site registry: cannot answer a catch-up request: {e:#}");
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let topic = String::from_utf8_lossy(&p.topic);
+                    let result = if topic == topics.request() {
+                        answer(store.conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
+                    } else {
+                        visitor_use(store.conn(), &topics, &topic, &p.payload)
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!("site registry: {e:#}");
                     }
                 }
                 Ok(_) => {}
@@ -113,6 +120,33 @@ fn publish_head(client: &AsyncClient, topics: &Topics, head: i64) {
     if let Err(e) = client.try_publish(topics.head(), QoS::AtLeastOnce, true, payload) {
         tracing::warn!("site registry: cannot queue the head: {e}");
     }
+}
+
+/// A gate spent a visitor-pass use: lower the pass here, which makes the
+/// entry that tells every other gate.
+fn visitor_use(
+    conn: &rusqlite::Connection,
+    topics: &Topics,
+    topic: &str,
+    payload: &[u8],
+) -> Result<()> {
+    let gate = topics
+        .gate_of(topic)
+        .with_context(|| format!("a message on an unexpected topic {topic}"))?;
+    crate::domain::validate_slug(gate)
+        .map_err(anyhow::Error::msg)
+        .context("visitor use: gate")?;
+    let report: site_log::VisitorUse =
+        serde_json::from_slice(payload).context("a visitor use report that is not JSON")?;
+    if site_log::merge_use(conn, gate, report)? {
+        tracing::info!(
+            gate,
+            pass = report.pass,
+            uses_left = report.uses_left,
+            "site registry: a gate spent a visitor use"
+        );
+    }
+    Ok(())
 }
 
 fn answer(

@@ -48,6 +48,24 @@ impl Topics {
         format!("{}/gate/{gate}/applied", self.root)
     }
 
+    /// Visitor-pass uses spent at a gate, for the registry to redistribute.
+    pub fn uses(&self, gate: &str) -> String {
+        format!("{}/gate/{gate}/uses", self.root)
+    }
+
+    pub fn uses_all(&self) -> String {
+        format!("{}/gate/+/uses", self.root)
+    }
+
+    /// The gate a per-gate topic names.
+    pub fn gate_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic
+            .strip_prefix(self.root.as_str())?
+            .strip_prefix("/gate/")?
+            .split('/')
+            .next()
+    }
+
     /// Every gate's applied seq (the registry's view of the site).
     pub fn applied_all(&self) -> String {
         format!("{}/gate/+/applied", self.root)

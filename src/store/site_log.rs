@@ -162,7 +162,9 @@ pub fn configure(conn: &Connection, role: SiteRole, site_id: &str) -> Result<()>
 fn expected_trigger_count(role: SiteRole) -> i64 {
     match role {
         SiteRole::Standalone => 0,
-        SiteRole::Registry | SiteRole::Gate => 3 * (TABLES.len() + GROUP_CHILDREN.len()) as i64,
+        SiteRole::Registry => 3 * (TABLES.len() + GROUP_CHILDREN.len()) as i64,
+        // And the one noting visitor uses spent here.
+        SiteRole::Gate => 3 * (TABLES.len() + GROUP_CHILDREN.len()) as i64 + 1,
     }
 }
 
@@ -216,6 +218,14 @@ fn guard_triggers(conn: &Connection, site_id: &str) -> Result<String> {
                 .collect();
             format!("UPDATE OF {}", columns.join(", "))
         };
+        if *table == "visitor_pass" {
+            // A use spent here (not one applied from the registry) is reported to it.
+            sql.push_str(&format!(
+                "CREATE TRIGGER site_uses_visitor_pass AFTER UPDATE OF uses_left ON visitor_pass \
+                 {when} AND NEW.uses_left IS NOT NULL AND NEW.uses_left IS NOT OLD.uses_left \
+                 BEGIN INSERT INTO site_uses (pass_id, uses_left) VALUES (NEW.id, NEW.uses_left); END;\n"
+            ));
+        }
         for (suffix, event) in [
             ("bi", "INSERT".to_string()),
             ("bu", update),
@@ -551,6 +561,69 @@ pub fn status(conn: &Connection) -> Result<Status> {
         seq,
         applied_at,
         compacted_through,
+    })
+}
+
+/// A visitor-pass use a gate spent: the pass and its uses left after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorUse {
+    pub pass: i64,
+    pub uses_left: i64,
+}
+
+/// Gate: the uses spent here and not yet reported, oldest first, with the
+/// row id to [`clear_uses`] through.
+pub fn unreported_uses(conn: &Connection) -> Result<(i64, Vec<VisitorUse>)> {
+    let rows: Vec<(i64, VisitorUse)> = conn
+        .prepare_cached("SELECT id, pass_id, uses_left FROM site_uses ORDER BY id")?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                VisitorUse {
+                    pass: r.get(1)?,
+                    uses_left: r.get(2)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()
+        .context("cannot read the visitor uses to report")?;
+    let upto = rows.last().map(|(id, _)| *id).unwrap_or(0);
+    Ok((upto, rows.into_iter().map(|(_, u)| u).collect()))
+}
+
+/// Gate: forgets the uses reported, up to row `upto`.
+pub fn clear_uses(conn: &Connection, upto: i64) -> Result<()> {
+    conn.execute("DELETE FROM site_uses WHERE id <= ?1", [upto])
+        .context("cannot clear the reported visitor uses")?;
+    Ok(())
+}
+
+/// Registry: takes a gate's report of a pass's uses left. Uses only go down,
+/// so the lower count wins and a repeated report changes nothing; a change
+/// becomes an entry like any other and reaches every gate. True if it lowered.
+pub fn merge_use(conn: &Connection, gate: &str, report: VisitorUse) -> Result<bool> {
+    super::atomic::atomically(conn, |conn| {
+        let n = conn.execute(
+            "UPDATE visitor_pass SET uses_left = max(?2, 0)
+             WHERE id = ?1 AND uses_left IS NOT NULL AND uses_left > max(?2, 0)",
+            params![report.pass, report.uses_left],
+        )?;
+        if n > 0 {
+            super::Store::audit(
+                conn,
+                &format!("site:{gate}"),
+                "visitor.use",
+                Some(&report.pass.to_string()),
+                Some(&serde_json::json!({ "uses_left": report.uses_left })),
+            )?;
+        }
+        Ok(n > 0)
+    })
+    .with_context(|| {
+        format!(
+            "cannot record gate {gate}'s use of visitor pass {}",
+            report.pass
+        )
     })
 }
 

@@ -50,9 +50,13 @@ fn start_registry(dir: &Path, broker: &str) -> (PathBuf, Running, String) {
 }
 
 fn gate_config(dir: &Path, broker: &str, registry_key: &str) -> PathBuf {
+    named_gate_config(dir, "north", broker, registry_key)
+}
+
+fn named_gate_config(dir: &Path, gateway: &str, broker: &str, registry_key: &str) -> PathBuf {
     site_config(
         dir,
-        "north",
+        gateway,
         &format!("role = \"gate\"\nbroker = \"{broker}\"\nregistry_key = \"{registry_key}\""),
     )
 }
@@ -325,4 +329,81 @@ fn forged_foreign_and_out_of_order_entries_are_refused_with_an_alarm_and_change_
         })
         .unwrap();
     assert_eq!(forged_person, 0);
+}
+
+#[test]
+fn a_one_use_visitor_pin_used_at_one_gate_is_refused_at_another() {
+    let broker = Mosquitto::start();
+    let reg = Scratch::new("site-registry-v");
+    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
+    // PINs are kept as hashes keyed by the device secret: the site's gateways share it.
+    let (a, b) = (Scratch::new("site-gate-a"), Scratch::new("site-gate-b"));
+    let mut gates = Vec::new();
+    for (dir, name) in [(&a, "north"), (&b, "south")] {
+        std::fs::copy(reg.path().join("device.key"), dir.path().join("device.key")).unwrap();
+        let config = named_gate_config(dir.path(), name, &broker.url(), &key);
+        let running = Running::start(&config, dir.path());
+        gates.push((config, running));
+    }
+    let host = stdout(&cli(
+        &reg_config,
+        reg.path(),
+        &["resident", "add", "--name", "王五", "--role", "owner"],
+    ))
+    .trim()
+    .to_string();
+    let pass = stdout(&cli(
+        &reg_config,
+        reg.path(),
+        &[
+            "visitor",
+            "pass",
+            "--host",
+            &host,
+            "--name",
+            "李访客",
+            "--valid-for",
+            "4h",
+            "--uses",
+            "1",
+        ],
+    ));
+    let pin = pass
+        .lines()
+        .find_map(|l| l.strip_prefix("PIN:"))
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|| panic!("no PIN in {pass}"));
+    for ((_, running), dir) in gates.iter().zip([&a, &b]) {
+        wait_synced(reg.path(), dir.path(), running);
+    }
+    let pin_at = |config: &Path, data: &Path| {
+        stdout(&cli(
+            config,
+            data,
+            &["simulate", "pin", "--gate", "east", &pin],
+        ))
+    };
+    let s = pin_at(&gates[0].0, a.path());
+    assert!(s.contains("east: GRANTED pin"), "{s}");
+
+    // The use reaches the registry, which tells the other gate.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left: Option<i64> = db(reg.path())
+            .query_row("SELECT uses_left FROM visitor_pass", [], |r| r.get(0))
+            .unwrap();
+        if left == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry still counts {left:?} uses"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_synced(reg.path(), b.path(), &gates[1].1);
+    let s = pin_at(&gates[1].0, b.path());
+    assert!(s.contains("east: DENIED pin"), "{s}");
+    same_register(reg.path(), a.path());
+    same_register(reg.path(), b.path());
 }

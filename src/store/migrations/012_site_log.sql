@@ -36,3 +36,12 @@ CREATE TABLE site_log (
     -- base64 Ed25519 signature over `body`; NULL until the registry signs it.
     sig   TEXT
 );
+
+-- Gate: visitor-pass uses spent at this gate's keypads, to be reported to the
+-- registry (which lowers the pass's uses_left and redistributes it, so a
+-- one-use PIN used here is refused at the other gates). Filled by a trigger.
+CREATE TABLE site_uses (
+    id         INTEGER PRIMARY KEY,
+    pass_id    INTEGER NOT NULL,
+    uses_left  INTEGER NOT NULL
+);
