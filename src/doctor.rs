@@ -71,8 +71,40 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     checks.push(check_face_register(config));
     checks.extend(check_liveness(config));
     checks.push(check_broker(config));
+    checks.extend(check_site(config));
     checks.push(check_clock());
     checks
+}
+
+/// A site's registry or gate: its role as the database knows it, how far
+/// its register is and when the last entry arrived (None when standalone).
+fn check_site(config: &Config) -> Option<Check> {
+    let role = config.site.role;
+    if role == crate::config::SiteRole::Standalone {
+        return None;
+    }
+    let label = "site register";
+    let check = match crate::store::site_log::status_at(&config.database_path()) {
+        Ok(s) if s.role != role.as_str() => Check::new(
+            label,
+            CheckStatus::Warn,
+            format!(
+                "the database is still {} (the role is set when the daemon or a command opens it)",
+                s.role
+            ),
+        ),
+        Ok(s) if s.role == "gate" && s.applied_at.is_none() => Check::new(
+            label,
+            CheckStatus::Warn,
+            format!(
+                "{}: no register received yet; check site.broker and that the registry runs",
+                crate::site::describe(&s)
+            ),
+        ),
+        Ok(s) => Check::new(label, CheckStatus::Pass, crate::site::describe(&s)),
+        Err(e) => Check::new(label, CheckStatus::Warn, format!("{e:#}")),
+    };
+    Some(check)
 }
 
 /// The stranger false-accept rate the face search has at today's register

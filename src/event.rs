@@ -98,6 +98,8 @@ reasons! {
     UplinkBacklogDropped => "uplink_backlog_dropped",
     /// Events could not be stored when they happened (kept and retried).
     EventStoreFailed => "event_store_failed",
+    /// A site register change refused by a gate (unsigned, forged, out of order, wrong site).
+    SiteLogRejected => "site_log_rejected",
     // Device events.
     ForcedOpenCleared => "forced_open_cleared",
     HeldOpenCleared => "held_open_cleared",

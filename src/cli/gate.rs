@@ -49,6 +49,13 @@ pub fn run(cli: &Cli, cmd: &GateCommand) -> Result<ExitCode> {
             }
             let gates: Vec<GateStatus> = serde_json::from_value(value)?;
             print!("{}", table(&gates));
+            if config.site.role != crate::config::SiteRole::Standalone {
+                // A gate decides on its last good register whatever the broker does.
+                match crate::store::site_log::status_at(&config.database_path()) {
+                    Ok(site) => println!("site: {}", crate::site::describe(&site)),
+                    Err(e) => println!("site: {e:#}"),
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

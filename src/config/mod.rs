@@ -10,6 +10,7 @@ mod console;
 mod hours;
 mod lpr;
 mod pin;
+mod site_role;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -23,6 +24,7 @@ pub use console::Console;
 pub use hours::{FaceFallback, TwoFactor, WeeklyHours};
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
+pub use site_role::SiteRole;
 
 /// Where the daemon looks when neither `--config` nor `GATEHOUSE_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gatehouse/gatehouse.toml";
@@ -78,6 +80,21 @@ pub struct Site {
     /// China Standard Time (+08:00, no daylight saving) is 480.
     #[serde(default = "default_utc_offset")]
     pub utc_offset_minutes: i32,
+    /// This gateway's part in a multi-gate site (`src/site/`): `standalone`
+    /// (its own register), `registry` or `gate`.
+    #[serde(default)]
+    pub role: SiteRole,
+    /// The site's MQTT broker that carries the register (`mqtt://host:port`);
+    /// needed for `registry` and `gate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// On a gate: the registry's Ed25519 public key (base64), pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_key: Option<String>,
+    /// On the registry: its signing key file (created on first run, 0600).
+    /// Default: `site.key` beside the device secret, outside `data_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<PathBuf>,
 }
 
 fn default_utc_offset() -> i32 {
@@ -731,6 +748,7 @@ impl Config {
                 format!("expected -720..=840, got {}", self.site.utc_offset_minutes),
             ));
         }
+        self.site.validate_role()?;
         let mut gate_ids = HashSet::new();
         for (i, gate) in self.gates.iter().enumerate() {
             if !gate_ids.insert(gate.id.clone()) {
@@ -944,6 +962,7 @@ impl Config {
             self.lpr.token_file.as_mut(),
             self.console.tls_cert.as_mut(),
             self.console.tls_key.as_mut(),
+            self.site.signing_key.as_mut(),
         ]
         .into_iter()
         .flatten()

@@ -103,6 +103,34 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         }
     });
 
+    // The site's register (issue 17): the registry's publisher or a gate's receiver.
+    if let Some(settings) = crate::site::Settings::from_config(config)? {
+        let config = config.clone();
+        let stop = daemon.shutdown_signal();
+        let applied = std::sync::Arc::new(tokio::sync::Notify::new());
+        let wake = applied.clone();
+        daemon.spawn(async move {
+            if let Err(e) = crate::site::run(&config, settings, stop, wake).await {
+                tracing::error!("site register task stopped: {e:#}");
+            }
+        });
+        // A change applied at a gate is decided on at once, not at the next poll.
+        let handle = daemon.handle();
+        let mut stop = daemon.shutdown_signal();
+        daemon.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = applied.notified() => {
+                        if let Err(e) = handle.reload_register(false).await {
+                            tracing::error!("register reload failed (keeping the previous one): {e:#}");
+                        }
+                    }
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { break },
+                }
+            }
+        });
+    }
+
     start_cameras(daemon, config, &mut started).await;
 
     let handle = daemon.handle();
@@ -112,6 +140,8 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         config.store.audit_retention_days,
         config.face.stranger_days,
     );
+    // A site's gate holds the registry's passes: the registry purges them and the deletion replicates.
+    let purges_passes = config.site.role != crate::config::SiteRole::Gate;
     let stop = until_shutdown(daemon.shutdown_signal());
     daemon.spawn(async move {
         let purge = async {
@@ -121,7 +151,9 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
                     .with_store(move |store| {
                         // Ended visitor passes go a day after their window, freeing their PINs.
                         let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
-                        crate::store::visitors::purge_ended(store, "retention", day_ago)?;
+                        if purges_passes {
+                            crate::store::visitors::purge_ended(store, "retention", day_ago)?;
+                        }
                         // Unregistered people's faces go after `[face] stranger_days`.
                         let strangers =
                             crate::store::strangers::purge(store.conn(), stranger_days)?;

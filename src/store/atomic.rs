@@ -24,6 +24,10 @@ pub fn atomically<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>
     let run = |sql: &str| -> rusqlite::Result<usize> { conn.prepare_cached(sql)?.execute([]) };
     run(begin).context("cannot start a database transaction (is the database locked?)")?;
     let result = f(conn).and_then(|value| {
+        // On a site's registry the change's log entry commits with it (no-op elsewhere).
+        if top {
+            super::site_log::seal(conn)?;
+        }
         run(commit).context("cannot commit the change")?;
         Ok(value)
     });

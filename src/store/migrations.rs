@@ -38,6 +38,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "011_mask_id_numbers",
         include_str!("migrations/011_mask_id_numbers.sql"),
     ),
+    ("012_site_log", include_str!("migrations/012_site_log.sql")),
 ];
 
 pub fn count() -> i64 {

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod people;
 pub mod readers;
 pub mod retention;
+pub mod site_log;
 pub mod snapshot;
 pub mod station_queries;
 pub mod strangers;
@@ -94,11 +95,15 @@ impl Store {
     /// Opens the database named by a config (after `--data-dir` was applied),
     /// with the device secret where the config keeps it.
     pub fn open_config(config: &crate::config::Config) -> Result<Store> {
-        Store::open_with_key(
+        let store = Store::open_with_key(
             &config.database_path(),
             config.data_dir(),
             &config.device_key_path(),
-        )
+        )?;
+        // The site role's triggers live in the database, so a process that
+        // opens it without the config (or forgets the role) is held to it too.
+        site_log::configure(store.conn(), config.site.role, &config.site.id)?;
+        Ok(store)
     }
 
     pub fn conn(&self) -> &Connection {

@@ -19,7 +19,7 @@
 
 mod actions;
 pub mod args;
-mod canonical;
+pub(crate) mod canonical;
 pub mod command;
 mod db;
 mod dispatch;

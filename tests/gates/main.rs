@@ -17,5 +17,6 @@ mod cli;
 mod daemon_run;
 mod face_models;
 mod in_process;
+mod site;
 mod station_python;
 mod trust_access;

@@ -1,0 +1,207 @@
+//! `[site] role` and what each role needs: one register for every gateway of
+//! a compound (issue 17). The registry signs the register's change log with
+//! its own key; each gate pins the registry's public key, as the uplink pins
+//! the station's.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Config, Site};
+
+/// This gateway's part in a multi-gate site.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteRole {
+    /// Its own register, as a single-gateway compound has (the default).
+    #[default]
+    Standalone,
+    /// Holds the site's register and publishes its signed change log.
+    Registry,
+    /// Receives the register from the registry and refuses local changes.
+    Gate,
+}
+
+impl SiteRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteRole::Standalone => "standalone",
+            SiteRole::Registry => "registry",
+            SiteRole::Gate => "gate",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SiteRole> {
+        match text {
+            "standalone" => Some(SiteRole::Standalone),
+            "registry" => Some(SiteRole::Registry),
+            "gate" => Some(SiteRole::Gate),
+            _ => None,
+        }
+    }
+}
+
+/// The name of the registry's signing key file.
+pub const SIGNING_KEY_FILE: &str = "site.key";
+
+impl Site {
+    /// The role's own checks: a gate pins a well-formed registry key, the
+    /// keys belong to the role that uses them, the broker is an MQTT URL.
+    pub(super) fn validate_role(&self) -> Result<(), (String, String)> {
+        if let Some(broker) = &self.broker {
+            if !(broker.starts_with("mqtt://") || broker.starts_with("mqtts://")) {
+                return Err((
+                    "site.broker".into(),
+                    format!("expected mqtt://host:port or mqtts://host:port, got {broker:?}"),
+                ));
+            }
+        }
+        match self.role {
+            SiteRole::Standalone => {
+                for (key, set) in [
+                    ("site.broker", self.broker.is_some()),
+                    ("site.registry_key", self.registry_key.is_some()),
+                    ("site.signing_key", self.signing_key.is_some()),
+                ] {
+                    if set {
+                        return Err((
+                            key.into(),
+                            "only used with role = \"registry\" or \"gate\"".into(),
+                        ));
+                    }
+                }
+            }
+            SiteRole::Registry => {
+                if self.broker.is_none() {
+                    return Err((
+                        "site.broker".into(),
+                        "a registry publishes the register on the site's broker: set mqtt://host:port"
+                            .into(),
+                    ));
+                }
+                if self.registry_key.is_some() {
+                    return Err((
+                        "site.registry_key".into(),
+                        "the registry signs with site.signing_key; registry_key is for gates"
+                            .into(),
+                    ));
+                }
+            }
+            SiteRole::Gate => {
+                if self.broker.is_none() {
+                    return Err((
+                        "site.broker".into(),
+                        "a gate receives the register on the site's broker: set mqtt://host:port"
+                            .into(),
+                    ));
+                }
+                let Some(key) = &self.registry_key else {
+                    return Err((
+                        "site.registry_key".into(),
+                        "a gate pins the registry's public key (base64, `gatehouse site key` on the registry)"
+                            .into(),
+                    ));
+                };
+                crate::uplink::command::parse_public_key(key)
+                    .map_err(|problem| ("site.registry_key".to_string(), problem))?;
+                if self.signing_key.is_some() {
+                    return Err((
+                        "site.signing_key".into(),
+                        "only the registry signs the register; a gate pins registry_key".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Where the registry keeps its signing key: `[site] signing_key`, else
+    /// `site.key` beside the device secret (outside the data directory).
+    pub fn site_signing_key_path(&self) -> PathBuf {
+        match &self.site.signing_key {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => self.store.data_dir.join(p),
+            None => self.device_key_path().with_file_name(SIGNING_KEY_FILE),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> String {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        crate::uplink::command::public_key_text(&key.verifying_key())
+    }
+
+    fn parse(site: &str) -> Result<Config, String> {
+        let text = format!("[site]\nid = \"s\"\ngateway_id = \"g\"\nname = \"n\"\n{site}\n");
+        Config::parse(&text, "site.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_gateway_without_a_role_is_standalone() {
+        assert_eq!(parse("").unwrap().site.role, SiteRole::Standalone);
+    }
+
+    #[test]
+    fn a_gate_pins_the_registrys_key_and_names_a_broker() {
+        let gate = parse(&format!(
+            "role = \"gate\"\nbroker = \"mqtt://10.0.0.2:1883\"\nregistry_key = \"{}\"",
+            key()
+        ))
+        .unwrap();
+        assert_eq!(gate.site.role, SiteRole::Gate);
+        let err = parse("role = \"gate\"\nbroker = \"mqtt://10.0.0.2:1883\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.registry_key: a gate pins"),
+            "{err}"
+        );
+        let err = parse(
+            "role = \"gate\"\nbroker = \"mqtt://10.0.0.2:1883\"\nregistry_key = \"bm90IGEga2V5\"",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.registry_key: expected 32 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_the_key_of_a_role_that_lacks_what_it_needs() {
+        let err = parse("role = \"registry\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.broker: a registry"),
+            "{err}"
+        );
+        let err = parse("role = \"hub\"").unwrap_err();
+        assert!(err.contains("site.role"), "{err}");
+        let err = parse("signing_key = \"site.key\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.signing_key: only used"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "role = \"registry\"\nbroker = \"tcp://x\"\nregistry_key = \"{}\"",
+            key()
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.broker: expected mqtt://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_registrys_key_sits_beside_the_device_secret_by_default() {
+        let mut config = parse("role = \"registry\"\nbroker = \"mqtt://127.0.0.1:1883\"").unwrap();
+        config.store.device_key = Some(PathBuf::from("/etc/gatehouse/device.key"));
+        assert_eq!(
+            config.site_signing_key_path(),
+            PathBuf::from("/etc/gatehouse/site.key")
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! A gate's side: receives the registry's entries (live on the log topic,
+//! or answering its catch-up request), checks each one (`wire::open`),
+//! applies the next one in one transaction, and reports its applied seq,
+//! retained. Anything refused raises a `site_log_rejected` alarm and changes
+//! nothing; a gap asks the registry for what is missing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event};
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+
+use super::wire::{self, Incoming, Mark, Order, Rejection, Request, Topics};
+use super::Settings;
+use crate::event::EventReason;
+use crate::store::events::{self, EventKind, NewEvent};
+use crate::store::{site_log, Store};
+
+/// The alarm's reason.
+pub const REJECTED: &str = EventReason::SiteLogRejected.as_str();
+
+struct Gate {
+    store: Store,
+    settings: Settings,
+    topics: Topics,
+    client: AsyncClient,
+    /// A catch-up was asked for and its end has not arrived (until this instant).
+    catching_up: Option<Instant>,
+    /// The applied seq when the current catch-up was asked for.
+    asked_at: i64,
+    /// Woken after each applied change (the daemon reloads its register).
+    applied: Arc<Notify>,
+}
+
+pub async fn run(
+    store: Store,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+    applied_notify: Arc<Notify>,
+) -> Result<()> {
+    let topics = Topics::new(&settings.site);
+    let (client, mut eventloop) = AsyncClient::new(settings.mqtt_options(), 1024);
+    let applied = site_log::applied_seq(store.conn())?;
+    tracing::info!(site = %settings.site, applied, "site gate receiving the register");
+    let mut gate = Gate {
+        store,
+        settings,
+        topics,
+        client,
+        catching_up: None,
+        asked_at: applied,
+        applied: applied_notify,
+    };
+    let mut tick = tokio::time::interval(gate.settings.timing.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {
+                if let Err(e) = gate.report_uses() {
+                    tracing::warn!("site gate: {e:#}");
+                }
+            }
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => gate.connected(),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                    if let Err(e) = gate.received(&topic, &p.payload) {
+                        tracing::warn!("site gate: {e:#}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(broker = %gate.settings.broker.host, "site gate: broker connection: {e}; deciding on the last good register");
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(gate.settings.timing.reconnect) => {}
+                    }
+                }
+            }
+        }
+    }
+    let _ = gate.client.try_disconnect();
+    Ok(())
+}
+
+impl Gate {
+    fn applied(&self) -> Result<i64> {
+        site_log::applied_seq(self.store.conn())
+    }
+
+    fn connected(&mut self) {
+        let gateway = self.settings.gateway.clone();
+        for topic in [
+            self.topics.log(),
+            self.topics.catchup(&gateway),
+            self.topics.head(),
+        ] {
+            if let Err(e) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                tracing::warn!("site gate: cannot subscribe: {e}");
+            }
+        }
+        // Subscriptions are processed before this request, so the answer finds them.
+        self.ask();
+        self.report();
+    }
+
+    fn received(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        if topic == self.topics.head() {
+            let mark: Mark = serde_json::from_slice(payload).context("the registry's head")?;
+            if mark.seq > self.applied()? && !self.is_catching_up() {
+                self.ask();
+            }
+            return Ok(());
+        }
+        let live = topic == self.topics.log();
+        match wire::open(payload, &self.settings.site, self.pinned()?) {
+            Err(rejection) => self.reject(&rejection, None),
+            Ok(Incoming::End(head)) => {
+                self.catching_up = None;
+                let applied = self.applied()?;
+                // More to fetch, and the last answer made progress: ask for the next batch.
+                if head > applied && applied > self.asked_at {
+                    self.ask();
+                }
+                Ok(())
+            }
+            Ok(Incoming::Snapshot(snapshot)) => {
+                if snapshot.seq > self.applied()? {
+                    site_log::apply_snapshot(self.store.conn(), &snapshot)?;
+                    tracing::info!(
+                        seq = snapshot.seq,
+                        "site gate: applied the register snapshot"
+                    );
+                    self.applied_one();
+                }
+                Ok(())
+            }
+            Ok(Incoming::Entry(entry)) => {
+                let applied = self.applied()?;
+                match wire::order(applied, entry.seq) {
+                    Order::Next => {
+                        site_log::apply_entry(self.store.conn(), &entry)?;
+                        self.applied_one();
+                        Ok(())
+                    }
+                    Order::Applied => Ok(()),
+                    // Live entries overtake a catch-up in progress: it brings them.
+                    Order::Gap if live && self.is_catching_up() => Ok(()),
+                    Order::Gap => {
+                        let gap = Rejection::Gap {
+                            expected: applied + 1,
+                            got: entry.seq,
+                        };
+                        self.reject(&gap, Some(entry.seq))?;
+                        self.ask();
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    fn pinned(&self) -> Result<&ed25519_dalek::VerifyingKey> {
+        self.settings
+            .registry_key
+            .as_ref()
+            .context("site.registry_key is not set")
+    }
+
+    fn is_catching_up(&self) -> bool {
+        self.catching_up.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Asks the registry for the entries after the applied seq.
+    fn ask(&mut self) {
+        let after = match self.applied() {
+            Ok(seq) => seq,
+            Err(e) => {
+                tracing::warn!("site gate: {e:#}");
+                return;
+            }
+        };
+        let request = Request {
+            gate: self.settings.gateway.clone(),
+            after,
+        };
+        let payload = serde_json::to_vec(&request).unwrap_or_default();
+        match self
+            .client
+            .try_publish(self.topics.request(), QoS::AtLeastOnce, false, payload)
+        {
+            Ok(()) => {
+                self.asked_at = after;
+                self.catching_up = Some(Instant::now() + self.settings.timing.catchup_timeout);
+            }
+            Err(e) => tracing::warn!("site gate: cannot ask for a catch-up: {e}"),
+        }
+    }
+
+    /// Reports the visitor-pass uses spent here to the registry, which
+    /// redistributes them. Window: until the registry's entry reaches the
+    /// other gates (well under a second online; while the broker or the
+    /// registry is down, a pass can be used once at each gate).
+    fn report_uses(&self) -> Result<()> {
+        let (upto, uses) = site_log::unreported_uses(self.store.conn())?;
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let topic = self.topics.uses(&self.settings.gateway);
+        for report in &uses {
+            let payload = serde_json::to_vec(report).unwrap_or_default();
+            self.client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                .context("cannot queue a visitor use for the registry")?;
+        }
+        site_log::clear_uses(self.store.conn(), upto)
+    }
+
+    /// Tells the daemon and the site how far the register is now.
+    fn applied_one(&self) {
+        self.applied.notify_one();
+        self.report();
+    }
+
+    /// Publishes the applied seq, retained, for the registry and the console.
+    fn report(&self) {
+        let status = match site_log::status(self.store.conn()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("site gate: {e:#}");
+                return;
+            }
+        };
+        let mark = Mark {
+            seq: status.seq,
+            at: status.applied_at,
+        };
+        let payload = serde_json::to_vec(&mark).unwrap_or_default();
+        let topic = self.topics.applied(&self.settings.gateway);
+        if let Err(e) = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, payload)
+        {
+            tracing::warn!("site gate: cannot report the applied seq: {e}");
+        }
+    }
+
+    /// Records the refusal as an alarm event (it reaches the station too).
+    fn reject(&self, rejection: &Rejection, seq: Option<i64>) -> Result<()> {
+        tracing::warn!(site = %self.settings.site, "site gate: refused a register change: {rejection}");
+        let mut event = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+        event.reason = Some(EventReason::SiteLogRejected);
+        event.detail = Some(json!({
+            "why": rejection.code(),
+            "problem": rejection.to_string(),
+            "seq": seq,
+            "site": self.settings.site,
+        }));
+        events::append(self.store.conn(), &event)
+            .context("cannot record the site_log_rejected alarm")?;
+        Ok(())
+    }
+}

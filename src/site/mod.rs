@@ -1,0 +1,155 @@
+//! One register for every gateway of a site (issue 17): the registry
+//! publishes its signed change log on the site's MQTT broker; each gate
+//! verifies, applies in order and reports how far it got; a gate that was
+//! away catches up from its last seq, or from a snapshot when the log was
+//! compacted past it.
+//!
+//! The database side (what an entry is, capturing, refusing, applying) is
+//! `store::site_log`; this module is the transport and the checks (`wire`),
+//! the registry's key (`keys`) and the two tasks (`registry`, `gate`).
+//! A gate decides from its local register whatever the broker or the
+//! registry does: nothing here is on the path of a decision.
+
+pub mod gate;
+pub mod keys;
+pub mod registry;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::VerifyingKey;
+use rumqttc::v5::MqttOptions;
+use tokio::sync::{watch, Notify};
+
+use crate::config::{Config, SiteRole};
+use crate::store::Store;
+use crate::uplink::Broker;
+
+/// Largest message the site's clients accept: a snapshot of a large register.
+const MAX_PACKET: u32 = 256 * 1024 * 1024;
+
+/// Delays of the site tasks (short ones in tests).
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// How often the registry looks for new entries.
+    pub poll: Duration,
+    /// Wait before reconnecting to the broker.
+    pub reconnect: Duration,
+    /// A gate that asked for a catch-up and heard nothing asks again after this.
+    pub catchup_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            poll: Duration::from_millis(100),
+            reconnect: Duration::from_secs(2),
+            catchup_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the site tasks need from `[site]`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub role: SiteRole,
+    pub site: String,
+    pub gateway: String,
+    pub broker: Broker,
+    /// The gate's pinned registry key.
+    pub registry_key: Option<VerifyingKey>,
+    pub timing: Timing,
+    /// Most entries in one catch-up answer (the gate asks again for more).
+    pub catchup_batch: usize,
+}
+
+impl Settings {
+    /// `[site]` resolved; None for a standalone gateway.
+    pub fn from_config(config: &Config) -> Result<Option<Settings>> {
+        let site = &config.site;
+        if site.role == SiteRole::Standalone {
+            return Ok(None);
+        }
+        let Some(url) = &site.broker else {
+            bail!("site.broker: needed for role {}", site.role.as_str());
+        };
+        let broker: Broker = url
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("site.broker")?;
+        if broker.tls {
+            bail!("site.broker: mqtts:// is not supported for the site's register yet; use mqtt:// on the site's LAN");
+        }
+        let registry_key = site
+            .registry_key
+            .as_deref()
+            .map(crate::uplink::command::parse_public_key)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("site.registry_key")?;
+        Ok(Some(Settings {
+            role: site.role,
+            site: site.id.clone(),
+            gateway: site.gateway_id.clone(),
+            broker,
+            registry_key,
+            timing: Timing::default(),
+            catchup_batch: 1000,
+        }))
+    }
+
+    fn mqtt_options(&self) -> MqttOptions {
+        let id = format!(
+            "gatehouse-site-{}-{}-{}",
+            self.site,
+            self.role.as_str(),
+            self.gateway
+        );
+        let mut o = MqttOptions::new(id, &self.broker.host, self.broker.port);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_clean_start(true);
+        o.set_max_packet_size(Some(MAX_PACKET));
+        o
+    }
+}
+
+/// Runs this gateway's part of the site until `shutdown` turns true: the
+/// registry's publisher or the gate's receiver, on its own connection to
+/// the database. A gate wakes `applied` after each change it applies, so the
+/// daemon reloads its register at once rather than at its next poll.
+pub async fn run(
+    config: &Config,
+    settings: Settings,
+    shutdown: watch::Receiver<bool>,
+    applied: Arc<Notify>,
+) -> Result<()> {
+    let store = Store::open_config(config)?;
+    match settings.role {
+        SiteRole::Registry => {
+            let key = keys::load_or_create(&config.site_signing_key_path())?;
+            registry::run(store, settings, key, shutdown).await
+        }
+        SiteRole::Gate => gate::run(store, settings, shutdown, applied).await,
+        SiteRole::Standalone => Ok(()),
+    }
+}
+
+/// One line for `gate status` / `doctor`: role, seq and when the last entry
+/// was applied.
+pub fn describe(status: &crate::store::site_log::Status) -> String {
+    let site = status.site_id.as_deref().unwrap_or("-");
+    match status.role.as_str() {
+        "registry" => format!(
+            "registry of site {site}: log at entry {} (compacted through {})",
+            status.seq, status.compacted_through
+        ),
+        "gate" => format!(
+            "gate of site {site}: register at entry {}, last applied {}",
+            status.seq,
+            status.applied_at.as_deref().unwrap_or("never")
+        ),
+        _ => "standalone (own register)".to_string(),
+    }
+}
