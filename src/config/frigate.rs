@@ -235,7 +235,10 @@ gate = "car-in"
     #[test]
     fn maps_listed_frigate_cameras_to_gates_without_the_http_endpoint() {
         let config = Config::parse(BASE, "x.toml").unwrap();
-        assert!(config.lpr.listen.is_none(), "Frigate needs no HTTP endpoint");
+        assert!(
+            config.lpr.listen.is_none(),
+            "Frigate needs no HTTP endpoint"
+        );
         let frigate = config.lpr.frigate.as_ref().unwrap();
         assert_eq!(frigate.topic_prefix, "frigate");
         assert_eq!(frigate.updates_topic(), "frigate/tracked_object_update");
@@ -249,7 +252,10 @@ gate = "car-in"
     fn a_broker_on_this_host_may_go_without_a_login() {
         let text = BASE
             .replace("mqtt://192.168.1.5:1883", "mqtt://127.0.0.1:1883")
-            .replace("username = \"gatehouse\"\npassword_file = \"frigate.pass\"\n", "");
+            .replace(
+                "username = \"gatehouse\"\npassword_file = \"frigate.pass\"\n",
+                "",
+            );
         assert!(Config::parse(&text, "x.toml").is_ok());
         let text = text.replace("127.0.0.1:1883", "[::1]:1883");
         assert!(Config::parse(&text, "x.toml").is_ok());
@@ -257,8 +263,10 @@ gate = "car-in"
 
     #[test]
     fn names_the_key_of_each_frigate_problem() {
-        let no_login =
-            BASE.replace("username = \"gatehouse\"\npassword_file = \"frigate.pass\"\n", "");
+        let no_login = BASE.replace(
+            "username = \"gatehouse\"\npassword_file = \"frigate.pass\"\n",
+            "",
+        );
         let cases = [
             (
                 no_login.clone(),
@@ -273,7 +281,10 @@ gate = "car-in"
                 "lpr.frigate.broker: expected mqtt://host:port",
             ),
             (
-                BASE.replace("[lpr.frigate]\n", "[lpr.frigate]\ntopic_prefix = \"frigate/#\"\n"),
+                BASE.replace(
+                    "[lpr.frigate]\n",
+                    "[lpr.frigate]\ntopic_prefix = \"frigate/#\"\n",
+                ),
                 "lpr.frigate.topic_prefix: expected Frigate's mqtt.topic_prefix",
             ),
             (
@@ -289,15 +300,23 @@ gate = "car-in"
                 "lpr.frigate.cameras[0].gate: no gate with id \"car-out\"",
             ),
             (
-                format!("{BASE}\n[[lpr.frigate.cameras]]\nname = \"gate_lpr\"\ngate = \"car-in\"\n"),
+                format!(
+                    "{BASE}\n[[lpr.frigate.cameras]]\nname = \"gate_lpr\"\ngate = \"car-in\"\n"
+                ),
                 "lpr.frigate.cameras[1].name: camera \"gate_lpr\" is listed twice",
             ),
             (
-                BASE.split("[[lpr.frigate.cameras]]").next().unwrap().to_string(),
+                BASE.split("[[lpr.frigate.cameras]]")
+                    .next()
+                    .unwrap()
+                    .to_string(),
                 "lpr.frigate.cameras: list the Frigate cameras",
             ),
             (
-                BASE.replace("[lpr.frigate]\n", "[lpr.frigate]\nclient_cert = \"c.pem\"\n"),
+                BASE.replace(
+                    "[lpr.frigate]\n",
+                    "[lpr.frigate]\nclient_cert = \"c.pem\"\n",
+                ),
                 "lpr.frigate.client_cert: client_cert and client_key must be set together",
             ),
             (

@@ -294,7 +294,7 @@ impl Lpr {
             vehicle_gate(format!("lpr.ocr_tolerance[{i}]"), gate)?;
         }
         if let Some(frigate) = &self.frigate {
-            frigate.validate(&vehicle_gate)?;
+            frigate.validate(vehicle_gate)?;
         }
         for (i, camera) in self.cameras.iter().enumerate() {
             vehicle_gate(format!("lpr.cameras[{i}].gate"), &camera.gate)?;

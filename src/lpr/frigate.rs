@@ -92,8 +92,7 @@ struct Message {
 
 /// Parses a `tracked_object_update` payload. Errors name the field and the problem.
 pub fn parse(payload: &[u8]) -> Result<Update, String> {
-    let m: Message =
-        serde_json::from_slice(payload).map_err(|e| format!("Frigate update: {e}"))?;
+    let m: Message = serde_json::from_slice(payload).map_err(|e| format!("Frigate update: {e}"))?;
     if m.kind != "lpr" {
         return Ok(Update::Other(printable(&m.kind)));
     }
@@ -101,7 +100,10 @@ pub fn parse(payload: &[u8]) -> Result<Update, String> {
         return Ok(Update::Cleared { camera: m.camera });
     };
     let object_id = m.id.ok_or("id: missing in a plate update")?;
-    if object_id.is_empty() || object_id.len() > 64 || !object_id.chars().all(|c| c.is_ascii_graphic()) {
+    if object_id.is_empty()
+        || object_id.len() > 64
+        || !object_id.chars().all(|c| c.is_ascii_graphic())
+    {
         return Err(format!(
             "id: expected Frigate's tracked-object id, got {:?}",
             printable(&object_id)
@@ -109,7 +111,10 @@ pub fn parse(payload: &[u8]) -> Result<Update, String> {
     }
     let camera = m.camera.ok_or("camera: missing in a plate update")?;
     if plate.chars().count() > 32 {
-        return Err(format!("plate: {} characters is no plate", plate.chars().count()));
+        return Err(format!(
+            "plate: {} characters is no plate",
+            plate.chars().count()
+        ));
     }
     let score = match m.score {
         Some(s) if (0.0..=1.0).contains(&s) => Some(s as f32),
@@ -235,7 +240,9 @@ impl<S: PlateSink> Intake<S> {
                 tracing::debug!(camera = %camera, "Frigate plate from a camera not in [[lpr.frigate.cameras]]: ignored")
             }
             Handled::Retained => {
-                tracing::warn!("a retained Frigate plate update (an old reading kept by the broker): ignored")
+                tracing::warn!(
+                    "a retained Frigate plate update (an old reading kept by the broker): ignored"
+                )
             }
             Handled::Bad(problem) => tracing::warn!("Frigate plate update refused: {problem}"),
             Handled::Failed(problem) => {

@@ -158,8 +158,7 @@ impl Drop for FakeFrigate {
 
 /// The plate events (access decisions and plate alarms) among `events`.
 fn is_plate_event(e: &EventRecord) -> bool {
-    e.credential_kind.as_deref() == Some("plate")
-        || e.reason.as_deref() == Some("watchlist_match")
+    e.credential_kind.as_deref() == Some("plate") || e.reason.as_deref() == Some("watchlist_match")
 }
 
 fn tracked_object(e: &EventRecord) -> Option<&str> {
@@ -238,7 +237,10 @@ async fn start(config: &Config) -> Daemon {
     let started = start_services(&mut daemon, config)
         .await
         .expect("services start");
-    assert_eq!(started.frigate.as_deref(), Some(config.lpr.frigate.as_ref().unwrap().broker.as_str()));
+    assert_eq!(
+        started.frigate.as_deref(),
+        Some(config.lpr.frigate.as_ref().unwrap().broker.as_str())
+    );
     daemon
 }
 
@@ -274,7 +276,8 @@ async fn frigate_plate_readings_take_the_gates_plate_path() {
 
     let daemon = start(&config).await;
     let mut events = daemon.handle().events();
-    let probe = until_subscribed(&mut frigate, &mut events, "1764730501.0-probe1", "川Z99999").await;
+    let probe =
+        until_subscribed(&mut frigate, &mut events, "1764730501.0-probe1", "川Z99999").await;
     assert_eq!(probe.result, Some(AccessResult::Denied));
     assert_eq!(probe.gate.as_deref(), Some("car-out"));
 
@@ -305,9 +308,17 @@ async fn frigate_plate_readings_take_the_gates_plate_path() {
         .await;
     let seen = plate_events_until(&mut events, "1764730540.4-exit02").await;
 
-    let summary: Vec<(EventKind, Option<&str>, Option<&str>, Option<&str>)> = seen
+    // (kind, gate, reason, tracked object) of each, for failure messages.
+    let summary: Vec<_> = seen
         .iter()
-        .map(|e| (e.kind, e.gate.as_deref(), e.reason.as_deref(), tracked_object(e)))
+        .map(|e| {
+            (
+                e.kind,
+                e.gate.as_deref(),
+                e.reason.as_deref(),
+                tracked_object(e),
+            )
+        })
         .collect();
     assert_eq!(seen.len(), 5, "{summary:?}");
     let (opened, listed, alarm, exit_misread, exit_ok) =
@@ -376,7 +387,8 @@ async fn frigate_readings_resume_after_its_broker_restarts() {
     broker.stop();
     let _broker = Mosquitto::start_on(port);
     // The gateway reconnects and subscribes again on its own.
-    let after = until_subscribed(&mut frigate, &mut events, "1764730602.0-probe2", "川Z99992").await;
+    let after =
+        until_subscribed(&mut frigate, &mut events, "1764730602.0-probe2", "川Z99992").await;
     assert_eq!(after.gate.as_deref(), Some("car-out"));
     drop(frigate);
     daemon.shutdown(Duration::from_secs(2)).await.unwrap();

@@ -82,8 +82,17 @@ impl PlateSink for Sink {
         };
         let open = known(&plate);
         Ok(PlateOutcome {
-            verdict: if open { Verdict::Open } else { Verdict::Refused },
-            reason: if open { "registered_vehicle" } else { "unknown_credential" }.into(),
+            verdict: if open {
+                Verdict::Open
+            } else {
+                Verdict::Refused
+            },
+            reason: if open {
+                "registered_vehicle"
+            } else {
+                "unknown_credential"
+            }
+            .into(),
             plate,
             subject: None,
             event_seq: None,
@@ -140,7 +149,10 @@ fn other_updates_and_a_cleared_camera_are_not_plates() {
         parse(DESCRIPTION.as_bytes()).unwrap(),
         Update::Other("description".into())
     );
-    assert_eq!(parse(FACE.as_bytes()).unwrap(), Update::Other("face".into()));
+    assert_eq!(
+        parse(FACE.as_bytes()).unwrap(),
+        Update::Other("face".into())
+    );
 }
 
 #[test]
@@ -155,12 +167,24 @@ fn names_the_field_of_each_bad_update() {
         serde_json::to_vec(&v).unwrap()
     };
     let cases = [
-        (with("score", 93.into()), "score: expected 0.0..=1.0, got 93"),
+        (
+            with("score", 93.into()),
+            "score: expected 0.0..=1.0, got 93",
+        ),
         (with("id", serde_json::Value::Null), "id: missing"),
-        (with("id", "a b".into()), "id: expected Frigate's tracked-object id"),
+        (
+            with("id", "a b".into()),
+            "id: expected Frigate's tracked-object id",
+        ),
         (with("camera", serde_json::Value::Null), "camera: missing"),
-        (with("timestamp", (-5).into()), "timestamp: expected Unix seconds"),
-        (with("plate", "川".repeat(40).into()), "plate: 40 characters"),
+        (
+            with("timestamp", (-5).into()),
+            "timestamp: expected Unix seconds",
+        ),
+        (
+            with("plate", "川".repeat(40).into()),
+            "plate: 40 characters",
+        ),
         (with("plate", 12345.into()), "Frigate update: invalid type"),
         (b"online".to_vec(), "Frigate update:"),
         (br#"{"plate": "A"}"#.to_vec(), "missing field `type`"),
@@ -183,7 +207,10 @@ async fn a_listed_camera_s_reading_goes_to_its_gate_with_the_gate_s_ocr_toleranc
     assert_eq!(r.gate.as_str(), "car-in");
     assert_eq!(r.source, Source::Frigate);
     assert_eq!(r.camera, PlateCamera::Named("gate_lpr".into()));
-    assert_eq!(r.tracked_object.as_deref(), Some("1764730512.487351-x7k2qd"));
+    assert_eq!(
+        r.tracked_object.as_deref(),
+        Some("1764730512.487351-x7k2qd")
+    );
     assert_eq!(r.read.text, "川A1Z345");
     assert_eq!(
         r.camera_time.unwrap().to_rfc3339(),
@@ -197,7 +224,10 @@ async fn a_listed_camera_s_reading_goes_to_its_gate_with_the_gate_s_ocr_toleranc
     assert_eq!(detail["ocr_substitution"]["tried"], "2");
     // car-out does not: the same text is an unknown plate there.
     let h = intake
-        .handle(&update("exit_lpr", "1764730600.1-aaaaaa", "川A1Z345"), false)
+        .handle(
+            &update("exit_lpr", "1764730600.1-aaaaaa", "川A1Z345"),
+            false,
+        )
         .await;
     assert_eq!(verdict(&h), Some(Verdict::Refused), "{h:?}");
     assert_eq!(sink.calls()[1].gate.as_str(), "car-out");
@@ -208,14 +238,20 @@ async fn unlisted_cameras_retained_messages_and_non_plates_never_reach_the_gate(
     let sink = Sink::new(&["川A12345"]);
     let mut intake = Intake::new(&config(), sink.clone()).unwrap();
     let h = intake
-        .handle(&update("driveway", "1764730512.5-bbbbbb", "川A12345"), false)
+        .handle(
+            &update("driveway", "1764730512.5-bbbbbb", "川A12345"),
+            false,
+        )
         .await;
     assert_eq!(h, Handled::UnknownCamera("driveway".into()));
     assert_eq!(h.result(), "unknown_gate");
     let h = intake.handle(LPR_017.as_bytes(), true).await;
     assert_eq!(h, Handled::Retained);
     for payload in [CLEARED, DESCRIPTION, FACE] {
-        assert_eq!(intake.handle(payload.as_bytes(), false).await, Handled::NotAPlate);
+        assert_eq!(
+            intake.handle(payload.as_bytes(), false).await,
+            Handled::NotAPlate
+        );
     }
     let h = intake
         .handle(&update("gate_lpr", "1764730512.5-cccccc", "无车牌"), false)
@@ -264,10 +300,16 @@ async fn a_refused_car_is_decided_again_on_a_new_reading_and_after_the_repeat_wi
     let first = intake.handle_at(&misread, false, at(0)).await;
     assert_eq!(verdict(&first), Some(Verdict::Refused));
     // The same misreading again: answered as before, no second event.
-    assert_eq!(intake.handle_at(&misread, false, at(1)).await, Handled::Repeat);
+    assert_eq!(
+        intake.handle_at(&misread, false, at(1)).await,
+        Handled::Repeat
+    );
     // Under another id (Frigate lost and re-found the car): still a repeat.
     let other_id = update("exit_lpr", "1764730701.2-ffffff", "川A1Z345");
-    assert_eq!(intake.handle_at(&other_id, false, at(2)).await, Handled::Repeat);
+    assert_eq!(
+        intake.handle_at(&other_id, false, at(2)).await,
+        Handled::Repeat
+    );
     // Frigate's refinement reads it right: decided, and opens.
     let right = update("exit_lpr", id, "川A12345");
     let better = intake.handle_at(&right, false, at(3)).await;
@@ -286,11 +328,22 @@ async fn memory_stays_bounded_whatever_ids_arrive() {
     for i in 0..(MAX_TRACKED + 300) {
         let plate = format!("川A{:05}", i % 100_000);
         intake
-            .handle(&update("gate_lpr", &format!("1764730000.{i}-zzzzzz"), &plate), false)
+            .handle(
+                &update("gate_lpr", &format!("1764730000.{i}-zzzzzz"), &plate),
+                false,
+            )
             .await;
     }
-    assert!(intake.tracked.len() <= MAX_TRACKED, "{}", intake.tracked.len());
-    assert!(intake.recent.len() <= MAX_TRACKED + 1, "{}", intake.recent.len());
+    assert!(
+        intake.tracked.len() <= MAX_TRACKED,
+        "{}",
+        intake.tracked.len()
+    );
+    assert!(
+        intake.recent.len() <= MAX_TRACKED + 1,
+        "{}",
+        intake.recent.len()
+    );
 }
 
 #[test]
@@ -305,10 +358,16 @@ fn link_settings_name_the_key_of_an_unreadable_file() {
         format!("{err:#}").contains("lpr.frigate.password_file: cannot read /nonexistent"),
         "{err:#}"
     );
-    let text = CONFIG.replace("mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883\"\nca_file = \"/nonexistent/ca.pem");
+    let text = CONFIG.replace(
+        "mqtt://127.0.0.1:1883",
+        "mqtts://127.0.0.1:8883\"\nca_file = \"/nonexistent/ca.pem",
+    );
     let config = Config::parse(&text, "x.toml").unwrap();
     let err = Link::from_config(&config).unwrap_err();
-    assert!(format!("{err:#}").contains("lpr.frigate.ca_file"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("lpr.frigate.ca_file"),
+        "{err:#}"
+    );
     let link = Link::from_config(&self::config()).unwrap();
     assert_eq!(link.broker.to_string(), "mqtt://127.0.0.1:1883");
     assert_eq!(link.updates_topic, "frigate/tracked_object_update");
