@@ -417,6 +417,29 @@ mod tests {
     }
 
     #[test]
+    fn frigate_series_exist_at_zero_when_frigate_is_a_plate_source() {
+        let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+        let text = format!(
+            "{}\n[lpr.frigate]\nbroker = \"mqtt://127.0.0.1:1883\"\n\n\
+             [[lpr.frigate.cameras]]\nname = \"gate_lpr\"\ngate = \"car-in\"\n",
+            std::fs::read_to_string(demo).unwrap()
+        );
+        declare_known(&Config::parse(&text, demo).unwrap());
+        let text = render();
+        for series in [
+            "gatehouse_lpr_events_total{endpoint=\"frigate\",result=\"open\"}",
+            "gatehouse_lpr_events_total{endpoint=\"frigate\",result=\"refused\"}",
+            "gatehouse_frigate_connected",
+            "gatehouse_frigate_available",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{series} "))),
+                "{series} missing from:\n{text}"
+            );
+        }
+    }
+
+    #[test]
     fn known_series_exist_at_zero_before_any_event() {
         let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
         let config = Config::parse(&std::fs::read_to_string(demo).unwrap(), demo).unwrap();
