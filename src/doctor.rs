@@ -72,6 +72,7 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     checks.extend(check_liveness(config));
     checks.push(check_broker(config));
     checks.extend(check_site(config));
+    checks.extend(check_frigate(config));
     checks.push(check_clock());
     checks
 }
@@ -462,6 +463,29 @@ fn check_broker(config: &Config) -> Check {
             "no [uplink] broker configured; events wait in the outbox",
         );
     };
+    reachable("broker", url)
+}
+
+/// `[lpr.frigate]`: its files and keys load, and Frigate's broker answers.
+fn check_frigate(config: &Config) -> Option<Check> {
+    let frigate = config.lpr.frigate.as_ref()?;
+    if let Err(e) = crate::lpr::frigate::Link::from_config(config) {
+        return Some(Check::new("frigate", CheckStatus::Fail, format!("{e:#}")));
+    }
+    let mut check = reachable("frigate", &frigate.broker);
+    if check.status == CheckStatus::Pass {
+        let cameras: Vec<String> = frigate
+            .cameras
+            .iter()
+            .map(|c| format!("{} → {}", c.name, c.gate))
+            .collect();
+        check.detail = format!("{}; plates from {}", check.detail, cameras.join(", "));
+    }
+    Some(check)
+}
+
+/// A TCP connection to an `mqtt://` / `mqtts://` broker's address succeeds.
+fn reachable(name: &str, url: &str) -> Check {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let default_port = if url.starts_with("mqtts://") {
         8883
@@ -478,7 +502,7 @@ fn check_broker(config: &Config) -> Check {
         Ok(a) => a.collect::<Vec<_>>(),
         Err(e) => {
             return Check::new(
-                "broker",
+                name,
                 CheckStatus::Fail,
                 format!("cannot resolve {host_port}: {e}"),
             )
@@ -486,11 +510,11 @@ fn check_broker(config: &Config) -> Check {
     };
     for addr in &addrs {
         if std::net::TcpStream::connect_timeout(addr, Duration::from_secs(3)).is_ok() {
-            return Check::new("broker", CheckStatus::Pass, format!("{url} reachable"));
+            return Check::new(name, CheckStatus::Pass, format!("{url} reachable"));
         }
     }
     Check::new(
-        "broker",
+        name,
         CheckStatus::Fail,
         format!("{url} not reachable (TCP connect failed)"),
     )
@@ -516,6 +540,47 @@ fn check_clock() -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_frigate_s_broker_and_files_only_when_configured() {
+        assert!(check_frigate(&Config::demo()).is_none());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frigate = |broker: String, login: &str| {
+            let mut config = Config::demo();
+            config.lpr.frigate = Some(crate::config::Frigate {
+                broker,
+                topic_prefix: "frigate".into(),
+                username: (!login.is_empty()).then(|| "gatehouse".into()),
+                password_file: (!login.is_empty()).then(|| login.into()),
+                ca_file: None,
+                client_cert: None,
+                client_key: None,
+                cameras: vec![crate::config::FrigateCamera {
+                    name: "gate_lpr".into(),
+                    gate: "car-in".parse().unwrap(),
+                }],
+            });
+            check_frigate(&config).unwrap()
+        };
+        let up = frigate(format!("mqtt://127.0.0.1:{port}"), "");
+        assert_eq!(up.status, CheckStatus::Pass, "{}", up.detail);
+        assert!(up.detail.contains("gate_lpr → car-in"), "{}", up.detail);
+        let missing = frigate(
+            format!("mqtt://127.0.0.1:{port}"),
+            "/nonexistent/frigate.pass",
+        );
+        assert_eq!(missing.status, CheckStatus::Fail);
+        assert!(
+            missing.detail.contains("lpr.frigate.password_file"),
+            "{}",
+            missing.detail
+        );
+        drop(listener);
+        let down = frigate(format!("mqtt://127.0.0.1:{port}"), "");
+        assert_eq!(down.status, CheckStatus::Fail, "{}", down.detail);
+        assert!(down.detail.contains("not reachable"), "{}", down.detail);
+    }
 
     #[test]
     fn device_secret_check_warns_inside_the_data_directory_and_passes_outside() {

@@ -7,7 +7,10 @@
 //! - `gatehouse_reader_rejections_total{gate,kind}`: Wiegand frames refused
 //!   (`parity`, `length`, `noise`); `gatehouse_reader_faults_total{gate}`: a
 //!   reader that kept sending bad frames (the `reader_fault` event).
-//! - `gatehouse_lpr_events_total{endpoint,result}`: plate pushes by outcome.
+//! - `gatehouse_lpr_events_total{endpoint,result}`: plate pushes by outcome
+//!   (endpoint `json`, `hikvision`, or `frigate` for Frigate's MQTT readings).
+//! - `gatehouse_frigate_connected`: 1 while subscribed on Frigate's broker;
+//!   `gatehouse_frigate_available`: 1 while Frigate says it is `online`.
 //! - `gatehouse_face_frame_seconds{camera}`: one frame through the face
 //!   pipeline; `gatehouse_camera_frames_total{camera}`: frames processed
 //!   (`rate()` of it is the camera's fps).
@@ -82,6 +85,14 @@ pub const OUTBOX_BYTES: (&str, &str) = (
 pub const UPLINK_CONNECTED: (&str, &str) = (
     "gatehouse_uplink_connected",
     "1 while the MQTT session with the station's broker is up, else 0.",
+);
+pub const FRIGATE_CONNECTED: (&str, &str) = (
+    "gatehouse_frigate_connected",
+    "1 while subscribed to Frigate's plate recognitions on its broker, else 0.",
+);
+pub const FRIGATE_AVAILABLE: (&str, &str) = (
+    "gatehouse_frigate_available",
+    "1 while Frigate's available topic says online, else 0.",
 );
 pub const BUILD_INFO: (&str, &str) = (
     "gatehouse_build_info",
@@ -212,12 +223,25 @@ pub fn declare_known(config: &Config) {
         }
         add(READER_FAULTS.0, READER_FAULTS.1, &[("gate", gate)], 0.0);
     }
+    let mut endpoints = Vec::new();
     if config.lpr.listen.is_some() {
-        for endpoint in ["json", "hikvision"] {
-            for result in ["open", "refused"] {
-                let labels = [("endpoint", endpoint), ("result", result)];
-                add(LPR_EVENTS.0, LPR_EVENTS.1, &labels, 0.0);
+        endpoints.extend(["json", "hikvision"]);
+    }
+    if config.lpr.frigate.is_some() {
+        endpoints.push("frigate");
+        with_registry(|r| {
+            for (name, help) in [FRIGATE_CONNECTED, FRIGATE_AVAILABLE] {
+                r.help.entry(name.to_string()).or_insert(("gauge", help));
+                r.gauges
+                    .entry((name.to_string(), String::new()))
+                    .or_default();
             }
+        });
+    }
+    for endpoint in endpoints {
+        for result in ["open", "refused"] {
+            let labels = [("endpoint", endpoint), ("result", result)];
+            add(LPR_EVENTS.0, LPR_EVENTS.1, &labels, 0.0);
         }
     }
     for camera in &config.cameras {
@@ -390,6 +414,29 @@ mod tests {
             text.lines().all(|l| !l.is_empty()),
             "a raw newline split a line: {text}"
         );
+    }
+
+    #[test]
+    fn frigate_series_exist_at_zero_when_frigate_is_a_plate_source() {
+        let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+        let text = format!(
+            "{}\n[lpr.frigate]\nbroker = \"mqtt://127.0.0.1:1883\"\n\n\
+             [[lpr.frigate.cameras]]\nname = \"gate_lpr\"\ngate = \"car-in\"\n",
+            std::fs::read_to_string(demo).unwrap()
+        );
+        declare_known(&Config::parse(&text, demo).unwrap());
+        let text = render();
+        for series in [
+            "gatehouse_lpr_events_total{endpoint=\"frigate\",result=\"open\"}",
+            "gatehouse_lpr_events_total{endpoint=\"frigate\",result=\"refused\"}",
+            "gatehouse_frigate_connected",
+            "gatehouse_frigate_available",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{series} "))),
+                "{series} missing from:\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             gates = config.gates.len(),
             socket = ?started.control_socket,
             lpr = ?started.lpr,
+            frigate = ?started.frigate,
             metrics = ?started.metrics,
             broker = ?started.broker,
             cameras = started.cameras,

@@ -58,6 +58,10 @@ pub struct Lpr {
     /// Open connections at most from one camera address.
     #[serde(default = "super::console::default_max_connections_per_address")]
     pub max_connections_per_address: u32,
+    /// Frigate's plate recognitions over MQTT (`[lpr.frigate]`); absent: off.
+    /// Works with or without `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frigate: Option<super::Frigate>,
 }
 
 fn default_lpr_max_connections() -> u32 {
@@ -91,6 +95,7 @@ impl fmt::Debug for Lpr {
                 "max_connections_per_address",
                 &self.max_connections_per_address,
             )
+            .field("frigate", &self.frigate)
             .finish()
     }
 }
@@ -110,6 +115,7 @@ impl Default for Lpr {
             idle_timeout_s: super::console::default_idle_timeout_s(),
             max_connections: default_lpr_max_connections(),
             max_connections_per_address: super::console::default_max_connections_per_address(),
+            frigate: None,
         }
     }
 }
@@ -286,6 +292,9 @@ impl Lpr {
         }
         for (i, gate) in self.ocr_tolerance.iter().enumerate() {
             vehicle_gate(format!("lpr.ocr_tolerance[{i}]"), gate)?;
+        }
+        if let Some(frigate) = &self.frigate {
+            frigate.validate(vehicle_gate)?;
         }
         for (i, camera) in self.cameras.iter().enumerate() {
             vehicle_gate(format!("lpr.cameras[{i}].gate"), &camera.gate)?;

@@ -7,6 +7,7 @@
 //! (unique ids, references between sections).
 
 mod console;
+mod frigate;
 mod hours;
 mod lpr;
 mod pin;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{validate_slug, GateId};
 
 pub use console::Console;
+pub use frigate::{Frigate, FrigateCamera};
 pub use hours::{FaceFallback, TwoFactor, WeeklyHours};
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
@@ -968,6 +970,19 @@ impl Config {
         .flatten()
         {
             fix(p);
+        }
+        if let Some(f) = self.lpr.frigate.as_mut() {
+            for p in [
+                f.password_file.as_mut(),
+                f.ca_file.as_mut(),
+                f.client_cert.as_mut(),
+                f.client_key.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fix(p);
+            }
         }
     }
 

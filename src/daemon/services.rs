@@ -18,6 +18,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(6 * 3600);
 pub struct Started {
     pub control_socket: Option<std::path::PathBuf>,
     pub lpr: Option<std::net::SocketAddr>,
+    /// Frigate's broker, when its plate recognitions are a source.
+    pub frigate: Option<String>,
     pub metrics: Option<std::net::SocketAddr>,
     /// The broker events are published to (`None`: they wait in the outbox).
     pub broker: Option<String>,
@@ -54,6 +56,15 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
                 tracing::error!("LPR endpoint stopped: {e:#}");
             }
         });
+    }
+
+    if config.lpr.frigate.is_some() {
+        // Files and keys are checked here, so a bad [lpr.frigate] stops the start.
+        let link = crate::lpr::frigate::Link::from_config(config)?;
+        let intake = crate::lpr::frigate::Intake::new(config, daemon.handle())?;
+        started.frigate = Some(link.broker.to_string());
+        let stop = until_shutdown(daemon.shutdown_signal());
+        daemon.spawn(link.run(intake, stop));
     }
 
     if config.console.listen.is_some() {

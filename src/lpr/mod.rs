@@ -6,12 +6,14 @@
 //! vehicle gate, turns the camera's text into plate candidates ([`plate`]),
 //! keeps the picture ([`snapshot`]) and hands a [`PlateReading`] to a
 //! [`PlateSink`], the daemon's gate handle, which decides and records the
-//! event.
+//! event. [`frigate`] does the same for the plate recognitions a Frigate NVR
+//! publishes on MQTT.
 //!
 //! Architecture Invariant: this module decides nothing about access. It
 //! validates input and reports what was read; whether the barrier opens is
 //! the sink's answer, passed back to the camera unchanged.
 
+pub mod frigate;
 pub mod hikvision;
 pub mod json;
 pub mod multipart;
@@ -62,6 +64,8 @@ pub enum EventSite {
 pub enum Source {
     Json,
     Hikvision,
+    /// Frigate's `tracked_object_update` on MQTT.
+    Frigate,
 }
 
 impl Source {
@@ -70,6 +74,7 @@ impl Source {
         match self {
             Source::Json => "json",
             Source::Hikvision => "hikvision",
+            Source::Frigate => "frigate",
         }
     }
 }
@@ -88,10 +93,30 @@ pub struct PlateReading {
     /// File name under `<data_dir>/snapshots/` (the event's `snapshot` column).
     pub snapshot: Option<String>,
     pub source: Source,
-    /// The camera's address.
-    pub camera: IpAddr,
+    pub camera: PlateCamera,
     /// The Hikvision channel, when the event named one.
     pub channel: Option<u32>,
+    /// Frigate's id of the tracked car, to find its clip in Frigate.
+    pub tracked_object: Option<String>,
+}
+
+/// Which camera a reading came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum PlateCamera {
+    /// An HTTP camera, by the address its request came from.
+    Address(IpAddr),
+    /// A Frigate camera, by its name in Frigate's config.
+    Named(String),
+}
+
+impl std::fmt::Display for PlateCamera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlateCamera::Address(ip) => ip.fmt(f),
+            PlateCamera::Named(name) => f.write_str(name),
+        }
+    }
 }
 
 impl PlateReading {
@@ -108,7 +133,7 @@ impl PlateReading {
             .candidate(decided)
             .and_then(|c| c.substitution)
             .map(|s| serde_json::json!({"position": s.position, "read": s.read, "tried": s.tried}));
-        serde_json::json!({
+        let mut detail = serde_json::json!({
             "source": self.source,
             "camera": self.camera.to_string(),
             "channel": self.channel,
@@ -117,7 +142,11 @@ impl PlateReading {
             "ocr_substitution": substitution,
             "confidence": self.confidence,
             "camera_time": self.camera_time.map(|t| t.to_rfc3339()),
-        })
+        });
+        if let Some(id) = &self.tracked_object {
+            detail["tracked_object"] = serde_json::Value::String(id.clone());
+        }
+        detail
     }
 }
 

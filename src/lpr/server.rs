@@ -294,8 +294,9 @@ impl<S: PlateSink> App<S> {
             received_at,
             snapshot,
             source,
-            camera,
+            camera: super::PlateCamera::Address(camera),
             channel,
+            tracked_object: None,
         };
         let read_text = reading.read.text.clone();
         let snapshot = reading.snapshot.clone();
@@ -414,7 +415,8 @@ impl<S: PlateSink> App<S> {
     }
 }
 
-fn count(endpoint: &str, result: &str) {
+/// Counts a plate event by endpoint (`json`, `hikvision`, `frigate`) and result.
+pub(super) fn count(endpoint: &str, result: &str) {
     crate::metrics::inc(
         "gatehouse_lpr_events_total",
         "Plate events from LPR cameras, by endpoint and result",

@@ -39,6 +39,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::{watch, Notify};
 
 pub use actions::{GatewayActions, NoGates, RemoteOpen};
+pub use link::jittered;
 pub use settings::{Broker, Timing, UplinkSettings};
 pub use topics::Topics;
 

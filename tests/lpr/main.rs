@@ -10,5 +10,6 @@ pub mod common;
 pub mod lpr_support;
 
 mod curl;
+mod frigate;
 mod hikvision;
 mod json;
