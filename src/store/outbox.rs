@@ -269,7 +269,10 @@ mod tests {
         let (checked, breaks) = events::verify_chain(store.conn()).unwrap();
         assert_eq!((checked, breaks.len()), (101, 0));
         // Within quota now: nothing more to drop.
-        assert_eq!(enforce_quota(store.conn(), quota, chrono::Utc::now(), true).unwrap(), None);
+        assert_eq!(
+            enforce_quota(store.conn(), quota, chrono::Utc::now(), true).unwrap(),
+            None
+        );
         assert_eq!(dropped_total(store.conn()).unwrap(), dropped.events);
         std::fs::remove_dir_all(&dir).ok();
     }
