@@ -102,8 +102,10 @@ impl NewEvent {
         }
     }
 
-    /// An event of `kind` at the system clock's now: for tools and tests
-    /// without a daemon (whose `Core::event` applies the trusted time floor).
+    /// An event of `kind` at the system clock's now: for tests and their
+    /// fixtures only. No product path calls it: the daemon stamps events with
+    /// `Core::event` (the trusted time floor applies), the store's own alarms
+    /// take their time from the caller ([`NewEvent::stamped`]).
     pub fn now(kind: EventKind, clock_synced: bool) -> NewEvent {
         NewEvent::stamped(kind, Utc::now(), clock_synced)
     }
