@@ -90,8 +90,18 @@ impl Hold {
     }
 
     fn release(&self) {
-        *self.held.0.lock().unwrap() = false;
+        *self.held.0.lock().unwrap_or_else(|p| p.into_inner()) = false;
         self.held.1.notify_all();
+    }
+}
+
+/// Releases the writer when the test ends, failed assertions included (a
+/// runtime waits for its blocking threads: a held writer would hang it).
+struct ReleaseOnDrop(Hold);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
@@ -103,6 +113,7 @@ async fn a_release_relocks_on_time_while_its_event_write_is_still_waiting() {
     let east: GateId = "east".parse().unwrap();
     let hold = Hold::default();
     hold.install(&handle);
+    let _release = ReleaseOnDrop(hold.clone());
 
     let presenting = {
         let (h, g) = (handle.clone(), east.clone());
