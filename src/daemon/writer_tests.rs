@@ -90,8 +90,18 @@ impl Hold {
     }
 
     fn release(&self) {
-        *self.held.0.lock().unwrap() = false;
+        *self.held.0.lock().unwrap_or_else(|p| p.into_inner()) = false;
         self.held.1.notify_all();
+    }
+}
+
+/// Releases the writer when the test ends, failed assertions included (a
+/// runtime waits for its blocking threads: a held writer would hang it).
+struct ReleaseOnDrop(Hold);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
@@ -103,6 +113,7 @@ async fn a_release_relocks_on_time_while_its_event_write_is_still_waiting() {
     let east: GateId = "east".parse().unwrap();
     let hold = Hold::default();
     hold.install(&handle);
+    let _release = ReleaseOnDrop(hold.clone());
 
     let presenting = {
         let (h, g) = (handle.clone(), east.clone());
@@ -238,6 +249,41 @@ async fn a_failed_event_write_opens_the_door_but_is_flagged_alarmed_counted_and_
             ("exit_button".to_string(), None),
         ]
     );
+    daemon.shutdown(WAIT).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uplinks_quota_alarm_goes_through_the_daemons_writer_and_is_announced() {
+    let (dir, config) = scratch("quota");
+    let daemon = start(&config).await;
+    let handle = daemon.handle();
+    let mut announced = handle.events();
+    for _ in 0..3 {
+        let mut ev = NewEvent::now(EventKind::Device, true);
+        ev.reason = Some("filler".into());
+        handle.record(ev).await.unwrap();
+    }
+    let mut settings = crate::uplink::Settings::from_config(&config, None).unwrap();
+    // Whatever is queued is over this quota; the first check runs at once.
+    settings.quota_bytes = 1;
+    settings.timing.quota_interval = Duration::from_secs(3600);
+    let uplink = crate::uplink::spawn(settings, Arc::new(handle.clone()));
+    let alarm = loop {
+        let e = tokio::time::timeout(WAIT, announced.recv())
+            .await
+            .expect("the quota alarm is announced")
+            .unwrap();
+        if e.reason.as_deref() == Some(crate::store::outbox::DROP_REASON) {
+            break e;
+        }
+    };
+    assert_eq!(alarm.kind, EventKind::Alarm);
+    // One chain, one database: the alarm follows the daemon's own events.
+    let (checked, breaks) = handle.read(events::verify_chain).await.unwrap().unwrap();
+    assert!(breaks.is_empty());
+    assert!(checked >= u64::try_from(alarm.seq).unwrap());
+    uplink.stop().await.unwrap();
     daemon.shutdown(WAIT).await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
