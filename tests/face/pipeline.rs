@@ -7,8 +7,8 @@ use crate::face_support;
 use std::time::{Duration, Instant};
 
 use face_support::{clip_camera, faces, path_str, stderr, FaceEnv};
-use gatehouse::face::pipeline::{self, FaceEvent};
 use gatehouse::face::photo;
+use gatehouse::face::pipeline::{self, FaceEvent};
 
 #[test]
 fn a_resident_in_view_is_confirmed_on_the_second_frame_once_and_again_after_the_cooldown() {
