@@ -178,7 +178,7 @@ fn strangers(
             r.snapshots.first().cloned().unwrap_or_else(|| "-".into()),
         ]);
     }
-    print!("{}", super::log::render_table(&rows));
+    print!("{}", super::output::render_table(&rows));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::{Cli, OutputFormat};
+use super::output::{self, render_table, Format};
+use super::Cli;
 use crate::control::{self, Request};
 use crate::daemon::{DecisionView, GateStatus};
 use crate::domain::GateId;
@@ -24,7 +25,7 @@ pub enum GateCommand {
     /// Each gate's kind, lock and door state, alarms and reader health
     Status {
         #[arg(long, value_enum, default_value_t)]
-        format: OutputFormat,
+        format: Format,
     },
 }
 
@@ -43,7 +44,8 @@ pub fn run(cli: &Cli, cmd: &GateCommand) -> Result<ExitCode> {
         }
         GateCommand::Status { format } => {
             let value = control::request(&socket, &Request::GateStatus)?;
-            if matches!(format, OutputFormat::Json) {
+            output::no_csv(*format, "gate status")?;
+            if *format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -126,7 +128,7 @@ fn table(gates: &[GateStatus]) -> String {
             face_cell(g),
         ]);
     }
-    let mut out = super::log::render_table(&rows);
+    let mut out = render_table(&rows);
     // The stranger rate is the same for every gate (one register): say it once.
     if let Some(face) = gates.iter().find_map(|g| g.face.as_ref()) {
         match (&face.stranger_risk, face.over_target) {

@@ -7,6 +7,7 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::output::{render_table, Format};
 use super::{Cli, Exit};
 use crate::domain::{GateId, ResidentId};
 use crate::store::events::{self, AccessResult, EventFilter, EventKind, EventRecord};
@@ -47,8 +48,9 @@ pub struct QueryArgs {
     /// At most this many events (the oldest matching first)
     #[arg(long)]
     pub limit: Option<u32>,
+    /// Output format (`json`: one event object per line)
     #[arg(long, value_enum, default_value_t)]
-    pub format: LogFormat,
+    pub format: Format,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -62,15 +64,6 @@ pub enum KindArg {
     Access,
     Alarm,
     Device,
-}
-
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum LogFormat {
-    #[default]
-    Table,
-    /// One JSON object per line
-    Json,
-    Csv,
 }
 
 pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
@@ -135,12 +128,12 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
     )?;
     let rows = events::query(store.conn(), &filter)?;
     match q.format {
-        LogFormat::Json => {
+        Format::Json => {
             for e in &rows {
                 println!("{}", serde_json::to_string(e)?);
             }
         }
-        LogFormat::Csv => {
+        Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
             w.write_record(events::CSV_COLUMNS)?;
             for e in &rows {
@@ -148,7 +141,7 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
             }
             w.flush()?;
         }
-        LogFormat::Table => {
+        Format::Table => {
             let mut table = vec![[
                 "SEQ".to_string(),
                 "TIME".into(),
@@ -234,21 +227,6 @@ pub fn parse_when(s: &str, now: DateTime<Utc>, offset: FixedOffset) -> Result<Da
         .map_err(|_| anyhow!("{s:?}: expected a duration like 2h or 7d, a date YYYY-MM-DD or an RFC 3339 instant"))
 }
 
-/// Left-aligned columns separated by two spaces, the first row the header:
-/// [`super::output::Table`] (terminal display width, control characters in
-/// names and reasons shown as spaces so no escape sequence reaches the terminal).
-pub fn render_table<const N: usize>(rows: &[[String; N]]) -> String {
-    let Some((head, body)) = rows.split_first() else {
-        return String::new();
-    };
-    let headers: Vec<&str> = head.iter().map(String::as_str).collect();
-    let mut table = super::output::Table::new(&headers);
-    for row in body {
-        table.push(row.to_vec());
-    }
-    table.render()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,25 +253,5 @@ mod tests {
             Utc.with_ymd_and_hms(2025, 3, 12, 8, 30, 0).unwrap()
         );
         assert!(parse_when("yesterday", now, cst).is_err());
-    }
-
-    #[test]
-    fn tables_align_wide_characters() {
-        let t = render_table(&[["张*".to_string(), "x".into()], ["ab".into(), "y".into()]]);
-        assert_eq!(t, "张*  x\nab   y\n");
-    }
-
-    #[test]
-    fn tables_strip_escape_sequences_and_measure_by_display_width() {
-        // A name with a terminal escape (clear screen) and a newline.
-        let t = render_table(&[
-            ["NAME".to_string(), "X".into()],
-            ["\u{1b}[2J王\n五".into(), "y".into()],
-            ["ｱｲ".into(), "z".into()],
-        ]);
-        assert!(!t.contains('\u{1b}'), "{t:?}");
-        assert_eq!(t.lines().count(), 3, "{t:?}");
-        // Half-width katakana take one column each (the old rule said two).
-        assert_eq!(t.lines().nth(2).unwrap(), format!("ｱｲ{}z", " ".repeat(9)));
     }
 }

@@ -104,14 +104,6 @@ pub enum Command {
     Face(face::FaceCommand),
 }
 
-/// Output of commands that print a result: for people or for programs.
-#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    Json,
-}
-
 /// An error that already knows its exit code.
 #[derive(Debug)]
 pub struct Exit {

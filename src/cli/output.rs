@@ -7,10 +7,13 @@ use anyhow::Result;
 use serde::Serialize;
 use unicode_width::UnicodeWidthStr;
 
+/// The one `--format` (and `simulate --output`) of every command that prints
+/// a result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Columns aligned for the terminal
+    /// Columns aligned for the terminal (`text` is accepted too)
     #[default]
+    #[value(alias = "text")]
     Table,
     /// JSON, for scripts
     Json,
@@ -121,6 +124,32 @@ pub fn print(format: Format, table: &Table, value: &impl Serialize) -> Result<()
     Ok(())
 }
 
+/// Left-aligned columns separated by two spaces, the first row the header:
+/// [`Table`] (terminal display width, control characters in
+/// names and reasons shown as spaces so no escape sequence reaches the terminal).
+pub fn render_table<const N: usize>(rows: &[[String; N]]) -> String {
+    let Some((head, body)) = rows.split_first() else {
+        return String::new();
+    };
+    let headers: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut table = Table::new(&headers);
+    for row in body {
+        table.push(row.to_vec());
+    }
+    table.render()
+}
+
+/// For commands whose result is lines for a person or JSON: CSV is refused
+/// as a usage error naming the command.
+pub fn no_csv(format: Format, command: &str) -> Result<()> {
+    if format == Format::Csv {
+        return Err(usage_error(format!(
+            "{command} prints text or JSON, not CSV; use --format table or --format json"
+        )));
+    }
+    Ok(())
+}
+
 /// `""` for none, for table cells.
 pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map(|v| v.to_string()).unwrap_or_default()
@@ -156,6 +185,34 @@ mod tests {
         let mut t = Table::new(&["name", "notes"]);
         t.push(vec!["张三".into(), "a, b".into()]);
         assert_eq!(t.to_csv().unwrap(), "name,notes\n张三,\"a, b\"\n");
+    }
+
+    #[test]
+    fn tables_align_wide_characters() {
+        let t = render_table(&[["张*".to_string(), "x".into()], ["ab".into(), "y".into()]]);
+        assert_eq!(t, "张*  x\nab   y\n");
+    }
+
+    #[test]
+    fn tables_strip_escape_sequences_and_measure_by_display_width() {
+        // A name with a terminal escape (clear screen) and a newline.
+        let t = render_table(&[
+            ["NAME".to_string(), "X".into()],
+            ["\u{1b}[2J王\n五".into(), "y".into()],
+            ["ｱｲ".into(), "z".into()],
+        ]);
+        assert!(!t.contains('\u{1b}'), "{t:?}");
+        assert_eq!(t.lines().count(), 3, "{t:?}");
+        // Half-width katakana take one column each (the old rule said two).
+        assert_eq!(t.lines().nth(2).unwrap(), format!("ｱｲ{}z", " ".repeat(9)));
+    }
+
+    #[test]
+    fn text_is_still_accepted_for_the_table_format() {
+        use clap::ValueEnum;
+        assert_eq!(Format::from_str("text", true), Ok(Format::Table));
+        assert_eq!(Format::from_str("table", true), Ok(Format::Table));
+        assert_eq!(Format::from_str("csv", true), Ok(Format::Csv));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::{Subcommand, ValueEnum};
 
-use super::{Cli, OutputFormat};
+use super::output::Format;
+use super::Cli;
 use crate::control::{self, Request};
 use crate::daemon::simulate::SimOutcome;
 use crate::domain::{CardFormat, CardNumber, GateId};
@@ -27,7 +28,7 @@ pub enum SimulateCommand {
         #[arg(long, value_enum)]
         format: Option<FrameFormat>,
         #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        output: Format,
     },
     /// A keypad sends a PIN followed by #
     Pin {
@@ -39,7 +40,7 @@ pub enum SimulateCommand {
         #[arg(long)]
         eight_bit: bool,
         #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        output: Format,
     },
     /// The door contact reports the door open or closed
     Door {
@@ -47,14 +48,14 @@ pub enum SimulateCommand {
         gate: GateId,
         state: DoorState,
         #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        output: Format,
     },
     /// Someone presses the exit button
     Button {
         #[arg(long)]
         gate: GateId,
         #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        output: Format,
     },
     /// The vehicle loop reports a vehicle present or clear
     Loop {
@@ -62,7 +63,7 @@ pub enum SimulateCommand {
         gate: GateId,
         state: LoopState,
         #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        output: Format,
     },
     /// A plate camera reads a licence plate
     Plate {
@@ -70,7 +71,7 @@ pub enum SimulateCommand {
         gate: GateId,
         plate: String,
         #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        output: Format,
     },
 }
 
@@ -175,8 +176,9 @@ pub fn run(cli: &Cli, cmd: &SimulateCommand) -> Result<ExitCode> {
             output,
         ),
     };
+    super::output::no_csv(*output, "simulate")?;
     let result = control::request(&socket, &req)?;
-    if matches!(output, OutputFormat::Json) {
+    if *output == Format::Json {
         println!("{result}");
         return Ok(ExitCode::SUCCESS);
     }

@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use gatehouse::config::Config;
 use gatehouse::domain::ResidentId;
+use gatehouse::face::pipeline::FrameProcessor;
+use gatehouse::face::{self, FaceEngine, GalleryHandle, MatchPolicy};
 use gatehouse::models::{self, Manifest};
 use gatehouse::store::Store;
 
@@ -61,6 +63,29 @@ impl FaceEnv {
     pub fn write_config(&self) {
         let text = toml::to_string(&self.config).expect("serialise config");
         std::fs::write(&self.config_path, text).expect("write config");
+    }
+
+    /// A frame processor at gate `east` (camera `cam`) over the gallery
+    /// enrolled so far, with the configured models and policy.
+    pub fn processor(&self) -> FrameProcessor {
+        let store = self.store();
+        let engine = FaceEngine::load(&self.config).unwrap();
+        let spec = face::embedder_spec(&self.config).unwrap();
+        let policy = MatchPolicy::from_config(&self.config.face, &spec).unwrap();
+        let gallery = face::load_gallery(
+            store.conn(),
+            engine.model_name(),
+            engine.embedder.dim(),
+            policy.combine,
+        )
+        .unwrap();
+        FrameProcessor::new(
+            engine,
+            policy,
+            "east".parse().unwrap(),
+            "cam".into(),
+            GalleryHandle::new(gallery),
+        )
     }
 
     pub fn store(&self) -> Store {

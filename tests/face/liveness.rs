@@ -15,8 +15,8 @@ use face_support::{path_str, start_daemon_with_cameras, stderr, FaceEnv};
 use gatehouse::domain::ResidentId;
 use gatehouse::face::enrol::{self, Matcher, Photo};
 use gatehouse::face::liveness::Liveness;
+use gatehouse::face::photo;
 use gatehouse::face::pipeline::{FaceEvent, FrameProcessor};
-use gatehouse::face::{self, photo, FaceEngine, GalleryHandle, MatchPolicy};
 use gatehouse::store::events::{AccessResult, EventKind, EventRecord};
 use opencv::core::{Mat, Rect, Scalar, Size, Vector, CV_8UC3};
 use opencv::prelude::*;
@@ -103,24 +103,7 @@ fn write_video(path: &Path, frames: &[PathBuf], hold: usize, gap: usize) {
 }
 
 fn processor(env: &FaceEnv) -> FrameProcessor {
-    let store = env.store();
-    let engine = FaceEngine::load(&env.config).unwrap();
-    let spec = face::embedder_spec(&env.config).unwrap();
-    let policy = MatchPolicy::from_config(&env.config.face, &spec).unwrap();
-    let gallery = face::load_gallery(
-        store.conn(),
-        engine.model_name(),
-        engine.embedder.dim(),
-        policy.combine,
-    )
-    .unwrap();
-    let mut p = FrameProcessor::new(
-        engine,
-        policy,
-        "east".parse().unwrap(),
-        "cam".into(),
-        GalleryHandle::new(gallery),
-    );
+    let mut p = env.processor();
     p.check_liveness(Liveness::load(&env.config).expect("liveness models"));
     p
 }

@@ -7,29 +7,8 @@ use crate::face_support;
 use std::time::{Duration, Instant};
 
 use face_support::{clip_camera, faces, path_str, stderr, FaceEnv};
-use gatehouse::face::pipeline::{self, FaceEvent, FrameProcessor};
-use gatehouse::face::{self, photo, FaceEngine, GalleryHandle, MatchPolicy};
-
-fn processor(env: &FaceEnv) -> FrameProcessor {
-    let store = env.store();
-    let engine = FaceEngine::load(&env.config).unwrap();
-    let spec = face::embedder_spec(&env.config).unwrap();
-    let policy = MatchPolicy::from_config(&env.config.face, &spec).unwrap();
-    let gallery = face::load_gallery(
-        store.conn(),
-        engine.model_name(),
-        engine.embedder.dim(),
-        policy.combine,
-    )
-    .unwrap();
-    FrameProcessor::new(
-        engine,
-        policy,
-        "east".parse().unwrap(),
-        "cam".into(),
-        GalleryHandle::new(gallery),
-    )
-}
+use gatehouse::face::photo;
+use gatehouse::face::pipeline::{self, FaceEvent};
 
 #[test]
 fn a_resident_in_view_is_confirmed_on_the_second_frame_once_and_again_after_the_cooldown() {
@@ -42,7 +21,7 @@ fn a_resident_in_view_is_confirmed_on_the_second_frame_once_and_again_after_the_
         &path_str(&faces("identities/kit_harington/kit_1.jpg")),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut p = processor(&env);
+    let mut p = env.processor();
     let frame = photo::load(&faces("identities/kit_harington/kit_3.jpg")).unwrap();
     let t0 = Instant::now();
     assert!(
@@ -102,7 +81,7 @@ fn strangers_raise_one_rate_limited_unknown_face_event_with_a_jpeg_snapshot() {
         &path_str(&faces("identities/obama/obama_1.jpg")),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut p = processor(&env);
+    let mut p = env.processor();
     // Six people nobody enrolled.
     let frame = photo::load(&faces("group/group_six.jpg")).unwrap();
     let t0 = Instant::now();

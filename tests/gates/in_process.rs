@@ -3,6 +3,9 @@
 //! arriving as Wiegand pulse trains, contact and button edges.
 
 use crate::common;
+use crate::gate_support::{
+    card_bits, card_decision, decision, gate, pin_decision, plate_decision, start_daemon,
+};
 
 use std::time::Duration;
 
@@ -15,12 +18,8 @@ use gatehouse::domain::GateId;
 use gatehouse::hw::Level;
 use gatehouse::store::events::{AccessResult, EventKind, EventRecord};
 use gatehouse::store::Store;
-use gatehouse::wiegand::{format, RejectKind};
+use gatehouse::wiegand::RejectKind;
 use rusqlite::params;
-
-fn gate(id: &str) -> GateId {
-    id.parse().unwrap()
-}
 
 /// The demo config in a scratch directory, with short timers.
 fn config(dir: &Scratch) -> Config {
@@ -118,18 +117,6 @@ fn seed(config: &Config) {
     .unwrap();
 }
 
-/// The daemon on `config`, with the clock taken as synchronised.
-async fn start_daemon(config: &Config) -> Daemon {
-    Daemon::start_with(
-        config,
-        DaemonOptions {
-            assume_clock_synced: Some(true),
-        },
-    )
-    .await
-    .unwrap()
-}
-
 struct Rig {
     _dir: Scratch,
     config: Config,
@@ -181,10 +168,7 @@ impl Rig {
 
     /// The gate's decision on a card swiped at its reader.
     async fn decide(&self, gate_id: &str, card: &str) -> DecisionView {
-        self.swipe(gate_id, card)
-            .await
-            .decision
-            .expect("a decision")
+        card_decision(&self.h(), gate_id, card).await
     }
 
     /// Waits until the gate's relay is at `level`: the gate's own timers move
@@ -213,10 +197,6 @@ impl Rig {
     }
 }
 
-fn card_bits(card: &str) -> Vec<bool> {
-    format::encode_card(&card.parse().unwrap(), None).unwrap()
-}
-
 /// Waits for an event with this reason at this gate.
 async fn wait_event(
     rx: &mut tokio::sync::broadcast::Receiver<EventRecord>,
@@ -242,7 +222,7 @@ async fn known_card_opens_and_relocks_after_unlock_time() {
     let rig = Rig::start().await;
     assert_eq!(rig.relay("east"), Level::Low, "starts locked");
     let out = rig.swipe("east", "10:12345").await;
-    let d = out.decision.unwrap();
+    let d = decision(&out);
     assert_eq!(d.result, AccessResult::Granted);
     assert_eq!(d.subject_id, Some(1));
     assert_eq!(d.subject_name.as_deref(), Some("张*"));
@@ -288,7 +268,6 @@ async fn door_closing_after_passage_relocks_at_once() {
 async fn refuses_unknown_suspended_expired_out_of_schedule_and_used_up_visitor_with_reasons() {
     let rig = Rig::start().await;
     let h = rig.h();
-    let east = gate("east");
     for (card, reason) in [
         ("10:999", "unknown_credential"),
         ("10:2", "suspended"),
@@ -300,20 +279,10 @@ async fn refuses_unknown_suspended_expired_out_of_schedule_and_used_up_visitor_w
         assert_eq!(d.reason.as_deref(), Some(reason), "{card}");
         assert_eq!(rig.relay("east"), Level::Low, "{card} must not open");
     }
-    let first = h
-        .simulate_pin(&east, "246810", false)
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let first = pin_decision(&h, "east", "246810", false).await;
     assert_eq!(first.result, AccessResult::Granted);
     assert_eq!(first.subject_name.as_deref(), Some("周**"));
-    let second = h
-        .simulate_pin(&east, "246810", true)
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let second = pin_decision(&h, "east", "246810", true).await;
     assert_eq!(second.reason.as_deref(), Some("visitor_pass_used_up"));
     let left: i64 = rig
         .store()
@@ -323,12 +292,7 @@ async fn refuses_unknown_suspended_expired_out_of_schedule_and_used_up_visitor_w
     assert_eq!(left, 0, "the use was written to the register");
     // After a reload from the database the pass is still used up.
     h.reload_register(true).await.unwrap();
-    let third = h
-        .simulate_pin(&east, "246810", false)
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let third = pin_decision(&h, "east", "246810", false).await;
     assert_eq!(third.reason.as_deref(), Some("visitor_pass_used_up"));
     rig.stop().await;
 }
@@ -363,7 +327,7 @@ async fn door_opened_without_grant_raises_forced_open() {
     let h = rig.h();
     h.simulate_door(&gate("east"), false).await.unwrap();
     let b = h.simulate_button(&gate("east")).await.unwrap();
-    assert_eq!(b.decision.unwrap().result, AccessResult::Granted);
+    assert_eq!(decision(&b).result, AccessResult::Granted);
     let out = h.simulate_door(&gate("east"), true).await.unwrap();
     assert!(out.events.is_empty(), "{:?}", out.events);
     rig.stop().await;
@@ -396,7 +360,7 @@ async fn five_unknown_cards_in_a_minute_lock_the_reader_out_and_raise_an_alarm()
     let rig = Rig::start().await;
     for i in 0..5 {
         let out = rig.swipe("east", &format!("10:{}", 500 + i)).await;
-        let d = out.decision.unwrap();
+        let d = decision(&out);
         assert_eq!(d.reason.as_deref(), Some("unknown_credential"));
         let alarm = out
             .events
@@ -405,15 +369,12 @@ async fn five_unknown_cards_in_a_minute_lock_the_reader_out_and_raise_an_alarm()
         assert_eq!(alarm, i == 4, "attempt {i}");
     }
     let out = rig.swipe("east", "10:12345").await;
-    assert_eq!(
-        out.decision.unwrap().reason.as_deref(),
-        Some("reader_locked_out")
-    );
+    assert_eq!(decision(&out).reason.as_deref(), Some("reader_locked_out"));
     assert!(out.status.unwrap().reader.unwrap().locked_out_s.is_some());
     assert_eq!(rig.relay("east"), Level::Low);
     // The other reader is not locked out.
-    let other = rig.swipe("east-out", "10:12345").await;
-    assert_eq!(other.decision.unwrap().result, AccessResult::Granted);
+    let other = rig.decide("east-out", "10:12345").await;
+    assert_eq!(other.result, AccessResult::Granted);
     rig.stop().await;
 }
 
@@ -424,12 +385,7 @@ async fn barrier_stays_up_while_a_car_is_on_the_loop() {
     let rig = Rig::start_with(|c| c.gates[2].unlock_ms = 3_000).await;
     let h = rig.h();
     let car = gate("car-in");
-    let d = h
-        .simulate_plate(&car, "川A12345".parse().unwrap())
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = plate_decision(&h, "car-in", "川A12345").await;
     let granted = tokio::time::Instant::now();
     assert_eq!(d.result, AccessResult::Granted);
     assert_eq!(rig.relay("car-in"), Level::High);
@@ -794,7 +750,7 @@ async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
     let rig = rig.restart().await;
     let locked = rig.swipe("east-out", "10:12345").await;
     assert_eq!(
-        locked.decision.unwrap().reason.as_deref(),
+        decision(&locked).reason.as_deref(),
         Some("reader_locked_out"),
         "the exit reader is still locked out after the restart"
     );
@@ -805,9 +761,9 @@ async fn a_restart_keeps_a_reader_lockout_and_anti_passback() {
         .unwrap()
         .locked_out_s
         .is_some());
-    let again = rig.swipe("east", "10:12345").await;
+    let again = rig.decide("east", "10:12345").await;
     assert_eq!(
-        again.decision.unwrap().reason.as_deref(),
+        again.reason.as_deref(),
         Some("anti_passback"),
         "a second entry without an exit is still refused after the restart"
     );
@@ -896,12 +852,7 @@ async fn tenant_whose_lease_ended_is_refused_while_the_clock_reads_unsynchronise
     .unwrap();
     let h = daemon.handle();
     let east = gate("east");
-    let ended = h
-        .simulate_wiegand(&east, &card_bits("10:3"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let ended = card_decision(&h, "east", "10:3").await;
     assert_eq!(ended.result, AccessResult::Denied, "{ended:?}");
     assert_eq!(ended.reason.as_deref(), Some("lease_ended"));
     assert!(!ended.clock_override);
@@ -913,12 +864,7 @@ async fn tenant_whose_lease_ended_is_refused_while_the_clock_reads_unsynchronise
         "must not open"
     );
     // A lease that starts later may be the clock's fault: it opens, flagged.
-    let early = h
-        .simulate_wiegand(&east, &card_bits("10:6"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let early = card_decision(&h, "east", "10:6").await;
     assert_eq!(early.result, AccessResult::Granted, "{early:?}");
     assert!(early.clock_override);
     daemon.shutdown(Duration::from_secs(2)).await.unwrap();
@@ -958,24 +904,13 @@ async fn a_stored_time_floor_keeps_an_ended_pass_shut_when_the_clock_reads_earli
     .await
     .unwrap();
     let h = daemon.handle();
-    let east = gate("east");
-    let pass = h
-        .simulate_pin(&east, "246810", false)
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let pass = pin_decision(&h, "east", "246810", false).await;
     assert_eq!(
         pass.reason.as_deref(),
         Some("visitor_pass_expired"),
         "{pass:?}"
     );
-    let resident = h
-        .simulate_wiegand(&east, &card_bits("10:12345"))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let resident = card_decision(&h, "east", "10:12345").await;
     assert_eq!(resident.result, AccessResult::Granted);
     daemon.shutdown(Duration::from_secs(2)).await.unwrap();
     // The floor stayed where it was (or rose): a restart cannot lower it.

@@ -10,6 +10,7 @@
 pub mod common;
 // The LPR endpoint's fixtures, for the plate watchlist tests.
 mod daemon_support;
+mod gate_support;
 #[path = "../lpr/lpr_support.rs"]
 pub mod lpr_support;
 

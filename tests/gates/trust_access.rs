@@ -4,6 +4,7 @@
 //! 26-bit card accepted as a 34-bit frame with the same numbers.
 
 use crate::common;
+use crate::gate_support::{decision, frame_decision, gate, start_daemon};
 use crate::lpr_support;
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use common::Scratch;
 use gatehouse::config::Config;
 use gatehouse::daemon::{Daemon, DaemonOptions, GateHandle};
-use gatehouse::domain::{CardFormat, GateId};
+use gatehouse::domain::CardFormat;
 use gatehouse::store::events::{AccessResult, EventRecord};
 use gatehouse::store::station_queries::{watchlist_set, WatchAction, WatchEntry, WatchKind};
 use gatehouse::store::Store;
@@ -162,21 +163,6 @@ fn last_access_event(config: &Config) -> EventRecord {
         .expect("an access event")
 }
 
-fn gate(id: &str) -> GateId {
-    id.parse().unwrap()
-}
-
-async fn start_daemon(config: &Config) -> Daemon {
-    Daemon::start_with(
-        config,
-        DaemonOptions {
-            assume_clock_synced: Some(true),
-        },
-    )
-    .await
-    .unwrap()
-}
-
 /// The demo config in a scratch directory, with 张三 (R1, card 10:12345
 /// enrolled as 26-bit) and his guest's unlimited pass at east, PIN 246810.
 fn keypad_site(dir: &Scratch) -> Config {
@@ -218,11 +204,7 @@ async fn pin_at(h: &GateHandle, gate_id: &str, pin: &str) -> (String, Vec<EventR
         .simulate_pin(&gate(gate_id), pin, false)
         .await
         .unwrap_or_else(|e| panic!("PIN {pin} at {gate_id}: {e:#}"));
-    let reason = out
-        .decision
-        .unwrap()
-        .reason
-        .unwrap_or_else(|| "granted".into());
+    let reason = decision(&out).reason.unwrap_or_else(|| "granted".into());
     (reason, out.events)
 }
 
@@ -269,7 +251,7 @@ async fn slow_pin_guessing_alarms_and_the_days_budget_suspends_pin_entry_across_
         .await
         .unwrap();
     assert_eq!(
-        status.decision.unwrap().reason.as_deref(),
+        decision(&status).reason.as_deref(),
         Some("pin_entry_suspended"),
         "the right PIN is refused unevaluated while PIN entry is suspended"
     );
@@ -278,8 +260,8 @@ async fn slow_pin_guessing_alarms_and_the_days_budget_suspends_pin_entry_across_
     // Cards still work at that reader.
     let bits =
         format::encode_card(&"10:12345".parse().unwrap(), Some(CardFormat::Wiegand26)).unwrap();
-    let card = h.simulate_wiegand(&gate("east"), &bits).await.unwrap();
-    assert_eq!(card.decision.unwrap().result, AccessResult::Granted);
+    let card = frame_decision(&h, "east", &bits).await;
+    assert_eq!(card.result, AccessResult::Granted);
 
     // The power is pulled and comes back: the budget is rebuilt from the log.
     daemon.shutdown(Duration::from_secs(2)).await.unwrap();
@@ -305,12 +287,7 @@ async fn a_26_bit_card_is_refused_as_a_34_bit_frame_with_the_same_numbers() {
         (CardFormat::Wiegand37, Some("card_format_mismatch")),
         (CardFormat::Wiegand26, None),
     ] {
-        let d = h
-            .simulate_wiegand(&gate("east"), &frame(format))
-            .await
-            .unwrap()
-            .decision
-            .unwrap();
+        let d = frame_decision(&h, "east", &frame(format)).await;
         assert_eq!(d.reason.as_deref(), expected, "{format}");
         // A refused frame names nobody.
         if expected.is_some() {
@@ -323,13 +300,7 @@ async fn a_26_bit_card_is_refused_as_a_34_bit_frame_with_the_same_numbers() {
     let mut lax = config.clone();
     lax.access.card_format_strict = false;
     let daemon = start_daemon(&lax).await;
-    let d = daemon
-        .handle()
-        .simulate_wiegand(&gate("east"), &frame(CardFormat::Wiegand34))
-        .await
-        .unwrap()
-        .decision
-        .unwrap();
+    let d = frame_decision(&daemon.handle(), "east", &frame(CardFormat::Wiegand34)).await;
     assert_eq!(d.result, AccessResult::Granted);
     daemon.shutdown(Duration::from_secs(2)).await.unwrap();
 }
