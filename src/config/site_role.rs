@@ -98,7 +98,7 @@ impl Site {
                 let Some(key) = &self.registry_key else {
                     return Err((
                         "site.registry_key".into(),
-                        "a gate pins the registry's public key (base64, `gatehouse site key` on the registry)"
+                        "a gate pins the registry's Ed25519 public key (base64; the registry logs it at start)"
                             .into(),
                     ));
                 };

@@ -4,8 +4,9 @@
 //! retained. Anything refused raises a `site_log_rejected` alarm and changes
 //! nothing; a gap asks the registry for what is missing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rumqttc::v5::mqttbytes::v5::Packet;
@@ -23,6 +24,10 @@ use crate::store::{site_log, Store};
 /// The alarm's reason.
 pub const REJECTED: &str = EventReason::SiteLogRejected.as_str();
 
+/// At most one alarm per kind of refusal in this long; the next one counts
+/// those held back, so a flood of forged messages cannot flood the outbox.
+const ALARM_EVERY: Duration = Duration::from_secs(10);
+
 struct Gate {
     store: Store,
     settings: Settings,
@@ -34,6 +39,8 @@ struct Gate {
     asked_at: i64,
     /// Woken after each applied change (the daemon reloads its register).
     applied: Arc<Notify>,
+    /// Per kind of refusal: when its last alarm was raised, and how many were held back since.
+    alarms: HashMap<&'static str, (Instant, u64)>,
 }
 
 pub async fn run(
@@ -54,6 +61,7 @@ pub async fn run(
         catching_up: None,
         asked_at: applied,
         applied: applied_notify,
+        alarms: HashMap::new(),
     };
     let mut tick = tokio::time::interval(gate.settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,8 +259,18 @@ impl Gate {
     }
 
     /// Records the refusal as an alarm event (it reaches the station too).
-    fn reject(&self, rejection: &Rejection, seq: Option<i64>) -> Result<()> {
+    fn reject(&mut self, rejection: &Rejection, seq: Option<i64>) -> Result<()> {
         tracing::warn!(site = %self.settings.site, "site gate: refused a register change: {rejection}");
+        let now = Instant::now();
+        let held_back = match self.alarms.get_mut(rejection.code()) {
+            Some((last, held)) if now.duration_since(*last) < ALARM_EVERY => {
+                *held += 1;
+                return Ok(());
+            }
+            Some((_, held)) => std::mem::take(held),
+            None => 0,
+        };
+        self.alarms.insert(rejection.code(), (now, 0));
         let mut event = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
         event.reason = Some(EventReason::SiteLogRejected);
         event.detail = Some(json!({
@@ -260,6 +278,7 @@ impl Gate {
             "problem": rejection.to_string(),
             "seq": seq,
             "site": self.settings.site,
+            "held_back": held_back,
         }));
         events::append(self.store.conn(), &event)
             .context("cannot record the site_log_rejected alarm")?;

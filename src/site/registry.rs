@@ -32,7 +32,8 @@ pub async fn run(
     let mut published = site_log::head(store.conn())?;
     let mut tick = tokio::time::interval(settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(site = %settings.site, head = published, "site registry publishing the register");
+    let public = crate::uplink::command::public_key_text(&key.verifying_key());
+    tracing::info!(site = %settings.site, head = published, registry_key = %public, "site registry publishing the register");
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,

@@ -249,7 +249,7 @@ pub fn order(applied: i64, seq: i64) -> Order {
     }
 }
 
-/// A stored entry re-signed for tests that forge one: the body's canonical form.
+/// An entry's canonical form, the bytes its signature covers (as `site_log` stores them).
 pub fn canonical_body(entry: &Entry) -> String {
     site_log::canonical(entry).unwrap_or_default()
 }

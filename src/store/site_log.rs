@@ -130,8 +130,9 @@ pub fn configure(conn: &Connection, role: SiteRole, site_id: &str) -> Result<()>
         |r| r.get(0),
     )?;
     let wanted = expected_trigger_count(role);
-    if stored_role == role.as_str() && stored_site.as_deref() == Some(site_id) && triggers == wanted
-    {
+    // A standalone gateway has no site in the database (and writes nothing at open).
+    let site = (role != SiteRole::Standalone).then_some(site_id);
+    if stored_role == role.as_str() && stored_site.as_deref() == site && triggers == wanted {
         return Ok(());
     }
     super::atomic::atomically(conn, |conn| {
@@ -144,7 +145,7 @@ pub fn configure(conn: &Connection, role: SiteRole, site_id: &str) -> Result<()>
         }
         conn.execute(
             "UPDATE site_state SET role = ?1, site_id = ?2 WHERE id = 1",
-            params![role.as_str(), site_id],
+            params![role.as_str(), site],
         )?;
         let sql = match role {
             SiteRole::Standalone => String::new(),

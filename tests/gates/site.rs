@@ -407,3 +407,48 @@ fn a_one_use_visitor_pin_used_at_one_gate_is_refused_at_another() {
     same_register(reg.path(), a.path());
     same_register(reg.path(), b.path());
 }
+
+/// The goal of issue 17: a change reaches a gate in ≤ 2 s p99. Each change
+/// is committed at the registry in this process; its time to be applied at
+/// the gate (a real daemon) is taken from the gate's database.
+#[test]
+fn a_change_at_the_registry_is_applied_at_a_gate_within_two_seconds_p99() {
+    use gatehouse::store::people::{self, NewPerson, Role};
+    let broker = Mosquitto::start();
+    let reg = Scratch::new("site-registry-p");
+    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
+    let gate = Scratch::new("site-gate-p");
+    let gate_config = gate_config(gate.path(), &broker.url(), &key);
+    let _north = Running::start(&gate_config, gate.path());
+    let mut config = gatehouse::config::Config::load(&reg_config).unwrap();
+    config.set_data_dir(reg.path().to_path_buf());
+    let registry = gatehouse::store::Store::open_config(&config).unwrap();
+    let gate_db = db(gate.path());
+    let mut latencies = Vec::new();
+    for i in 0..60 {
+        let started = Instant::now();
+        people::add(
+            &registry,
+            "test",
+            &NewPerson::new(&format!("住户{i}"), Role::Owner),
+        )
+        .unwrap();
+        let seq = site_log::head(registry.conn()).unwrap();
+        while site_log::applied_seq(&gate_db).unwrap() < seq {
+            assert!(started.elapsed() < WAIT, "entry {seq} not applied");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let p =
+        |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).min(latencies.len()) - 1];
+    println!(
+        "registry → gate applied: p50 {:?}, p99 {:?}, max {:?}",
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+    assert!(p(0.99) <= Duration::from_secs(2), "p99 {:?}", p(0.99));
+    same_register(reg.path(), gate.path());
+}
