@@ -159,8 +159,11 @@ pub enum Handled {
     /// Not a plate to present (another update type, a cleared camera, a car
     /// without a readable plate).
     NotAPlate,
-    /// A payload or plate text that does not parse.
+    /// A payload that does not parse.
     Bad(String),
+    /// Plate text that is no plate (Frigate's early or partial readings:
+    /// it sends several a second while it refines a car's plate).
+    Unreadable(String),
     /// The gate did not act on it.
     Failed(String),
 }
@@ -175,6 +178,7 @@ impl Handled {
             Handled::UnknownCamera(_) => "unknown_gate",
             Handled::Retained | Handled::NotAPlate => "ignored",
             Handled::Bad(_) => "bad_request",
+            Handled::Unreadable(_) => "unreadable",
             Handled::Failed(_) => "error",
         }
     }
@@ -245,6 +249,10 @@ impl<S: PlateSink> Intake<S> {
                 )
             }
             Handled::Bad(problem) => tracing::warn!("Frigate plate update refused: {problem}"),
+            // Debug only: a partial reading is normal while Frigate refines a plate.
+            Handled::Unreadable(problem) => {
+                tracing::debug!("Frigate plate reading skipped: {problem}")
+            }
             Handled::Failed(problem) => {
                 tracing::error!("the gate did not act on a Frigate plate reading: {problem}")
             }
@@ -273,7 +281,7 @@ impl<S: PlateSink> Intake<S> {
             Ok(CameraText::Read(read)) => read,
             Ok(CameraText::NoPlate) => return Handled::NotAPlate,
             Err(problem) => {
-                return Handled::Bad(format!("camera {}: plate: {problem}", update.camera))
+                return Handled::Unreadable(format!("camera {}: plate: {problem}", update.camera))
             }
         };
         self.forget_old(now);

@@ -260,7 +260,7 @@ async fn unlisted_cameras_retained_messages_and_non_plates_never_reach_the_gate(
         .handle(&update("gate_lpr", "1764730512.5-dddddd", "XA12345"), false)
         .await;
     assert!(
-        matches!(&h, Handled::Bad(p) if p.contains("camera gate_lpr: plate:")),
+        matches!(&h, Handled::Unreadable(p) if p.contains("camera gate_lpr: plate:")),
         "{h:?}"
     );
     assert!(sink.calls().is_empty(), "{:?}", sink.calls());
