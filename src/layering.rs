@@ -16,28 +16,33 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "config",
         &[
             "access", "cli", "console", "control", "daemon", "demo", "doctor", "enrol", "face",
-            "lpr", "station", "store", "uplink",
+            "lpr", "site", "station", "store", "uplink",
         ],
     ),
     (
         "access",
         &[
             "cli", "console", "control", "daemon", "demo", "doctor", "enrol", "face", "lpr",
-            "station", "store", "uplink",
+            "site", "station", "store", "uplink",
         ],
     ),
     (
         "store",
         &[
             "cli", "console", "control", "daemon", "demo", "doctor", "enrol", "face", "lpr",
-            "station", "uplink",
+            "site", "station", "uplink",
         ],
     ),
 ];
 
 /// The only modules each bottom module may import.
-const ALLOWED_ONLY: &[(&str, &[&str])] =
-    &[("secret", &[]), ("units", &[]), ("domain", &["secret"])];
+const ALLOWED_ONLY: &[(&str, &[&str])] = &[
+    ("secret", &[]),
+    ("units", &[]),
+    ("event", &[]),
+    ("signing", &[]),
+    ("domain", &["secret"]),
+];
 
 /// The crate's top-level modules that the source of `module` (a `src/<module>.rs`
 /// file, a `src/<module>/` tree, or both) names through `crate::`. Comments

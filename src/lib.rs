@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod models;
 pub mod onnx;
 pub mod secret;
+pub mod signing;
 pub mod site;
 pub mod station;
 pub mod store;

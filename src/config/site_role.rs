@@ -102,7 +102,7 @@ impl Site {
                             .into(),
                     ));
                 };
-                crate::uplink::command::parse_public_key(key)
+                crate::signing::parse_public_key(key)
                     .map_err(|problem| ("site.registry_key".to_string(), problem))?;
                 if self.signing_key.is_some() {
                     return Err((
@@ -134,7 +134,7 @@ mod tests {
 
     fn key() -> String {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        crate::uplink::command::public_key_text(&key.verifying_key())
+        crate::signing::public_key_text(&key.verifying_key())
     }
 
     fn parse(site: &str) -> Result<Config, String> {

@@ -177,6 +177,8 @@ impl Lang {
             R::ReaderFault => self.t("读卡器故障", "reader fault"),
             R::ReaderRecovered => self.t("读卡器恢复", "reader recovered"),
             R::GateHardwareFailed => self.t("门硬件故障", "gate hardware failed"),
+            R::EventStoreFailed => self.t("事件未能保存", "events not stored"),
+            R::SiteLogRejected => self.t("拒绝了一条小区登记变更", "site register change refused"),
             R::DaemonStarted => self.t("系统启动", "gateway started"),
             R::DaemonStopped => self.t("系统停止", "gateway stopped"),
             R::AmbiguousPlate => self.t("车牌识别不确定", "ambiguous plate"),

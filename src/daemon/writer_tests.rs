@@ -261,10 +261,10 @@ async fn the_uplinks_quota_alarm_goes_through_the_daemons_writer_and_is_announce
     let mut announced = handle.events();
     for _ in 0..3 {
         let mut ev = NewEvent::now(EventKind::Device, true);
-        ev.reason = Some("filler".into());
+        ev.reason = Some(crate::event::EventReason::ConfigReloaded);
         handle.record(ev).await.unwrap();
     }
-    let mut settings = crate::uplink::Settings::from_config(&config, None).unwrap();
+    let mut settings = crate::uplink::UplinkSettings::from_config(&config, None).unwrap();
     // Whatever is queued is over this quota; the first check runs at once.
     settings.quota_bytes = 1;
     settings.timing.quota_interval = Duration::from_secs(3600);

@@ -204,7 +204,7 @@ pub fn open(payload: &[u8], site: &str, key: &VerifyingKey) -> Result<Incoming, 
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or(Rejection::BadSignature)?;
-    let canonical = crate::uplink::canonical::to_string(&body);
+    let canonical = crate::signing::canonical::to_string(&body);
     key.verify(canonical.as_bytes(), &Signature::from_bytes(&sig))
         .map_err(|_| Rejection::BadSignature)?;
     let incoming = if is_entry {

