@@ -49,6 +49,21 @@ if [ ! -f "$runroot/.complete" ]; then
   done
   touch "$runroot/.complete"
 fi
+# qemu-user shows the host's own /proc/cpuinfo (x86), which ONNX Runtime's cpuinfo
+# cannot parse as ARM and crashes on (NULL dereference); qemu opens a path
+# under -L first, so the emulated program reads a Pi 4's (Cortex-A72) instead.
+mkdir -p "$runroot/proc"
+python3 - "$runroot/proc/cpuinfo" <<'EOF_CPU'
+import sys
+cores = "".join(
+    f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+    "CPU revision\t: 3\n\n"
+    for i in range(4)
+)
+with open(sys.argv[1], "w") as f:
+    f.write(cores + "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B\n")
+EOF_CPU
 libpath="$runroot/usr/lib/aarch64-linux-gnu:$runroot/lib/aarch64-linux-gnu"
 arm() {
   qemu-aarch64-static -L "$runroot" -E "LD_LIBRARY_PATH=$libpath" -E "ORT_DYLIB_PATH=$ort_arm" "$arm_bin" "$@"
