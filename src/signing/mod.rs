@@ -4,6 +4,7 @@
 //! canonical JSON and Ed25519 public keys as base64 text.
 
 pub mod canonical;
+pub mod key_file;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;

@@ -4,69 +4,36 @@
 //! every gate's `[site] registry_key`.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
+use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
-use rand::RngCore;
+
+use crate::signing::key_file;
+
+const WHAT: &str = "the site signing key";
 
 /// Loads the key at `path`, creating it when there is none.
 pub fn load_or_create(path: &Path) -> Result<SigningKey> {
     if !path.exists() {
-        create(path)?;
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        key_file::create(path, WHAT)?;
         tracing::info!(path = %path.display(), "created the site registry's signing key");
     }
     load(path)
 }
 
-fn create(path: &Path) -> Result<()> {
-    let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create the site signing key {}", path.display()))?;
-    writeln!(file, "{}", B64.encode(seed))?;
-    file.sync_all()?;
-    Ok(())
-}
-
 /// Reads the key; refuses one that other users can read.
 pub fn load(path: &Path) -> Result<SigningKey> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read the site signing key {}", path.display()))?;
-    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "{}: permissions {mode:o} let other users read the site signing key; run chmod 600",
-            path.display()
-        );
-    }
-    let seed: [u8; 32] = B64
-        .decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| {
-            format!(
-                "{}: expected the base64 of a 32-byte Ed25519 seed",
-                path.display()
-            )
-        })?;
-    Ok(SigningKey::from_bytes(&seed))
+    key_file::load(path, WHAT, "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn creates_the_key_once_owner_only_and_reloads_it() {
