@@ -18,6 +18,10 @@ pub use mask::masked_name;
 pub use person::{validate_name, PersonStatus, ResidentRole};
 pub use phone::Phone;
 
+/// Longest PIN a keypad may send before `#` (the reader's limit; passes and
+/// the config's PIN lengths stay within it).
+pub const MAX_PIN_DIGITS: usize = 12;
+
 /// Identifier of a gate as written in the config (`east`, `car-in`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -37,18 +37,7 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 /// How long a stopping listener waits for answers in progress.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// A listener's limits (from its config section).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The whole request head must arrive within this.
-    pub header_read_timeout: Duration,
-    /// A request body or an answer that moves no byte for this long is dropped.
-    pub idle_timeout: Duration,
-    /// Open connections at most, on this listener.
-    pub max_connections: usize,
-    /// Open connections at most from one address.
-    pub max_per_address: usize,
-}
+pub use crate::config::HttpLimits as Limits;
 
 /// What a refused connection is told before it is closed: a complete HTTP
 /// answer (plain listeners), or nothing (TLS).

@@ -1,11 +1,13 @@
 //! The layers below the adapters, checked on the source so an import cycle
 //! cannot come back unnoticed (the compiler accepts cycles inside one crate).
 //!
-//! From the bottom: `secret` and `units` (leaves) → `domain` (shared words:
-//! cards, roles, statuses, masking, ID documents, phones, embeddings) →
-//! `config` → `access` (the pure decision) → `store` (the only path to
-//! SQLite; it builds `access::Register`) → `enrol`, `face`, `uplink` … →
-//! `daemon`, `console`, `cli`. A module may import from below, never from above.
+//! From the bottom: `secret`, `units`, `event`, `signing` (leaves) → `domain`
+//! (shared words: cards, roles, statuses, masking, ID documents, phones,
+//! embeddings) → `config` → `access` (the pure decision) → `store` (the only
+//! path to SQLite; it builds `access::Register`) → `enrol`, `face`, `uplink` …
+//! → `daemon` → the adapters (`console`, `lpr`, `site`, `control`) → `app`
+//! (the composition root) → `cli`. A module may import from below, never from
+//! above, and no two modules import each other, even through others.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,24 +17,51 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "config",
         &[
-            "access", "cli", "console", "control", "daemon", "demo", "doctor", "enrol", "face",
-            "lpr", "site", "station", "store", "uplink",
+            "access",
+            "app",
+            "cli",
+            "console",
+            "control",
+            "daemon",
+            "doctor",
+            "enrol",
+            "face",
+            "http_server",
+            "hw",
+            "lpr",
+            "metrics",
+            "models",
+            "site",
+            "station",
+            "store",
+            "uplink",
+            "wiegand",
         ],
     ),
     (
         "access",
         &[
-            "cli", "console", "control", "daemon", "demo", "doctor", "enrol", "face", "lpr",
-            "site", "station", "store", "uplink",
+            "app", "cli", "console", "control", "daemon", "doctor", "enrol", "face", "lpr", "site",
+            "station", "store", "uplink",
         ],
     ),
     (
         "store",
         &[
-            "cli", "console", "control", "daemon", "demo", "doctor", "enrol", "face", "lpr",
-            "site", "station", "uplink",
+            "app", "cli", "console", "control", "daemon", "doctor", "enrol", "face", "lpr", "site",
+            "station", "uplink",
         ],
     ),
+    ("models", &["app", "cli", "daemon", "face", "onnx", "store"]),
+    // The daemon decides and records; the adapters around it (console,
+    // uplink, LPR, site link, control socket) are wired in by `app`.
+    (
+        "daemon",
+        &[
+            "app", "cli", "console", "control", "doctor", "lpr", "site", "station", "uplink",
+        ],
+    ),
+    ("app", &["cli"]),
 ];
 
 /// The only modules each bottom module may import.
@@ -157,6 +186,64 @@ mod tests {
             }
         }
         assert!(broken.is_empty(), "layering broken: {broken:?}");
+    }
+
+    /// Top-level modules of the crate: `src/<m>.rs` files and `src/<m>/` folders.
+    fn modules(src: &Path) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for entry in std::fs::read_dir(src).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() || path.extension().is_some_and(|e| e == "rs") {
+                out.insert(name);
+            }
+        }
+        for not_a_layer in ["lib", "main", "layering"] {
+            out.remove(not_a_layer);
+        }
+        out
+    }
+
+    #[test]
+    fn no_two_modules_import_each_other_even_through_others() {
+        let src = src();
+        let all = modules(&src);
+        let graph: std::collections::BTreeMap<String, BTreeSet<String>> = all
+            .iter()
+            .map(|m| {
+                let (_, imports) = imports_of(&src, m);
+                (m.clone(), imports.intersection(&all).cloned().collect())
+            })
+            .collect();
+        // Depth-first search; a module met again on the current path closes a cycle.
+        fn visit(
+            m: &str,
+            graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+            cycles: &mut Vec<String>,
+        ) {
+            if let Some(i) = path.iter().position(|p| p == m) {
+                cycles.push(format!("{} -> {m}", path[i..].join(" -> ")));
+                return;
+            }
+            if done.contains(m) {
+                return;
+            }
+            path.push(m.to_string());
+            for next in &graph[m] {
+                visit(next, graph, path, done, cycles);
+            }
+            path.pop();
+            done.insert(m.to_string());
+        }
+        let (mut done, mut cycles) = (BTreeSet::new(), Vec::new());
+        for m in graph.keys() {
+            visit(m, &graph, &mut Vec::new(), &mut done, &mut cycles);
+        }
+        assert!(cycles.is_empty(), "import cycles: {cycles:?}");
+        // The scan found the crate: a typo in the walk must not pass silently.
+        assert!(graph["daemon"].contains("store"), "{graph:?}");
     }
 
     #[test]

@@ -5,13 +5,13 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod access;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;
 pub mod control;
 pub mod daemon;
-pub mod demo;
 pub mod doctor;
 pub mod domain;
 pub mod door;

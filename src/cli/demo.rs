@@ -1,4 +1,4 @@
-//! `gatehouse demo`: the README's main job (see `crate::demo`).
+//! `gatehouse demo`: the README's main job (see `crate::app::demo`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Cli;
-use crate::demo::{self, DemoOptions};
+use crate::app::demo::{self, DemoOptions};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {

@@ -15,10 +15,10 @@ use clap::Args;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::Cli;
+use crate::app::services::start_services;
 use crate::config::Config;
 use crate::control;
 use crate::daemon::sd_notify::{self, Notifier};
-use crate::daemon::services::start_services;
 use crate::daemon::{watchdog, Daemon, GateHandle};
 
 #[derive(Args, Debug)]

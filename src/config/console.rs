@@ -90,14 +90,28 @@ pub(super) fn check_limits(
     Ok(())
 }
 
+/// An HTTP listener's limits (from its config section), enforced by
+/// `http_server`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// The whole request head must arrive within this.
+    pub header_read_timeout: std::time::Duration,
+    /// A request body or an answer that moves no byte for this long is dropped.
+    pub idle_timeout: std::time::Duration,
+    /// Open connections at most, on this listener.
+    pub max_connections: usize,
+    /// Open connections at most from one address.
+    pub max_per_address: usize,
+}
+
 /// The limits a listener is served with.
 pub(super) fn limits(
     header_read_timeout_s: u32,
     idle_timeout_s: u32,
     max_connections: u32,
     per_address: u32,
-) -> crate::http_server::Limits {
-    crate::http_server::Limits {
+) -> HttpLimits {
+    HttpLimits {
         header_read_timeout: std::time::Duration::from_secs(header_read_timeout_s.into()),
         idle_timeout: std::time::Duration::from_secs(idle_timeout_s.into()),
         max_connections: max_connections as usize,
@@ -126,7 +140,7 @@ impl Console {
     }
 
     /// The listener's limits against slow and idle clients.
-    pub fn limits(&self) -> crate::http_server::Limits {
+    pub fn limits(&self) -> HttpLimits {
         limits(
             self.header_read_timeout_s,
             self.idle_timeout_s,

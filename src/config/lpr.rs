@@ -208,7 +208,7 @@ impl From<AddrRange> for String {
 impl Lpr {
     /// True when `ip` may push plate events.
     /// The listener's limits against slow and idle clients.
-    pub fn limits(&self) -> crate::http_server::Limits {
+    pub fn limits(&self) -> super::HttpLimits {
         super::console::limits(
             self.header_read_timeout_s,
             self.idle_timeout_s,

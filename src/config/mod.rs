@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{validate_slug, GateId};
 
-pub use console::Console;
+pub use console::{Console, HttpLimits};
 pub use frigate::{Frigate, FrigateCamera};
 pub use hours::{FaceFallback, TwoFactor, WeeklyHours};
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
@@ -912,14 +912,14 @@ impl Config {
                 "expected at least 1".into(),
             ));
         }
-        if !(6..=crate::wiegand::MAX_PIN_DIGITS)
+        if !(6..=crate::domain::MAX_PIN_DIGITS)
             .contains(&usize::from(self.access.long_pass_pin_digits))
         {
             return Err((
                 "access.long_pass_pin_digits".into(),
                 format!(
                     "expected 6..={} (what a keypad sends before #), got {}",
-                    crate::wiegand::MAX_PIN_DIGITS,
+                    crate::domain::MAX_PIN_DIGITS,
                     self.access.long_pass_pin_digits
                 ),
             ));

@@ -17,12 +17,9 @@ pub mod clock;
 mod core;
 mod gate;
 pub mod gauges;
-mod plates;
 pub mod reload;
 pub mod sd_notify;
-pub mod services;
 pub mod simulate;
-mod uplink_actions;
 pub mod view;
 pub mod watchdog;
 

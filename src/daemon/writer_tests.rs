@@ -252,38 +252,3 @@ async fn a_failed_event_write_opens_the_door_but_is_flagged_alarmed_counted_and_
     daemon.shutdown(WAIT).await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_uplinks_quota_alarm_goes_through_the_daemons_writer_and_is_announced() {
-    let (dir, config) = scratch("quota");
-    let daemon = start(&config).await;
-    let handle = daemon.handle();
-    let mut announced = handle.events();
-    for _ in 0..3 {
-        let mut ev = NewEvent::now(EventKind::Device, true);
-        ev.reason = Some(crate::event::EventReason::ConfigReloaded);
-        handle.record(ev).await.unwrap();
-    }
-    let mut settings = crate::uplink::UplinkSettings::from_config(&config, None).unwrap();
-    // Whatever is queued is over this quota; the first check runs at once.
-    settings.quota_bytes = 1;
-    settings.timing.quota_interval = Duration::from_secs(3600);
-    let uplink = crate::uplink::spawn(settings, Arc::new(handle.clone()));
-    let alarm = loop {
-        let e = tokio::time::timeout(WAIT, announced.recv())
-            .await
-            .expect("the quota alarm is announced")
-            .unwrap();
-        if e.reason.as_deref() == Some(crate::store::outbox::DROP_REASON) {
-            break e;
-        }
-    };
-    assert_eq!(alarm.kind, EventKind::Alarm);
-    // One chain, one database: the alarm follows the daemon's own events.
-    let (checked, breaks) = handle.read(events::verify_chain).await.unwrap().unwrap();
-    assert!(breaks.is_empty());
-    assert!(checked >= u64::try_from(alarm.seq).unwrap());
-    uplink.stop().await.unwrap();
-    daemon.shutdown(WAIT).await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-}

@@ -7,6 +7,8 @@
 //! Architecture Invariant: nothing here runs a model; this module only knows
 //! files, checksums and preprocessing parameters.
 
+pub mod tail_curve;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -80,7 +82,7 @@ pub struct ModelSpec {
     /// generalised-Pareto fit with its 95 % bound), used until a site's own
     /// register is large enough (`face::calibrate::prior_curve`).
     #[serde(default)]
-    pub impostor_prior: Option<crate::face::tail::TailCurve>,
+    pub impostor_prior: Option<tail_curve::TailCurve>,
     /// Why this entry has not been checked against the pipeline (e.g. the file
     /// was never available to the team); `gatehouse doctor` says so.
     #[serde(default)]

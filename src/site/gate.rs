@@ -16,10 +16,11 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 
 use super::wire::{self, Incoming, Mark, Order, Rejection, Request, Topics};
+use super::Host;
 use super::Settings;
 use crate::event::EventReason;
-use crate::store::events::{self, EventKind, NewEvent};
-use crate::store::{site_log, Store};
+use crate::store::events::{self, EventKind};
+use crate::store::site_log;
 
 /// The alarm's reason.
 pub const REJECTED: &str = EventReason::SiteLogRejected.as_str();
@@ -29,7 +30,7 @@ pub const REJECTED: &str = EventReason::SiteLogRejected.as_str();
 const ALARM_EVERY: Duration = Duration::from_secs(10);
 
 struct Gate {
-    store: Store,
+    host: Arc<dyn Host>,
     settings: Settings,
     topics: Topics,
     client: AsyncClient,
@@ -44,17 +45,17 @@ struct Gate {
 }
 
 pub async fn run(
-    store: Store,
+    host: Arc<dyn Host>,
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
     applied_notify: Arc<Notify>,
 ) -> Result<()> {
     let topics = Topics::new(&settings.site);
     let (client, mut eventloop) = AsyncClient::new(settings.mqtt_options(), 1024);
-    let applied = site_log::applied_seq(store.conn())?;
+    let applied = site_log::applied_seq(host.writer().lock().conn())?;
     tracing::info!(site = %settings.site, applied, "site gate receiving the register");
     let mut gate = Gate {
-        store,
+        host,
         settings,
         topics,
         client,
@@ -98,7 +99,7 @@ pub async fn run(
 
 impl Gate {
     fn applied(&self) -> Result<i64> {
-        site_log::applied_seq(self.store.conn())
+        site_log::applied_seq(self.host.writer().lock().conn())
     }
 
     fn connected(&mut self) {
@@ -139,7 +140,7 @@ impl Gate {
             }
             Ok(Incoming::Snapshot(snapshot)) => {
                 if snapshot.seq > self.applied()? {
-                    site_log::apply_snapshot(self.store.conn(), &snapshot)?;
+                    site_log::apply_snapshot(self.host.writer().lock().conn(), &snapshot)?;
                     tracing::info!(
                         seq = snapshot.seq,
                         "site gate: applied the register snapshot"
@@ -152,7 +153,7 @@ impl Gate {
                 let applied = self.applied()?;
                 match wire::order(applied, entry.seq) {
                     Order::Next => {
-                        site_log::apply_entry(self.store.conn(), &entry)?;
+                        site_log::apply_entry(self.host.writer().lock().conn(), &entry)?;
                         self.applied_one();
                         Ok(())
                     }
@@ -215,7 +216,7 @@ impl Gate {
     /// other gates (well under a second online; while the broker or the
     /// registry is down, a pass can be used once at each gate).
     fn report_uses(&self) -> Result<()> {
-        let (upto, uses) = site_log::unreported_uses(self.store.conn())?;
+        let (upto, uses) = site_log::unreported_uses(self.host.writer().lock().conn())?;
         if uses.is_empty() {
             return Ok(());
         }
@@ -226,7 +227,7 @@ impl Gate {
                 .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
                 .context("cannot queue a visitor use for the registry")?;
         }
-        site_log::clear_uses(self.store.conn(), upto)
+        site_log::clear_uses(self.host.writer().lock().conn(), upto)
     }
 
     /// Tells the daemon and the site how far the register is now.
@@ -237,7 +238,7 @@ impl Gate {
 
     /// Publishes the applied seq, retained, for the registry and the console.
     fn report(&self) {
-        let status = match site_log::status(self.store.conn()) {
+        let status = match site_log::status(self.host.writer().lock().conn()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("site gate: {e:#}");
@@ -271,7 +272,7 @@ impl Gate {
             None => 0,
         };
         self.alarms.insert(rejection.code(), (now, 0));
-        let mut event = NewEvent::now(EventKind::Alarm, crate::clock::is_synchronised());
+        let mut event = self.host.event(EventKind::Alarm);
         event.reason = Some(EventReason::SiteLogRejected);
         event.detail = Some(json!({
             "why": rejection.code(),
@@ -280,8 +281,9 @@ impl Gate {
             "site": self.settings.site,
             "held_back": held_back,
         }));
-        events::append(self.store.conn(), &event)
+        let record = events::append(self.host.writer().lock().conn(), &event)
             .context("cannot record the site_log_rejected alarm")?;
+        self.host.event_stored(&record);
         Ok(())
     }
 }

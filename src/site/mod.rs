@@ -24,7 +24,8 @@ use rumqttc::v5::MqttOptions;
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, SiteRole};
-use crate::store::Store;
+use crate::store::events::{EventKind, EventRecord, NewEvent};
+use crate::store::Writer;
 use crate::uplink::Broker;
 
 /// Largest message the site's clients accept: a snapshot of a large register.
@@ -115,23 +116,36 @@ impl Settings {
     }
 }
 
+/// What the site link needs of the daemon it runs in: the process's one
+/// writer, and the daemon's clock and subscribers for the events it raises
+/// (so a `site_log_rejected` alarm is stamped like any event and reaches the
+/// console's live page and the uplink at once).
+pub trait Host: Send + Sync + 'static {
+    /// The process's one writer.
+    fn writer(&self) -> Writer;
+    /// A new event, stamped with the daemon's trusted clock.
+    fn event(&self, kind: EventKind) -> NewEvent;
+    /// Hands a stored event to the daemon's subscribers.
+    fn event_stored(&self, record: &EventRecord);
+}
+
 /// Runs this gateway's part of the site until `shutdown` turns true: the
-/// registry's publisher or the gate's receiver, on its own connection to
-/// the database. A gate wakes `applied` after each change it applies, so the
+/// registry's publisher or the gate's receiver, writing through the host's
+/// one writer. A gate wakes `applied` after each change it applies, so the
 /// daemon reloads its register at once rather than at its next poll.
 pub async fn run(
     config: &Config,
     settings: Settings,
+    host: Arc<dyn Host>,
     shutdown: watch::Receiver<bool>,
     applied: Arc<Notify>,
 ) -> Result<()> {
-    let store = Store::open_config(config)?;
     match settings.role {
         SiteRole::Registry => {
             let key = keys::load_or_create(&config.site_signing_key_path())?;
-            registry::run(store, settings, key, shutdown).await
+            registry::run(host.writer(), settings, key, shutdown).await
         }
-        SiteRole::Gate => gate::run(store, settings, shutdown, applied).await,
+        SiteRole::Gate => gate::run(host, settings, shutdown, applied).await,
         SiteRole::Standalone => Ok(()),
     }
 }

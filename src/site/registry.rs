@@ -12,13 +12,13 @@ use tokio::sync::watch;
 
 use super::wire::{self, Mark, Request, Topics};
 use super::Settings;
-use crate::store::{site_log, Store};
+use crate::store::{site_log, Writer};
 
 /// Room in the client's queue for a catch-up batch and its snapshot.
 const QUEUE: usize = 4096;
 
 pub async fn run(
-    store: Store,
+    writer: Writer,
     settings: Settings,
     key: SigningKey,
     mut shutdown: watch::Receiver<bool>,
@@ -27,9 +27,12 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(settings.mqtt_options(), QUEUE);
     // Entries made while the registry was down reach the gates through the
     // head: each asks for what it lacks.
-    site_log::seal_pending(store.conn())?;
-    sign_pending(store.conn(), &key)?;
-    let mut published = site_log::head(store.conn())?;
+    let mut published = {
+        let store = writer.lock();
+        site_log::seal_pending(store.conn())?;
+        sign_pending(store.conn(), &key)?;
+        site_log::head(store.conn())?
+    };
     let mut tick = tokio::time::interval(settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let public = crate::uplink::command::public_key_text(&key.verifying_key());
@@ -38,7 +41,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
-                if let Err(e) = publish_new(store.conn(), &key, &client, &topics, &mut published, settings.catchup_batch) {
+                if let Err(e) = publish_new(writer.lock().conn(), &key, &client, &topics, &mut published, settings.catchup_batch) {
                     tracing::warn!("site registry: {e:#}");
                 }
             }
@@ -51,9 +54,9 @@ pub async fn run(
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let topic = String::from_utf8_lossy(&p.topic);
                     let result = if topic == topics.request() {
-                        answer(store.conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
+                        answer(writer.lock().conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
                     } else {
-                        visitor_use(store.conn(), &topics, &topic, &p.payload)
+                        visitor_use(writer.lock().conn(), &topics, &topic, &p.payload)
                     };
                     if let Err(e) = result {
                         tracing::warn!("site registry: {e:#}");

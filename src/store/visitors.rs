@@ -122,7 +122,7 @@ impl PinLength {
     /// Digits of a pass valid for a day or less.
     pub const SHORT: usize = 6;
     /// The longest PIN a keypad sends before `#`.
-    pub const MAX: usize = crate::wiegand::MAX_PIN_DIGITS;
+    pub const MAX: usize = crate::domain::MAX_PIN_DIGITS;
 
     pub fn from_config(access: &crate::config::Access) -> PinLength {
         PinLength {

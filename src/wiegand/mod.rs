@@ -34,8 +34,7 @@ pub const MAX_PULSE: Duration = Duration::from_millis(1);
 pub const MIN_BIT_INTERVAL: Duration = Duration::from_micros(200);
 /// Typed keys are forgotten after this long without another key.
 pub const KEY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest PIN a keypad may send before `#`.
-pub const MAX_PIN_DIGITS: usize = 12;
+pub use crate::domain::MAX_PIN_DIGITS;
 /// This many bad frames within [`FAULT_WINDOW`] mark the reader faulty.
 pub const FAULT_BAD_FRAMES: usize = 5;
 pub const FAULT_WINDOW: Duration = Duration::from_secs(60);

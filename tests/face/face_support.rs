@@ -166,7 +166,7 @@ pub fn clip_camera(gate: &str) -> gatehouse::config::CameraConfig {
 
 /// The daemon with its gates and cameras running (clock taken as synchronised).
 pub async fn start_daemon_with_cameras(config: &Config) -> gatehouse::daemon::Daemon {
-    use gatehouse::daemon::services::{start_cameras, Started};
+    use gatehouse::app::services::{start_cameras, Started};
     let mut daemon = gatehouse::daemon::Daemon::start_with(
         config,
         gatehouse::daemon::DaemonOptions {

@@ -8,8 +8,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Mosquitto, Scratch};
+use gatehouse::app::services::start_services;
 use gatehouse::config::Config;
-use gatehouse::daemon::services::start_services;
 use gatehouse::daemon::{Daemon, DaemonOptions};
 use gatehouse::store::events::{AccessResult, EventKind, EventRecord};
 use gatehouse::store::station_queries::{watchlist_set, WatchAction, WatchEntry, WatchKind};

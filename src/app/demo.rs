@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{NaiveDate, Utc};
 
+use crate::app::services::{start_cameras, start_services};
 use crate::config::Config;
-use crate::daemon::services::{start_cameras, start_services};
 use crate::daemon::{Daemon, DaemonOptions, GateHandle};
 use crate::domain::{CardNumber, GateId, PersonStatus, Plate, ResidentId, ResidentRole};
 use crate::event::EventReason;
@@ -239,7 +239,7 @@ pub async fn run(options: DemoOptions, out: &mut (dyn std::io::Write + Send)) ->
 /// every event as it is stored until Ctrl-C (or SIGTERM).
 async fn stay(
     data_dir: &Path,
-    started: &crate::daemon::services::Started,
+    started: &crate::app::services::Started,
     lines: &mut tokio::sync::mpsc::UnboundedReceiver<EventRecord>,
     out: &mut (dyn std::io::Write + Send),
     summary: &mut Summary,

@@ -9,8 +9,8 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{GateHandle, Presentation};
 use crate::access::{Credential, Subject};
+use crate::daemon::{GateHandle, Presentation};
 use crate::domain::Plate;
 use crate::event::EventReason;
 use crate::lpr::{listed_alternatives, PlateOutcome, PlateReading, PlateSink, Resolution, Verdict};

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-use super::GateHandle;
+use crate::daemon::GateHandle;
 use crate::uplink::{GatewayActions, RemoteOpen};
 
 impl GatewayActions for GateHandle {
@@ -21,22 +21,22 @@ impl GatewayActions for GateHandle {
     }
 
     fn clock_synced(&self) -> bool {
-        self.shared.core.clock.synced()
+        self.core().clock.synced()
     }
 
     /// One writer per process: the uplink writes through the gates' writer.
     fn writer(&self) -> Option<crate::store::Writer> {
-        Some(self.shared.core.writer())
+        Some(self.core().writer())
     }
 
     /// The quota's alarm reaches the console and the publisher like any event.
     fn event_stored(&self, record: &crate::store::events::EventRecord) {
-        self.shared.core.announce(record.clone());
+        self.core().announce(record.clone());
     }
 
     /// The gates' trusted clock: max(system clock, running floor).
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.shared.core.clock.now().wall
+        self.core().clock.now().wall
     }
 
     fn health(&self) -> Map<String, Value> {

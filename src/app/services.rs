@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::watch;
 
-use super::Daemon;
 use crate::config::Config;
+use crate::daemon::Daemon;
 
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(6 * 3600);
@@ -89,7 +89,7 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
                 () = stop => {}
             }
         });
-        super::gauges::spawn_outbox_sampler(daemon);
+        crate::daemon::gauges::spawn_outbox_sampler(daemon);
     }
 
     // The uplink runs even without a broker: it keeps the backlog within its quota.
@@ -120,8 +120,9 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         let stop = daemon.shutdown_signal();
         let applied = std::sync::Arc::new(tokio::sync::Notify::new());
         let wake = applied.clone();
+        let host: std::sync::Arc<dyn crate::site::Host> = std::sync::Arc::new(daemon.handle());
         daemon.spawn(async move {
-            if let Err(e) = crate::site::run(&config, settings, stop, wake).await {
+            if let Err(e) = crate::site::run(&config, settings, host, stop, wake).await {
                 tracing::error!("site register task stopped: {e:#}");
             }
         });
@@ -199,7 +200,7 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
 /// takes face recognition out of service with an alarm; the gates keep working.
 pub async fn start_cameras(daemon: &mut Daemon, config: &Config, started: &mut Started) {
     let (cfg, handle) = (config.clone(), daemon.handle());
-    let result = tokio::task::spawn_blocking(move || super::cameras::start(&cfg, handle))
+    let result = tokio::task::spawn_blocking(move || crate::daemon::cameras::start(&cfg, handle))
         .await
         .map_err(|e| anyhow::anyhow!("camera start-up task failed: {e}"))
         .and_then(|r| r);
