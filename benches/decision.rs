@@ -22,7 +22,7 @@ use gatehouse::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
 use gatehouse::hw::simulated::SimBoard;
 use gatehouse::hw::{Board, Edge, Level};
 use gatehouse::store::{snapshot, Store};
-use gatehouse::wiegand::{format, pulse_train, Line, Reader, ReaderEvent, Timing};
+use gatehouse::wiegand::{format, pulse_train, Line, PulseTiming, Reader, ReaderEvent};
 use rusqlite::params;
 
 /// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
@@ -102,7 +102,7 @@ fn fixture() -> Fixture {
             let card = format!("{}:{}", i / 65536, i % 65536).parse().unwrap();
             pulse_train(
                 &format::encode_card(&card, None).unwrap(),
-                Timing::TYPICAL,
+                PulseTiming::TYPICAL,
                 0.5,
                 k,
             )

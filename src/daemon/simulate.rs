@@ -17,7 +17,7 @@ use crate::config::GpioPin;
 use crate::domain::{GateId, Plate};
 use crate::hw::Level;
 use crate::store::events::EventRecord;
-use crate::wiegand::{self, format, Key, Line, Rejection, Timing};
+use crate::wiegand::{self, format, Key, Line, PulseTiming, Rejection};
 
 /// How long to wait for a gate to decide after the last injected edge.
 pub const DECISION_TIMEOUT: Duration = Duration::from_secs(3);
@@ -125,7 +125,7 @@ impl GateHandle {
         let board = self.simulator(gate)?;
         let seed = rand::random::<u64>();
         let burst: Vec<(GpioPin, Level, Duration)> =
-            wiegand::pulse_train(bits, Timing::TYPICAL, 0.3, seed)
+            wiegand::pulse_train(bits, PulseTiming::TYPICAL, 0.3, seed)
                 .into_iter()
                 .map(|(line, level, at)| (if line == Line::D0 { d0 } else { d1 }, level, at))
                 .collect();

@@ -40,7 +40,9 @@ use rumqttc::{TlsConfiguration, Transport};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{read_plate, CameraText, PlateCamera, PlateOutcome, PlateReading, PlateSink, Source};
+use super::{
+    read_plate, CameraText, PlateCamera, PlateOutcome, PlateReading, PlateSink, PlateSource,
+};
 use crate::config::{Config, Frigate};
 use crate::domain::GateId;
 use crate::uplink::Broker;
@@ -259,7 +261,7 @@ impl<S: PlateSink> Intake<S> {
             Handled::Repeat | Handled::NotAPlate => {}
         }
         if !matches!(handled, Handled::NotAPlate) {
-            super::server::count(Source::Frigate.endpoint(), result);
+            super::server::count(PlateSource::Frigate.endpoint(), result);
         }
         handled
     }
@@ -306,7 +308,7 @@ impl<S: PlateSink> Intake<S> {
             camera_time: update.time.map(|t| t.with_timezone(&self.utc_offset)),
             received_at: Utc::now(),
             snapshot: None,
-            source: Source::Frigate,
+            source: PlateSource::Frigate,
             camera: PlateCamera::Named(update.camera),
             channel: None,
             tracked_object: Some(update.object_id.clone()),
@@ -358,15 +360,15 @@ impl<S: PlateSink> Intake<S> {
 
 /// Delays the subscriber works with; tests shorten them.
 #[derive(Clone, Debug)]
-pub struct Timing {
+pub struct FrigateTiming {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub connect_timeout: Duration,
 }
 
-impl Default for Timing {
-    fn default() -> Timing {
-        Timing {
+impl Default for FrigateTiming {
+    fn default() -> FrigateTiming {
+        FrigateTiming {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
@@ -384,7 +386,7 @@ pub struct Link {
     client_id: String,
     tls: Option<Arc<rustls::ClientConfig>>,
     credentials: Option<(String, String)>,
-    pub timing: Timing,
+    pub timing: FrigateTiming,
 }
 
 impl std::fmt::Debug for Link {
@@ -459,7 +461,7 @@ impl Link {
             ),
             tls,
             credentials,
-            timing: Timing::default(),
+            timing: FrigateTiming::default(),
         })
     }
 

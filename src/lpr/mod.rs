@@ -61,20 +61,20 @@ pub enum EventSite {
 /// Which endpoint a reading came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub enum PlateSource {
     Json,
     Hikvision,
     /// Frigate's `tracked_object_update` on MQTT.
     Frigate,
 }
 
-impl Source {
+impl PlateSource {
     /// The path segment after `/lpr/`.
     pub fn endpoint(self) -> &'static str {
         match self {
-            Source::Json => "json",
-            Source::Hikvision => "hikvision",
-            Source::Frigate => "frigate",
+            PlateSource::Json => "json",
+            PlateSource::Hikvision => "hikvision",
+            PlateSource::Frigate => "frigate",
         }
     }
 }
@@ -92,7 +92,7 @@ pub struct PlateReading {
     pub received_at: DateTime<Utc>,
     /// File name under `<data_dir>/snapshots/` (the event's `snapshot` column).
     pub snapshot: Option<String>,
-    pub source: Source,
+    pub source: PlateSource,
     pub camera: PlateCamera,
     /// The Hikvision channel, when the event named one.
     pub channel: Option<u32>,

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use super::hikvision::{self, HikEvent};
 use super::{
     json, read_plate, snapshot, CameraEvent, CameraText, EventSite, PlateReading, PlateSink,
-    Source, Verdict,
+    PlateSource, Verdict,
 };
 use crate::config::{check_token, Config, GateKind, Lpr};
 use crate::domain::GateId;
@@ -235,8 +235,8 @@ async fn post_json<S: PlateSink>(
     body: Bytes,
 ) -> Response {
     match json::parse(&body) {
-        Ok(event) => app.accept(event, Source::Json, peer.ip()).await,
-        Err(problem) => bad_request(Source::Json, peer.ip(), problem),
+        Ok(event) => app.accept(event, PlateSource::Json, peer.ip()).await,
+        Err(problem) => bad_request(PlateSource::Json, peer.ip(), problem),
     }
 }
 
@@ -250,15 +250,15 @@ async fn post_hikvision<S: PlateSink>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     match hikvision::parse(content_type, &body, app.settings.utc_offset_minutes) {
-        Ok(HikEvent::Anpr(event)) => app.accept(event, Source::Hikvision, peer.ip()).await,
+        Ok(HikEvent::Anpr(event)) => app.accept(event, PlateSource::Hikvision, peer.ip()).await,
         Ok(HikEvent::Other(kind)) => ignored(format!("event type {kind:?} is not ANPR")),
-        Err(problem) => bad_request(Source::Hikvision, peer.ip(), problem),
+        Err(problem) => bad_request(PlateSource::Hikvision, peer.ip(), problem),
     }
 }
 
 impl<S: PlateSink> App<S> {
     /// From a parsed event to the sink's answer.
-    async fn accept(&self, event: CameraEvent, source: Source, camera: IpAddr) -> Response {
+    async fn accept(&self, event: CameraEvent, source: PlateSource, camera: IpAddr) -> Response {
         let received_at = Utc::now();
         let (gate, channel) = match self.gate_of(&event.site, camera) {
             Ok(found) => found,
@@ -424,7 +424,7 @@ pub(super) fn count(endpoint: &str, result: &str) {
     );
 }
 
-fn bad_request(source: Source, camera: IpAddr, problem: String) -> Response {
+fn bad_request(source: PlateSource, camera: IpAddr, problem: String) -> Response {
     count(source.endpoint(), "bad_request");
     tracing::warn!(%camera, "LPR event refused: {problem}");
     reject(StatusCode::BAD_REQUEST, problem)

@@ -33,7 +33,7 @@ const MAX_PACKET: u32 = 256 * 1024 * 1024;
 
 /// Delays of the site tasks (short ones in tests).
 #[derive(Clone, Debug)]
-pub struct Timing {
+pub struct SiteTiming {
     /// How often the registry looks for new entries.
     pub poll: Duration,
     /// Wait before reconnecting to the broker.
@@ -42,9 +42,9 @@ pub struct Timing {
     pub catchup_timeout: Duration,
 }
 
-impl Default for Timing {
+impl Default for SiteTiming {
     fn default() -> Self {
-        Timing {
+        SiteTiming {
             poll: Duration::from_millis(100),
             reconnect: Duration::from_secs(2),
             catchup_timeout: Duration::from_secs(10),
@@ -61,7 +61,7 @@ pub struct Settings {
     pub broker: Broker,
     /// The gate's pinned registry key.
     pub registry_key: Option<VerifyingKey>,
-    pub timing: Timing,
+    pub timing: SiteTiming,
     /// Most entries in one catch-up answer (the gate asks again for more).
     pub catchup_batch: usize,
 }
@@ -96,7 +96,7 @@ impl Settings {
             gateway: site.gateway_id.clone(),
             broker,
             registry_key,
-            timing: Timing::default(),
+            timing: SiteTiming::default(),
             catchup_batch: 1000,
         }))
     }

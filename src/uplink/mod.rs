@@ -39,7 +39,7 @@ use tokio::sync::{watch, Notify};
 
 pub use actions::{GatewayActions, NoGates, RemoteOpen};
 pub use link::jittered;
-pub use settings::{Broker, Timing, UplinkSettings};
+pub use settings::{Broker, UplinkSettings, UplinkTiming};
 pub use topics::Topics;
 
 use crate::secret::DeviceSecret;

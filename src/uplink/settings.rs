@@ -89,7 +89,7 @@ impl std::fmt::Display for Broker {
 
 /// Delays the link works with; tests shorten them.
 #[derive(Clone, Debug)]
-pub struct Timing {
+pub struct UplinkTiming {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Re-read the outbox this often even without a wake-up (events appended
@@ -100,9 +100,9 @@ pub struct Timing {
     pub connect_timeout: Duration,
 }
 
-impl Default for Timing {
-    fn default() -> Timing {
-        Timing {
+impl Default for UplinkTiming {
+    fn default() -> UplinkTiming {
+        UplinkTiming {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
@@ -122,7 +122,7 @@ pub struct UplinkSettings {
     pub credentials: Option<(String, String)>,
     pub station_keys: Vec<VerifyingKey>,
     pub quota_bytes: u64,
-    pub timing: Timing,
+    pub timing: UplinkTiming,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
     /// The device secret (`Config::device_key_path`), which keys the replies.
@@ -227,9 +227,9 @@ impl UplinkSettings {
         if !(5..=3600).contains(&heartbeat_s) {
             bail!("uplink.heartbeat_s: expected 5..=3600, got {heartbeat_s}");
         }
-        let timing = Timing {
+        let timing = UplinkTiming {
             heartbeat: Duration::from_secs(heartbeat_s as u64),
-            ..Timing::default()
+            ..UplinkTiming::default()
         };
         Ok(UplinkSettings {
             client_id: format!("gatehouse-{}-{}", config.site.id, config.site.gateway_id),

@@ -36,7 +36,7 @@ impl Key {
 
 /// A well-formed frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Frame {
+pub enum WiegandFrame {
     Card {
         card: CardNumber,
         format: CardFormat,
@@ -93,12 +93,12 @@ fn parity_error(bits: usize, what: &str) -> Rejection {
 }
 
 /// Interprets decoded bits.
-pub fn decode(bits: &[bool]) -> Result<Frame, Rejection> {
+pub fn decode(bits: &[bool]) -> Result<WiegandFrame, Rejection> {
     let n = bits.len();
     match n {
         4 => {
             let code = value(bits) as u8;
-            Key::from_code(code).map(Frame::Key).ok_or(Rejection {
+            Key::from_code(code).map(WiegandFrame::Key).ok_or(Rejection {
                 kind: RejectKind::Parity,
                 bits: n,
                 detail: format!("4-bit key code {code} is not a key"),
@@ -115,7 +115,7 @@ pub fn decode(bits: &[bool]) -> Result<Frame, Rejection> {
                         .into(),
                 });
             }
-            Key::from_code(low).map(Frame::Key).ok_or(Rejection {
+            Key::from_code(low).map(WiegandFrame::Key).ok_or(Rejection {
                 kind: RejectKind::Parity,
                 bits: n,
                 detail: format!("8-bit key code {low} is not a key"),
@@ -128,7 +128,7 @@ pub fn decode(bits: &[bool]) -> Result<Frame, Rejection> {
             if !odd_ok(&bits[13..26]) {
                 return Err(parity_error(n, "trailing (odd)"));
             }
-            Ok(Frame::Card {
+            Ok(WiegandFrame::Card {
                 card: CardNumber::Formatted {
                     facility: value(&bits[1..9]) as u32,
                     number: value(&bits[9..25]),
@@ -143,7 +143,7 @@ pub fn decode(bits: &[bool]) -> Result<Frame, Rejection> {
             if !odd_ok(&bits[17..34]) {
                 return Err(parity_error(n, "trailing (odd)"));
             }
-            Ok(Frame::Card {
+            Ok(WiegandFrame::Card {
                 card: CardNumber::Formatted {
                     facility: value(&bits[1..17]) as u32,
                     number: value(&bits[17..33]),
@@ -159,7 +159,7 @@ pub fn decode(bits: &[bool]) -> Result<Frame, Rejection> {
             if !odd_ok(&bits[18..37]) {
                 return Err(parity_error(n, "trailing (odd)"));
             }
-            Ok(Frame::Card {
+            Ok(WiegandFrame::Card {
                 card: CardNumber::Formatted {
                     facility: value(&bits[1..17]) as u32,
                     number: value(&bits[17..36]),
@@ -167,7 +167,7 @@ pub fn decode(bits: &[bool]) -> Result<Frame, Rejection> {
                 format: CardFormat::Wiegand37,
             })
         }
-        RAW_MIN_BITS..=RAW_MAX_BITS => Ok(Frame::Card {
+        RAW_MIN_BITS..=RAW_MAX_BITS => Ok(WiegandFrame::Card {
             card: CardNumber::Raw(bits.iter().map(|b| if *b { '1' } else { '0' }).collect()),
             format: CardFormat::Raw,
         }),
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(s, "00000101000110000001110011");
         assert_eq!(
             decode(&bits).unwrap(),
-            Frame::Card {
+            WiegandFrame::Card {
                 card: card(10, 12345),
                 format: CardFormat::Wiegand26
             }
@@ -312,7 +312,7 @@ mod tests {
             assert_eq!(bits.len(), len, "{c}");
             assert_eq!(
                 decode(&bits).unwrap(),
-                Frame::Card {
+                WiegandFrame::Card {
                     card: c,
                     format: fmt
                 }
@@ -343,8 +343,14 @@ mod tests {
     fn keys_decode_in_both_widths() {
         for code in 0..12u8 {
             let key = Key::from_code(code).unwrap();
-            assert_eq!(decode(&encode_key(key, false)).unwrap(), Frame::Key(key));
-            assert_eq!(decode(&encode_key(key, true)).unwrap(), Frame::Key(key));
+            assert_eq!(
+                decode(&encode_key(key, false)).unwrap(),
+                WiegandFrame::Key(key)
+            );
+            assert_eq!(
+                decode(&encode_key(key, true)).unwrap(),
+                WiegandFrame::Key(key)
+            );
         }
         assert_eq!(
             decode(&parse_bits("11111111").unwrap()).unwrap_err().kind,
@@ -360,7 +366,7 @@ mod tests {
     fn odd_lengths_are_raw_or_rejected() {
         assert_eq!(decode(&[true; 12]).unwrap_err().kind, RejectKind::Length);
         match decode(&[true; 32]).unwrap() {
-            Frame::Card { card, format } => {
+            WiegandFrame::Card { card, format } => {
                 assert_eq!(format, CardFormat::Raw);
                 assert_eq!(card.key(), format!("raw:{}", "1".repeat(32)));
             }

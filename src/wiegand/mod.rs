@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use format::{Frame, Key, RejectKind, Rejection};
-pub use pulses::{pulse_train, Timing};
+pub use format::{Key, RejectKind, Rejection, WiegandFrame};
+pub use pulses::{pulse_train, PulseTiming};
 
 use crate::domain::{CardFormat, CardNumber};
 use crate::hw::{Edge, Level};
@@ -95,7 +95,7 @@ impl Decoder {
 
     /// Feeds one edge. A gap of [`QUIET_GAP`] since the previous edge closes
     /// the previous frame, which is returned.
-    pub fn edge(&mut self, line: Line, edge: Edge) -> Option<Result<Frame, Rejection>> {
+    pub fn edge(&mut self, line: Line, edge: Edge) -> Option<Result<WiegandFrame, Rejection>> {
         let mut closed = None;
         if let Some(last) = self.last_edge {
             if edge.at > last + QUIET_GAP && self.in_burst() {
@@ -122,7 +122,7 @@ impl Decoder {
     }
 
     /// Closes the current burst: decodes it, counts the outcome.
-    pub fn finish(&mut self) -> Option<Result<Frame, Rejection>> {
+    pub fn finish(&mut self) -> Option<Result<WiegandFrame, Rejection>> {
         if !self.in_burst() {
             return None;
         }
@@ -146,7 +146,7 @@ impl Decoder {
         &mut self,
         pulses: &mut Vec<Pulse>,
         stuck: [Option<Duration>; 2],
-    ) -> Option<Result<Frame, Rejection>> {
+    ) -> Option<Result<WiegandFrame, Rejection>> {
         let before = pulses.len();
         pulses.retain(|p| p.width >= MIN_PULSE);
         self.counters.glitches += (before - pulses.len()) as u64;
@@ -277,7 +277,7 @@ impl Reader {
         }
     }
 
-    fn frame(&mut self, frame: Result<Frame, Rejection>, now: Duration) -> Vec<ReaderEvent> {
+    fn frame(&mut self, frame: Result<WiegandFrame, Rejection>, now: Duration) -> Vec<ReaderEvent> {
         let mut out = Vec::new();
         match frame {
             Ok(frame) => {
@@ -287,11 +287,11 @@ impl Reader {
                 }
                 self.bad_frames.clear();
                 match frame {
-                    Frame::Card { card, format } => {
+                    WiegandFrame::Card { card, format } => {
                         self.digits.clear();
                         out.push(ReaderEvent::Card { card, format });
                     }
-                    Frame::Key(key) => out.extend(self.key(key, now)),
+                    WiegandFrame::Key(key) => out.extend(self.key(key, now)),
                 }
             }
             Err(rejection) => {

@@ -10,24 +10,24 @@ use crate::hw::Level;
 
 /// A reader's pulse width and bit period.
 #[derive(Clone, Copy, Debug)]
-pub struct Timing {
+pub struct PulseTiming {
     pub pulse: Duration,
     pub interval: Duration,
 }
 
-impl Timing {
+impl PulseTiming {
     /// A common reader: 100 µs pulses, 1 ms apart.
-    pub const TYPICAL: Timing = Timing {
+    pub const TYPICAL: PulseTiming = PulseTiming {
         pulse: Duration::from_micros(100),
         interval: Duration::from_millis(1),
     };
     /// The fast end of the range: 50 µs pulses, 0.9 ms apart.
-    pub const FAST: Timing = Timing {
+    pub const FAST: PulseTiming = PulseTiming {
         pulse: Duration::from_micros(50),
         interval: Duration::from_micros(900),
     };
     /// The slow end: 160 µs pulses, 2 ms apart.
-    pub const SLOW: Timing = Timing {
+    pub const SLOW: PulseTiming = PulseTiming {
         pulse: Duration::from_micros(160),
         interval: Duration::from_millis(2),
     };
@@ -38,7 +38,7 @@ impl Timing {
 /// pulse width and each gap independently, reproducibly from `seed`.
 pub fn pulse_train(
     bits: &[bool],
-    timing: Timing,
+    timing: PulseTiming,
     jitter: f64,
     seed: u64,
 ) -> Vec<(Line, Level, Duration)> {

@@ -6,7 +6,7 @@ use crate::hw::Edge;
 fn feed(
     reader: &mut Reader,
     bits: &[bool],
-    timing: Timing,
+    timing: PulseTiming,
     jitter: f64,
     seed: u64,
     base: Duration,
@@ -37,7 +37,7 @@ fn decodes_cards_under_fifty_percent_jitter_at_both_timing_extremes() {
     let mut reader = Reader::new();
     let c = card(10, 12345);
     let bits = format::encode_card(&c, None).unwrap();
-    for (i, timing) in [Timing::FAST, Timing::TYPICAL, Timing::SLOW]
+    for (i, timing) in [PulseTiming::FAST, PulseTiming::TYPICAL, PulseTiming::SLOW]
         .into_iter()
         .enumerate()
     {
@@ -62,7 +62,7 @@ fn bits_are_ordered_by_timestamp_not_arrival() {
     // Deliver all D0 edges first, then all D1 edges (two interrupt threads).
     let c = card(200, 4242);
     let bits = format::encode_card(&c, None).unwrap();
-    let mut train = pulse_train(&bits, Timing::TYPICAL, 0.0, 0);
+    let mut train = pulse_train(&bits, PulseTiming::TYPICAL, 0.0, 0);
     train.sort_by_key(|(line, _, _)| *line == Line::D1);
     let mut reader = Reader::new();
     let mut events = Vec::new();
@@ -84,7 +84,14 @@ fn parity_broken_frame_is_rejected_and_counted() {
     let mut bits = format::encode_card(&card(10, 12345), None).unwrap();
     bits[5] = !bits[5];
     let mut reader = Reader::new();
-    let events = feed(&mut reader, &bits, Timing::TYPICAL, 0.2, 1, Duration::ZERO);
+    let events = feed(
+        &mut reader,
+        &bits,
+        PulseTiming::TYPICAL,
+        0.2,
+        1,
+        Duration::ZERO,
+    );
     assert!(
         matches!(&events[..], [ReaderEvent::Rejected(r)] if r.kind == RejectKind::Parity),
         "{events:?}"
@@ -159,7 +166,7 @@ fn a_quiet_gap_in_edge_time_splits_frames() {
     let mut reader = Reader::new();
     let mut events = Vec::new();
     for (bits, base) in [(&a, Duration::ZERO), (&b, Duration::from_millis(100))] {
-        for (line, level, at) in pulse_train(bits, Timing::TYPICAL, 0.0, 0) {
+        for (line, level, at) in pulse_train(bits, PulseTiming::TYPICAL, 0.0, 0) {
             events.extend(reader.edge(
                 line,
                 Edge {
@@ -187,7 +194,7 @@ fn keypad_digits_then_hash_make_a_pin_in_both_widths() {
             events.extend(feed(
                 &mut reader,
                 &format::encode_key(key, eight),
-                Timing::TYPICAL,
+                PulseTiming::TYPICAL,
                 0.3,
                 i as u64,
                 base,
@@ -208,7 +215,7 @@ fn star_clears_and_slow_typing_forgets_digits() {
         feed(
             r,
             &format::encode_key(k, false),
-            Timing::TYPICAL,
+            PulseTiming::TYPICAL,
             0.0,
             0,
             Duration::from_millis(ms),
@@ -233,7 +240,7 @@ fn a_reader_that_keeps_sending_bad_frames_faults_once_and_recovers() {
         let events = feed(
             &mut reader,
             &bad,
-            Timing::TYPICAL,
+            PulseTiming::TYPICAL,
             0.0,
             0,
             Duration::from_millis(200 * i),
@@ -249,7 +256,7 @@ fn a_reader_that_keeps_sending_bad_frames_faults_once_and_recovers() {
     let events = feed(
         &mut reader,
         &good,
-        Timing::TYPICAL,
+        PulseTiming::TYPICAL,
         0.0,
         0,
         Duration::from_secs(5),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gatehouse::config::Config;
 use gatehouse::store::events::{self, AccessResult, EventKind, EventRecord, NewEvent};
 use gatehouse::store::Store;
-use gatehouse::uplink::{self, GatewayActions, Stopped, Timing, UplinkSettings};
+use gatehouse::uplink::{self, GatewayActions, Stopped, UplinkSettings, UplinkTiming};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, MqttOptions};
@@ -57,7 +57,7 @@ impl Gateway {
     /// Settings with delays short enough for tests.
     pub fn settings(&self, broker: Option<&str>) -> UplinkSettings {
         let mut s = UplinkSettings::from_config(&self.config(), broker).expect("uplink settings");
-        s.timing = Timing {
+        s.timing = UplinkTiming {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_millis(500),
             poll_interval: Duration::from_millis(200),

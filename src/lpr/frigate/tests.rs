@@ -204,7 +204,7 @@ async fn a_listed_camera_s_reading_goes_to_its_gate_with_the_gate_s_ocr_toleranc
     let calls = sink.calls();
     let r = &calls[0];
     assert_eq!(r.gate.as_str(), "car-in");
-    assert_eq!(r.source, Source::Frigate);
+    assert_eq!(r.source, PlateSource::Frigate);
     assert_eq!(r.camera, PlateCamera::Named("gate_lpr".into()));
     assert_eq!(
         r.tracked_object.as_deref(),
