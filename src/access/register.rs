@@ -101,9 +101,9 @@ pub type GroupId = i64;
 pub struct Register {
     pub offset: FixedOffset,
     pub(crate) persons: HashMap<ResidentId, PersonEntry>,
-    pub(crate) cards: HashMap<String, ResidentId>,
-    /// The Wiegand format each card (by `card_key`) was enrolled in.
-    pub(crate) card_formats: HashMap<String, CardFormat>,
+    /// Each card (by `card_key`): its holder and the Wiegand format it was
+    /// enrolled in, in one map so a swipe hashes its key once.
+    pub(crate) cards: HashMap<String, (ResidentId, CardFormat)>,
     pub(crate) plates: HashMap<Plate, ResidentId>,
     pub(crate) passes: HashMap<i64, PassEntry>,
     pub(crate) pass_by_pin: HashMap<[u8; 32], i64>,
@@ -140,7 +140,6 @@ impl Register {
             offset,
             persons: HashMap::new(),
             cards: HashMap::new(),
-            card_formats: HashMap::new(),
             plates: HashMap::new(),
             passes: HashMap::new(),
             pass_by_pin: HashMap::new(),
@@ -213,19 +212,12 @@ impl Register {
 
     /// A card enrolled in `format` (`card.format`).
     pub fn add_card_in(&mut self, card_key: String, format: CardFormat, person: ResidentId) {
-        self.card_formats.insert(card_key.clone(), format);
-        self.cards.insert(card_key, person);
+        self.cards.insert(card_key, (person, format));
     }
 
     /// The holder of a card and the format it was enrolled in.
     pub fn card_holder(&self, card_key: &str) -> Option<(ResidentId, CardFormat)> {
-        let id = *self.cards.get(card_key)?;
-        let format = self
-            .card_formats
-            .get(card_key)
-            .copied()
-            .unwrap_or(CardFormat::Raw);
-        Some((id, format))
+        self.cards.get(card_key).copied()
     }
 
     pub fn add_plate(&mut self, plate: Plate, person: ResidentId) {
@@ -270,7 +262,7 @@ impl Register {
     }
 
     pub fn card_owner(&self, card_key: &str) -> Option<ResidentId> {
-        self.cards.get(card_key).copied()
+        self.cards.get(card_key).map(|(id, _)| *id)
     }
 
     /// The groups that restrict this person (direct and through their role).
