@@ -23,7 +23,7 @@ use crate::domain::{validate_slug, GateId};
 
 pub use console::Console;
 pub use frigate::{Frigate, FrigateCamera};
-pub use hours::{FaceFallback, TwoFactor, WeeklyHours};
+pub use hours::{FaceFallback, FaceMode, TwoFactor, WeeklyHours};
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
 pub use site_role::SiteRole;
@@ -223,11 +223,16 @@ pub struct Gate {
     pub held_open_s: u32,
     /// The gate of the opposite direction at the same opening, for anti-passback.
     pub paired_with: Option<GateId>,
-    /// `card+face`: a card opens only with the card owner's face (1:1), and a
-    /// face alone does not open; `off` (default).
+    /// How faces open this gate: `1:N` (a face alone; default), `household`
+    /// (household number on the keypad, then a member's face) or
+    /// `card+face`. Unset: as `two_factor` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_mode: Option<FaceMode>,
+    /// The older spelling of `face_mode = "card+face"` (kept for existing
+    /// configs): `card+face`, or `off` (default).
     #[serde(default)]
     pub two_factor: TwoFactor,
-    /// When two factors are needed, in site local time (`"mon-fri 22:00-06:00"`);
+    /// When card + face is needed, in site local time (`"mon-fri 22:00-06:00"`);
     /// empty: always.
     #[serde(default)]
     pub two_factor_hours: Vec<WeeklyHours>,
@@ -238,6 +243,10 @@ pub struct Gate {
     /// for the card alone, `refuse` refuses cards.
     #[serde(default)]
     pub face_unavailable: FaceFallback,
+    /// Seconds a household number keyed at a household-mode gate waits for
+    /// a member's face before it expires.
+    #[serde(default = "default_household_wait_s")]
+    pub household_wait_s: u32,
     /// Presentation-attack detection on the faces that could open this gate:
     /// `on` or `off`; default: on wherever a face alone can open it
     /// ([`Gate::face_alone_opens`]).
@@ -257,24 +266,37 @@ impl Gate {
     /// hour: the face mode decides (1:N opens alone; card + face at all hours
     /// does not; card + face at some hours does outside them).
     pub fn face_alone_opens(&self) -> bool {
-        match self.two_factor {
-            TwoFactor::Off => true,
-            TwoFactor::CardAndFace => !self.two_factor_hours.is_empty(),
+        match self.face_mode() {
+            FaceMode::OneToN => true,
+            FaceMode::Household => false,
+            FaceMode::CardAndFace => !self.two_factor_hours.is_empty(),
         }
     }
 
+    /// How faces open this gate: `face_mode`, else the older `two_factor`.
+    pub fn face_mode(&self) -> FaceMode {
+        self.face_mode
+            .unwrap_or_else(|| FaceMode::from(self.two_factor))
+    }
+
     /// Whether faces at this gate must pass the liveness check: as
-    /// configured, else on wherever a face alone can open the gate.
+    /// configured, else on wherever a face alone can open the gate and at
+    /// household gates (a photo of a member plus a known address must not
+    /// open either).
     pub fn liveness_on(&self) -> bool {
         match self.liveness {
             Some(OnOff::On) => true,
             Some(OnOff::Off) => false,
-            None => self.face_alone_opens(),
+            None => self.face_alone_opens() || self.face_mode() == FaceMode::Household,
         }
     }
 }
 
 fn default_face_wait_s() -> u32 {
+    10
+}
+
+fn default_household_wait_s() -> u32 {
     10
 }
 
@@ -774,10 +796,33 @@ impl Config {
                     ));
                 }
             }
-            if gate.two_factor == TwoFactor::Off && !gate.two_factor_hours.is_empty() {
+            if let Some(mode) = gate.face_mode {
+                if gate.two_factor == TwoFactor::CardAndFace && mode != FaceMode::CardAndFace {
+                    return Err((
+                        format!("gates[{i}].face_mode"),
+                        format!(
+                            "{:?} contradicts two_factor = \"card+face\"; keep one of the two",
+                            mode.as_str()
+                        ),
+                    ));
+                }
+            }
+            if gate.face_mode() != FaceMode::CardAndFace && !gate.two_factor_hours.is_empty() {
                 return Err((
                     format!("gates[{i}].two_factor_hours"),
-                    "set two_factor = \"card+face\" for these hours to mean anything".into(),
+                    "set face_mode = \"card+face\" (or two_factor = \"card+face\") for these hours to mean anything".into(),
+                ));
+            }
+            if gate.face_mode() == FaceMode::Household && gate.wiegand_d0_pin.is_none() {
+                return Err((
+                    format!("gates[{i}].face_mode"),
+                    "household mode needs a keypad to key the household number on: set wiegand_d0_pin and wiegand_d1_pin".into(),
+                ));
+            }
+            if gate.household_wait_s == 0 || gate.household_wait_s > 120 {
+                return Err((
+                    format!("gates[{i}].household_wait_s"),
+                    format!("expected 1..=120 seconds, got {}", gate.household_wait_s),
                 ));
             }
             if gate.face_wait_s == 0 || gate.face_wait_s > 120 {

@@ -31,7 +31,7 @@ use super::view::{subject_fields, DecisionView, GateNotice, GateStatus, ReaderSt
 use crate::access::{
     AccessAlarm, Credential, Decision, DenyReason, FaceCheck, GateContext, Now, PinHash, Subject,
 };
-use crate::config::{self, Direction, GateKind, TwoFactor};
+use crate::config::{self, Direction, FaceMode, GateKind};
 use crate::domain::{CardFormat, CardNumber, CardRead};
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
 use crate::event::EventReason;
@@ -612,7 +612,7 @@ impl GateTask {
     /// A card read at this gate: decided at once, or (at a card + face gate
     /// that needs the face now) once its owner's face is seen or the wait ends.
     async fn on_card(&mut self, card: CardNumber, format: CardFormat) {
-        if self.ctx.two_factor.mode == TwoFactor::Off {
+        if self.ctx.two_factor.mode != FaceMode::CardAndFace {
             let mut p = Presentation::from(Credential::Card(CardRead {
                 number: card,
                 format,
@@ -892,8 +892,10 @@ impl GateTask {
 
 /// `card+face`, `card+face (daily 22:00-06:00)`, or `None` when off.
 fn two_factor_words(ctx: &GateContext) -> Option<String> {
-    if ctx.two_factor.mode == TwoFactor::Off {
-        return None;
+    match ctx.two_factor.mode {
+        FaceMode::OneToN => return None,
+        FaceMode::Household => return Some("household".to_string()),
+        FaceMode::CardAndFace => {}
     }
     let hours: Vec<String> = ctx.two_factor.hours.iter().map(|h| h.to_string()).collect();
     Some(if hours.is_empty() {

@@ -142,7 +142,7 @@ pub struct GateFaceStatus {
 }
 
 impl FaceWitness {
-    /// Gates with `two_factor` set keep recent faces; the others only report.
+    /// Card + face and household gates keep recent faces; the others only report.
     pub fn new(
         gallery: GalleryHandle,
         policy: MatchPolicy,
@@ -155,10 +155,9 @@ impl FaceWitness {
             .map(|c| c.gate.clone())
             .chain(config.gates.iter().map(|g| g.id.clone()))
             .map(|id| {
-                let two_factor = config
-                    .gates
-                    .iter()
-                    .any(|g| g.id == id && g.two_factor != crate::config::TwoFactor::Off);
+                let two_factor = config.gates.iter().any(|g| {
+                    g.id == id && g.face_mode() != crate::config::FaceMode::OneToN
+                });
                 let recent = two_factor.then(SharedRecentFaces::default);
                 (
                     id,
