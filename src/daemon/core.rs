@@ -404,10 +404,19 @@ fn past_event(
         {
             access::PastKind::WrongPin
         }
+        // A household number that names no household spent the keypad's budget too.
+        (EventKind::Access, Some(AccessResult::Denied), Some(R::UnknownHousehold)) if guessable => {
+            access::PastKind::WrongPin
+        }
         (
             EventKind::Access,
             Some(AccessResult::Denied),
-            Some(R::UnknownCredential | R::FaceMismatch | R::CardFormatMismatch),
+            Some(
+                R::UnknownCredential
+                | R::FaceMismatch
+                | R::CardFormatMismatch
+                | R::HouseholdMismatch,
+            ),
         ) if guessable => access::PastKind::FailedGuess,
         // A photo held up to a camera counts like a guessed card (kind "face").
         (EventKind::Access, Some(AccessResult::Denied), Some(R::PresentationAttack)) => {

@@ -236,6 +236,11 @@ impl Gallery {
         best.map(|best| Ranked { best, second })
     }
 
+    /// Whether `resident` has an enrolled face here.
+    pub fn has(&self, resident: ResidentId) -> bool {
+        self.spans.iter().any(|(r, _)| *r == resident)
+    }
+
     /// One resident's score for a probe (a 1:1 check, e.g. face + card), or
     /// `None` if the resident has no face here or the dimension differs.
     pub fn score_for(&self, resident: ResidentId, probe: &[f32]) -> Option<f32> {

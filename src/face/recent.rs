@@ -18,7 +18,7 @@ use super::camera::{CameraMonitor, CameraState};
 use super::gallery::{Gallery, GalleryHandle};
 use super::policy::MatchPolicy;
 use super::Embedding;
-use crate::access::FaceCheck;
+use crate::access::{FaceCheck, MemberFace};
 use crate::config::Config;
 use crate::domain::{GateId, ResidentId};
 use crate::models::ModelSpec;
@@ -84,6 +84,54 @@ impl RecentFaces {
                 }
                 (_, other) => other,
             };
+        }
+        best
+    }
+
+    /// The best 1:few check of the faces seen since `since` against the
+    /// `members` of a household keyed at a household gate: each face is
+    /// compared with each member's enrolled faces only (1:1 each, at the
+    /// verify threshold), and the best-scoring member that matches wins.
+    pub fn check_members(
+        &self,
+        policy: &MatchPolicy,
+        gallery: &Gallery,
+        members: &[ResidentId],
+        since: Instant,
+    ) -> MemberFace {
+        let enrolled: Vec<ResidentId> = members
+            .iter()
+            .copied()
+            .filter(|m| gallery.has(*m))
+            .collect();
+        if enrolled.is_empty() {
+            return MemberFace::NotEnrolled;
+        }
+        let mut best = MemberFace::NotSeen;
+        for (_, embedding) in self.seen.iter().filter(|(t, _)| *t >= since) {
+            for member in &enrolled {
+                let face = match policy.verify(gallery, *member, Some(embedding.as_slice())) {
+                    FaceCheck::Match { score } => MemberFace::Member {
+                        resident: *member,
+                        score,
+                    },
+                    FaceCheck::Mismatch { score } => MemberFace::NotMember { score },
+                    _ => continue,
+                };
+                best = match (best, face) {
+                    (MemberFace::Member { score: a, .. }, MemberFace::Member { score: b, .. })
+                        if b > a =>
+                    {
+                        face
+                    }
+                    (MemberFace::Member { .. }, _) => best,
+                    (_, MemberFace::Member { .. }) => face,
+                    (MemberFace::NotMember { score: a }, MemberFace::NotMember { score: b }) => {
+                        MemberFace::NotMember { score: a.max(b) }
+                    }
+                    (_, other) => other,
+                };
+            }
         }
         best
     }
@@ -206,6 +254,30 @@ impl FaceWitness {
         let gallery = self.gallery.current();
         let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.check_owner(&self.policy, &gallery, owner, since)
+    }
+
+    /// The 1:few check of a household's `members` against the faces seen at
+    /// `gate` since `since`; [`MemberFace::Unavailable`] when no camera of
+    /// the gate streams.
+    pub fn check_members(
+        &self,
+        gate: &GateId,
+        members: &[ResidentId],
+        since: Instant,
+    ) -> MemberFace {
+        let Some(g) = self.gates.get(gate) else {
+            return MemberFace::Unavailable;
+        };
+        let streaming = g
+            .cameras
+            .iter()
+            .any(|(_, m)| m.state() == CameraState::Streaming);
+        let (Some(recent), true) = (&g.recent, streaming) else {
+            return MemberFace::Unavailable;
+        };
+        let gallery = self.gallery.current();
+        let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.check_members(&self.policy, &gallery, members, since)
     }
 
     /// The register's own impostor tail for the current gallery: computed
@@ -341,6 +413,49 @@ mod tests {
         // Faces older than KEEP are forgotten when new ones arrive.
         recent.record(t0 + KEEP + Duration::from_secs(5), e(&[0.0, 1.0]));
         assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn a_households_faces_are_matched_against_its_members_only() {
+        let g = Gallery::from_rows(
+            "m",
+            2,
+            vec![
+                (ResidentId(1), vec![1.0, 0.0]),
+                (ResidentId(2), vec![0.8, 0.6]),
+                (ResidentId(3), vec![0.0, 1.0]),
+            ],
+        )
+        .unwrap();
+        let p = policy();
+        let t0 = Instant::now();
+        let mut recent = RecentFaces::default();
+        let household = [ResidentId(1), ResidentId(2)];
+        assert_eq!(
+            recent.check_members(&p, &g, &household, t0),
+            MemberFace::NotSeen
+        );
+        // R3's face: no member's, whatever the rest of the register holds.
+        recent.record(t0, e(&[0.05, 0.998]));
+        assert!(matches!(
+            recent.check_members(&p, &g, &household, t0),
+            MemberFace::NotMember { score } if score < 0.7
+        ));
+        // Then R2's: the best-matching member, not merely the first.
+        recent.record(t0 + Duration::from_secs(1), e(&[0.78, 0.62]));
+        assert!(matches!(
+            recent.check_members(&p, &g, &household, t0),
+            MemberFace::Member { resident: ResidentId(2), score } if score > 0.99
+        ));
+        // A household with nobody enrolled, and faces seen before `since`.
+        assert_eq!(
+            recent.check_members(&p, &g, &[ResidentId(9)], t0),
+            MemberFace::NotEnrolled
+        );
+        assert_eq!(
+            recent.check_members(&p, &g, &household, t0 + Duration::from_secs(5)),
+            MemberFace::NotSeen
+        );
     }
 
     #[test]
