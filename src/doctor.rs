@@ -152,7 +152,7 @@ fn check_face_register(config: &Config) -> Check {
         Ok(own) => own,
         Err(e) => return Check::new(label, CheckStatus::Warn, format!("{e:#}")),
     };
-    match calibrate::stranger_risk_with(config, &spec, residents, own) {
+    match calibrate::stranger_risk_in_force(config, &spec, residents, own) {
         Ok(Some(risk)) if risk.over_target() => Check::new(label, CheckStatus::Warn, risk.describe()),
         Ok(Some(risk)) => Check::new(label, CheckStatus::Pass, risk.describe()),
         Ok(None) => Check::new(

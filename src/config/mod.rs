@@ -382,6 +382,49 @@ impl Default for Models {
     }
 }
 
+/// `[face] threshold`: a fixed cosine similarity, or self-calibrated.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "ThresholdText", into = "ThresholdText")]
+pub enum FaceThreshold {
+    Fixed(f32),
+    Calibrated,
+}
+
+/// How `[face] threshold` is written: a number or a word.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ThresholdText {
+    Number(f64),
+    Word(String),
+}
+
+impl TryFrom<ThresholdText> for FaceThreshold {
+    type Error = String;
+    fn try_from(t: ThresholdText) -> Result<FaceThreshold, String> {
+        match t {
+            ThresholdText::Number(n) if (-1.0..=1.0).contains(&n) => {
+                Ok(FaceThreshold::Fixed(n as f32))
+            }
+            ThresholdText::Word(w) if w == "calibrated" => Ok(FaceThreshold::Calibrated),
+            ThresholdText::Number(n) => Err(format!(
+                "expected a cosine similarity -1..=1 or \"calibrated\", got {n}"
+            )),
+            ThresholdText::Word(w) => Err(format!(
+                "expected a cosine similarity -1..=1 or \"calibrated\", got {w:?}"
+            )),
+        }
+    }
+}
+
+impl From<FaceThreshold> for ThresholdText {
+    fn from(t: FaceThreshold) -> ThresholdText {
+        match t {
+            FaceThreshold::Fixed(v) => ThresholdText::Number(f64::from(v)),
+            FaceThreshold::Calibrated => ThresholdText::Word("calibrated".into()),
+        }
+    }
+}
+
 /// Face pipeline settings. Thresholds default to the embedder's manifest entry.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -393,6 +436,12 @@ pub struct Face {
     pub detect_score: f32,
     /// Cosine similarity a match must reach; default from the model manifest.
     pub match_threshold: Option<f32>,
+    /// The 1:N threshold: a cosine similarity (as `match_threshold`), or
+    /// `"calibrated"`: chosen from the site's own register (or the model's
+    /// prior while it is small) for `target_fpir` at the register's size,
+    /// recomputed whenever the gallery changes. Unset: `match_threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<FaceThreshold>,
     /// How far the best identity must beat the second best.
     #[serde(default = "default_margin")]
     pub margin: f32,
@@ -496,6 +545,7 @@ impl Default for Face {
             detect_width: default_detect_width(),
             detect_score: default_detect_score(),
             match_threshold: None,
+            threshold: None,
             margin: default_margin(),
             confirm_frames: default_confirm_k(),
             confirm_window: default_confirm_m(),
@@ -914,6 +964,14 @@ impl Config {
                     format!("expected a standard deviation 0 < sd < 1, got {sd}"),
                 ));
             }
+        }
+        if let (Some(FaceThreshold::Fixed(_)), Some(_)) =
+            (self.face.threshold, self.face.match_threshold)
+        {
+            return Err((
+                "face.threshold".into(),
+                "a number here is the match threshold: set threshold or match_threshold, not both".into(),
+            ));
         }
         if self.face.impostor_mean.is_some() != self.face.impostor_sd.is_some() {
             return Err((

@@ -277,3 +277,32 @@ fn face_mode_chooses_how_faces_open_and_two_factor_stays_an_alias() {
         "{e}"
     );
 }
+
+#[test]
+fn face_threshold_is_a_number_or_calibrated() {
+    let face = |extra: &str| Config::parse(&format!("{}\n[face]\n{extra}\n", minimal()), "x.toml");
+    assert_eq!(face("").unwrap().face.threshold, None);
+    assert_eq!(
+        face("threshold = \"calibrated\"").unwrap().face.threshold,
+        Some(FaceThreshold::Calibrated)
+    );
+    assert_eq!(
+        face("threshold = 0.5").unwrap().face.threshold,
+        Some(FaceThreshold::Fixed(0.5))
+    );
+    // With calibration, match_threshold is the one in force until it has a tail.
+    assert!(face("threshold = \"calibrated\"\nmatch_threshold = 0.5").is_ok());
+    let e = face("threshold = 0.5\nmatch_threshold = 0.5").unwrap_err().to_string();
+    assert!(e.contains("face.threshold") && e.contains("not both"), "{e}");
+    for bad in ["threshold = 1.5", "threshold = \"auto\""] {
+        let e = face(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("face.threshold") && e.contains("calibrated"),
+            "{bad}: {e}"
+        );
+    }
+    // Written back as read (the CLI rewrites config files).
+    let c = face("threshold = \"calibrated\"").unwrap();
+    let text = toml::to_string(&c).unwrap();
+    assert!(text.contains("threshold = \"calibrated\""), "{text}");
+}

@@ -187,6 +187,10 @@ pub struct GateFaceStatus {
     pub tail_comparisons: Option<usize>,
     #[serde(default)]
     pub max_residents: Option<u64>,
+    /// Where the threshold in force comes from (`configured`, or
+    /// `self-calibrated on the own register for target 1.0 %`).
+    #[serde(default)]
+    pub threshold_source: Option<String>,
 }
 
 impl FaceWitness {
@@ -311,13 +315,17 @@ impl FaceWitness {
     /// The face side of `gate` (`None`: the gate has no camera).
     pub fn gate_status(&self, gate: &GateId) -> Option<GateFaceStatus> {
         let g = self.gates.get(gate).filter(|g| !g.cameras.is_empty())?;
-        let residents = self.gallery.current().identities();
+        let gallery = self.gallery.current();
+        let residents = gallery.identities();
         let own = self.own_tail();
-        let risk = match super::calibrate::stranger_risk_with(
+        // The threshold the cameras match at: the gallery's self-calibrated
+        // one when calibration is on, else the configured one.
+        let risk = match super::calibrate::stranger_risk_at(
             &self.config,
             &self.embedder,
             residents,
             own,
+            gallery.calibrated(),
         ) {
             Ok(r) => r,
             Err(e) => {
@@ -345,6 +353,7 @@ impl FaceWitness {
             tail_source: risk.as_ref().map(|r| r.tail_source.to_string()),
             tail_comparisons: risk.as_ref().map(|r| r.comparisons),
             max_residents: risk.as_ref().map(|r| r.max_residents),
+            threshold_source: risk.as_ref().map(|r| r.threshold_source.clone()),
         })
     }
 }
