@@ -77,9 +77,7 @@ impl fmt::Display for HouseholdKey {
 
 /// Whether `code` is a household code the console may assign.
 pub fn valid_code(code: &str) -> Result<(), String> {
-    if code.is_empty()
-        || code.len() > MAX_CODE_DIGITS
-        || !code.chars().all(|c| c.is_ascii_digit())
+    if code.is_empty() || code.len() > MAX_CODE_DIGITS || !code.chars().all(|c| c.is_ascii_digit())
     {
         return Err(format!(
             "a household code is 1 to {MAX_CODE_DIGITS} digits (what a keypad sends before #; visitor PINs are longer), got {code:?}"
@@ -210,21 +208,102 @@ mod tests {
             .into(),
         );
         let cases: Vec<(&str, Credential, &GateContext, Outcome)> = vec![
-            ("a member's face after the address", keyed("3*2*501", member(1)), &household, Outcome::Granted),
-            ("a member's face after the code", keyed("3251", member(1)), &household, Outcome::Granted),
-            ("a household without a code, by address", keyed("3*2*502", member(3)), &household, Outcome::Granted),
-            ("another household's member", keyed("3*2*501", member(3)), &household, denied(DenyReason::HouseholdMismatch)),
-            ("someone living nowhere", keyed("3*2*501", member(4)), &household, denied(DenyReason::HouseholdMismatch)),
-            ("faces seen, none a member's", keyed("3251", MemberFace::NotMember { score: 0.2 }), &household, denied(DenyReason::HouseholdMismatch)),
-            ("no face before the number expired", keyed("3251", MemberFace::NotSeen), &household, denied(DenyReason::HouseholdTimeout)),
-            ("no member has a face", keyed("3*2*502", MemberFace::NotEnrolled), &household, denied(DenyReason::FaceNotEnrolled)),
-            ("no working camera", keyed("3251", MemberFace::Unavailable), &household, denied(DenyReason::FaceUnavailable)),
-            ("a number that names no household", keyed("9*9*909", member(1)), &household, denied(DenyReason::UnknownHousehold)),
-            ("a code nobody has", keyed("1234", member(1)), &household, denied(DenyReason::UnknownHousehold)),
-            ("the register still refuses a member", keyed("3251", member(2)), &household, denied(DenyReason::Suspended)),
-            ("a face alone (1:N)", Credential::Face { resident: ResidentId(1), score: 0.8 }, &household, denied(DenyReason::HouseholdRequired)),
-            ("a face alone of a suspended member: the register first", Credential::Face { resident: ResidentId(2), score: 0.8 }, &household, denied(DenyReason::Suspended)),
-            ("a card opens a household gate alone", card.clone(), &household, Outcome::Granted),
+            (
+                "a member's face after the address",
+                keyed("3*2*501", member(1)),
+                &household,
+                Outcome::Granted,
+            ),
+            (
+                "a member's face after the code",
+                keyed("3251", member(1)),
+                &household,
+                Outcome::Granted,
+            ),
+            (
+                "a household without a code, by address",
+                keyed("3*2*502", member(3)),
+                &household,
+                Outcome::Granted,
+            ),
+            (
+                "another household's member",
+                keyed("3*2*501", member(3)),
+                &household,
+                denied(DenyReason::HouseholdMismatch),
+            ),
+            (
+                "someone living nowhere",
+                keyed("3*2*501", member(4)),
+                &household,
+                denied(DenyReason::HouseholdMismatch),
+            ),
+            (
+                "faces seen, none a member's",
+                keyed("3251", MemberFace::NotMember { score: 0.2 }),
+                &household,
+                denied(DenyReason::HouseholdMismatch),
+            ),
+            (
+                "no face before the number expired",
+                keyed("3251", MemberFace::NotSeen),
+                &household,
+                denied(DenyReason::HouseholdTimeout),
+            ),
+            (
+                "no member has a face",
+                keyed("3*2*502", MemberFace::NotEnrolled),
+                &household,
+                denied(DenyReason::FaceNotEnrolled),
+            ),
+            (
+                "no working camera",
+                keyed("3251", MemberFace::Unavailable),
+                &household,
+                denied(DenyReason::FaceUnavailable),
+            ),
+            (
+                "a number that names no household",
+                keyed("9*9*909", member(1)),
+                &household,
+                denied(DenyReason::UnknownHousehold),
+            ),
+            (
+                "a code nobody has",
+                keyed("1234", member(1)),
+                &household,
+                denied(DenyReason::UnknownHousehold),
+            ),
+            (
+                "the register still refuses a member",
+                keyed("3251", member(2)),
+                &household,
+                denied(DenyReason::Suspended),
+            ),
+            (
+                "a face alone (1:N)",
+                Credential::Face {
+                    resident: ResidentId(1),
+                    score: 0.8,
+                },
+                &household,
+                denied(DenyReason::HouseholdRequired),
+            ),
+            (
+                "a face alone of a suspended member: the register first",
+                Credential::Face {
+                    resident: ResidentId(2),
+                    score: 0.8,
+                },
+                &household,
+                denied(DenyReason::Suspended),
+            ),
+            (
+                "a card opens a household gate alone",
+                card.clone(),
+                &household,
+                Outcome::Granted,
+            ),
         ];
         for (name, credential, gate, want) in cases {
             let d = decide(&r, &s, &credential, gate, &now());
@@ -237,7 +316,10 @@ mod tests {
         let d = decide(
             &r,
             &s,
-            &Credential::Face { resident: ResidentId(1), score: 0.8 },
+            &Credential::Face {
+                resident: ResidentId(1),
+                score: 0.8,
+            },
             &gate(FaceMode::OneToN),
             &now(),
         );
@@ -331,12 +413,17 @@ mod tests {
         let k = HouseholdKey::from_keyed("3251").unwrap();
         assert_eq!((k.code(), k.address()), (Some("3251"), None));
         assert_eq!(k.to_string(), "3251");
-        for not in ["", "246810", "3*2", "3**501", "*3*2*501", "3*2*501*", "3-2-501", "3*2*5*1"] {
+        for not in [
+            "", "246810", "3*2", "3**501", "*3*2*501", "3*2*501*", "3-2-501", "3*2*5*1",
+        ] {
             assert!(HouseholdKey::from_keyed(not).is_none(), "{not:?}");
         }
         assert!(valid_code("3251").is_ok());
         for bad in ["", "123456", "32a", "3-2"] {
-            assert!(valid_code(bad).unwrap_err().contains("1 to 5 digits"), "{bad:?}");
+            assert!(
+                valid_code(bad).unwrap_err().contains("1 to 5 digits"),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -44,15 +44,15 @@ pub fn run(cli: &Cli, cmd: &HouseholdCommand) -> Result<ExitCode> {
                 );
             }
         }
-        HouseholdCommand::Code {
-            address, code, ..
-        } => {
+        HouseholdCommand::Code { address, code, .. } => {
             let actor = os_user();
             atomically(store.conn(), |c| {
                 addresses::set_household_code(c, &actor, address, code.as_deref())
             })?;
             match code {
-                Some(code) => println!("{address}: household code {code} (key {code}# at household gates)"),
+                Some(code) => {
+                    println!("{address}: household code {code} (key {code}# at household gates)")
+                }
                 None => println!("{address}: household code removed"),
             }
         }

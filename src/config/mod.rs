@@ -970,7 +970,8 @@ impl Config {
         {
             return Err((
                 "face.threshold".into(),
-                "a number here is the match threshold: set threshold or match_threshold, not both".into(),
+                "a number here is the match threshold: set threshold or match_threshold, not both"
+                    .into(),
             ));
         }
         if self.face.impostor_mean.is_some() != self.face.impostor_sd.is_some() {

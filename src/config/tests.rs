@@ -218,15 +218,30 @@ fn face_mode_chooses_how_faces_open_and_two_factor_stays_an_alias() {
     let cases = [
         ("", FaceMode::OneToN, true, true),
         ("face_mode = \"1:N\"", FaceMode::OneToN, true, true),
-        ("face_mode = \"household\"", FaceMode::Household, false, true),
+        (
+            "face_mode = \"household\"",
+            FaceMode::Household,
+            false,
+            true,
+        ),
         (
             "face_mode = \"household\"\nliveness = \"off\"",
             FaceMode::Household,
             false,
             false,
         ),
-        ("face_mode = \"card+face\"", FaceMode::CardAndFace, false, false),
-        ("two_factor = \"card+face\"", FaceMode::CardAndFace, false, false),
+        (
+            "face_mode = \"card+face\"",
+            FaceMode::CardAndFace,
+            false,
+            false,
+        ),
+        (
+            "two_factor = \"card+face\"",
+            FaceMode::CardAndFace,
+            false,
+            false,
+        ),
         (
             "face_mode = \"card+face\"\ntwo_factor = \"card+face\"",
             FaceMode::CardAndFace,
@@ -267,11 +282,8 @@ fn face_mode_chooses_how_faces_open_and_two_factor_stays_an_alias() {
     let e = err("face_mode = \"household\"\nhousehold_wait_s = 0");
     assert!(e.contains("gates[0].household_wait_s"), "{e}");
     // A household gate without a keypad cannot be used.
-    let e = error_of(&minimal().replacen(
-        "[[gates]]\n",
-        "[[gates]]\nface_mode = \"household\"\n",
-        1,
-    ));
+    let e =
+        error_of(&minimal().replacen("[[gates]]\n", "[[gates]]\nface_mode = \"household\"\n", 1));
     assert!(
         e.contains("gates[0].face_mode") && e.contains("keypad"),
         "{e}"
@@ -292,8 +304,13 @@ fn face_threshold_is_a_number_or_calibrated() {
     );
     // With calibration, match_threshold is the one in force until it has a tail.
     assert!(face("threshold = \"calibrated\"\nmatch_threshold = 0.5").is_ok());
-    let e = face("threshold = 0.5\nmatch_threshold = 0.5").unwrap_err().to_string();
-    assert!(e.contains("face.threshold") && e.contains("not both"), "{e}");
+    let e = face("threshold = 0.5\nmatch_threshold = 0.5")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("face.threshold") && e.contains("not both"),
+        "{e}"
+    );
     for bad in ["threshold = 1.5", "threshold = \"auto\""] {
         let e = face(bad).unwrap_err().to_string();
         assert!(

@@ -193,8 +193,13 @@ impl Lang {
             R::CardRequired => self.t("需刷卡", "card required"),
             R::HouseholdRequired => self.t("需先输入房号", "key the household number first"),
             R::UnknownHousehold => self.t("房号不存在", "no such household number"),
-            R::HouseholdMismatch => self.t("人脸不是该户住户", "face is no member of the household"),
-            R::HouseholdTimeout => self.t("输入房号后超时未刷脸", "household number expired before a face was seen"),
+            R::HouseholdMismatch => {
+                self.t("人脸不是该户住户", "face is no member of the household")
+            }
+            R::HouseholdTimeout => self.t(
+                "输入房号后超时未刷脸",
+                "household number expired before a face was seen",
+            ),
             R::FaceUnavailable => self.t("摄像头不可用", "no working camera"),
             R::CameraLost => self.t("摄像头断开", "camera lost"),
             R::CardFormatMismatch => self.t(

@@ -488,10 +488,7 @@ impl GateTask {
             .pending_household
             .as_ref()
             .map(|p| p.next_check.min(p.deadline));
-        [door, reader, face, household]
-            .into_iter()
-            .flatten()
-            .min()
+        [door, reader, face, household].into_iter().flatten().min()
     }
 
     async fn on_command(&mut self, cmd: GateCommand) {
@@ -715,7 +712,12 @@ impl GateTask {
         }
     }
 
-    async fn finish_household(&mut self, pending: PendingHousehold, face: MemberFace, expired: bool) {
+    async fn finish_household(
+        &mut self,
+        pending: PendingHousehold,
+        face: MemberFace,
+        expired: bool,
+    ) {
         let waited = pending.keyed_at.elapsed().as_millis() as u64;
         let p = household_presentation(&pending.keyed, face, Some(waited), expired);
         self.present(p, None).await;

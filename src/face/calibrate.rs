@@ -588,8 +588,8 @@ pub fn stranger_risk_in_force(
     residents: usize,
     own: Option<super::tail::TailCurve>,
 ) -> Result<Option<StrangerRisk>> {
-    let calibrated = Calibration::from_config(config, spec)
-        .and_then(|c| c.choose_with(own.clone(), residents));
+    let calibrated =
+        Calibration::from_config(config, spec).and_then(|c| c.choose_with(own.clone(), residents));
     stranger_risk_at(config, spec, residents, own, calibrated.as_ref())
 }
 
@@ -611,7 +611,11 @@ pub fn stranger_risk_at(
                 "self-calibrated on the {} for target {}{}",
                 c.source,
                 percent(c.target_fpir),
-                if c.reachable { "" } else { ", which no threshold meets at this size" }
+                if c.reachable {
+                    ""
+                } else {
+                    ", which no threshold meets at this size"
+                }
             ),
         ),
         None if config.face.threshold == Some(crate::config::FaceThreshold::Calibrated) => (
@@ -1048,7 +1052,11 @@ mod tests {
             comparisons: 1_000_000,
             clusters: 10_000,
             p_min: 1e-8,
-            points: vec![[0.2, 1e-2, 1.2e-2], [0.4, 1e-4, 1.2e-4], [0.6, 1e-7, 1.5e-7]],
+            points: vec![
+                [0.2, 1e-2, 1.2e-2],
+                [0.4, 1e-4, 1.2e-4],
+                [0.6, 1e-7, 1.5e-7],
+            ],
         };
         let c = Calibration {
             target_fpir: 0.01,
@@ -1074,10 +1082,15 @@ mod tests {
             .unwrap();
         assert_eq!(risk.threshold, big.threshold);
         assert!(
-            risk.threshold_source.starts_with("self-calibrated on the model prior"),
+            risk.threshold_source
+                .starts_with("self-calibrated on the model prior"),
             "{risk:?}"
         );
-        assert!(risk.describe().contains("self-calibrated"), "{}", risk.describe());
+        assert!(
+            risk.describe().contains("self-calibrated"),
+            "{}",
+            risk.describe()
+        );
         // Nothing to rest on: no threshold is invented.
         let bare = Calibration {
             target_fpir: 0.01,

@@ -529,7 +529,9 @@ impl GalleryHandle {
                 gallery.with_calibrated(Some(t))
             }
             Err(e) => {
-                tracing::warn!("self-calibration failed; the configured match threshold stays in force: {e:#}");
+                tracing::warn!(
+                    "self-calibration failed; the configured match threshold stays in force: {e:#}"
+                );
                 gallery.with_calibrated(None)
             }
         }

@@ -284,10 +284,7 @@ impl FrameProcessor {
         for (detection, track) in detections.iter().zip(assignment.ids) {
             c.faces.fetch_add(1, Ordering::Relaxed);
             // One bad face (degenerate landmarks, a runtime hiccup) must not void the frame.
-            match self
-                .engine
-                .observe(frame, *detection, &gallery, &policy)
-            {
+            match self.engine.observe(frame, *detection, &gallery, &policy) {
                 Ok(o) => observed.push((detection, track, o)),
                 Err(e) => {
                     c.errors.fetch_add(1, Ordering::Relaxed);

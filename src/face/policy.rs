@@ -180,10 +180,7 @@ impl MatchPolicy {
         };
         // With `threshold = "calibrated"` this is the threshold until the
         // first calibration, and whenever one fails.
-        let Some(threshold) = fixed
-            .or(face.match_threshold)
-            .or(embedder.match_threshold)
-        else {
+        let Some(threshold) = fixed.or(face.match_threshold).or(embedder.match_threshold) else {
             bail!(
                 "no match threshold: set [face] match_threshold or give embedder {:?} a match_threshold in the manifest",
                 embedder.name

@@ -207,9 +207,10 @@ impl FaceWitness {
             .map(|c| c.gate.clone())
             .chain(config.gates.iter().map(|g| g.id.clone()))
             .map(|id| {
-                let two_factor = config.gates.iter().any(|g| {
-                    g.id == id && g.face_mode() != crate::config::FaceMode::OneToN
-                });
+                let two_factor = config
+                    .gates
+                    .iter()
+                    .any(|g| g.id == id && g.face_mode() != crate::config::FaceMode::OneToN);
                 let recent = two_factor.then(SharedRecentFaces::default);
                 (
                     id,

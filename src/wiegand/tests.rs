@@ -245,13 +245,31 @@ fn at_a_household_gate_star_separates_an_address_and_two_stars_clear() {
     let d = Key::Digit;
     let out = keys(
         &mut reader,
-        &[d(3), Key::Clear, d(2), Key::Clear, d(5), d(0), d(1), Key::Enter],
+        &[
+            d(3),
+            Key::Clear,
+            d(2),
+            Key::Clear,
+            d(5),
+            d(0),
+            d(1),
+            Key::Enter,
+        ],
     );
     assert_eq!(out, vec![ReaderEvent::Pin(PinEntry("3*2*501".into()))]);
     // A typo: ** clears, and the entry starts again.
     let out = keys(
         &mut reader,
-        &[d(9), Key::Clear, Key::Clear, d(3), d(2), d(5), d(1), Key::Enter],
+        &[
+            d(9),
+            Key::Clear,
+            Key::Clear,
+            d(3),
+            d(2),
+            d(5),
+            d(1),
+            Key::Enter,
+        ],
     );
     assert_eq!(out, vec![ReaderEvent::Pin(PinEntry("3251".into()))]);
     // A star first is a clear, as at any keypad.

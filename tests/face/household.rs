@@ -12,7 +12,9 @@ use crate::face_support;
 use std::path::Path;
 use std::time::Duration;
 
-use face_support::{clip_camera, faces, path_str, start_daemon_with_cameras, stderr, stdout, FaceEnv};
+use face_support::{
+    clip_camera, faces, path_str, start_daemon_with_cameras, stderr, stdout, FaceEnv,
+};
 use gatehouse::config::{FaceMode, FaceThreshold};
 use gatehouse::daemon::{GateHandle, GateStatus};
 use gatehouse::domain::GateId;
@@ -92,9 +94,17 @@ fn site() -> (FaceEnv, i64) {
     // A code is unique in the compound, and the error names the holder.
     let out = env.run(&["household", "code", "3-2-502", "3251"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("already the code of 3-2-501"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already the code of 3-2-501"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.run(&["household", "list"]);
-    assert!(stdout(&out).contains("3-2-501\towner_occupied\t1 members\tcode 3251"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("3-2-501\towner_occupied\t1 members\tcode 3251"),
+        "{}",
+        stdout(&out)
+    );
 
     let empty = env.dir.path().join("nobody.avi");
     write_empty_video(&empty);
@@ -130,7 +140,10 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
         if s.face.as_ref().and_then(|f| f.recent_faces).unwrap_or(0) > 0 {
             break s;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no face kept at east: {s:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no face kept at east: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(status.two_factor.as_deref(), Some("household"));
@@ -139,12 +152,24 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
     // prior for the target at this size, and the status says so.
     let face = status.face.clone().expect("east has a camera");
     let source = face.threshold_source.clone().unwrap_or_default();
-    assert!(source.starts_with("self-calibrated on the model prior"), "{face:?}");
+    assert!(
+        source.starts_with("self-calibrated on the model prior"),
+        "{face:?}"
+    );
     let at_two = face.threshold.expect("a threshold in force");
-    assert!(face.stranger_risk.as_deref().unwrap().contains("self-calibrated"), "{face:?}");
+    assert!(
+        face.stranger_risk
+            .as_deref()
+            .unwrap()
+            .contains("self-calibrated"),
+        "{face:?}"
+    );
 
     // Lin keys his address, 3*2*501#, while he is in view: opens, as household + face.
-    let out = h.simulate_pin(&gate("east"), "3*2*501", false).await.unwrap();
+    let out = h
+        .simulate_pin(&gate("east"), "3*2*501", false)
+        .await
+        .unwrap();
     let d = out.decision.expect("a decision");
     assert_eq!(d.result, AccessResult::Granted, "{d:?}");
     assert_eq!(d.credential_kind, "household+face");
@@ -171,12 +196,18 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
     // Lin keys his neighbour's household: his face is no member of it. The
     // gate waits for a member's face, then refuses.
     let asked = std::time::Instant::now();
-    let out = h.simulate_pin(&gate("east"), "3*2*502", false).await.unwrap();
+    let out = h
+        .simulate_pin(&gate("east"), "3*2*502", false)
+        .await
+        .unwrap();
     assert_eq!(out.face_wanted_s, Some(u64::from(EAST_WAIT_S)));
     let d = out.decision.expect("a decision");
     assert_eq!(d.result, AccessResult::Denied);
     assert_eq!(d.reason.as_deref(), Some("household_mismatch"), "{d:?}");
-    assert_eq!(d.subject_id, None, "a refusal names no member of the household");
+    assert_eq!(
+        d.subject_id, None,
+        "a refusal names no member of the household"
+    );
     assert!(asked.elapsed() >= Duration::from_secs(u64::from(EAST_WAIT_S)));
     let e = out
         .events
@@ -198,18 +229,25 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
                 }
             }
             Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            other => panic!("no household_required face event at east: {other:?} after {face_events:?}"),
+            other => {
+                panic!("no household_required face event at east: {other:?} after {face_events:?}")
+            }
         }
     };
     assert_eq!(refused.subject_id, Some(lin), "{refused:?}");
     assert!(
-        face_events.iter().all(|e| e.result == Some(AccessResult::Denied)),
+        face_events
+            .iter()
+            .all(|e| e.result == Some(AccessResult::Denied)),
         "{face_events:?}"
     );
 
     // At east-out nobody comes: the number expires, said in the event, and
     // does not count toward the lockout.
-    let out = h.simulate_pin(&gate("east-out"), "3251", false).await.unwrap();
+    let out = h
+        .simulate_pin(&gate("east-out"), "3251", false)
+        .await
+        .unwrap();
     let d = out.decision.expect("a decision");
     assert_eq!(d.reason.as_deref(), Some("household_timeout"), "{d:?}");
     let e = out
@@ -218,14 +256,23 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
         .find(|e| e.reason.as_deref() == Some("household_timeout"))
         .expect("the household_timeout event");
     let detail = e.detail.as_ref().unwrap();
-    assert_eq!((detail["timed_out"].clone(), detail["household_keyed"].clone()), (true.into(), "3251".into()));
+    assert_eq!(
+        (
+            detail["timed_out"].clone(),
+            detail["household_keyed"].clone()
+        ),
+        (true.into(), "3251".into())
+    );
     assert!(detail["household_wait_ms"].as_u64().unwrap() >= u64::from(EXIT_WAIT_S) * 1000);
 
     // Wrong household numbers count like wrong PINs: the fifth locks the reader.
     let attempts = env.config.access.lockout_attempts;
     let (mut alarms, mut guessing) = (0, 0);
     for i in 0..attempts {
-        let out = h.simulate_pin(&gate("east-out"), &format!("9*9*90{i}"), false).await.unwrap();
+        let out = h
+            .simulate_pin(&gate("east-out"), &format!("9*9*90{i}"), false)
+            .await
+            .unwrap();
         let d = out.decision.expect("a decision");
         assert_eq!(d.reason.as_deref(), Some("unknown_household"), "{d:?}");
         alarms += out
@@ -242,14 +289,23 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
     assert_eq!(alarms, 1, "the last wrong number raises the lockout alarm");
     // And they spend the keypad's PIN budget: the guessing alarm too.
     assert_eq!(guessing, 1, "wrong household numbers count as wrong PINs");
-    let out = h.simulate_pin(&gate("east-out"), "3251", false).await.unwrap();
+    let out = h
+        .simulate_pin(&gate("east-out"), "3251", false)
+        .await
+        .unwrap();
     let d = out.decision.expect("a decision");
     assert_eq!(d.reason.as_deref(), Some("reader_locked_out"), "{d:?}");
     let s = out.status.expect("the gate's status");
-    assert!(s.reader.and_then(|r| r.locked_out_s).is_some(), "{s:?}");
+    assert!(
+        s.reader.as_ref().and_then(|r| r.locked_out_s).is_some(),
+        "{s:?}"
+    );
     // The east keypad is another reader: still open to Lin.
     let out = h.simulate_pin(&gate("east"), "3251", false).await.unwrap();
-    assert_eq!(out.decision.expect("a decision").result, AccessResult::Granted);
+    assert_eq!(
+        out.decision.expect("a decision").result,
+        AccessResult::Granted
+    );
     while let Ok(e) = events.try_recv() {
         assert!(
             e.credential_kind.as_deref() != Some("face") || e.result != Some(AccessResult::Granted),
@@ -260,7 +316,12 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
     // A third resident is enrolled while the daemon runs: the gallery is
     // reloaded with a threshold chosen for three (stricter for the same target).
     let kit = env.add_person("基特").to_string();
-    let out = env.run(&["face", "enroll", &kit, &path_str(&faces("identities/kit_harington/kit_1.jpg"))]);
+    let out = env.run(&[
+        "face",
+        "enroll",
+        &kit,
+        &path_str(&faces("identities/kit_harington/kit_1.jpg")),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let face = loop {
@@ -268,11 +329,17 @@ async fn a_resident_keys_their_household_and_their_face_opens_the_gate() {
         if f.gallery_residents == 3 {
             break f;
         }
-        assert!(tokio::time::Instant::now() < deadline, "gallery not reloaded: {f:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gallery not reloaded: {f:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let at_three = face.threshold.expect("a threshold in force");
-    assert!(at_three > at_two, "{at_two} at two residents, {at_three} at three");
+    assert!(
+        at_three > at_two,
+        "{at_two} at two residents, {at_three} at three"
+    );
 
     daemon.shutdown(Duration::from_secs(5)).await.unwrap();
 }

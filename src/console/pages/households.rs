@@ -147,11 +147,17 @@ pub async fn set_code(
     match (result, code) {
         (Ok(()), Some(code)) => ctx.flash(
             true,
-            format!("{shown}: {} {code}", ctx.t("门口户号", "gate household code")),
+            format!(
+                "{shown}: {} {code}",
+                ctx.t("门口户号", "gate household code")
+            ),
         ),
         (Ok(()), None) => ctx.flash(
             true,
-            format!("{shown}: {}", ctx.t("已取消门口户号", "gate household code removed")),
+            format!(
+                "{shown}: {}",
+                ctx.t("已取消门口户号", "gate household code removed")
+            ),
         ),
         (Err(e), _) => ctx.flash(false, format!("{e:#}")),
     }

@@ -197,7 +197,10 @@ fn a_household_code_set_on_the_registry_reaches_the_gates_register() {
     let Change::Upsert { table, row, .. } = &log.last().unwrap().changes[0] else {
         panic!("{log:?}");
     };
-    assert_eq!((table.as_str(), &row["code"]), ("household", &serde_json::json!("3251")));
+    assert_eq!(
+        (table.as_str(), &row["code"]),
+        ("household", &serde_json::json!("3251"))
+    );
     // A gate cannot assign codes itself; it applies the registry's.
     let err = crate::store::atomic::atomically(gate.conn(), |c| {
         addresses::set_household_code(c, "test", &address, Some("1111"))
