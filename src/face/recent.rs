@@ -432,7 +432,7 @@ mod tests {
             2,
             vec![
                 (ResidentId(1), vec![1.0, 0.0]),
-                (ResidentId(2), vec![0.8, 0.6]),
+                (ResidentId(2), vec![0.6, -0.8]),
                 (ResidentId(3), vec![0.0, 1.0]),
             ],
         )
@@ -451,8 +451,9 @@ mod tests {
             recent.check_members(&p, &g, &household, t0),
             MemberFace::NotMember { score } if score < 0.7
         ));
-        // Then R2's: the best-matching member, not merely the first.
-        recent.record(t0 + Duration::from_secs(1), e(&[0.78, 0.62]));
+        // Then R2's (R1 matches it too, less well): the best-matching
+        // member, not merely the first.
+        recent.record(t0 + Duration::from_secs(1), e(&[0.62, -0.78]));
         assert!(matches!(
             recent.check_members(&p, &g, &household, t0),
             MemberFace::Member { resident: ResidentId(2), score } if score > 0.99
