@@ -135,6 +135,7 @@ impl Lang {
             "plate" => self.t("车牌", "plate"),
             "remote" => self.t("远程开门", "remote open"),
             "exit_button" => self.t("出门按钮", "exit button"),
+            "household+face" => self.t("户号+人脸", "household + face"),
             other => return other.to_string(),
         };
         s.to_string()

@@ -666,7 +666,17 @@ impl GateTask {
             let check = self.member_check(&pending);
             self.finish_household(pending, check, false).await;
         }
-        let Some(household) = self.core.register().household_by_key(&keyed) else {
+        // Decided at once where no face could change the outcome: a number
+        // that names no household, a locked reader, a spent PIN budget.
+        let unseen = Credential::HouseholdAndFace {
+            keyed: keyed.clone(),
+            face: MemberFace::NotSeen,
+        };
+        let household = self.core.register().household_by_key(&keyed);
+        let alone = self.core.preview(&self.ctx, &unseen);
+        let Some(household) =
+            household.filter(|_| alone.reason() == Some(DenyReason::HouseholdTimeout))
+        else {
             let p = household_presentation(&keyed, MemberFace::NotSeen, None, false);
             self.present(p, None).await;
             return;
