@@ -602,6 +602,35 @@ mod tests {
     }
 
     #[test]
+    fn the_face_register_check_names_the_threshold_in_force() {
+        let mut config = Config::demo();
+        let dir = std::env::temp_dir().join(format!(
+            "gh-doctor-threshold-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        config.set_data_dir(dir.clone());
+        let configured = check_face_register(&config);
+        assert!(
+            configured
+                .detail
+                .contains("threshold 0.450 in force (configured)"),
+            "{}",
+            configured.detail
+        );
+        config.face.threshold = Some(crate::config::FaceThreshold::Calibrated);
+        let calibrated = check_face_register(&config);
+        assert!(
+            calibrated
+                .detail
+                .contains("in force (self-calibrated on the model prior for target 1.0 %)"),
+            "{}",
+            calibrated.detail
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn warns_where_a_face_alone_opens_and_liveness_is_off() {
         let mut config = Config::demo();
         let east = |checks: &[Check]| {
