@@ -540,6 +540,35 @@ mod tests {
     }
 
     #[test]
+    fn stored_household_refusals_keep_counting_after_a_restart() {
+        use crate::event::EventReason as R;
+        let (dir, core) = scratch("household");
+        let past_of = |reason: R| {
+            let mut e = NewEvent::now(EventKind::Access, true);
+            e.gate = Some("east".parse().unwrap());
+            e.credential_kind = Some("household+face".into());
+            e.result = Some(AccessResult::Denied);
+            e.reason = Some(reason);
+            let stored = core.record_blocking(e, None).unwrap();
+            past_event(&stored, chrono::Utc::now())
+                .unwrap()
+                .map(|p| p.kind)
+        };
+        // A number naming no household spent the keypad's budget, like a wrong PIN.
+        assert_eq!(
+            past_of(R::UnknownHousehold),
+            Some(access::PastKind::WrongPin)
+        );
+        // Another household's face is a failed guess; an expired number is nothing.
+        assert_eq!(
+            past_of(R::HouseholdMismatch),
+            Some(access::PastKind::FailedGuess)
+        );
+        assert_eq!(past_of(R::HouseholdTimeout), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn a_stored_reason_this_build_does_not_know_is_an_error_not_a_guess() {
         let (dir, core) = scratch("unknown-reason");
         let mut e = NewEvent::now(EventKind::Access, true);
