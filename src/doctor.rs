@@ -152,7 +152,7 @@ fn check_face_register(config: &Config) -> Check {
         Ok(own) => own,
         Err(e) => return Check::new(label, CheckStatus::Warn, format!("{e:#}")),
     };
-    match calibrate::stranger_risk_with(config, &spec, residents, own) {
+    match calibrate::stranger_risk_in_force(config, &spec, residents, own) {
         Ok(Some(risk)) if risk.over_target() => Check::new(label, CheckStatus::Warn, risk.describe()),
         Ok(Some(risk)) => Check::new(label, CheckStatus::Pass, risk.describe()),
         Ok(None) => Check::new(
@@ -599,6 +599,35 @@ mod tests {
         let check = check_device_secret(&outside, &data);
         assert_eq!(check.status, CheckStatus::Pass, "{}", check.detail);
         std::fs::remove_dir_all(&root).ok();
+    }
+
+    #[test]
+    fn the_face_register_check_names_the_threshold_in_force() {
+        let mut config = Config::demo();
+        let dir = std::env::temp_dir().join(format!(
+            "gh-doctor-threshold-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        config.set_data_dir(dir.clone());
+        let configured = check_face_register(&config);
+        assert!(
+            configured
+                .detail
+                .contains("threshold 0.450 in force (configured)"),
+            "{}",
+            configured.detail
+        );
+        config.face.threshold = Some(crate::config::FaceThreshold::Calibrated);
+        let calibrated = check_face_register(&config);
+        assert!(
+            calibrated
+                .detail
+                .contains("in force (self-calibrated on the model prior for target 1.0 %)"),
+            "{}",
+            calibrated.detail
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

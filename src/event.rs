@@ -81,6 +81,14 @@ reasons! {
     PresentationAttack => "presentation_attack",
     UnknownFace => "unknown_face",
     AmbiguousPlate => "ambiguous_plate",
+    /// A household gate: a face alone does not open.
+    HouseholdRequired => "household_required",
+    /// A household gate: the keyed number names no household.
+    UnknownHousehold => "unknown_household",
+    /// A household gate: the face is no member of the keyed household.
+    HouseholdMismatch => "household_mismatch",
+    /// A household gate: the keyed number expired before a face was seen.
+    HouseholdTimeout => "household_timeout",
     // Grant notes (the LPR camera's answer).
     RegisteredVehicle => "registered_vehicle",
     Granted => "granted",

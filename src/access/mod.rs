@@ -19,6 +19,7 @@
 //! unsynchronised (a Pi without a real-time clock boots with an old time),
 //! and the decision is flagged (`clock_override`).
 
+mod household;
 mod register;
 mod state;
 mod two_factor;
@@ -28,11 +29,12 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use household::{valid_code as valid_household_code, HouseholdId, HouseholdKey, MemberFace};
 pub use register::{Bound, GroupId, PassEntry, PersonEntry, Register, WatchHit, Window};
 pub use state::{AccessState, PastEvent, PastKind};
 pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
-use crate::config::{self, Direction};
+use crate::config::{self, Direction, FaceMode};
 use crate::domain::{CardRead, GateId, PersonStatus, Plate, ResidentId};
 use crate::event::EventReason;
 use crate::secret::DeviceSecret;
@@ -102,6 +104,12 @@ pub enum Credential {
         card: CardRead,
         face: FaceCheck,
     },
+    /// A household number keyed at a household-mode gate and the face seen
+    /// after it, matched against that household's members (1:few).
+    HouseholdAndFace {
+        keyed: HouseholdKey,
+        face: MemberFace,
+    },
     /// A manual or remote open: `officer` is the station officer's id, or
     /// `os:<user>` for the property manager's `gatehouse gate open`.
     Remote {
@@ -123,6 +131,7 @@ impl Credential {
             | Credential::UnknownFace { .. } => "face",
             Credential::Plate(_) | Credential::AmbiguousPlate { .. } => "plate",
             Credential::CardAndFace { .. } => "card+face",
+            Credential::HouseholdAndFace { .. } => "household+face",
             Credential::Remote { .. } => "remote",
             Credential::ExitButton => "exit_button",
         }
@@ -136,6 +145,7 @@ impl Credential {
             | Credential::WatchlistedFace { score, .. } => Some(*score),
             Credential::UnknownFace { score } => *score,
             Credential::CardAndFace { face, .. } => face.score(),
+            Credential::HouseholdAndFace { face, .. } => face.score(),
             _ => None,
         }
     }
@@ -153,9 +163,19 @@ impl Credential {
             // As the camera read it (the event has always carried the reading).
             Credential::AmbiguousPlate { read } => Some(read.clone()),
             Credential::CardAndFace { card, .. } => Some(card.masked()),
+            // The household number as keyed: an address or a code, no secret.
+            Credential::HouseholdAndFace { keyed, .. } => Some(keyed.to_string()),
             Credential::Remote { officer, .. } => Some(officer.clone()),
             Credential::ExitButton => None,
         }
+    }
+
+    /// Typed on the gate's keypad: counts toward its PIN budget.
+    pub fn is_keyed(&self) -> bool {
+        matches!(
+            self,
+            Credential::Pin(_) | Credential::HouseholdAndFace { .. }
+        )
     }
 
     /// Guessable credentials, which count towards a reader lockout (a
@@ -167,7 +187,7 @@ impl Credential {
     /// [`Credential::is_guessable`] for a stored event's `credential_kind`
     /// (rebuilding lockouts after a restart).
     pub fn is_guessable_kind(kind: &str) -> bool {
-        matches!(kind, "card" | "pin" | "card+face")
+        matches!(kind, "card" | "pin" | "card+face" | "household+face")
     }
 }
 
@@ -301,6 +321,14 @@ pub enum DenyReason {
     UnknownFace,
     /// Two registered plates fit the camera's reading: open for neither.
     AmbiguousPlate,
+    /// A household gate: a face alone does not open; key the household number first.
+    HouseholdRequired,
+    /// A household gate: the keyed number names no household (counts like a wrong PIN).
+    UnknownHousehold,
+    /// A household gate: the face seen is no member of the keyed household.
+    HouseholdMismatch,
+    /// A household gate: no face was seen before the keyed number expired.
+    HouseholdTimeout,
 }
 
 impl DenyReason {
@@ -342,6 +370,10 @@ impl From<DenyReason> for EventReason {
             DenyReason::PresentationAttack => EventReason::PresentationAttack,
             DenyReason::UnknownFace => EventReason::UnknownFace,
             DenyReason::AmbiguousPlate => EventReason::AmbiguousPlate,
+            DenyReason::HouseholdRequired => EventReason::HouseholdRequired,
+            DenyReason::UnknownHousehold => EventReason::UnknownHousehold,
+            DenyReason::HouseholdMismatch => EventReason::HouseholdMismatch,
+            DenyReason::HouseholdTimeout => EventReason::HouseholdTimeout,
         }
     }
 }
@@ -473,7 +505,7 @@ pub fn decide(
     if credential.is_guessable() && state.reader_locked(&gate.gate, now.mono) {
         return Decision::denied(DenyReason::ReaderLockedOut, None);
     }
-    if matches!(credential, Credential::Pin(_)) && state.pin_entry_suspended(gate, now.mono) {
+    if credential.is_keyed() && state.pin_entry_suspended(gate, now.mono) {
         return Decision::denied(DenyReason::PinEntrySuspended, None);
     }
     let mut decision = decide_register(register, state, credential, gate, now);
@@ -545,6 +577,9 @@ fn decide_register(
             d
         }
         Credential::UnknownFace { .. } => Decision::denied(DenyReason::UnknownFace, None),
+        Credential::HouseholdAndFace { keyed, face } => {
+            household_and_face(register, state, credential, keyed, *face, gate, now)
+        }
         Credential::AmbiguousPlate { .. } => Decision::denied(DenyReason::AmbiguousPlate, None),
         Credential::Pin(hash) => match register.pass_by_pin.get(&hash.0) {
             Some(pass) => visitor(register, state, *pass, gate, now),
@@ -573,6 +608,41 @@ fn decide_register(
     }
 }
 
+/// A household number and the face seen after it: the number must name a
+/// household, the face must be one of its members, and the register must
+/// admit that member. Refusals name nobody (the household's members are not
+/// the business of whoever keyed its number).
+fn household_and_face(
+    register: &Register,
+    state: &AccessState,
+    credential: &Credential,
+    keyed: &HouseholdKey,
+    face: MemberFace,
+    gate: &GateContext,
+    now: &Now,
+) -> Decision {
+    let Some(household) = register.household_by_key(keyed) else {
+        return guess_failed(DenyReason::UnknownHousehold, state, credential, gate, now);
+    };
+    let refusal = match face {
+        MemberFace::Member { resident: id, .. } if register.household_of(id) == Some(household) => {
+            return resident(register, state, id, gate, now);
+        }
+        // Matched against a member list that changed since: not a member now.
+        MemberFace::Member { .. } | MemberFace::NotMember { .. } => DenyReason::HouseholdMismatch,
+        MemberFace::NotSeen => DenyReason::HouseholdTimeout,
+        MemberFace::NotEnrolled => DenyReason::FaceNotEnrolled,
+        MemberFace::Unavailable => DenyReason::FaceUnavailable,
+    };
+    let mut d = Decision::denied(refusal, None);
+    if refusal == DenyReason::HouseholdMismatch {
+        // Someone else's face behind a household's number, again and again,
+        // is a stranger trying numbers: it counts toward the reader lockout.
+        d.alarm = lockout_alarm(state, gate, now);
+    }
+    d
+}
+
 /// At a two-factor gate, a resident the register admits still needs the
 /// second factor: `face` is the face check of a card (`None`: the credential
 /// was a face alone, which needs the card).
@@ -587,6 +657,16 @@ fn two_factors(
     use two_factor::Required;
     if !granted.is_granted() {
         return granted;
+    }
+    match gate.two_factor.mode {
+        FaceMode::OneToN => return granted,
+        // Cards, plates and PINs open a household gate as anywhere; a face
+        // alone (a 1:N search) does not.
+        FaceMode::Household if face.is_none() => {
+            return Decision::denied(DenyReason::HouseholdRequired, granted.subject)
+        }
+        FaceMode::Household => return granted,
+        FaceMode::CardAndFace => {}
     }
     let required = gate.two_factor.required(now.wall, register.offset);
     if required == Required::No {
@@ -663,7 +743,7 @@ fn guess_failed(
     if credential.is_guessable() {
         d.alarm = lockout_alarm(state, gate, now);
     }
-    if matches!(credential, Credential::Pin(_)) {
+    if credential.is_keyed() {
         d.keypad_alarm = keypad_alarm(state, gate, now);
     }
     d

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
+use super::household::{HouseholdId, HouseholdKey};
 use crate::domain::{
     CardFormat, CardNumber, GateId, PersonStatus, Plate, ResidentId, ResidentRole,
 };
@@ -114,6 +115,12 @@ pub struct Register {
     /// The station's watchlist: card key or plate → entry.
     pub(crate) watch_cards: HashMap<String, WatchHit>,
     pub(crate) watch_plates: HashMap<Plate, WatchHit>,
+    /// Households as a household gate's keypad names them: by the console's
+    /// code and by address (`3-2-501`), and each one's members.
+    pub(crate) household_codes: HashMap<String, HouseholdId>,
+    pub(crate) household_addresses: HashMap<String, HouseholdId>,
+    pub(crate) household_of: HashMap<ResidentId, HouseholdId>,
+    pub(crate) household_members: HashMap<HouseholdId, Vec<ResidentId>>,
 }
 
 /// A watchlist entry as the decision needs it.
@@ -149,7 +156,54 @@ impl Register {
             person_groups: HashMap::new(),
             watch_cards: HashMap::new(),
             watch_plates: HashMap::new(),
+            household_codes: HashMap::new(),
+            household_addresses: HashMap::new(),
+            household_of: HashMap::new(),
+            household_members: HashMap::new(),
         }
+    }
+
+    /// A household at `address` (`3-2-501`) with the console's `code`, if
+    /// any. Of several households at one address, the first added is the
+    /// one its address names (the register's own rule, `household_at`).
+    pub fn add_household(&mut self, id: HouseholdId, address: &str, code: Option<&str>) {
+        self.household_addresses
+            .entry(address.to_string())
+            .or_insert(id);
+        if let Some(code) = code {
+            self.household_codes.insert(code.to_string(), id);
+        }
+        self.household_members.entry(id).or_default();
+    }
+
+    /// `person` lives in `household`.
+    pub fn add_household_member(&mut self, household: HouseholdId, person: ResidentId) {
+        self.household_of.insert(person, household);
+        self.household_members
+            .entry(household)
+            .or_default()
+            .push(person);
+    }
+
+    /// The household a keyed number names.
+    pub fn household_by_key(&self, key: &HouseholdKey) -> Option<HouseholdId> {
+        match (key.code(), key.address()) {
+            (Some(code), _) => self.household_codes.get(code).copied(),
+            (None, Some(address)) => self.household_addresses.get(&address).copied(),
+            (None, None) => None,
+        }
+    }
+
+    /// The household `person` lives in.
+    pub fn household_of(&self, person: ResidentId) -> Option<HouseholdId> {
+        self.household_of.get(&person).copied()
+    }
+
+    /// The members of `household` (the few a household gate's face is matched against).
+    pub fn household_members(&self, household: HouseholdId) -> &[ResidentId] {
+        self.household_members
+            .get(&household)
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn add_watched_card(&mut self, card_key: String, hit: WatchHit) {
@@ -172,6 +226,7 @@ impl Register {
             // A listed face is found by the cameras (`face::watch`); the
             // candidates of an ambiguous reading by `daemon::plates`.
             Credential::Pin(_)
+            | Credential::HouseholdAndFace { .. }
             | Credential::Face { .. }
             | Credential::SpoofedFace { .. }
             | Credential::WatchlistedFace { .. }

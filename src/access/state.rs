@@ -183,6 +183,8 @@ impl AccessState {
                     | DenyReason::FaceMismatch
                     | DenyReason::CardFormatMismatch
                     | DenyReason::PresentationAttack
+                    | DenyReason::UnknownHousehold
+                    | DenyReason::HouseholdMismatch
             )
         );
         if failed_guess && credential.is_guessable() {
@@ -191,8 +193,11 @@ impl AccessState {
             q.retain(|t| now.mono.saturating_sub(*t) < window);
             q.push_back(now.mono);
         }
-        if decision.reason() == Some(DenyReason::UnknownCredential)
-            && matches!(credential, Credential::Pin(_))
+        // A wrong PIN, or a household number that names no household.
+        if matches!(
+            decision.reason(),
+            Some(DenyReason::UnknownCredential | DenyReason::UnknownHousehold)
+        ) && credential.is_keyed()
         {
             self.wrong_pin(&gate.gate, now.mono);
         }

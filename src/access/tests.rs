@@ -641,10 +641,11 @@ fn role_groups_restrict_everyone_in_the_role() {
 fn card_and_face_gate() -> GateContext {
     GateContext {
         two_factor: TwoFactorRule {
-            mode: config::TwoFactor::CardAndFace,
+            mode: config::FaceMode::CardAndFace,
             hours: Vec::new(),
             face_wait: Duration::from_secs(10),
             fallback: config::FaceFallback::Card,
+            household_wait: Duration::from_secs(10),
         },
         ..gate("east")
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 
-use crate::config::{self, FaceFallback, TwoFactor, WeeklyHours};
+use crate::config::{self, FaceFallback, FaceMode, WeeklyHours};
 
 /// The face seen with a card, checked 1:1 against the card owner's enrolled
 /// faces by the face policy (`face::MatchPolicy::verify`).
@@ -39,11 +39,12 @@ impl FaceCheck {
     }
 }
 
-/// A gate's two-factor setting.
+/// A gate's face mode and its settings (`face_mode`, or `two_factor`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TwoFactorRule {
-    pub mode: TwoFactor,
-    /// Empty: at all hours.
+    /// 1:N (a face alone opens), household + face, or card + face.
+    pub mode: FaceMode,
+    /// Card + face only at these hours; empty: at all hours.
     pub hours: Vec<WeeklyHours>,
     /// How long the gate may hold a card for its owner's face
     /// (`face::recent::RecentFaces::check_owner` over that time) before
@@ -51,6 +52,9 @@ pub struct TwoFactorRule {
     pub face_wait: Duration,
     /// What a card does when no camera works.
     pub fallback: FaceFallback,
+    /// How long a household number keyed at a household gate waits for a
+    /// member's face before it expires.
+    pub household_wait: Duration,
 }
 
 /// Whether a gate needs two factors now.
@@ -66,16 +70,17 @@ pub enum Required {
 impl TwoFactorRule {
     pub fn from_config(gate: &config::Gate) -> TwoFactorRule {
         TwoFactorRule {
-            mode: gate.two_factor,
+            mode: gate.face_mode(),
             hours: gate.two_factor_hours.clone(),
             face_wait: Duration::from_secs(u64::from(gate.face_wait_s)),
             fallback: gate.face_unavailable,
+            household_wait: Duration::from_secs(u64::from(gate.household_wait_s)),
         }
     }
 
-    /// Whether two factors are needed at `now` (site local time from `offset`).
+    /// Whether card + face is needed at `now` (site local time from `offset`).
     pub fn required(&self, now: DateTime<Utc>, offset: FixedOffset) -> Required {
-        if self.mode == TwoFactor::Off {
+        if self.mode != FaceMode::CardAndFace {
             return Required::No;
         }
         if self.hours.is_empty() {
@@ -150,7 +155,7 @@ mod tests {
         .into()
     }
 
-    fn gate(mode: TwoFactor, hours: &[&str]) -> GateContext {
+    fn gate(mode: FaceMode, hours: &[&str]) -> GateContext {
         GateContext {
             gate: "east".parse().unwrap(),
             direction: config::Direction::In,
@@ -161,6 +166,7 @@ mod tests {
                 hours: hours.iter().map(|h| h.parse().unwrap()).collect(),
                 face_wait: Duration::from_secs(10),
                 fallback: FaceFallback::Card,
+                household_wait: Duration::from_secs(10),
             },
         }
     }
@@ -183,9 +189,9 @@ mod tests {
     fn two_factor_decision_table() {
         let r = register();
         let s = AccessState::new();
-        let always = gate(TwoFactor::CardAndFace, &[]);
-        let nights = gate(TwoFactor::CardAndFace, &["daily 22:00-06:00"]);
-        let off = gate(TwoFactor::Off, &[]);
+        let always = gate(FaceMode::CardAndFace, &[]);
+        let nights = gate(FaceMode::CardAndFace, &["daily 22:00-06:00"]);
+        let off = gate(FaceMode::OneToN, &[]);
         let day = "2025-03-12 10:00";
         let night = "2025-03-12 23:30";
         let good = FaceCheck::Match { score: 0.71 };
@@ -318,7 +324,7 @@ mod tests {
     fn an_unsynchronised_clock_applies_the_hours_as_the_trusted_clock_reads() {
         let r = register();
         let s = AccessState::new();
-        let nights = gate(TwoFactor::CardAndFace, &["daily 22:00-06:00"]);
+        let nights = gate(FaceMode::CardAndFace, &["daily 22:00-06:00"]);
         let d = decide(
             &r,
             &s,
@@ -336,7 +342,7 @@ mod tests {
             &now("2025-03-12 12:00", false),
         );
         assert!(d.is_granted() && !d.clock_override, "{d:?}");
-        let always = gate(TwoFactor::CardAndFace, &[]);
+        let always = gate(FaceMode::CardAndFace, &[]);
         let d = decide(
             &r,
             &s,
@@ -362,7 +368,7 @@ mod tests {
     fn unknown_cards_with_a_face_still_count_towards_the_lockout() {
         let r = register();
         let mut s = AccessState::new();
-        let always = gate(TwoFactor::CardAndFace, &[]);
+        let always = gate(FaceMode::CardAndFace, &[]);
         let at = now("2025-03-12 10:00", true);
         let c = with_face(99, FaceCheck::NotEnrolled);
         let mut last = None;
@@ -386,7 +392,7 @@ mod tests {
     fn a_card_shown_again_and_again_with_someone_elses_face_locks_the_reader() {
         let r = register();
         let mut s = AccessState::new();
-        let always = gate(TwoFactor::CardAndFace, &[]);
+        let always = gate(FaceMode::CardAndFace, &[]);
         let at = now("2025-03-12 10:00", true);
         let stranger = with_face(1, FaceCheck::Mismatch { score: 0.1 });
         let mut alarms = 0;
@@ -406,7 +412,7 @@ mod tests {
     fn a_face_not_seen_in_time_does_not_count_toward_the_lockout() {
         let r = register();
         let mut s = AccessState::new();
-        let always = gate(TwoFactor::CardAndFace, &[]);
+        let always = gate(FaceMode::CardAndFace, &[]);
         let at = now("2025-03-12 10:00", true);
         let looked_away = with_face(1, FaceCheck::NotSeen);
         for _ in 0..8 {
@@ -421,7 +427,7 @@ mod tests {
     fn without_a_working_camera_the_card_alone_opens_but_the_register_still_refuses() {
         let r = register();
         let s = AccessState::new();
-        let always = gate(TwoFactor::CardAndFace, &[]);
+        let always = gate(FaceMode::CardAndFace, &[]);
         let at = now("2025-03-12 10:00", true);
         let d = decide(&r, &s, &with_face(1, FaceCheck::Unavailable), &always, &at);
         assert!(d.is_granted(), "{d:?}");

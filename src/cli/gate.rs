@@ -143,7 +143,7 @@ fn table(gates: &[GateStatus]) -> String {
     out
 }
 
-/// `card+face now, cam1 streaming, stranger 0.02%` (or `-`).
+/// `card+face now, cam1 streaming, threshold 0.450 (configured), stranger 0.02%` (or `-`).
 fn face_cell(g: &GateStatus) -> String {
     let mut parts = Vec::new();
     if let Some(mode) = &g.two_factor {
@@ -153,6 +153,18 @@ fn face_cell(g: &GateStatus) -> String {
     if let Some(face) = &g.face {
         for (camera, state) in &face.cameras {
             parts.push(format!("{camera} {state}"));
+        }
+        if let Some(t) = face.threshold {
+            let calibrated = face
+                .threshold_source
+                .as_deref()
+                .is_some_and(|s| s.starts_with("self-calibrated"));
+            let how = if calibrated {
+                "self-calibrated"
+            } else {
+                "configured"
+            };
+            parts.push(format!("threshold {t:.3} ({how})"));
         }
         if let Some(p) = face.stranger_fpir {
             let flag = if face.over_target { " OVER TARGET" } else { "" };

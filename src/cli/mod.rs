@@ -12,6 +12,7 @@ mod doctor;
 mod face;
 mod gate;
 mod group;
+mod household;
 mod import;
 mod log;
 mod models_cmd;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Register and remove residents' vehicles
     #[command(subcommand)]
     Vehicle(vehicle::VehicleCommand),
+    /// Households: list them, assign the code keyed at household gates
+    #[command(subcommand)]
+    Household(household::HouseholdCommand),
     /// Visitor passes with a PIN and QR code
     #[command(subcommand)]
     Visitor(visitor::VisitorCommand),
@@ -164,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resident(cmd) => resident::run(&cli, cmd),
         Command::Card(cmd) => card::run(&cli, cmd),
         Command::Vehicle(cmd) => vehicle::run(&cli, cmd),
+        Command::Household(cmd) => household::run(&cli, cmd),
         Command::Visitor(cmd) => visitor::run(&cli, cmd),
         Command::Import(cmd) => import::run(&cli, cmd),
         Command::Group(cmd) => group::run(&cli, cmd),

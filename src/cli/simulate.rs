@@ -30,11 +30,11 @@ pub enum SimulateCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Format,
     },
-    /// A keypad sends a PIN followed by #
+    /// A keypad sends a PIN (or a household number, 3*2*501) followed by #
     Pin {
         #[arg(long)]
         gate: GateId,
-        /// The digits
+        /// The digits (`*` for the star key)
         pin: String,
         /// Send 8-bit key bursts instead of 4-bit
         #[arg(long)]

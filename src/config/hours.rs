@@ -19,6 +19,44 @@ pub enum TwoFactor {
     CardAndFace,
 }
 
+/// How faces open a gate (`face_mode`): the register's size decides which is
+/// safe (a 1:N search's stranger rate grows with it; 1:few and 1:1 do not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum FaceMode {
+    /// A face alone opens: searched against every enrolled resident.
+    #[default]
+    #[serde(rename = "1:N")]
+    OneToN,
+    /// The resident keys in the household number on the gate's keypad, then
+    /// looks at the camera: the face is matched against that household's
+    /// members only (1:few). A face alone does not open.
+    #[serde(rename = "household")]
+    Household,
+    /// A card opens only together with its owner's face (1:1); a face alone
+    /// does not open (`two_factor = "card+face"`).
+    #[serde(rename = "card+face")]
+    CardAndFace,
+}
+
+impl FaceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaceMode::OneToN => "1:N",
+            FaceMode::Household => "household",
+            FaceMode::CardAndFace => "card+face",
+        }
+    }
+}
+
+impl From<TwoFactor> for FaceMode {
+    fn from(t: TwoFactor) -> FaceMode {
+        match t {
+            TwoFactor::Off => FaceMode::OneToN,
+            TwoFactor::CardAndFace => FaceMode::CardAndFace,
+        }
+    }
+}
+
 /// What a card + face gate does when none of its cameras works (lost, or
 /// face recognition out of service).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

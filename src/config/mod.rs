@@ -23,7 +23,7 @@ use crate::domain::{validate_slug, GateId};
 
 pub use console::{Console, HttpLimits};
 pub use frigate::{Frigate, FrigateCamera};
-pub use hours::{FaceFallback, TwoFactor, WeeklyHours};
+pub use hours::{FaceFallback, FaceMode, TwoFactor, WeeklyHours};
 pub use lpr::{check_token, AddrRange, Lpr, LprCamera};
 pub use pin::GpioPin;
 pub use site_role::SiteRole;
@@ -223,11 +223,16 @@ pub struct Gate {
     pub held_open_s: u32,
     /// The gate of the opposite direction at the same opening, for anti-passback.
     pub paired_with: Option<GateId>,
-    /// `card+face`: a card opens only with the card owner's face (1:1), and a
-    /// face alone does not open; `off` (default).
+    /// How faces open this gate: `1:N` (a face alone; default), `household`
+    /// (household number on the keypad, then a member's face) or
+    /// `card+face`. Unset: as `two_factor` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_mode: Option<FaceMode>,
+    /// The older spelling of `face_mode = "card+face"` (kept for existing
+    /// configs): `card+face`, or `off` (default).
     #[serde(default)]
     pub two_factor: TwoFactor,
-    /// When two factors are needed, in site local time (`"mon-fri 22:00-06:00"`);
+    /// When card + face is needed, in site local time (`"mon-fri 22:00-06:00"`);
     /// empty: always.
     #[serde(default)]
     pub two_factor_hours: Vec<WeeklyHours>,
@@ -238,6 +243,10 @@ pub struct Gate {
     /// for the card alone, `refuse` refuses cards.
     #[serde(default)]
     pub face_unavailable: FaceFallback,
+    /// Seconds a household number keyed at a household-mode gate waits for
+    /// a member's face before it expires.
+    #[serde(default = "default_household_wait_s")]
+    pub household_wait_s: u32,
     /// Presentation-attack detection on the faces that could open this gate:
     /// `on` or `off`; default: on wherever a face alone can open it
     /// ([`Gate::face_alone_opens`]).
@@ -257,24 +266,37 @@ impl Gate {
     /// hour: the face mode decides (1:N opens alone; card + face at all hours
     /// does not; card + face at some hours does outside them).
     pub fn face_alone_opens(&self) -> bool {
-        match self.two_factor {
-            TwoFactor::Off => true,
-            TwoFactor::CardAndFace => !self.two_factor_hours.is_empty(),
+        match self.face_mode() {
+            FaceMode::OneToN => true,
+            FaceMode::Household => false,
+            FaceMode::CardAndFace => !self.two_factor_hours.is_empty(),
         }
     }
 
+    /// How faces open this gate: `face_mode`, else the older `two_factor`.
+    pub fn face_mode(&self) -> FaceMode {
+        self.face_mode
+            .unwrap_or_else(|| FaceMode::from(self.two_factor))
+    }
+
     /// Whether faces at this gate must pass the liveness check: as
-    /// configured, else on wherever a face alone can open the gate.
+    /// configured, else on wherever a face alone can open the gate and at
+    /// household gates (a photo of a member plus a known address must not
+    /// open either).
     pub fn liveness_on(&self) -> bool {
         match self.liveness {
             Some(OnOff::On) => true,
             Some(OnOff::Off) => false,
-            None => self.face_alone_opens(),
+            None => self.face_alone_opens() || self.face_mode() == FaceMode::Household,
         }
     }
 }
 
 fn default_face_wait_s() -> u32 {
+    10
+}
+
+fn default_household_wait_s() -> u32 {
     10
 }
 
@@ -360,6 +382,49 @@ impl Default for Models {
     }
 }
 
+/// `[face] threshold`: a fixed cosine similarity, or self-calibrated.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "ThresholdText", into = "ThresholdText")]
+pub enum FaceThreshold {
+    Fixed(f32),
+    Calibrated,
+}
+
+/// How `[face] threshold` is written: a number or a word.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ThresholdText {
+    Number(f64),
+    Word(String),
+}
+
+impl TryFrom<ThresholdText> for FaceThreshold {
+    type Error = String;
+    fn try_from(t: ThresholdText) -> Result<FaceThreshold, String> {
+        match t {
+            ThresholdText::Number(n) if (-1.0..=1.0).contains(&n) => {
+                Ok(FaceThreshold::Fixed(n as f32))
+            }
+            ThresholdText::Word(w) if w == "calibrated" => Ok(FaceThreshold::Calibrated),
+            ThresholdText::Number(n) => Err(format!(
+                "expected a cosine similarity -1..=1 or \"calibrated\", got {n}"
+            )),
+            ThresholdText::Word(w) => Err(format!(
+                "expected a cosine similarity -1..=1 or \"calibrated\", got {w:?}"
+            )),
+        }
+    }
+}
+
+impl From<FaceThreshold> for ThresholdText {
+    fn from(t: FaceThreshold) -> ThresholdText {
+        match t {
+            FaceThreshold::Fixed(v) => ThresholdText::Number(f64::from(v)),
+            FaceThreshold::Calibrated => ThresholdText::Word("calibrated".into()),
+        }
+    }
+}
+
 /// Face pipeline settings. Thresholds default to the embedder's manifest entry.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -371,6 +436,12 @@ pub struct Face {
     pub detect_score: f32,
     /// Cosine similarity a match must reach; default from the model manifest.
     pub match_threshold: Option<f32>,
+    /// The 1:N threshold: a cosine similarity (as `match_threshold`), or
+    /// `"calibrated"`: chosen from the site's own register (or the model's
+    /// prior while it is small) for `target_fpir` at the register's size,
+    /// recomputed whenever the gallery changes. Unset: `match_threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<FaceThreshold>,
     /// How far the best identity must beat the second best.
     #[serde(default = "default_margin")]
     pub margin: f32,
@@ -474,6 +545,7 @@ impl Default for Face {
             detect_width: default_detect_width(),
             detect_score: default_detect_score(),
             match_threshold: None,
+            threshold: None,
             margin: default_margin(),
             confirm_frames: default_confirm_k(),
             confirm_window: default_confirm_m(),
@@ -774,10 +846,33 @@ impl Config {
                     ));
                 }
             }
-            if gate.two_factor == TwoFactor::Off && !gate.two_factor_hours.is_empty() {
+            if let Some(mode) = gate.face_mode {
+                if gate.two_factor == TwoFactor::CardAndFace && mode != FaceMode::CardAndFace {
+                    return Err((
+                        format!("gates[{i}].face_mode"),
+                        format!(
+                            "{:?} contradicts two_factor = \"card+face\"; keep one of the two",
+                            mode.as_str()
+                        ),
+                    ));
+                }
+            }
+            if gate.face_mode() != FaceMode::CardAndFace && !gate.two_factor_hours.is_empty() {
                 return Err((
                     format!("gates[{i}].two_factor_hours"),
-                    "set two_factor = \"card+face\" for these hours to mean anything".into(),
+                    "set face_mode = \"card+face\" (or two_factor = \"card+face\") for these hours to mean anything".into(),
+                ));
+            }
+            if gate.face_mode() == FaceMode::Household && gate.wiegand_d0_pin.is_none() {
+                return Err((
+                    format!("gates[{i}].face_mode"),
+                    "household mode needs a keypad to key the household number on: set wiegand_d0_pin and wiegand_d1_pin".into(),
+                ));
+            }
+            if gate.household_wait_s == 0 || gate.household_wait_s > 120 {
+                return Err((
+                    format!("gates[{i}].household_wait_s"),
+                    format!("expected 1..=120 seconds, got {}", gate.household_wait_s),
                 ));
             }
             if gate.face_wait_s == 0 || gate.face_wait_s > 120 {
@@ -869,6 +964,15 @@ impl Config {
                     format!("expected a standard deviation 0 < sd < 1, got {sd}"),
                 ));
             }
+        }
+        if let (Some(FaceThreshold::Fixed(_)), Some(_)) =
+            (self.face.threshold, self.face.match_threshold)
+        {
+            return Err((
+                "face.threshold".into(),
+                "a number here is the match threshold: set threshold or match_threshold, not both"
+                    .into(),
+            ));
         }
         if self.face.impostor_mean.is_some() != self.face.impostor_sd.is_some() {
             return Err((

@@ -203,3 +203,123 @@ fn liveness_models_are_needed_only_where_a_camera_watches_a_gate_with_liveness_o
     assert!(!config.liveness_needed());
     assert_eq!(config.face_models().len(), 2);
 }
+
+#[test]
+fn face_mode_chooses_how_faces_open_and_two_factor_stays_an_alias() {
+    let gate = |extra: &str| {
+        let text = minimal().replacen(
+            "[[gates]]\n",
+            &format!("[[gates]]\nwiegand_d0_pin = 5\nwiegand_d1_pin = 6\n{extra}\n"),
+            1,
+        );
+        Config::parse(&text, "x.toml").map(|c| c.gates[0].clone())
+    };
+    // (settings, mode, a face alone opens, liveness on)
+    let cases = [
+        ("", FaceMode::OneToN, true, true),
+        ("face_mode = \"1:N\"", FaceMode::OneToN, true, true),
+        (
+            "face_mode = \"household\"",
+            FaceMode::Household,
+            false,
+            true,
+        ),
+        (
+            "face_mode = \"household\"\nliveness = \"off\"",
+            FaceMode::Household,
+            false,
+            false,
+        ),
+        (
+            "face_mode = \"card+face\"",
+            FaceMode::CardAndFace,
+            false,
+            false,
+        ),
+        (
+            "two_factor = \"card+face\"",
+            FaceMode::CardAndFace,
+            false,
+            false,
+        ),
+        (
+            "face_mode = \"card+face\"\ntwo_factor = \"card+face\"",
+            FaceMode::CardAndFace,
+            false,
+            false,
+        ),
+        (
+            "face_mode = \"card+face\"\ntwo_factor_hours = [\"daily 22:00-06:00\"]",
+            FaceMode::CardAndFace,
+            true,
+            true,
+        ),
+    ];
+    for (extra, mode, alone, on) in cases {
+        let g = gate(extra).unwrap_or_else(|e| panic!("{extra:?}: {e}"));
+        assert_eq!(g.face_mode(), mode, "{extra:?}");
+        assert_eq!(g.face_alone_opens(), alone, "{extra:?}");
+        assert_eq!(g.liveness_on(), on, "{extra:?}");
+    }
+    assert_eq!(gate("").unwrap().household_wait_s, 10);
+    assert_eq!(
+        gate("face_mode = \"household\"\nhousehold_wait_s = 20")
+            .unwrap()
+            .household_wait_s,
+        20
+    );
+    // Errors name the file, the key and the problem.
+    let err = |extra: &str| gate(extra).unwrap_err().to_string();
+    let e = err("face_mode = \"household\"\ntwo_factor = \"card+face\"");
+    assert!(
+        e.contains("x.toml") && e.contains("gates[0].face_mode") && e.contains("contradicts"),
+        "{e}"
+    );
+    let e = err("face_mode = \"household\"\ntwo_factor_hours = [\"daily 22:00-06:00\"]");
+    assert!(e.contains("gates[0].two_factor_hours"), "{e}");
+    let e = err("face_mode = \"1:1\"");
+    assert!(e.contains("gates[0].face_mode"), "{e}");
+    let e = err("face_mode = \"household\"\nhousehold_wait_s = 0");
+    assert!(e.contains("gates[0].household_wait_s"), "{e}");
+    // A household gate without a keypad cannot be used.
+    let e =
+        error_of(&minimal().replacen("[[gates]]\n", "[[gates]]\nface_mode = \"household\"\n", 1));
+    assert!(
+        e.contains("gates[0].face_mode") && e.contains("keypad"),
+        "{e}"
+    );
+}
+
+#[test]
+fn face_threshold_is_a_number_or_calibrated() {
+    let face = |extra: &str| Config::parse(&format!("{}\n[face]\n{extra}\n", minimal()), "x.toml");
+    assert_eq!(face("").unwrap().face.threshold, None);
+    assert_eq!(
+        face("threshold = \"calibrated\"").unwrap().face.threshold,
+        Some(FaceThreshold::Calibrated)
+    );
+    assert_eq!(
+        face("threshold = 0.5").unwrap().face.threshold,
+        Some(FaceThreshold::Fixed(0.5))
+    );
+    // With calibration, match_threshold is the one in force until it has a tail.
+    assert!(face("threshold = \"calibrated\"\nmatch_threshold = 0.5").is_ok());
+    let e = face("threshold = 0.5\nmatch_threshold = 0.5")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("face.threshold") && e.contains("not both"),
+        "{e}"
+    );
+    for bad in ["threshold = 1.5", "threshold = \"auto\""] {
+        let e = face(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("face.threshold") && e.contains("calibrated"),
+            "{bad}: {e}"
+        );
+    }
+    // Written back as read (the CLI rewrites config files).
+    let c = face("threshold = \"calibrated\"").unwrap();
+    let text = toml::to_string(&c).unwrap();
+    assert!(text.contains("threshold = \"calibrated\""), "{text}");
+}

@@ -135,6 +135,7 @@ impl Lang {
             "plate" => self.t("车牌", "plate"),
             "remote" => self.t("远程开门", "remote open"),
             "exit_button" => self.t("出门按钮", "exit button"),
+            "household+face" => self.t("户号+人脸", "household + face"),
             other => return other.to_string(),
         };
         s.to_string()
@@ -191,6 +192,15 @@ impl Lang {
             R::FaceMismatch => self.t("人脸与卡主不符", "face does not match the card"),
             R::FaceNotEnrolled => self.t("卡主未录入人脸", "card owner has no face enrolled"),
             R::CardRequired => self.t("需刷卡", "card required"),
+            R::HouseholdRequired => self.t("需先输入房号", "key the household number first"),
+            R::UnknownHousehold => self.t("房号不存在", "no such household number"),
+            R::HouseholdMismatch => {
+                self.t("人脸不是该户住户", "face is no member of the household")
+            }
+            R::HouseholdTimeout => self.t(
+                "输入房号后超时未刷脸",
+                "household number expired before a face was seen",
+            ),
             R::FaceUnavailable => self.t("摄像头不可用", "no working camera"),
             R::CameraLost => self.t("摄像头断开", "camera lost"),
             R::CardFormatMismatch => self.t(

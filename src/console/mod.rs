@@ -246,6 +246,7 @@ fn router(app: AppRef) -> Router {
         )
         .route("/households", get(pages::households::list))
         .route("/households/kind", post(pages::households::set_kind))
+        .route("/households/code", post(pages::households::set_code))
         .route("/vehicles", get(pages::households::vehicles))
         .route("/vehicles/add", post(pages::households::add_vehicle))
         .route(

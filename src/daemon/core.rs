@@ -404,10 +404,19 @@ fn past_event(
         {
             access::PastKind::WrongPin
         }
+        // A household number that names no household spent the keypad's budget too.
+        (EventKind::Access, Some(AccessResult::Denied), Some(R::UnknownHousehold)) if guessable => {
+            access::PastKind::WrongPin
+        }
         (
             EventKind::Access,
             Some(AccessResult::Denied),
-            Some(R::UnknownCredential | R::FaceMismatch | R::CardFormatMismatch),
+            Some(
+                R::UnknownCredential
+                | R::FaceMismatch
+                | R::CardFormatMismatch
+                | R::HouseholdMismatch,
+            ),
         ) if guessable => access::PastKind::FailedGuess,
         // A photo held up to a camera counts like a guessed card (kind "face").
         (EventKind::Access, Some(AccessResult::Denied), Some(R::PresentationAttack)) => {
@@ -527,6 +536,35 @@ mod tests {
         unknown.reason = Some(crate::event::EventReason::UnknownFace);
         let stored = core.record_blocking(unknown, None).unwrap();
         assert!(past_event(&stored, chrono::Utc::now()).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn stored_household_refusals_keep_counting_after_a_restart() {
+        use crate::event::EventReason as R;
+        let (dir, core) = scratch("household");
+        let past_of = |reason: R| {
+            let mut e = NewEvent::now(EventKind::Access, true);
+            e.gate = Some("east".parse().unwrap());
+            e.credential_kind = Some("household+face".into());
+            e.result = Some(AccessResult::Denied);
+            e.reason = Some(reason);
+            let stored = core.record_blocking(e, None).unwrap();
+            past_event(&stored, chrono::Utc::now())
+                .unwrap()
+                .map(|p| p.kind)
+        };
+        // A number naming no household spent the keypad's budget, like a wrong PIN.
+        assert_eq!(
+            past_of(R::UnknownHousehold),
+            Some(access::PastKind::WrongPin)
+        );
+        // Another household's face is a failed guess; an expired number is nothing.
+        assert_eq!(
+            past_of(R::HouseholdMismatch),
+            Some(access::PastKind::FailedGuess)
+        );
+        assert_eq!(past_of(R::HouseholdTimeout), None);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -29,9 +29,10 @@ use tokio::time::Instant;
 use super::core::{visitor_use, Core};
 use super::view::{subject_fields, DecisionView, GateNotice, GateStatus, ReaderStatus};
 use crate::access::{
-    AccessAlarm, Credential, Decision, DenyReason, FaceCheck, GateContext, Now, PinHash, Subject,
+    AccessAlarm, Credential, Decision, DenyReason, FaceCheck, GateContext, HouseholdId,
+    HouseholdKey, MemberFace, Now, PinHash, Subject,
 };
-use crate::config::{self, Direction, GateKind, TwoFactor};
+use crate::config::{self, Direction, FaceMode, GateKind};
 use crate::domain::{CardFormat, CardNumber, CardRead};
 use crate::door::{Door, DoorAction, DoorConfig, Relay, ReleaseCause};
 use crate::event::EventReason;
@@ -254,6 +255,16 @@ struct PendingCard {
     next_check: Instant,
 }
 
+/// A household number keyed at a household gate, waiting (up to
+/// `household_wait_s`) for a member's face.
+struct PendingHousehold {
+    keyed: HouseholdKey,
+    household: HouseholdId,
+    keyed_at: std::time::Instant,
+    deadline: Instant,
+    next_check: Instant,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Input {
     Wiegand(Line),
@@ -283,6 +294,8 @@ pub(crate) struct GateTask {
     capture: Option<oneshot::Sender<CapturedCard>>,
     /// A card waiting for its owner's face (card + face gates only).
     pending_card: Option<PendingCard>,
+    /// A household number waiting for a member's face (household gates only).
+    pending_household: Option<PendingHousehold>,
     /// This gate's recorder: every event goes there, never awaited here.
     recorder: mpsc::UnboundedSender<Job>,
     recorder_task: Option<tokio::task::JoinHandle<()>>,
@@ -363,7 +376,12 @@ pub(crate) fn spawn(
             "wiegand_d1_pin",
             &mut pins,
         )?;
-        Some(Reader::new())
+        // At a household gate `*` separates the parts of a keyed address.
+        Some(if cfg.face_mode() == FaceMode::Household {
+            Reader::with_star_separator()
+        } else {
+            Reader::new()
+        })
     } else {
         None
     };
@@ -392,6 +410,7 @@ pub(crate) fn spawn(
         notices: notices.clone(),
         capture: None,
         pending_card: None,
+        pending_household: None,
         recorder,
         recorder_task: Some(recorder_task),
         _pins: pins,
@@ -427,6 +446,10 @@ impl GateTask {
             let check = self.face_check(&pending);
             self.finish_card(pending, check).await;
         }
+        if let Some(pending) = self.pending_household.take() {
+            let check = self.member_check(&pending);
+            self.finish_household(pending, check, false).await;
+        }
         // The known safe state at shutdown: locked (barrier down).
         let locked = match self.relay.lock() {
             Ok(()) => {
@@ -461,7 +484,11 @@ impl GateTask {
             .pending_card
             .as_ref()
             .map(|p| p.next_check.min(p.deadline));
-        [door, reader, face].into_iter().flatten().min()
+        let household = self
+            .pending_household
+            .as_ref()
+            .map(|p| p.next_check.min(p.deadline));
+        [door, reader, face, household].into_iter().flatten().min()
     }
 
     async fn on_command(&mut self, cmd: GateCommand) {
@@ -490,6 +517,7 @@ impl GateTask {
                 self.cfg.two_factor_hours = gate.two_factor_hours;
                 self.cfg.face_wait_s = gate.face_wait_s;
                 self.cfg.face_unavailable = gate.face_unavailable;
+                self.cfg.household_wait_s = gate.household_wait_s;
                 self.ctx = GateContext::from_config(&self.cfg, &access);
                 self.door.set_config(DoorConfig::from_gate(&self.cfg));
                 let _ = reply.send(());
@@ -537,6 +565,9 @@ impl GateTask {
 
     /// Whether the two-factor rule applies at this moment (hours included).
     fn face_needed_now(&self) -> bool {
+        if self.ctx.two_factor.mode == FaceMode::Household {
+            return true;
+        }
         let offset = self.core.register().offset;
         self.ctx
             .two_factor
@@ -605,14 +636,107 @@ impl GateTask {
                 self.pending_card = Some(pending);
             }
         }
+        if let Some(mut pending) = self.pending_household.take() {
+            let now = Instant::now();
+            if now >= pending.next_check || now >= pending.deadline {
+                let check = self.member_check(&pending);
+                let expired = now >= pending.deadline;
+                if member_decided(check) || expired {
+                    self.finish_household(pending, check, expired).await;
+                } else {
+                    pending.next_check = now + FACE_POLL;
+                    self.pending_household = Some(pending);
+                }
+            } else {
+                self.pending_household = Some(pending);
+            }
+        }
         let actions = self.door.tick(self.core.clock.mono());
         self.on_door(actions).await;
+    }
+
+    /// A household number keyed at a household gate: one that names no
+    /// household is decided at once (a wrong number, toward the lockout);
+    /// otherwise a member's face seen since shortly before decides it, or the
+    /// gate waits for one until `household_wait_s` has passed.
+    async fn on_household(&mut self, keyed: HouseholdKey) {
+        if let Some(pending) = self.pending_household.take() {
+            // A new number replaces the one still waiting, which is decided
+            // with what was seen for it.
+            let check = self.member_check(&pending);
+            self.finish_household(pending, check, false).await;
+        }
+        // Decided at once where no face could change the outcome: a number
+        // that names no household, a locked reader, a spent PIN budget.
+        let unseen = Credential::HouseholdAndFace {
+            keyed: keyed.clone(),
+            face: MemberFace::NotSeen,
+        };
+        let household = self.core.register().household_by_key(&keyed);
+        let alone = self.core.preview(&self.ctx, &unseen);
+        let Some(household) =
+            household.filter(|_| alone.reason() == Some(DenyReason::HouseholdTimeout))
+        else {
+            let p = household_presentation(&keyed, MemberFace::NotSeen, None, false);
+            self.present(p, None).await;
+            return;
+        };
+        let now = Instant::now();
+        let wait = self.ctx.two_factor.household_wait;
+        let pending = PendingHousehold {
+            keyed,
+            household,
+            keyed_at: std::time::Instant::now(),
+            deadline: now + wait,
+            next_check: now + FACE_POLL,
+        };
+        let check = self.member_check(&pending);
+        if member_decided(check) {
+            self.finish_household(pending, check, false).await;
+            return;
+        }
+        tracing::info!(gate = %self.cfg.id, keyed = %pending.keyed, "household number keyed; waiting for a member's face");
+        let _ = self.notices.send(GateNotice::HouseholdKeyed {
+            keyed: pending.keyed.to_string(),
+            wait_s: wait.as_secs(),
+        });
+        self.pending_household = Some(pending);
+    }
+
+    /// The household's members among the faces seen at this gate since
+    /// shortly before the number was keyed (people look at the camera as
+    /// they walk up to the keypad).
+    fn member_check(&self, pending: &PendingHousehold) -> MemberFace {
+        let since = pending
+            .keyed_at
+            .checked_sub(FACE_LOOKBACK)
+            .unwrap_or(pending.keyed_at);
+        let members = self
+            .core
+            .register()
+            .household_members(pending.household)
+            .to_vec();
+        match self.core.face_witness() {
+            Some(witness) => witness.check_members(&self.cfg.id, &members, since),
+            None => MemberFace::Unavailable,
+        }
+    }
+
+    async fn finish_household(
+        &mut self,
+        pending: PendingHousehold,
+        face: MemberFace,
+        expired: bool,
+    ) {
+        let waited = pending.keyed_at.elapsed().as_millis() as u64;
+        let p = household_presentation(&pending.keyed, face, Some(waited), expired);
+        self.present(p, None).await;
     }
 
     /// A card read at this gate: decided at once, or (at a card + face gate
     /// that needs the face now) once its owner's face is seen or the wait ends.
     async fn on_card(&mut self, card: CardNumber, format: CardFormat) {
-        if self.ctx.two_factor.mode == TwoFactor::Off {
+        if self.ctx.two_factor.mode != FaceMode::CardAndFace {
             let mut p = Presentation::from(Credential::Card(CardRead {
                 number: card,
                 format,
@@ -731,6 +855,15 @@ impl GateTask {
                     self.on_card(card, format).await;
                 }
                 ReaderEvent::Pin(digits) => {
+                    // At a household gate a short entry, or an address keyed
+                    // with `*`, is a household number; longer ones are PINs.
+                    let household = (self.ctx.two_factor.mode == FaceMode::Household)
+                        .then(|| HouseholdKey::from_keyed(&digits.0))
+                        .flatten();
+                    if let Some(keyed) = household {
+                        self.on_household(keyed).await;
+                        continue;
+                    }
                     let hash = PinHash::of(self.core.secret(), &digits.0);
                     self.present(Credential::Pin(hash).into(), None).await;
                 }
@@ -890,10 +1023,45 @@ impl GateTask {
     }
 }
 
+/// Whether a household's face check is final (waiting cannot change it):
+/// a member matched, nobody to match, or no camera.
+fn member_decided(check: MemberFace) -> bool {
+    !matches!(check, MemberFace::NotSeen | MemberFace::NotMember { .. })
+}
+
+/// A household number and the face check for it, with what the event
+/// says: household mode, the number as keyed, how long it waited and
+/// whether it expired before a member's face was seen.
+fn household_presentation(
+    keyed: &HouseholdKey,
+    face: MemberFace,
+    waited_ms: Option<u64>,
+    expired: bool,
+) -> Presentation {
+    let mut detail = serde_json::Map::new();
+    detail.insert("face_mode".into(), json!("household"));
+    detail.insert("household_keyed".into(), json!(keyed.as_str()));
+    detail.insert("timed_out".into(), json!(expired));
+    if let Some(ms) = waited_ms {
+        detail.insert("household_wait_ms".into(), json!(ms));
+    }
+    if face == MemberFace::Unavailable {
+        detail.insert("face_unavailable".into(), json!(true));
+    }
+    let mut p = Presentation::from(Credential::HouseholdAndFace {
+        keyed: keyed.clone(),
+        face,
+    });
+    p.detail = Some(serde_json::Value::Object(detail));
+    p
+}
+
 /// `card+face`, `card+face (daily 22:00-06:00)`, or `None` when off.
 fn two_factor_words(ctx: &GateContext) -> Option<String> {
-    if ctx.two_factor.mode == TwoFactor::Off {
-        return None;
+    match ctx.two_factor.mode {
+        FaceMode::OneToN => return None,
+        FaceMode::Household => return Some("household".to_string()),
+        FaceMode::CardAndFace => {}
     }
     let hours: Vec<String> = ctx.two_factor.hours.iter().map(|h| h.to_string()).collect();
     Some(if hours.is_empty() {

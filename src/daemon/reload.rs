@@ -23,14 +23,16 @@ use super::{GateHandle, Slot};
 use crate::config::Config;
 use crate::store::events::EventKind;
 
-/// Gate keys a running gate task can take over. (`two_factor` itself needs a
-/// restart: the cameras keep recent faces only for gates that had it at start.)
-const LIVE_GATE_KEYS: [&str; 5] = [
+/// Gate keys a running gate task can take over. (`two_factor` and
+/// `face_mode` themselves need a restart: the cameras keep recent faces only
+/// for gates that had card + face or household mode at start.)
+const LIVE_GATE_KEYS: [&str; 6] = [
     "unlock_ms",
     "held_open_s",
     "two_factor_hours",
     "face_wait_s",
     "face_unavailable",
+    "household_wait_s",
 ];
 
 /// What a reload changes, by key path (`access.lockout_attempts`,
@@ -100,6 +102,7 @@ fn gates(running: &Config, new: &Config, plan: &mut ReloadPlan, effective: &mut 
         gate.held_open_s = fresh.held_open_s;
         gate.two_factor_hours = fresh.two_factor_hours.clone();
         gate.face_wait_s = fresh.face_wait_s;
+        gate.household_wait_s = fresh.household_wait_s;
         gate.face_unavailable = fresh.face_unavailable;
     }
 }

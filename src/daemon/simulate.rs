@@ -96,7 +96,10 @@ impl GateHandle {
                         break;
                     }
                     Ok(Ok(GateNotice::KeyBuffered { .. })) => {}
-                    Ok(Ok(GateNotice::FaceWanted { wait_s, .. })) => {
+                    Ok(Ok(
+                        GateNotice::FaceWanted { wait_s, .. }
+                        | GateNotice::HouseholdKeyed { wait_s, .. },
+                    )) => {
                         // The decision comes when the face is seen or the wait ends.
                         out.face_wanted_s = Some(wait_s);
                         deadline += Duration::from_secs(wait_s);
@@ -143,7 +146,8 @@ impl GateHandle {
         self.finish(gate, w, true).await
     }
 
-    /// A keypad sends the digits of `pin` then `#`, one burst per key.
+    /// A keypad sends the keys of `pin` (digits, and `*`) then `#`, one
+    /// burst per key (`3*2*501`: a household number at a household gate).
     pub async fn simulate_pin(
         &self,
         gate: &GateId,
@@ -152,17 +156,20 @@ impl GateHandle {
     ) -> Result<SimOutcome> {
         if pin.is_empty()
             || pin.len() > wiegand::MAX_PIN_DIGITS
-            || !pin.bytes().all(|b| b.is_ascii_digit())
+            || !pin.bytes().all(|b| b.is_ascii_digit() || b == b'*')
         {
             bail!(
-                "PIN {pin:?}: expected 1..={} digits",
+                "PIN {pin:?}: expected 1..={} digits (or * between them)",
                 wiegand::MAX_PIN_DIGITS
             );
         }
         let w = self.watch(gate)?;
         let keys = pin
             .bytes()
-            .map(|b| Key::Digit(b - b'0'))
+            .map(|b| match b {
+                b'*' => Key::Clear,
+                _ => Key::Digit(b - b'0'),
+            })
             .chain([Key::Enter]);
         for key in keys {
             self.inject_bits(gate, &format::encode_key(key, eight_bit))?;

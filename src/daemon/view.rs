@@ -165,4 +165,10 @@ pub enum GateNotice {
         card_masked: String,
         wait_s: u64,
     },
+    /// A household number keyed at a household gate waits up to `wait_s`
+    /// for a member's face (`keyed`: as typed, e.g. `3*2*501`).
+    HouseholdKeyed {
+        keyed: String,
+        wait_s: u64,
+    },
 }

@@ -486,6 +486,9 @@ pub struct StrangerRisk {
     pub supported: bool,
     /// The threshold whose bound meets the target at today's size (`None`: none does).
     pub threshold_for_target: Option<f32>,
+    /// Where the threshold in force comes from: `configured`, or
+    /// `self-calibrated on the own register` / `… on the model prior`.
+    pub threshold_source: String,
 }
 
 impl StrangerRisk {
@@ -506,9 +509,10 @@ impl StrangerRisk {
             String::new()
         };
         let mut s = format!(
-            "{} residents with a face; threshold {:.3} in force: a stranger is falsely accepted with probability {}{bound} per confirmed face (target {}); threshold {:.3} supports up to {supports} residents at the target; tail from {}: {}",
+            "{} residents with a face; threshold {:.3} in force ({}): a stranger is falsely accepted with probability {}{bound} per confirmed face (target {}); threshold {:.3} supports up to {supports} residents at the target; tail from {}: {}",
             self.residents,
             self.threshold,
+            self.threshold_source,
             percent(self.expected_fpir),
             percent(self.target_fpir),
             self.threshold,
@@ -530,8 +534,8 @@ impl StrangerRisk {
                 ),
             }
             s.push_str(
-                "; use card + face at the busy gates ([[gates]] two_factor = \"card+face\") or household + face where available, \
-                 or a stronger embedder",
+                "; use card + face at the busy gates ([[gates]] face_mode = \"card+face\") or household + face \
+                 ([[gates]] face_mode = \"household\"), or a stronger embedder",
             );
         }
         s
@@ -572,9 +576,54 @@ pub fn stranger_risk_with(
     residents: usize,
     own: Option<super::tail::TailCurve>,
 ) -> Result<Option<StrangerRisk>> {
+    stranger_risk_at(config, spec, residents, own, None)
+}
+
+/// The stranger risk at the threshold in force: with `[face] threshold =
+/// "calibrated"`, the one self-calibration chooses for today's register (as
+/// the daemon would), else the configured one.
+pub fn stranger_risk_in_force(
+    config: &Config,
+    spec: &ModelSpec,
+    residents: usize,
+    own: Option<super::tail::TailCurve>,
+) -> Result<Option<StrangerRisk>> {
+    let calibrated =
+        Calibration::from_config(config, spec).and_then(|c| c.choose_with(own.clone(), residents));
+    stranger_risk_at(config, spec, residents, own, calibrated.as_ref())
+}
+
+/// [`stranger_risk_with`] at a self-calibrated threshold (`None`: the
+/// configured one).
+pub fn stranger_risk_at(
+    config: &Config,
+    spec: &ModelSpec,
+    residents: usize,
+    own: Option<super::tail::TailCurve>,
+    calibrated: Option<&super::gallery::CalibratedThreshold>,
+) -> Result<Option<StrangerRisk>> {
     let policy = super::MatchPolicy::from_config(&config.face, spec)?;
     let target = config.face.target_fpir;
-    let threshold = policy.threshold;
+    let (threshold, threshold_source) = match calibrated {
+        Some(c) => (
+            c.threshold,
+            format!(
+                "self-calibrated on the {} for target {}{}",
+                c.source,
+                percent(c.target_fpir),
+                if c.reachable {
+                    ""
+                } else {
+                    ", which no threshold meets at this size"
+                }
+            ),
+        ),
+        None if config.face.threshold == Some(crate::config::FaceThreshold::Calibrated) => (
+            policy.threshold,
+            "configured: self-calibration has no impostor tail to rest on yet".to_string(),
+        ),
+        None => (policy.threshold, "configured".to_string()),
+    };
     let gaussian = |tail: ImpostorTail, source: &'static str, basis: String| {
         let expected = tail.fpir(threshold, residents);
         let t = tail.threshold_for(target, residents);
@@ -592,6 +641,7 @@ pub fn stranger_risk_with(
             clusters: 0,
             supported: true,
             threshold_for_target: (t < 1.0).then_some(t),
+            threshold_source: threshold_source.clone(),
         }
     };
     let own = own.filter(|c| c.supports(target, residents));
@@ -647,6 +697,7 @@ pub fn stranger_risk_with(
         clusters: curve.clusters,
         supported: curve.supports(target, residents),
         threshold_for_target: curve.threshold_for(target, residents),
+        threshold_source,
     }))
 }
 
@@ -672,6 +723,68 @@ pub fn own_curve_from_db(
         return Ok(None);
     }
     Ok(own_curve(&rows, &households, model, dim, combine).ok())
+}
+
+/// Self-calibration of the 1:N threshold in force (`[face] threshold =
+/// "calibrated"`): for each new gallery, the threshold whose stranger rate
+/// meets `target_fpir` at the gallery's size, on the register's own impostor
+/// tail when it vouches for that size, else the model's prior. Computed when
+/// the gallery is reloaded, before it is swapped in, never per frame.
+#[derive(Clone, Debug)]
+pub struct Calibration {
+    pub target_fpir: f64,
+    pub prior: Option<super::tail::TailCurve>,
+}
+
+impl Calibration {
+    /// `Some` when the config asks for a self-calibrated threshold.
+    pub fn from_config(config: &Config, spec: &ModelSpec) -> Option<Calibration> {
+        (config.face.threshold == Some(crate::config::FaceThreshold::Calibrated)).then(|| {
+            Calibration {
+                target_fpir: config.face.target_fpir,
+                prior: prior_curve(spec),
+            }
+        })
+    }
+
+    /// The threshold for `gallery`, with the register's faces read from `conn`.
+    pub fn choose(
+        &self,
+        conn: &rusqlite::Connection,
+        gallery: &Gallery,
+    ) -> Result<super::gallery::CalibratedThreshold> {
+        let own = own_curve_from_db(conn, gallery.model(), gallery.dim(), gallery.combine())?;
+        self.choose_with(own, gallery.identities()).with_context(|| {
+            format!(
+                "no impostor tail to calibrate on: {} residents are too few for the register's own and embedder {:?} ships no prior",
+                gallery.identities(),
+                gallery.model()
+            )
+        })
+    }
+
+    /// The threshold at `residents` people given the register's own tail, if any.
+    pub fn choose_with(
+        &self,
+        own: Option<super::tail::TailCurve>,
+        residents: usize,
+    ) -> Option<super::gallery::CalibratedThreshold> {
+        // No tail at all (a model without a prior, a register too small for
+        // its own): nothing to calibrate on.
+        let curve = choose_curve(own, self.prior.as_ref(), self.target_fpir, residents)?;
+        let source = match curve.basis {
+            super::tail::TailBasis::OwnRegister { .. } => "own register",
+            super::tail::TailBasis::Prior { .. } => "model prior",
+        };
+        let choice = choose_threshold(curve, self.target_fpir, residents.max(1));
+        Some(super::gallery::CalibratedThreshold {
+            threshold: choice.threshold,
+            target_fpir: self.target_fpir,
+            residents,
+            source: source.into(),
+            reachable: choice.reachable,
+        })
+    }
 }
 
 /// Residents with a current face for the configured embedder, read from the
@@ -929,6 +1042,64 @@ mod tests {
     }
 
     #[test]
+    fn self_calibration_picks_a_threshold_for_the_target_at_the_registers_size() {
+        use super::super::tail::{TailBasis, TailCurve};
+        let prior = TailCurve {
+            basis: TailBasis::Prior {
+                source: "lfw".into(),
+                identities: 2000,
+            },
+            comparisons: 1_000_000,
+            clusters: 10_000,
+            p_min: 1e-8,
+            points: vec![
+                [0.2, 1e-2, 1.2e-2],
+                [0.4, 1e-4, 1.2e-4],
+                [0.6, 1e-7, 1.5e-7],
+            ],
+        };
+        let c = Calibration {
+            target_fpir: 0.01,
+            prior: Some(prior.clone()),
+        };
+        let small = c.choose_with(None, 10).unwrap();
+        let big = c.choose_with(None, 5000).unwrap();
+        assert_eq!(small.source, "model prior");
+        assert!(small.reachable && big.reachable, "{small:?} {big:?}");
+        // A larger register needs a stricter threshold for the same stranger rate.
+        assert!(big.threshold > small.threshold, "{small:?} {big:?}");
+        let (_, upper) = prior.fpir(big.threshold, 5000);
+        assert!(upper <= 0.0101, "{big:?}: {upper}");
+        // What the daemon reports is the threshold it matches at, and why.
+        let mut config = Config::demo();
+        config.face.threshold = Some(crate::config::FaceThreshold::Calibrated);
+        let spec = crate::models::Manifest::builtin()
+            .get("mobilefacenet")
+            .unwrap()
+            .clone();
+        let risk = stranger_risk_at(&config, &spec, 5000, None, Some(&big))
+            .unwrap()
+            .unwrap();
+        assert_eq!(risk.threshold, big.threshold);
+        assert!(
+            risk.threshold_source
+                .starts_with("self-calibrated on the model prior"),
+            "{risk:?}"
+        );
+        assert!(
+            risk.describe().contains("self-calibrated"),
+            "{}",
+            risk.describe()
+        );
+        // Nothing to rest on: no threshold is invented.
+        let bare = Calibration {
+            target_fpir: 0.01,
+            prior: None,
+        };
+        assert!(bare.choose_with(None, 10).is_none());
+    }
+
+    #[test]
     fn a_register_of_sixty_residents_rests_on_its_own_faces_and_says_so() {
         use crate::store::{faces::NewFace, Store};
         let dir = std::env::temp_dir().join(format!(
@@ -1035,6 +1206,7 @@ mod tests {
                 clusters: 0,
                 supported: true,
                 threshold_for_target: None,
+                threshold_source: "configured".into(),
             }
         };
         let small = risk(100);

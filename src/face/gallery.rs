@@ -56,6 +56,24 @@ pub struct Gallery {
     spans: Vec<Span>,
     /// The same rows in int8, for the first pass of a search.
     int8: Int8Rows,
+    /// The 1:N threshold self-calibrated for this gallery (`[face] threshold
+    /// = "calibrated"`), swapped in with it.
+    calibrated: Option<CalibratedThreshold>,
+}
+
+/// The 1:N threshold chosen for one gallery from the site's own register (or
+/// the model's prior) for the target stranger rate at the gallery's size.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CalibratedThreshold {
+    pub threshold: f32,
+    pub target_fpir: f64,
+    /// Residents with a face when it was chosen.
+    pub residents: usize,
+    /// `own register` or `model prior`.
+    pub source: String,
+    /// Whether any threshold meets the target at this size (if not, 1.0:
+    /// a face alone no longer opens).
+    pub reachable: bool,
 }
 
 impl Gallery {
@@ -68,7 +86,19 @@ impl Gallery {
             inv_scale: Vec::new(),
             spans: Vec::new(),
             int8: Int8Rows::new(dim, 0),
+            calibrated: None,
         }
+    }
+
+    /// The self-calibrated 1:N threshold for this gallery, if one was chosen.
+    pub fn calibrated(&self) -> Option<&CalibratedThreshold> {
+        self.calibrated.as_ref()
+    }
+
+    /// This gallery with its self-calibrated threshold.
+    pub fn with_calibrated(mut self, calibrated: Option<CalibratedThreshold>) -> Gallery {
+        self.calibrated = calibrated;
+        self
     }
 
     /// Builds a gallery from (resident, embedding) rows in any order. Every
@@ -234,6 +264,11 @@ impl Gallery {
             }
         }
         best.map(|best| Ranked { best, second })
+    }
+
+    /// Whether `resident` has an enrolled face here.
+    pub fn has(&self, resident: ResidentId) -> bool {
+        self.spans.iter().any(|(r, _)| *r == resident)
     }
 
     /// One resident's score for a probe (a 1:1 check, e.g. face + card), or
@@ -443,18 +478,68 @@ fn dot_i16(probe: &[f32], codes: &[i16]) -> f32 {
     sum
 }
 
-/// The gallery the gates search, replaceable while they run.
+/// The gallery the gates search, replaceable while they run; with
+/// self-calibration on, each new gallery comes with its own threshold,
+/// chosen before it is swapped in (never on the frame path).
 #[derive(Clone, Debug)]
-pub struct GalleryHandle(Arc<RwLock<Arc<Gallery>>>);
+pub struct GalleryHandle {
+    current: Arc<RwLock<Arc<Gallery>>>,
+    calibration: Option<Arc<super::calibrate::Calibration>>,
+}
 
 impl GalleryHandle {
     pub fn new(gallery: Gallery) -> GalleryHandle {
-        GalleryHandle(Arc::new(RwLock::new(Arc::new(gallery))))
+        GalleryHandle {
+            current: Arc::new(RwLock::new(Arc::new(gallery))),
+            calibration: None,
+        }
+    }
+
+    /// Chooses the 1:N threshold of every gallery swapped in from now on
+    /// by self-calibration (`[face] threshold = "calibrated"`).
+    pub fn with_calibration(mut self, calibration: super::calibrate::Calibration) -> GalleryHandle {
+        self.calibration = Some(Arc::new(calibration));
+        self
+    }
+
+    /// Chooses the current gallery's threshold (at start) and swaps it in.
+    pub fn calibrate(&self, conn: &rusqlite::Connection) {
+        if self.calibration.is_none() {
+            return;
+        }
+        let copy = Gallery::clone(&self.current());
+        self.replace(self.calibrated(conn, copy));
+    }
+
+    /// `gallery` with its self-calibrated threshold (when calibration is
+    /// on); a failure is logged and leaves the configured threshold in force.
+    fn calibrated(&self, conn: &rusqlite::Connection, gallery: Gallery) -> Gallery {
+        let Some(calibration) = &self.calibration else {
+            return gallery;
+        };
+        match calibration.choose(conn, &gallery) {
+            Ok(t) => {
+                tracing::info!(
+                    threshold = t.threshold,
+                    residents = t.residents,
+                    source = %t.source,
+                    reachable = t.reachable,
+                    "self-calibrated match threshold in force"
+                );
+                gallery.with_calibrated(Some(t))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "self-calibration failed; the configured match threshold stays in force: {e:#}"
+                );
+                gallery.with_calibrated(None)
+            }
+        }
     }
 
     /// The current gallery; searches run on this snapshot without holding the lock.
     pub fn current(&self) -> Arc<Gallery> {
-        match self.0.read() {
+        match self.current.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -467,6 +552,7 @@ impl GalleryHandle {
         let current = self.current();
         let fresh = super::load_gallery(conn, current.model(), current.dim(), current.combine())?;
         let n = fresh.len();
+        let fresh = self.calibrated(conn, fresh);
         self.replace(fresh);
         tracing::info!(faces = n, "face gallery reloaded");
         Ok(n)
@@ -475,7 +561,7 @@ impl GalleryHandle {
     /// Swaps in a new gallery; searches already running finish on the old one.
     pub fn replace(&self, gallery: Gallery) {
         let new = Arc::new(gallery);
-        match self.0.write() {
+        match self.current.write() {
             Ok(mut g) => *g = new,
             Err(poisoned) => *poisoned.into_inner() = new,
         }

@@ -258,6 +258,15 @@ impl FrameProcessor {
         }
         let watchlist = self.watch.as_ref().map(WatchFaces::current);
         let gallery = self.gallery.current();
+        // The 1:N threshold in force: the gallery's self-calibrated one when
+        // calibration is on (chosen when it was loaded), else the configured.
+        let policy = match gallery.calibrated() {
+            Some(c) => MatchPolicy {
+                threshold: c.threshold,
+                ..self.policy
+            },
+            None => self.policy,
+        };
         let usable_gallery = gallery.model() == self.engine.model_name();
         if !usable_gallery && !self.warned_model {
             tracing::error!(
@@ -275,10 +284,7 @@ impl FrameProcessor {
         for (detection, track) in detections.iter().zip(assignment.ids) {
             c.faces.fetch_add(1, Ordering::Relaxed);
             // One bad face (degenerate landmarks, a runtime hiccup) must not void the frame.
-            match self
-                .engine
-                .observe(frame, *detection, &gallery, &self.policy)
-            {
+            match self.engine.observe(frame, *detection, &gallery, &policy) {
                 Ok(o) => observed.push((detection, track, o)),
                 Err(e) => {
                     c.errors.fetch_add(1, Ordering::Relaxed);
@@ -365,7 +371,7 @@ impl FrameProcessor {
             if !usable_gallery {
                 continue;
             }
-            let Some(outcome) = self.state.observe(&self.policy, track, verdict, now) else {
+            let Some(outcome) = self.state.observe(&policy, track, verdict, now) else {
                 continue;
             };
             let at = Utc::now();
@@ -867,7 +873,12 @@ pub fn spawn_all(
         .embedding_size
         .context("embedder has no embedding_size in the manifest")?;
     let policy = MatchPolicy::from_config(&config.face, &spec)?;
-    let gallery = GalleryHandle::new(super::load_gallery(conn, &spec.name, dim, policy.combine)?);
+    let mut gallery =
+        GalleryHandle::new(super::load_gallery(conn, &spec.name, dim, policy.combine)?);
+    if let Some(calibration) = super::calibrate::Calibration::from_config(config, &spec) {
+        gallery = gallery.with_calibration(calibration);
+        gallery.calibrate(conn);
+    }
     let watchlist = WatchFaces::default();
     watchlist
         .reload(conn, dim)

@@ -174,7 +174,13 @@ impl MatchPolicy {
     /// The policy from the `[face]` config, with the threshold defaulting to
     /// the embedder's manifest entry.
     pub fn from_config(face: &crate::config::Face, embedder: &ModelSpec) -> Result<MatchPolicy> {
-        let Some(threshold) = face.match_threshold.or(embedder.match_threshold) else {
+        let fixed = match face.threshold {
+            Some(crate::config::FaceThreshold::Fixed(t)) => Some(t),
+            _ => None,
+        };
+        // With `threshold = "calibrated"` this is the threshold until the
+        // first calibration, and whenever one fails.
+        let Some(threshold) = fixed.or(face.match_threshold).or(embedder.match_threshold) else {
             bail!(
                 "no match threshold: set [face] match_threshold or give embedder {:?} a match_threshold in the manifest",
                 embedder.name

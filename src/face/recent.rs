@@ -18,7 +18,7 @@ use super::camera::{CameraMonitor, CameraState};
 use super::gallery::{Gallery, GalleryHandle};
 use super::policy::MatchPolicy;
 use super::Embedding;
-use crate::access::FaceCheck;
+use crate::access::{FaceCheck, MemberFace};
 use crate::config::Config;
 use crate::domain::{GateId, ResidentId};
 use crate::models::ModelSpec;
@@ -87,6 +87,54 @@ impl RecentFaces {
         }
         best
     }
+
+    /// The best 1:few check of the faces seen since `since` against the
+    /// `members` of a household keyed at a household gate: each face is
+    /// compared with each member's enrolled faces only (1:1 each, at the
+    /// verify threshold), and the best-scoring member that matches wins.
+    pub fn check_members(
+        &self,
+        policy: &MatchPolicy,
+        gallery: &Gallery,
+        members: &[ResidentId],
+        since: Instant,
+    ) -> MemberFace {
+        let enrolled: Vec<ResidentId> = members
+            .iter()
+            .copied()
+            .filter(|m| gallery.has(*m))
+            .collect();
+        if enrolled.is_empty() {
+            return MemberFace::NotEnrolled;
+        }
+        let mut best = MemberFace::NotSeen;
+        for (_, embedding) in self.seen.iter().filter(|(t, _)| *t >= since) {
+            for member in &enrolled {
+                let face = match policy.verify(gallery, *member, Some(embedding.as_slice())) {
+                    FaceCheck::Match { score } => MemberFace::Member {
+                        resident: *member,
+                        score,
+                    },
+                    FaceCheck::Mismatch { score } => MemberFace::NotMember { score },
+                    _ => continue,
+                };
+                best = match (best, face) {
+                    (MemberFace::Member { score: a, .. }, MemberFace::Member { score: b, .. })
+                        if b > a =>
+                    {
+                        face
+                    }
+                    (MemberFace::Member { .. }, _) => best,
+                    (_, MemberFace::Member { .. }) => face,
+                    (MemberFace::NotMember { score: a }, MemberFace::NotMember { score: b }) => {
+                        MemberFace::NotMember { score: a.max(b) }
+                    }
+                    (_, other) => other,
+                };
+            }
+        }
+        best
+    }
 }
 
 /// What the gates know of the cameras: per gate, the faces seen recently
@@ -139,10 +187,14 @@ pub struct GateFaceStatus {
     pub tail_comparisons: Option<usize>,
     #[serde(default)]
     pub max_residents: Option<u64>,
+    /// Where the threshold in force comes from (`configured`, or
+    /// `self-calibrated on the own register for target 1.0 %`).
+    #[serde(default)]
+    pub threshold_source: Option<String>,
 }
 
 impl FaceWitness {
-    /// Gates with `two_factor` set keep recent faces; the others only report.
+    /// Card + face and household gates keep recent faces; the others only report.
     pub fn new(
         gallery: GalleryHandle,
         policy: MatchPolicy,
@@ -158,7 +210,7 @@ impl FaceWitness {
                 let two_factor = config
                     .gates
                     .iter()
-                    .any(|g| g.id == id && g.two_factor != crate::config::TwoFactor::Off);
+                    .any(|g| g.id == id && g.face_mode() != crate::config::FaceMode::OneToN);
                 let recent = two_factor.then(SharedRecentFaces::default);
                 (
                     id,
@@ -209,6 +261,30 @@ impl FaceWitness {
         recent.check_owner(&self.policy, &gallery, owner, since)
     }
 
+    /// The 1:few check of a household's `members` against the faces seen at
+    /// `gate` since `since`; [`MemberFace::Unavailable`] when no camera of
+    /// the gate streams.
+    pub fn check_members(
+        &self,
+        gate: &GateId,
+        members: &[ResidentId],
+        since: Instant,
+    ) -> MemberFace {
+        let Some(g) = self.gates.get(gate) else {
+            return MemberFace::Unavailable;
+        };
+        let streaming = g
+            .cameras
+            .iter()
+            .any(|(_, m)| m.state() == CameraState::Streaming);
+        let (Some(recent), true) = (&g.recent, streaming) else {
+            return MemberFace::Unavailable;
+        };
+        let gallery = self.gallery.current();
+        let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.check_members(&self.policy, &gallery, members, since)
+    }
+
     /// The register's own impostor tail for the current gallery: computed
     /// from the database once per gallery (never on the frame path).
     fn own_tail(&self) -> Option<super::tail::TailCurve> {
@@ -240,13 +316,17 @@ impl FaceWitness {
     /// The face side of `gate` (`None`: the gate has no camera).
     pub fn gate_status(&self, gate: &GateId) -> Option<GateFaceStatus> {
         let g = self.gates.get(gate).filter(|g| !g.cameras.is_empty())?;
-        let residents = self.gallery.current().identities();
+        let gallery = self.gallery.current();
+        let residents = gallery.identities();
         let own = self.own_tail();
-        let risk = match super::calibrate::stranger_risk_with(
+        // The threshold the cameras match at: the gallery's self-calibrated
+        // one when calibration is on, else the configured one.
+        let risk = match super::calibrate::stranger_risk_at(
             &self.config,
             &self.embedder,
             residents,
             own,
+            gallery.calibrated(),
         ) {
             Ok(r) => r,
             Err(e) => {
@@ -274,6 +354,7 @@ impl FaceWitness {
             tail_source: risk.as_ref().map(|r| r.tail_source.to_string()),
             tail_comparisons: risk.as_ref().map(|r| r.comparisons),
             max_residents: risk.as_ref().map(|r| r.max_residents),
+            threshold_source: risk.as_ref().map(|r| r.threshold_source.clone()),
         })
     }
 }
@@ -342,6 +423,50 @@ mod tests {
         // Faces older than KEEP are forgotten when new ones arrive.
         recent.record(t0 + KEEP + Duration::from_secs(5), e(&[0.0, 1.0]));
         assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn a_households_faces_are_matched_against_its_members_only() {
+        let g = Gallery::from_rows(
+            "m",
+            2,
+            vec![
+                (ResidentId(1), vec![1.0, 0.0]),
+                (ResidentId(2), vec![0.6, -0.8]),
+                (ResidentId(3), vec![0.0, 1.0]),
+            ],
+        )
+        .unwrap();
+        let p = policy();
+        let t0 = Instant::now();
+        let mut recent = RecentFaces::default();
+        let household = [ResidentId(1), ResidentId(2)];
+        assert_eq!(
+            recent.check_members(&p, &g, &household, t0),
+            MemberFace::NotSeen
+        );
+        // R3's face: no member's, whatever the rest of the register holds.
+        recent.record(t0, e(&[0.05, 0.998]));
+        assert!(matches!(
+            recent.check_members(&p, &g, &household, t0),
+            MemberFace::NotMember { score } if score < 0.7
+        ));
+        // Then R2's (R1 matches it too, less well): the best-matching
+        // member, not merely the first.
+        recent.record(t0 + Duration::from_secs(1), e(&[0.62, -0.78]));
+        assert!(matches!(
+            recent.check_members(&p, &g, &household, t0),
+            MemberFace::Member { resident: ResidentId(2), score } if score > 0.99
+        ));
+        // A household with nobody enrolled, and faces seen before `since`.
+        assert_eq!(
+            recent.check_members(&p, &g, &[ResidentId(9)], t0),
+            MemberFace::NotEnrolled
+        );
+        assert_eq!(
+            recent.check_members(&p, &g, &household, t0 + Duration::from_secs(5)),
+            MemberFace::NotSeen
+        );
     }
 
     #[test]

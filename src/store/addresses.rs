@@ -259,6 +259,64 @@ pub fn household_at(
     }
 }
 
+/// Assigns the household code keyed at household gates to the household at
+/// `address` (`None` removes it); audited as `household.code`. Call inside
+/// `store::atomic::atomically`, so the site change log carries the change.
+/// Returns the household's id.
+pub fn set_household_code(
+    conn: &Connection,
+    actor: &str,
+    address: &Address,
+    code: Option<&str>,
+) -> Result<i64> {
+    if let Some(code) = code {
+        crate::access::valid_household_code(code).map_err(anyhow::Error::msg)?;
+    }
+    let found: Option<(i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT h.id, h.code FROM household h JOIN address a ON a.id = h.address_id
+             WHERE a.building = ?1 AND a.unit = ?2 AND a.room = ?3 ORDER BY h.id LIMIT 1",
+        )?
+        .query_row(params![address.building, address.unit, address.room], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((id, was)) = found else {
+        anyhow::bail!("no household at {address}: register a resident there first");
+    };
+    if was.as_deref() == code {
+        return Ok(id);
+    }
+    if let Some(code) = code {
+        let taken: Option<i64> = conn
+            .prepare_cached("SELECT id FROM household WHERE code = ?1 AND id != ?2")?
+            .query_row(params![code, id], |r| r.get(0))
+            .optional()?;
+        if let Some(other) = taken {
+            let at: String = conn.query_row(
+                "SELECT a.building || '-' || a.unit || '-' || a.room FROM household h
+                 JOIN address a ON a.id = h.address_id WHERE h.id = ?1",
+                [other],
+                |r| r.get(0),
+            )?;
+            anyhow::bail!("household code {code} is already the code of {at}");
+        }
+    }
+    conn.execute(
+        "UPDATE household SET code = ?1 WHERE id = ?2",
+        params![code, id],
+    )
+    .with_context(|| format!("cannot set the household code of {address}"))?;
+    Store::audit(
+        conn,
+        actor,
+        "household.code",
+        Some(&format!("H{id}")),
+        Some(&serde_json::json!({"address": address.to_string(), "code": code, "was": was})),
+    )?;
+    Ok(id)
+}
+
 /// A household as the register lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Household {
@@ -266,13 +324,15 @@ pub struct Household {
     pub address: Address,
     pub kind: HouseholdKind,
     pub members: i64,
+    /// The number keyed for it at household gates (`None`: none assigned).
+    pub code: Option<String>,
 }
 
 /// Every household with its address and number of members, in address order.
 pub fn households(conn: &Connection) -> Result<Vec<Household>> {
     let mut stmt = conn.prepare(
         "SELECT h.id, a.building, a.unit, a.room, h.kind,
-                (SELECT count(*) FROM person p WHERE p.household_id = h.id)
+                (SELECT count(*) FROM person p WHERE p.household_id = h.id), h.code
          FROM household h JOIN address a ON a.id = h.address_id
          ORDER BY a.building, a.unit, a.room, h.id",
     )?;
@@ -286,6 +346,7 @@ pub fn households(conn: &Connection) -> Result<Vec<Household>> {
             },
             kind: r.get(4)?,
             members: r.get(5)?,
+            code: r.get(6)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -316,6 +377,51 @@ mod tests {
         let p: AddressPrefix = "3栋".parse().unwrap();
         assert_eq!((p.building.as_str(), p.unit), ("3", None));
         assert!("3-2-5-1".parse::<AddressPrefix>().is_err());
+    }
+
+    #[test]
+    fn household_codes_are_short_unique_and_audited() {
+        use crate::store::atomic::atomically;
+        use crate::store::people::{self, NewPerson};
+        let dir = std::env::temp_dir().join(format!(
+            "gh-hh-code-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let store = Store::open(&dir.join("g.db"), &dir).unwrap();
+        for a in ["3-2-501", "3-2-502"] {
+            let mut new = NewPerson::new("王五", ResidentRole::Owner);
+            new.address = Some(a.parse().unwrap());
+            people::add(&store, "test", &new).unwrap();
+        }
+        let set = |a: &str, code: Option<&str>| {
+            let a: Address = a.parse().unwrap();
+            atomically(store.conn(), |c| set_household_code(c, "clerk", &a, code))
+                .map_err(|e| format!("{e:#}"))
+        };
+        set("3-2-501", Some("3251")).unwrap();
+        let e = set("3-2-502", Some("3251")).unwrap_err();
+        assert!(e.contains("already the code of 3-2-501"), "{e}");
+        let e = set("3-2-502", Some("123456")).unwrap_err();
+        assert!(e.contains("1 to 5 digits"), "{e}");
+        let e = set("9-9-909", Some("99")).unwrap_err();
+        assert!(e.contains("no household at 9-9-909"), "{e}");
+        let listed = households(store.conn()).unwrap();
+        assert_eq!(listed[0].code.as_deref(), Some("3251"));
+        assert_eq!(listed[1].code, None);
+        let audited: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM audit WHERE action = 'household.code'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(audited, 1);
+        // Removing the code frees it.
+        set("3-2-501", None).unwrap();
+        set("3-2-502", Some("3251")).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

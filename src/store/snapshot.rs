@@ -38,8 +38,31 @@ pub fn load(conn: &Connection, utc_offset_minutes: i32) -> Result<(Register, Vec
     load_passes(&tx, &mut reg, &mut warnings).context("cannot read visitor_pass")?;
     load_groups(&tx, &mut reg, &mut warnings).context("cannot read access groups")?;
     load_watchlist(&tx, &mut reg, &mut warnings).context("cannot read watchlist")?;
+    load_households(&tx, &mut reg).context("cannot read household")?;
     tx.finish().ok();
     Ok((reg, warnings))
+}
+
+/// Households by address and code, and who lives in each (household gates).
+fn load_households(conn: &Connection, reg: &mut Register) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT h.id, a.building || '-' || a.unit || '-' || a.room, h.code
+         FROM household h JOIN address a ON a.id = h.address_id ORDER BY h.id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (id, address, code): (i64, String, Option<String>) =
+            (row.get(0)?, row.get(1)?, row.get(2)?);
+        reg.add_household(id, &address, code.as_deref());
+    }
+    let mut stmt =
+        conn.prepare("SELECT id, household_id FROM person WHERE household_id IS NOT NULL")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (person, household): (i64, i64) = (row.get(0)?, row.get(1)?);
+        reg.add_household_member(household, ResidentId(person));
+    }
+    Ok(())
 }
 
 /// Card and plate entries of the station's watchlist (faces are matched by the camera pipeline).

@@ -237,6 +237,9 @@ pub struct Reader {
     last_key: Option<Duration>,
     bad_frames: Vec<Duration>,
     faulted: bool,
+    /// At a household gate `*` after a digit separates the parts of an
+    /// address (`3*2*501#`); `**` clears. Elsewhere `*` clears.
+    star_separates: bool,
 }
 
 /// Health of a reader for status displays.
@@ -249,6 +252,15 @@ pub struct ReaderHealth {
 impl Reader {
     pub fn new() -> Reader {
         Reader::default()
+    }
+
+    /// The reader of a household gate, where addresses are keyed as
+    /// `3*2*501#`: `*` after a digit is a separator, `**` clears.
+    pub fn with_star_separator() -> Reader {
+        Reader {
+            star_separates: true,
+            ..Reader::default()
+        }
     }
 
     pub fn health(&self) -> ReaderHealth {
@@ -323,6 +335,16 @@ impl Reader {
                     self.digits.clear();
                 }
                 self.digits.push(char::from(b'0' + d));
+                Some(ReaderEvent::KeyBuffered {
+                    digits: self.digits.len(),
+                })
+            }
+            Key::Clear
+                if self.star_separates
+                    && self.digits.ends_with(|c: char| c.is_ascii_digit())
+                    && self.digits.len() < MAX_PIN_DIGITS =>
+            {
+                self.digits.push('*');
                 Some(ReaderEvent::KeyBuffered {
                     digits: self.digits.len(),
                 })

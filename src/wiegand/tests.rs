@@ -231,6 +231,64 @@ fn star_clears_and_slow_typing_forgets_digits() {
 }
 
 #[test]
+fn at_a_household_gate_star_separates_an_address_and_two_stars_clear() {
+    let mut reader = Reader::with_star_separator();
+    let mut at = 0;
+    let mut keys = |r: &mut Reader, ks: &[Key]| {
+        let mut out = Vec::new();
+        for k in ks {
+            at += 100;
+            out = feed(
+                r,
+                &format::encode_key(*k, false),
+                Timing::TYPICAL,
+                0.0,
+                0,
+                Duration::from_millis(at),
+            );
+        }
+        out
+    };
+    let d = Key::Digit;
+    let out = keys(
+        &mut reader,
+        &[
+            d(3),
+            Key::Clear,
+            d(2),
+            Key::Clear,
+            d(5),
+            d(0),
+            d(1),
+            Key::Enter,
+        ],
+    );
+    assert_eq!(out, vec![ReaderEvent::Pin(PinEntry("3*2*501".into()))]);
+    // A typo: ** clears, and the entry starts again.
+    let out = keys(
+        &mut reader,
+        &[
+            d(9),
+            Key::Clear,
+            Key::Clear,
+            d(3),
+            d(2),
+            d(5),
+            d(1),
+            Key::Enter,
+        ],
+    );
+    assert_eq!(out, vec![ReaderEvent::Pin(PinEntry("3251".into()))]);
+    // A star first is a clear, as at any keypad.
+    let out = keys(&mut reader, &[Key::Clear, d(7), Key::Enter]);
+    assert_eq!(out, vec![ReaderEvent::Pin(PinEntry("7".into()))]);
+    // Elsewhere the star clears at once.
+    let mut plain = Reader::new();
+    let out = keys(&mut plain, &[d(3), Key::Clear, d(2), Key::Enter]);
+    assert_eq!(out, vec![ReaderEvent::Pin(PinEntry("2".into()))]);
+}
+
+#[test]
 fn a_reader_that_keeps_sending_bad_frames_faults_once_and_recovers() {
     let mut reader = Reader::new();
     let mut bad = format::encode_card(&card(10, 12345), None).unwrap();

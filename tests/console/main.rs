@@ -13,5 +13,6 @@ pub mod lpr_support;
 
 mod browser;
 mod capture;
+mod households;
 mod http;
 mod http_limits;

@@ -14,7 +14,7 @@ use gatehouse::access::{
     self, AccessPolicy, AccessState, Credential, DenyReason, FaceCheck, GateContext, Now,
     PersonEntry, Register, TwoFactorRule,
 };
-use gatehouse::config::TwoFactor;
+use gatehouse::config::FaceMode;
 use gatehouse::domain::{masked_name, CardNumber, PersonStatus, ResidentRole};
 use gatehouse::face::pipeline::FrameProcessor;
 use gatehouse::face::recent::SharedRecentFaces;
@@ -342,10 +342,11 @@ fn card_and_face_opens_for_the_owners_face_only() {
         paired_with: None,
         policy: AccessPolicy::default(),
         two_factor: TwoFactorRule {
-            mode: TwoFactor::CardAndFace,
+            mode: FaceMode::CardAndFace,
             hours: Vec::new(),
             face_wait: Duration::from_secs(10),
             fallback: Default::default(),
+            household_wait: Duration::from_secs(10),
         },
     };
     let now = Now {

@@ -31,11 +31,16 @@ pub async fn list(ctx: Ctx) -> Page {
             "房屋随住户登记自动建立（楼栋-单元-房号）。",
             "Households are created with the residents who live there (building-unit-room)."
         )) }
+        p.muted { (l.t(
+            "“户号+刷脸”门口：住户在键盘上输入户号（1–5 位数字）后按 #，或按 楼栋*单元*房号#（如 3*2*501#），再看摄像头。",
+            "Household + face gates: the resident keys the household code (1 to 5 digits) then #, or building*unit*room# (e.g. 3*2*501#), then looks at the camera."
+        )) }
         div.table-wrap {
             table {
                 thead { tr {
                     th { (l.t("地址", "Address")) } th { (l.t("类型", "Kind")) }
                     th { (l.t("人数", "Residents")) } th { (l.t("修改类型", "Change kind")) }
+                    th { (l.t("门口户号", "Gate household code")) }
                 } }
                 tbody {
                     @for h in &rows {
@@ -54,9 +59,20 @@ pub async fn list(ctx: Ctx) -> Page {
                                     button.secondary type="submit" { (l.t("保存", "Save")) }
                                 }
                             }
+                            td {
+                                form.inline method="post" action="/households/code" {
+                                    (csrf(&me))
+                                    input type="hidden" name="address" value=(h.address);
+                                    input type="text" name="code" inputmode="numeric" pattern="[0-9]{0,5}" maxlength="5" size="6"
+                                        aria-label=(l.t("门口户号", "Gate household code"))
+                                        value=(h.code.as_deref().unwrap_or(""));
+                                    " "
+                                    button.secondary type="submit" { (l.t("保存", "Save")) }
+                                }
+                            }
                         }
                     }
-                    @if rows.is_empty() { tr { td colspan="4" .muted { (l.t("还没有房屋。", "No household yet.")) } } }
+                    @if rows.is_empty() { tr { td colspan="5" .muted { (l.t("还没有房屋。", "No household yet.")) } } }
                 }
             }
         }
@@ -95,6 +111,55 @@ pub async fn set_kind(
     match result {
         Ok(()) => ctx.flash(true, format!("{shown}: {}", ctx.lang.household(kind))),
         Err(e) => ctx.flash(false, format!("{e:#}")),
+    }
+    Ok(see_other("/households"))
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    address: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// Assigns (or, empty, removes) the code keyed for a household at household gates.
+pub async fn set_code(
+    Posted {
+        ctx, user, form, ..
+    }: Posted<CodeForm>,
+) -> Page {
+    ctx.need(Perm::Register)?;
+    let address: Address = form
+        .address
+        .parse()
+        .map_err(|e: String| ctx.bad_request(e))?;
+    let code = Some(form.code.trim().to_string()).filter(|c| !c.is_empty());
+    let actor = user.actor();
+    let shown = address.to_string();
+    let set = code.clone();
+    let result = ctx
+        .store(move |s| {
+            atomically(s.conn(), |conn| {
+                addresses::set_household_code(conn, &actor, &address, set.as_deref()).map(|_| ())
+            })
+        })
+        .await?;
+    match (result, code) {
+        (Ok(()), Some(code)) => ctx.flash(
+            true,
+            format!(
+                "{shown}: {} {code}",
+                ctx.t("门口户号", "gate household code")
+            ),
+        ),
+        (Ok(()), None) => ctx.flash(
+            true,
+            format!(
+                "{shown}: {}",
+                ctx.t("已取消门口户号", "gate household code removed")
+            ),
+        ),
+        (Err(e), _) => ctx.flash(false, format!("{e:#}")),
     }
     Ok(see_other("/households"))
 }

@@ -165,7 +165,8 @@ pub async fn show(ctx: Ctx) -> Page {
                         td {
                             @match gate.and_then(|g| g.two_factor.as_ref()) {
                                 Some(rule) => {
-                                    (rule) " · "
+                                    @if rule == "household" { (l.t("户号+刷脸", "household + face")) } @else { (rule) }
+                                    " · "
                                     @if gate.is_some_and(|g| g.two_factor_now) { (l.t("现在生效", "in force now")) }
                                     @else { (l.t("现在不生效", "not now")) }
                                 },
@@ -179,7 +180,13 @@ pub async fn show(ctx: Ctx) -> Page {
                 p id="stranger-risk" {
                     @if face.over_target { span.pill.bad { (l.t("陌生人误识率超标", "stranger rate over target")) } " " }
                     (l.t("人脸库", "Face register")) ": " (face.gallery_residents) " " (l.t("人", "resident(s)"))
-                    @if let Some(t) = face.threshold { " · " (l.t("阈值", "threshold")) " " (format!("{t:.3}")) }
+                    @if let Some(t) = face.threshold {
+                        " · " (l.t("阈值", "threshold")) " " (format!("{t:.3}"))
+                        @if let Some(src) = &face.threshold_source {
+                            @if src.starts_with("self-calibrated") { " (" (l.t("自校准", "self-calibrated")) ")" }
+                            @else { " (" (l.t("配置值", "configured")) ")" }
+                        }
+                    }
                     @if let Some(p) = face.stranger_fpir {
                         " · " (l.t("陌生人被误认为住户的概率（每次确认）", "chance a stranger is taken for a resident (per confirmed face)"))
                         " " (crate::face::calibrate::percent(p))

@@ -174,3 +174,50 @@ fn a_snapshot_brings_a_gate_to_the_registrys_register() {
         .unwrap();
     assert_eq!(hashes, 0);
 }
+
+#[test]
+fn a_household_code_set_on_the_registry_reaches_the_gates_register() {
+    use crate::access::HouseholdKey;
+    use crate::store::addresses::{self, Address};
+    let reg_dir = Scratch::new("hh-reg");
+    let registry = reg_dir.store(SiteRole::Registry);
+    let gate_dir = Scratch::new("hh-gate");
+    let gate = gate_dir.store(SiteRole::Gate);
+    let address: Address = "3-2-501".parse().unwrap();
+    let mut new = NewPerson::new("王五", ResidentRole::Owner);
+    new.address = Some(address.clone());
+    let id = people::add(&registry, "test", &new).unwrap();
+    let before = head(registry.conn()).unwrap();
+    crate::store::atomic::atomically(registry.conn(), |c| {
+        addresses::set_household_code(c, "test", &address, Some("3251"))
+    })
+    .unwrap();
+    let log = entries(&registry);
+    assert_eq!(log.len() as i64, before + 1, "one entry for the code");
+    let Change::Upsert { table, row, .. } = &log.last().unwrap().changes[0] else {
+        panic!("{log:?}");
+    };
+    assert_eq!(
+        (table.as_str(), &row["code"]),
+        ("household", &serde_json::json!("3251"))
+    );
+    for entry in &log {
+        apply_entry(gate.conn(), entry).unwrap();
+    }
+    // A gate cannot assign codes itself: it applies the registry's.
+    let err = crate::store::atomic::atomically(gate.conn(), |c| {
+        addresses::set_household_code(c, "test", &address, Some("1111"))
+    })
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("site registry"), "{err:#}");
+    let (register, _) = crate::store::snapshot::load(gate.conn(), 480).unwrap();
+    let h = register
+        .household_by_key(&HouseholdKey::from_keyed("3251").unwrap())
+        .expect("the code names the household at the gate");
+    assert_eq!(
+        register.household_by_key(&HouseholdKey::from_keyed("3*2*501").unwrap()),
+        Some(h)
+    );
+    assert_eq!(register.household_members(h), &[id]);
+    assert_eq!(register.household_of(id), Some(h));
+}
