@@ -30,6 +30,7 @@ pub mod onnx;
 pub mod secret;
 pub mod signing;
 pub mod site;
+pub mod site_demo;
 pub mod station;
 pub mod store;
 pub mod units;

@@ -1,0 +1,725 @@
+//! `gatehouse demo --gateways N`: a whole site on one machine. A mosquitto
+//! for the site's broker (or `--broker`), a registry and N gates, each a
+//! separate `gatehouse run` process on its own data directory and config
+//! under the demo's folder, on simulated hardware; then a scripted scenario
+//! that shows what issue 17 promises: a card enrolled at the registry opens
+//! at every gate, a gate that was away catches up, a forged change is refused
+//! everywhere, a one-use visitor PIN works once across the site, and the
+//! gates keep deciding with the registry down.
+//!
+//! Architecture Invariant: every result is read from the gateways' own
+//! state (their databases, their retained applied seq on the broker, their
+//! decisions over the control socket), never assumed; every wait is a poll
+//! of that state with a generous deadline. Register changes at the registry
+//! go through the same `store` functions as the CLI.
+
+mod procs;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::control::{self, Request};
+use crate::daemon::simulate::SimOutcome;
+use crate::daemon::DecisionView;
+use crate::domain::{CardNumber, GateId, ResidentId, ResidentRole};
+use crate::event::EventReason;
+use crate::store::events::{self, AccessResult, EventFilter, EventKind};
+use crate::store::people::{self, NewPerson};
+use crate::store::{cards, readers, site_log, visitors, Store};
+use procs::Process;
+use watch::SiteWatch;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SiteDemoOptions {
+    /// The demo's folder; a fresh temporary one when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// How many gate gateways besides the registry (at least 2).
+    pub gateways: usize,
+    /// The site's broker; a mosquitto of the demo's own when `None`.
+    pub broker: Option<String>,
+}
+
+/// What the scenario observed: the closing JSON line. A flag is true only
+/// when the behaviour was seen in the gateways' state.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Outcome {
+    pub gateways: usize,
+    /// From a change committed at the registry to its being applied at every gate.
+    pub propagation_ms_p99: Option<u64>,
+    pub caught_up: bool,
+    pub forged_refused: bool,
+    pub visitor_pin_once: bool,
+    pub offline_decisions: bool,
+    /// The card enrolled at the registry opened at every gate.
+    pub card_opens_everywhere: bool,
+}
+
+impl Outcome {
+    pub fn all_held(&self) -> bool {
+        self.propagation_ms_p99.is_some()
+            && self.caught_up
+            && self.forged_refused
+            && self.visitor_pin_once
+            && self.offline_decisions
+            && self.card_opens_everywhere
+    }
+}
+
+const SITE: &str = "qingbo";
+const REGISTRY: &str = "office";
+const ACTOR: &str = "demo";
+/// The gate every gateway of the demo has a reader and a keypad at.
+const GATE: &str = "east";
+const CARD: &str = "10:4242";
+/// Longest wait for anything the scenario expects to happen.
+const WAIT: Duration = Duration::from_secs(60);
+/// Changes timed one by one for the propagation figure.
+const TIMED_CHANGES: usize = 20;
+/// Changes made while a gate is away.
+const AWAY_CHANGES: usize = 100;
+
+type Out<'a> = &'a mut (dyn std::io::Write + Send);
+
+/// Runs the site and the scenario; the children are gone when this returns.
+pub fn run(options: &SiteDemoOptions, out: Out<'_>) -> Result<Outcome> {
+    if options.gateways < 2 {
+        bail!("--gateways: the site demo needs at least 2 gates (a visitor PIN goes from one to another)");
+    }
+    let dir = match &options.data_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "gatehouse-site-demo-{}",
+            uuid::Uuid::now_v7().simple()
+        )),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    writeln!(
+        out,
+        "gatehouse demo — 一个小区, {} 个门 (a site with a registry and {} gates)",
+        options.gateways, options.gateways
+    )?;
+    writeln!(out, "folder: {}", dir.display())?;
+    let mut site = Site::start(&dir, options, out)?;
+    let outcome = site.scenario(out);
+    // Every child stops here, also when the scenario failed half-way.
+    site.stop_all(out);
+    let outcome = outcome?;
+    write_summary(out, &outcome, &dir)?;
+    Ok(outcome)
+}
+
+/// One gateway of the demo: its config, data directory and process.
+struct Gateway {
+    name: String,
+    config_path: PathBuf,
+    config: Config,
+    process: Option<Process>,
+}
+
+impl Gateway {
+    fn new(dir: &Path, name: &str, config_text: &str) -> Result<Gateway> {
+        let data = dir.join(name);
+        std::fs::create_dir_all(&data)
+            .with_context(|| format!("cannot create {}", data.display()))?;
+        let config_path = data.join("gatehouse.toml");
+        let mut config = Config::parse(config_text, &config_path.display().to_string())?;
+        config.set_data_dir(data);
+        std::fs::write(&config_path, config_text)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        Ok(Gateway {
+            name: name.to_string(),
+            config_path,
+            config,
+            process: None,
+        })
+    }
+
+    fn data(&self) -> &Path {
+        self.config.data_dir()
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let p = procs::start_gateway(&self.name, &self.config_path, self.data())?;
+        self.process = Some(p);
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        match self.process.take() {
+            Some(mut p) => p.stop(),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on a read-only connection to this gateway's database.
+    fn read<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
+        let conn = readers::open_read_only(&self.config.database_path())?;
+        f(&conn).with_context(|| format!("reading {}'s database", self.name))
+    }
+
+    fn applied(&self) -> Result<i64> {
+        self.read(site_log::applied_seq)
+    }
+
+    fn register_hash(&self) -> Result<String> {
+        self.read(site_log::register_hash)
+    }
+
+    fn request(&self, req: &Request) -> Result<serde_json::Value> {
+        control::request(&control::socket_path(self.data()), req)
+            .with_context(|| format!("asking {}", self.name))
+    }
+
+    /// Makes the daemon decide on what its database holds now.
+    fn reload(&self) -> Result<()> {
+        self.request(&Request::Reload).map(|_| ())
+    }
+
+    fn decision(&self, req: &Request) -> Result<DecisionView> {
+        let outcome: SimOutcome = serde_json::from_value(self.request(req)?)
+            .with_context(|| format!("{}'s answer", self.name))?;
+        outcome
+            .decision
+            .ok_or_else(|| anyhow!("{} made no decision", self.name))
+    }
+
+    fn swipe(&self, card: &CardNumber) -> Result<DecisionView> {
+        self.decision(&Request::SimulateWiegand {
+            gate: gate_id()?,
+            card: Some(card.clone()),
+            bits: None,
+            format: None,
+        })
+    }
+
+    fn pin(&self, pin: &str) -> Result<DecisionView> {
+        self.decision(&Request::SimulatePin {
+            gate: gate_id()?,
+            pin: pin.to_string(),
+            eight_bit: false,
+        })
+    }
+
+    /// This gateway's `site_log_rejected` alarms: the `why` of each.
+    fn rejections(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let alarms = events::query(
+                conn,
+                &EventFilter {
+                    kind: Some(EventKind::Alarm),
+                    ..EventFilter::default()
+                },
+            )?;
+            Ok(alarms
+                .into_iter()
+                .filter(|e| e.parsed_reason() == Ok(Some(EventReason::SiteLogRejected)))
+                .map(|e| {
+                    e.detail
+                        .as_ref()
+                        .and_then(|d| d.get("why"))
+                        .and_then(|w| w.as_str())
+                        .unwrap_or("-")
+                        .to_string()
+                })
+                .collect())
+        })
+    }
+}
+
+struct Site {
+    /// The demo's own broker, when it started one.
+    mosquitto: Option<Process>,
+    registry: Gateway,
+    gates: Vec<Gateway>,
+    watch: SiteWatch,
+    /// The registry's register, changed through the CLI's own functions.
+    register: Store,
+    card: CardNumber,
+    tenant: Option<ResidentId>,
+}
+
+impl Site {
+    fn start(dir: &Path, options: &SiteDemoOptions, out: Out<'_>) -> Result<Site> {
+        let (mosquitto, url) = match &options.broker {
+            Some(url) => (None, url.clone()),
+            None => {
+                let port = procs::free_port()?;
+                let broker = procs::start_mosquitto(dir, port)?;
+                (Some(broker), format!("mqtt://127.0.0.1:{port}"))
+            }
+        };
+        let broker: crate::uplink::Broker = url
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("--broker")?;
+        writeln!(
+            out,
+            "site broker: {url}{}",
+            if mosquitto.is_some() {
+                " (mosquitto started by the demo)"
+            } else {
+                ""
+            }
+        )?;
+
+        let mut registry = Gateway::new(
+            dir,
+            REGISTRY,
+            &gateway_config(REGISTRY, &format!("role = \"registry\"\nbroker = \"{url}\""))?,
+        )?;
+        // The registry's key, made before it starts so the gates can pin it.
+        let key = crate::site::keys::load_or_create(&registry.config.site_signing_key_path())?;
+        let public = crate::signing::public_key_text(&key.verifying_key());
+        // Opening the register creates the device secret; the gates share it
+        // (visitor PINs are hashed with it, see README "A site with several gates").
+        let register = Store::open_config(&registry.config)?;
+        let secret = registry.config.device_key_path();
+        registry.start()?;
+        writeln!(
+            out,
+            "registry {REGISTRY}: running (pid {}), key {public}",
+            pid(&registry)
+        )?;
+        let mut gates = Vec::new();
+        for i in 1..=options.gateways {
+            let name = format!("gate-{i}");
+            let mut gate = Gateway::new(
+                dir,
+                &name,
+                &gateway_config(
+                    &name,
+                    &format!(
+                        "role = \"gate\"\nbroker = \"{url}\"\nregistry_key = \"{public}\""
+                    ),
+                )?,
+            )?;
+            std::fs::copy(&secret, gate.config.device_key_path()).with_context(|| {
+                format!("cannot give {name} the site's device secret")
+            })?;
+            gate.start()?;
+            writeln!(out, "gate {name}: running (pid {})", pid(&gate))?;
+            gates.push(gate);
+        }
+        let watch = SiteWatch::start(&broker, SITE)?;
+        Ok(Site {
+            mosquitto,
+            registry,
+            gates,
+            watch,
+            register,
+            card: CARD.parse().map_err(anyhow::Error::msg)?,
+            tenant: None,
+        })
+    }
+
+    fn head(&self) -> Result<i64> {
+        site_log::head(self.register.conn())
+    }
+
+    /// Each step on its own: a failed one is reported and the next runs.
+    fn scenario(&mut self, out: Out<'_>) -> Result<Outcome> {
+        let mut outcome = Outcome {
+            gateways: self.gates.len(),
+            ..Outcome::default()
+        };
+        let mut latencies = Vec::new();
+        writeln!(out, "\n— 1. 登记 enrol at the registry, open at every gate —")?;
+        let step = self.enrol(out, &mut latencies);
+        outcome.card_opens_everywhere = report(out, step)?;
+        writeln!(
+            out,
+            "\n— 2. 下发 {TIMED_CHANGES} changes, each timed until every gate applied it —"
+        )?;
+        let step = self.timed_changes(out, &mut latencies);
+        if report(out, step)? {
+            outcome.propagation_ms_p99 = Some(percentile(&latencies, 0.99));
+        }
+        writeln!(
+            out,
+            "\n— 3. 补同步 a gate away for {AWAY_CHANGES} changes catches up —"
+        )?;
+        let step = self.catch_up(out);
+        outcome.caught_up = report(out, step)?;
+        writeln!(out, "\n— 4. 伪造 a change signed with another key —")?;
+        let step = self.forged(out);
+        outcome.forged_refused = report(out, step)?;
+        writeln!(out, "\n— 5. 访客 a one-use visitor PIN at gate-1, then at gate-2 —")?;
+        let step = self.visitor_pin(out);
+        outcome.visitor_pin_once = report(out, step)?;
+        writeln!(out, "\n— 6. 离线 the registry stops; the gates keep deciding —")?;
+        let step = self.offline(out);
+        outcome.offline_decisions = report(out, step)?;
+        Ok(outcome)
+    }
+
+    /// Waits until every running gate has applied `seq`; how long it took.
+    fn wait_applied(&self, seq: i64, started: Instant) -> Result<Duration> {
+        wait_for(&format!("every gate to apply entry {seq}"), || {
+            for gate in &self.gates {
+                if gate.applied()? < seq {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(started.elapsed()))
+        })
+    }
+
+    /// Waits until every gate applied `seq` and decides on it.
+    fn sync_gates(&self, seq: i64) -> Result<()> {
+        self.wait_applied(seq, Instant::now())?;
+        self.gates.iter().try_for_each(Gateway::reload)
+    }
+
+    fn enrol(&mut self, out: Out<'_>, latencies: &mut Vec<Duration>) -> Result<bool> {
+        let started = Instant::now();
+        let mut tenant = NewPerson::new("李雷", ResidentRole::Tenant);
+        tenant.address = Some("6-1-101".parse().map_err(anyhow::Error::msg)?);
+        tenant.valid_until = Some(Utc::now().date_naive() + chrono::Duration::days(365));
+        let id = people::add(&self.register, ACTOR, &tenant)?;
+        cards::assign(&self.register, ACTOR, id, &self.card, None)?;
+        self.tenant = Some(id);
+        let seq = self.head()?;
+        let took = self.wait_applied(seq, started)?;
+        latencies.push(took);
+        writeln!(
+            out,
+            "registry: tenant 李雷 {id} with card {CARD} (register entry {seq}); at every gate in {} ms",
+            took.as_millis()
+        )?;
+        self.sync_gates(seq)?;
+        let mut all = true;
+        for gate in &self.gates {
+            let d = gate.swipe(&self.card)?;
+            writeln!(out, "  {:<7} {}", gate.name, d.line())?;
+            all &= d.result == AccessResult::Granted;
+        }
+        Ok(all)
+    }
+
+    fn timed_changes(&mut self, out: Out<'_>, latencies: &mut Vec<Duration>) -> Result<bool> {
+        for i in 1..=TIMED_CHANGES {
+            let started = Instant::now();
+            people::add(
+                &self.register,
+                ACTOR,
+                &NewPerson::new(&format!("住户{i}"), ResidentRole::Owner),
+            )?;
+            let seq = self.head()?;
+            latencies.push(self.wait_applied(seq, started)?);
+        }
+        writeln!(
+            out,
+            "{} changes reached all {} gates: p50 {} ms, p99 {} ms, max {} ms (goal: ≤ 2000 ms p99)",
+            latencies.len(),
+            self.gates.len(),
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99),
+            percentile(latencies, 1.0)
+        )?;
+        Ok(true)
+    }
+
+    fn catch_up(&mut self, out: Out<'_>) -> Result<bool> {
+        let last = self.gates.len() - 1;
+        let before = self.gates[last].applied()?;
+        self.gates[last].stop()?;
+        writeln!(
+            out,
+            "{} stopped at register entry {before}",
+            self.gates[last].name
+        )?;
+        let first = self.head()?;
+        for i in 1..=AWAY_CHANGES {
+            people::add(
+                &self.register,
+                ACTOR,
+                &NewPerson::new(&format!("新住户{i}"), ResidentRole::Owner),
+            )?;
+        }
+        let head = self.head()?;
+        writeln!(
+            out,
+            "registry: {} changes while it was away (entries {}..={head})",
+            head - first,
+            first + 1
+        )?;
+        let started = Instant::now();
+        self.gates[last].start()?;
+        let gate = &self.gates[last];
+        // What the gate tells the site (retained), then what its database holds.
+        let took = wait_for(&format!("{} to report entry {head}", gate.name), || {
+            Ok((self.watch.applied(&gate.name) >= Some(head)).then(|| started.elapsed()))
+        })?;
+        let applied = gate.applied()?;
+        let same = gate.register_hash()? == site_log::register_hash(self.register.conn())?;
+        writeln!(
+            out,
+            "{} restarted and caught up: reports entry {} (retained), {} ms after its start; register hash {} the registry's",
+            gate.name,
+            self.watch.applied(&gate.name).unwrap_or(-1),
+            took.as_millis(),
+            if same { "equals" } else { "DIFFERS FROM" }
+        )?;
+        Ok(applied == head && same && head - first >= AWAY_CHANGES as i64)
+    }
+
+    fn forged(&mut self, out: Out<'_>) -> Result<bool> {
+        let head = self.head()?;
+        self.sync_gates(head)?;
+        let before: Vec<(usize, i64, String)> = self
+            .gates
+            .iter()
+            .map(|g| Ok((g.rejections()?.len(), g.applied()?, g.register_hash()?)))
+            .collect::<Result<_>>()?;
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let topic = crate::site::wire::Topics::new(SITE).log();
+        self.watch.publish(&topic, forged_entry(&stranger, head + 1)?)?;
+        writeln!(
+            out,
+            "published entry {} on {topic}, signed with a key no gate pins (it would add a person 伪造)",
+            head + 1
+        )?;
+        let mut all = true;
+        for (gate, (alarms, applied, hash)) in self.gates.iter().zip(before) {
+            let why = wait_for(&format!("{} to refuse the forged entry", gate.name), || {
+                let found = gate.rejections()?;
+                Ok((found.len() > alarms).then(|| found[alarms..].join(",")))
+            })?;
+            let unchanged = gate.applied()? == applied && gate.register_hash()? == hash;
+            writeln!(
+                out,
+                "  {:<7} ALARM site_log_rejected ({why}); register {}",
+                gate.name,
+                if unchanged { "unchanged" } else { "CHANGED" }
+            )?;
+            all &= unchanged && why.split(',').all(|w| w == "bad_signature");
+        }
+        Ok(all)
+    }
+
+    fn visitor_pin(&mut self, out: Out<'_>) -> Result<bool> {
+        let host = self.tenant.context("no tenant (enrolment failed)")?;
+        let issued = visitors::issue(
+            &self.register,
+            ACTOR,
+            &visitors::NewPass {
+                host,
+                visitor_name: "韩梅梅".into(),
+                phone: None,
+                plate: None,
+                gates: Some(vec![gate_id()?]),
+                valid_from: Utc::now() - chrono::Duration::minutes(1),
+                valid_until: Utc::now() + chrono::Duration::hours(4),
+                uses: Some(1),
+            },
+            SITE,
+        )?;
+        let pin = issued.pin.as_str().to_string();
+        writeln!(out, "registry: visitor 韩梅梅, one-use PIN {pin}")?;
+        self.sync_gates(self.head()?)?;
+        let (first, second) = (&self.gates[0], &self.gates[1]);
+        let at_first = first.pin(&pin)?;
+        writeln!(out, "  {:<7} {}", first.name, at_first.line())?;
+        // The use goes to the registry, which lowers the pass for every gate.
+        let pass = issued.pass.id;
+        wait_for("the registry to count the use", || {
+            let left = visitors::get(self.register.conn(), pass)?.uses_left;
+            Ok((left == Some(0)).then_some(()))
+        })?;
+        let head = self.head()?;
+        writeln!(
+            out,
+            "registry: {} reported the use; pass now has 0 uses left (entry {head})",
+            first.name
+        )?;
+        self.wait_applied(head, Instant::now())?;
+        second.reload()?;
+        let at_second = second.pin(&pin)?;
+        writeln!(out, "  {:<7} {}", second.name, at_second.line())?;
+        Ok(at_first.result == AccessResult::Granted && at_second.result == AccessResult::Denied)
+    }
+
+    fn offline(&mut self, out: Out<'_>) -> Result<bool> {
+        self.registry.stop()?;
+        writeln!(out, "registry stopped")?;
+        let mut all = true;
+        for gate in &self.gates {
+            let d = gate.swipe(&self.card)?;
+            let status = site_log::status_at(&gate.config.database_path())?;
+            writeln!(
+                out,
+                "  {:<7} {}   [{}]",
+                gate.name,
+                d.line(),
+                crate::site::describe(&status)
+            )?;
+            all &= d.result == AccessResult::Granted;
+        }
+        Ok(all)
+    }
+
+    /// Stops the gates, the registry and the broker, saying what did not stop cleanly.
+    fn stop_all(&mut self, out: Out<'_>) {
+        for gateway in self.gates.iter_mut().chain(Some(&mut self.registry)) {
+            if let Err(e) = gateway.stop() {
+                let _ = writeln!(out, "{e:#}");
+            }
+        }
+        if let Some(mut broker) = self.mosquitto.take() {
+            if let Err(e) = broker.stop() {
+                let _ = writeln!(out, "{e:#}");
+            }
+        }
+    }
+}
+
+fn pid(gateway: &Gateway) -> String {
+    gateway
+        .process
+        .as_ref()
+        .and_then(Process::pid)
+        .map_or_else(|| "-".into(), |p| p.to_string())
+}
+
+fn gate_id() -> Result<GateId> {
+    GATE.parse().map_err(anyhow::Error::msg)
+}
+
+/// Prints a step's failure; whether the behaviour held.
+fn report(out: Out<'_>, step: Result<bool>) -> Result<bool> {
+    match step {
+        Ok(held) => {
+            if !held {
+                writeln!(out, "  ✗ not as expected")?;
+            }
+            Ok(held)
+        }
+        Err(e) => {
+            writeln!(out, "  ✗ {e:#}")?;
+            Ok(false)
+        }
+    }
+}
+
+/// Polls `check` until it yields a value; an error after [`WAIT`].
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check()? {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("waited {WAIT:?} for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The `q` quantile of `samples`, in whole milliseconds (nearest rank).
+fn percentile(samples: &[Duration], q: f64) -> u64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    u64::try_from(sorted[rank - 1].as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The demo's built-in config for one gateway of the site: no camera, every
+/// listener on a free port (the gateways run side by side), `site_keys`
+/// appended to `[site]`.
+fn gateway_config(gateway: &str, site_keys: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut in_camera = false;
+    for line in crate::config::DEMO_CONFIG.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_camera = trimmed == "[[cameras]]";
+        }
+        if in_camera {
+            continue;
+        }
+        if trimmed.starts_with("listen = ") {
+            out.push_str("listen = \"127.0.0.1:0\"\n");
+        } else if trimmed.starts_with("gateway_id = ") {
+            out.push_str(&format!("gateway_id = \"{gateway}\"\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+            if trimmed.starts_with("utc_offset_minutes") {
+                out.push_str(site_keys);
+                out.push('\n');
+            }
+        }
+    }
+    if !out.contains(site_keys) {
+        bail!("the demo config has no [site] utc_offset_minutes to put the site's keys after");
+    }
+    Ok(out)
+}
+
+/// A well-formed entry the registry never sent: signed with `key`.
+fn forged_entry(key: &ed25519_dalek::SigningKey, seq: i64) -> Result<Vec<u8>> {
+    let at = crate::store::now_rfc3339();
+    let row = serde_json::json!({
+        "id": 900_000, "name": "伪造", "id_kind": "resident_id", "id_hash": null, "id_masked": null,
+        "phone": null, "role": "owner", "household_id": null, "status": "active",
+        "valid_from": null, "valid_until": null, "floating": 0, "residence_permit_until": null,
+        "notes": null, "created_at": at, "created_by": "forger",
+        "updated_at": at, "updated_by": "forger"
+    });
+    let serde_json::Value::Object(row) = row else {
+        bail!("the forged row is not an object");
+    };
+    let entry = site_log::Entry {
+        v: site_log::VERSION,
+        site: SITE.into(),
+        seq,
+        at,
+        changes: vec![site_log::Change::Upsert {
+            table: "person".into(),
+            row,
+            windows: None,
+            members: None,
+        }],
+    };
+    let body = crate::site::wire::canonical_body(&entry);
+    Ok(crate::site::wire::entry_message(
+        &body,
+        &crate::site::wire::sign(key, &body),
+    ))
+}
+
+fn write_summary(out: Out<'_>, o: &Outcome, dir: &Path) -> Result<()> {
+    let word = |held: bool| if held { "yes" } else { "NO" };
+    writeln!(out, "\n— summary 小结 —")?;
+    writeln!(
+        out,
+        "gates: {}; card opens at every gate: {}",
+        o.gateways,
+        word(o.card_opens_everywhere)
+    )?;
+    match o.propagation_ms_p99 {
+        Some(ms) => writeln!(out, "propagation to every gate, p99: {ms} ms")?,
+        None => writeln!(out, "propagation: NOT MEASURED")?,
+    }
+    writeln!(out, "a gate away caught up: {}", word(o.caught_up))?;
+    writeln!(out, "forged change refused by every gate: {}", word(o.forged_refused))?;
+    writeln!(out, "one-use visitor PIN used once on the site: {}", word(o.visitor_pin_once))?;
+    writeln!(out, "gates decided with the registry down: {}", word(o.offline_decisions))?;
+    writeln!(
+        out,
+        "logs and databases: {} (registry in {REGISTRY}/, gates in gate-N/)",
+        dir.display()
+    )?;
+    writeln!(out, "{}", serde_json::to_string(o)?)?;
+    Ok(())
+}
