@@ -22,6 +22,7 @@ pub mod reload;
 pub mod sd_notify;
 pub mod services;
 pub mod simulate;
+mod site_host;
 mod uplink_actions;
 pub mod view;
 pub mod watchdog;

@@ -120,8 +120,9 @@ pub async fn start_services(daemon: &mut Daemon, config: &Config) -> Result<Star
         let stop = daemon.shutdown_signal();
         let applied = std::sync::Arc::new(tokio::sync::Notify::new());
         let wake = applied.clone();
+        let host: std::sync::Arc<dyn crate::site::Host> = std::sync::Arc::new(daemon.handle());
         daemon.spawn(async move {
-            if let Err(e) = crate::site::run(&config, settings, stop, wake).await {
+            if let Err(e) = crate::site::run(&config, settings, stop, wake, host).await {
                 tracing::error!("site register task stopped: {e:#}");
             }
         });

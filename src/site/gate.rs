@@ -2,7 +2,10 @@
 //! or answering its catch-up request), checks each one (`wire::open`),
 //! applies the next one in one transaction, and reports its applied seq,
 //! retained. Anything refused raises a `site_log_rejected` alarm and changes
-//! nothing; a gap asks the registry for what is missing.
+//! nothing; a gap asks the registry for what is missing. It also sends the
+//! gate's stored events to the registry, in order, from where the registry's
+//! retained acknowledgement says it stopped (at least once; the registry
+//! stores each once).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use super::wire::{self, Incoming, Mark, Order, Rejection, Request, Topics};
 use super::Settings;
 use crate::event::EventReason;
 use crate::store::events::{self, EventKind, NewEvent};
+use crate::store::site_gates::{self, EventsAck, GateEvents};
 use crate::store::{site_log, Store};
 
 /// The alarm's reason.
@@ -27,6 +31,11 @@ pub const REJECTED: &str = EventReason::SiteLogRejected.as_str();
 /// At most one alarm per kind of refusal in this long; the next one counts
 /// those held back, so a flood of forged messages cannot flood the outbox.
 const ALARM_EVERY: Duration = Duration::from_secs(10);
+
+/// Most events in one message to the registry.
+const EVENTS_BATCH: u32 = 200;
+/// Most events sent and not yet acknowledged.
+const EVENTS_WINDOW: i64 = 2000;
 
 struct Gate {
     store: Store,
@@ -41,6 +50,11 @@ struct Gate {
     applied: Arc<Notify>,
     /// Per kind of refusal: when its last alarm was raised, and how many were held back since.
     alarms: HashMap<&'static str, (Instant, u64)>,
+    /// The last of this gate's events sent to the registry; `None` until the
+    /// connection's retained head has arrived (after the retained acknowledgement).
+    events_sent: Option<i64>,
+    /// The last of this gate's events the registry acknowledged.
+    events_acked: i64,
 }
 
 pub async fn run(
@@ -62,6 +76,8 @@ pub async fn run(
         asked_at: applied,
         applied: applied_notify,
         alarms: HashMap::new(),
+        events_sent: None,
+        events_acked: 0,
     };
     let mut tick = tokio::time::interval(gate.settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,6 +86,9 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
                 if let Err(e) = gate.report_uses() {
+                    tracing::warn!("site gate: {e:#}");
+                }
+                if let Err(e) = gate.send_events() {
                     tracing::warn!("site gate: {e:#}");
                 }
             }
@@ -84,6 +103,8 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(broker = %gate.settings.broker.host, "site gate: broker connection: {e}; deciding on the last good register");
+                    // Unacknowledged events go again after the reconnect.
+                    gate.events_sent = None;
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(gate.settings.timing.reconnect) => {}
@@ -103,9 +124,13 @@ impl Gate {
 
     fn connected(&mut self) {
         let gateway = self.settings.gateway.clone();
+        // The retained acknowledgement before the retained head: when the
+        // head arrives, where to resume sending events is known.
+        self.events_sent = None;
         for topic in [
             self.topics.log(),
             self.topics.catchup(&gateway),
+            self.topics.events_ack(&gateway),
             self.topics.head(),
         ] {
             if let Err(e) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
@@ -118,7 +143,19 @@ impl Gate {
     }
 
     fn received(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        if topic == self.topics.events_ack(&self.settings.gateway) {
+            let ack: EventsAck =
+                serde_json::from_slice(payload).context("the registry's acknowledgement")?;
+            self.events_acked = ack.seq;
+            if let Some(sent) = self.events_sent.as_mut() {
+                *sent = (*sent).max(ack.seq);
+            }
+            return Ok(());
+        }
         if topic == self.topics.head() {
+            if self.events_sent.is_none() {
+                self.events_sent = Some(self.events_acked);
+            }
             let mark: Mark = serde_json::from_slice(payload).context("the registry's head")?;
             if mark.seq > self.applied()? && !self.is_catching_up() {
                 self.ask();
@@ -227,6 +264,33 @@ impl Gate {
                 .context("cannot queue a visitor use for the registry")?;
         }
         site_log::clear_uses(self.store.conn(), upto)
+    }
+
+    /// Sends the events stored here since the last sent, for the registry's
+    /// log (the station receives them from the gate's own uplink as before).
+    fn send_events(&mut self) -> Result<()> {
+        let Some(sent) = self.events_sent else {
+            return Ok(());
+        };
+        if sent - self.events_acked >= EVENTS_WINDOW {
+            return Ok(());
+        }
+        let events = site_gates::events_after(self.store.conn(), sent, EVENTS_BATCH)?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        let payload = serde_json::to_vec(&GateEvents { events })
+            .context("cannot encode the events for the registry")?;
+        self.client
+            .try_publish(
+                self.topics.events(&self.settings.gateway),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .context("cannot queue events for the registry")?;
+        self.events_sent = Some(last);
+        Ok(())
     }
 
     /// Tells the daemon and the site how far the register is now.

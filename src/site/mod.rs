@@ -24,7 +24,9 @@ use rumqttc::v5::MqttOptions;
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, SiteRole};
-use crate::store::Store;
+use crate::store::events::EventRecord;
+use crate::store::site_gates::GateSeen;
+use crate::store::{Store, Writer};
 use crate::uplink::Broker;
 
 /// Largest message the site's clients accept: a snapshot of a large register.
@@ -115,6 +117,16 @@ impl Settings {
     }
 }
 
+/// What the site's task needs of the daemon it runs in: the registry stores
+/// its gates' events on the process's one writer (not the task's own
+/// connection) and tells the console's live page of them.
+pub trait Host: Send + Sync + 'static {
+    /// The process's one writer.
+    fn writer(&self) -> Writer;
+    /// An event stored on the writer, for the live page.
+    fn announce(&self, record: &EventRecord);
+}
+
 /// Runs this gateway's part of the site until `shutdown` turns true: the
 /// registry's publisher or the gate's receiver, on its own connection to
 /// the database. A gate wakes `applied` after each change it applies, so the
@@ -124,12 +136,13 @@ pub async fn run(
     settings: Settings,
     shutdown: watch::Receiver<bool>,
     applied: Arc<Notify>,
+    host: Arc<dyn Host>,
 ) -> Result<()> {
     let store = Store::open_config(config)?;
     match settings.role {
         SiteRole::Registry => {
             let key = keys::load_or_create(&config.site_signing_key_path())?;
-            registry::run(store, settings, key, shutdown).await
+            registry::run(store, settings, key, shutdown, host).await
         }
         SiteRole::Gate => gate::run(store, settings, shutdown, applied).await,
         SiteRole::Standalone => Ok(()),
@@ -152,4 +165,24 @@ pub fn describe(status: &crate::store::site_log::Status) -> String {
         ),
         _ => "standalone (own register)".to_string(),
     }
+}
+
+/// One line per gate the registry has heard of, for `gate status`: the entry
+/// it applied, how far behind the registry's `head` that is, when the
+/// registry heard it, and how many of its events are stored here.
+pub fn describe_gates(head: i64, gates: &[GateSeen]) -> Vec<String> {
+    gates
+        .iter()
+        .map(|g| {
+            format!(
+                "gate {}: register at entry {} (lag {}), applied {}, heard {}; its events stored through #{}",
+                g.gateway,
+                g.applied_seq,
+                (head - g.applied_seq).max(0),
+                g.applied_at.as_deref().unwrap_or("never"),
+                g.heard_at.as_deref().unwrap_or("never"),
+                g.events_seq
+            )
+        })
+        .collect()
 }

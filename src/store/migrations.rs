@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/011_mask_id_numbers.sql"),
     ),
     ("012_site_log", include_str!("migrations/012_site_log.sql")),
+    (
+        "013_site_gates",
+        include_str!("migrations/013_site_gates.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {

@@ -19,5 +19,6 @@ mod daemon_run;
 mod face_models;
 mod in_process;
 mod site;
+mod site_demo;
 mod station_python;
 mod trust_access;
