@@ -36,6 +36,9 @@ const ALARM_EVERY: Duration = Duration::from_secs(10);
 const EVENTS_BATCH: u32 = 200;
 /// Most events sent and not yet acknowledged.
 const EVENTS_WINDOW: i64 = 2000;
+/// Events sent and not acknowledged in this long go again (the registry was
+/// away while the broker was up, and nobody stored them).
+const EVENTS_RESEND: Duration = Duration::from_secs(5);
 
 struct Gate {
     store: Store,
@@ -55,6 +58,8 @@ struct Gate {
     events_sent: Option<i64>,
     /// The last of this gate's events the registry acknowledged.
     events_acked: i64,
+    /// When the acknowledgements last caught up or moved on.
+    events_progress: Instant,
 }
 
 pub async fn run(
@@ -78,6 +83,7 @@ pub async fn run(
         alarms: HashMap::new(),
         events_sent: None,
         events_acked: 0,
+        events_progress: Instant::now(),
     };
     let mut tick = tokio::time::interval(gate.settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,6 +152,9 @@ impl Gate {
         if topic == self.topics.events_ack(&self.settings.gateway) {
             let ack: EventsAck =
                 serde_json::from_slice(payload).context("the registry's acknowledgement")?;
+            if ack.seq > self.events_acked {
+                self.events_progress = Instant::now();
+            }
             self.events_acked = ack.seq;
             if let Some(sent) = self.events_sent.as_mut() {
                 *sent = (*sent).max(ack.seq);
@@ -269,9 +278,20 @@ impl Gate {
     /// Sends the events stored here since the last sent, for the registry's
     /// log (the station receives them from the gate's own uplink as before).
     fn send_events(&mut self) -> Result<()> {
-        let Some(sent) = self.events_sent else {
+        let Some(mut sent) = self.events_sent else {
             return Ok(());
         };
+        if sent <= self.events_acked {
+            self.events_progress = Instant::now();
+        } else if self.events_progress.elapsed() >= EVENTS_RESEND {
+            tracing::debug!(
+                from = self.events_acked,
+                "site gate: events not acknowledged; sending them again"
+            );
+            sent = self.events_acked;
+            self.events_progress = Instant::now();
+        }
+        self.events_sent = Some(sent);
         if sent - self.events_acked >= EVENTS_WINDOW {
             return Ok(());
         }

@@ -59,6 +59,8 @@ pub struct Outcome {
     pub offline_decisions: bool,
     /// The card enrolled at the registry opened at every gate.
     pub card_opens_everywhere: bool,
+    /// Every gate's decisions are in the registry's event log.
+    pub events_at_registry: bool,
 }
 
 impl Outcome {
@@ -69,6 +71,7 @@ impl Outcome {
             && self.visitor_pin_once
             && self.offline_decisions
             && self.card_opens_everywhere
+            && self.events_at_registry
     }
 }
 
@@ -353,7 +356,10 @@ impl Site {
         writeln!(out, "\n— 5. 访客 a one-use visitor PIN at gate-1, then at gate-2 —")?;
         let step = self.visitor_pin(out);
         outcome.visitor_pin_once = report(out, step)?;
-        writeln!(out, "\n— 6. 离线 the registry stops; the gates keep deciding —")?;
+        writeln!(out, "\n— 6. 汇总 every gate's events in the registry's log —")?;
+        let step = self.events_at_registry(out);
+        outcome.events_at_registry = report(out, step)?;
+        writeln!(out, "\n— 7. 离线 the registry stops; the gates keep deciding —")?;
         let step = self.offline(out);
         outcome.offline_decisions = report(out, step)?;
         Ok(outcome)
@@ -546,6 +552,41 @@ impl Site {
         Ok(at_first.result == AccessResult::Granted && at_second.result == AccessResult::Denied)
     }
 
+    /// Each gate's decisions so far reach the registry's log, under
+    /// `<gateway>/<gate>`; the registry knows each gate's applied entry.
+    fn events_at_registry(&mut self, out: Out<'_>) -> Result<bool> {
+        let mut all = true;
+        for gate in &self.gates {
+            let decided = gate.read(|conn| decisions(conn, GATE))?;
+            let name = crate::store::site_gates::site_gate_name(&gate.name, Some(GATE));
+            let at_registry = wait_for(&format!("{name}'s decisions at the registry"), || {
+                let n = decisions(self.register.conn(), &name)?;
+                Ok((n >= decided).then_some(n))
+            })?;
+            writeln!(
+                out,
+                "  registry log: {at_registry} decision(s) of {name} ({decided} made there)"
+            )?;
+            all &= decided > 0 && at_registry == decided;
+        }
+        let head = self.head()?;
+        wait_for("every gate's applied entry at the registry", || {
+            let seen = crate::store::site_gates::gates(self.register.conn())?;
+            Ok((seen.len() == self.gates.len() && seen.iter().all(|g| g.applied_seq == head))
+                .then_some(()))
+        })?;
+        for line in crate::site::describe_gates(head, &crate::store::site_gates::gates(self.register.conn())?) {
+            writeln!(out, "  {line}")?;
+        }
+        writeln!(
+            out,
+            "  (at the registry: `gatehouse --config {} --data-dir {} log` and `… gate status`)",
+            self.registry.config_path.display(),
+            self.registry.data().display()
+        )?;
+        Ok(all)
+    }
+
     fn offline(&mut self, out: Out<'_>) -> Result<bool> {
         self.registry.stop()?;
         writeln!(out, "registry stopped")?;
@@ -590,6 +631,19 @@ fn pid(gateway: &Gateway) -> String {
 
 fn gate_id() -> Result<GateId> {
     GATE.parse().map_err(anyhow::Error::msg)
+}
+
+/// How many access decisions the log at `conn` holds for `gate`.
+fn decisions(conn: &rusqlite::Connection, gate: &str) -> Result<usize> {
+    let found = events::query(
+        conn,
+        &EventFilter {
+            gate: Some(gate.to_string()),
+            kind: Some(EventKind::Access),
+            ..EventFilter::default()
+        },
+    )?;
+    Ok(found.len())
 }
 
 /// Prints a step's failure; whether the behaviour held.
@@ -714,6 +768,7 @@ fn write_summary(out: Out<'_>, o: &Outcome, dir: &Path) -> Result<()> {
     writeln!(out, "a gate away caught up: {}", word(o.caught_up))?;
     writeln!(out, "forged change refused by every gate: {}", word(o.forged_refused))?;
     writeln!(out, "one-use visitor PIN used once on the site: {}", word(o.visitor_pin_once))?;
+    writeln!(out, "every gate's events in the registry's log: {}", word(o.events_at_registry))?;
     writeln!(out, "gates decided with the registry down: {}", word(o.offline_decisions))?;
     writeln!(
         out,

@@ -1,13 +1,21 @@
-//! `gatehouse demo --gateways 2`: the real binary starts its own mosquitto, a
-//! registry and two gates as processes, runs the scenario and ends with one
-//! JSON line whose flags are read from the gateways' state. Every child is
-//! gone when it returns.
+//! The site as a whole (issue 17): `gatehouse demo --gateways 2` — the real
+//! binary starts its own mosquitto, a registry and two gates as processes,
+//! runs the scenario and ends with one JSON line whose flags are read from
+//! the gateways' state, and every child is gone when it returns — and every
+//! gate's events reaching the registry's log, with `gate status` there
+//! listing each gate and its lag.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{gatehouse, Scratch};
+use gatehouse::store::site_log;
+
+use crate::common::{gatehouse, Mosquitto, Scratch};
+use crate::daemon_support::{cli, stdout, Running};
+use crate::site::{db, enrol, named_gate_config, start_registry, swipe, wait_synced};
+
+const WAIT: Duration = Duration::from_secs(30);
 
 /// The demo starts five processes and makes a few hundred changes: minutes
 /// on a loaded machine, far less on an idle one.
@@ -109,4 +117,90 @@ fn the_site_demo_shows_every_behaviour_and_leaves_no_process_behind() {
 
     let left = processes_under(demo.path());
     assert!(left.is_empty(), "the demo left processes running: {left:?}");
+}
+
+/// Ids of the granted access events stored at `data` for gate `gate`.
+fn granted(data: &Path, gate: &str) -> Vec<String> {
+    let mut ids: Vec<String> = db(data)
+        .prepare("SELECT id FROM event WHERE gate = ?1 AND result = 'granted' ORDER BY id")
+        .unwrap()
+        .query_map([gate], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_gates_events_reach_the_registrys_log_once_and_its_status_lists_each_gate_with_its_lag() {
+    let broker = Mosquitto::start();
+    let reg = Scratch::new("site-events-registry");
+    let (reg_config, mut registry, key) = start_registry(reg.path(), &broker.url());
+    let (a, b) = (Scratch::new("site-events-a"), Scratch::new("site-events-b"));
+    let mut gates = Vec::new();
+    for (dir, name) in [(&a, "north"), (&b, "south")] {
+        let config = named_gate_config(dir.path(), name, &broker.url(), &key);
+        let running = Running::start(&config, dir.path());
+        gates.push((config, running));
+    }
+    enrol(&reg_config, reg.path(), "王五", "10:777");
+    enrol(&reg_config, reg.path(), "钱七", "10:888");
+    for ((config, running), dir) in gates.iter().zip([&a, &b]) {
+        wait_synced(reg.path(), dir.path(), running);
+        let s = swipe(config, dir.path(), "10:777");
+        assert!(s.contains("east: GRANTED card"), "{s}");
+    }
+
+    // Each swipe reaches the registry's log as an event of its gateway's gate,
+    // with the gate's own event id.
+    wait_until("both gates' swipes at the registry", || {
+        granted(reg.path(), "north/east").len() == 1 && granted(reg.path(), "south/east").len() == 1
+    });
+    assert_eq!(granted(reg.path(), "north/east"), granted(a.path(), "east"));
+    assert_eq!(granted(reg.path(), "south/east"), granted(b.path(), "east"));
+    let log = stdout(&cli(&reg_config, reg.path(), &["log", "--result", "granted"]));
+    assert!(
+        log.contains("north/east") && log.contains("south/east"),
+        "{log}"
+    );
+    // Not queued for the station again: each gate sends its own.
+    let queued: i64 = db(reg.path())
+        .query_row(
+            "SELECT count(*) FROM outbox JOIN event USING (seq) WHERE event.gate LIKE '%/%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(queued, 0);
+
+    // `gate status` at the registry lists each gate with its entry and lag.
+    let head = site_log::head(&db(reg.path())).unwrap();
+    wait_until("gate status to list both gates up to date", || {
+        let status = stdout(&cli(&reg_config, reg.path(), &["gate", "status"]));
+        ["north", "south"].iter().all(|g| {
+            status.contains(&format!("gate {g}: register at entry {head} (lag 0)"))
+        })
+    });
+
+    // A swipe while the registry is away reaches it once it is back, once.
+    registry.stop();
+    let s = swipe(&gates[0].0, a.path(), "10:888");
+    assert!(s.contains("east: GRANTED card"), "{s}");
+    let _registry = Running::start(&reg_config, reg.path());
+    wait_until("the swipe made while the registry was away", || {
+        granted(reg.path(), "north/east").len() == 2
+    });
+    assert_eq!(granted(reg.path(), "north/east"), granted(a.path(), "east"));
+    assert_eq!(granted(reg.path(), "south/east"), granted(b.path(), "east"));
+    let verify = stdout(&cli(&reg_config, reg.path(), &["log", "verify"]));
+    assert!(verify.contains("the hash chain is intact"), "{verify}");
 }
