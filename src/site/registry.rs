@@ -178,7 +178,12 @@ fn gate_events(
     client
         .try_publish(topics.events_ack(gate), QoS::AtLeastOnce, true, ack)
         .with_context(|| format!("cannot queue the acknowledgement of gate {gate}'s events"))?;
-    tracing::debug!(gate, stored = written.len(), acked, "site registry: a gate's events");
+    tracing::debug!(
+        gate,
+        stored = written.len(),
+        acked,
+        "site registry: a gate's events"
+    );
     Ok(())
 }
 

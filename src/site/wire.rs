@@ -346,7 +346,10 @@ mod tests {
     fn names_the_gate_and_the_kind_of_a_per_gate_topic() {
         let t = Topics::new("lotus");
         assert_eq!(t.gate_topic(&t.events("north")), Some(("north", EVENTS)));
-        assert_eq!(t.gate_topic(&t.applied("south")), Some(("south", "applied")));
+        assert_eq!(
+            t.gate_topic(&t.applied("south")),
+            Some(("south", "applied"))
+        );
         assert_eq!(t.gate_topic("gatehouse-site/peony/gate/north/event"), None);
         assert_eq!(t.gate_topic(&t.log()), None);
     }

@@ -275,7 +275,10 @@ impl Site {
         let mut registry = Gateway::new(
             dir,
             REGISTRY,
-            &gateway_config(REGISTRY, &format!("role = \"registry\"\nbroker = \"{url}\""))?,
+            &gateway_config(
+                REGISTRY,
+                &format!("role = \"registry\"\nbroker = \"{url}\""),
+            )?,
         )?;
         // The registry's key, made before it starts so the gates can pin it.
         let key = crate::site::keys::load_or_create(&registry.config.site_signing_key_path())?;
@@ -298,14 +301,11 @@ impl Site {
                 &name,
                 &gateway_config(
                     &name,
-                    &format!(
-                        "role = \"gate\"\nbroker = \"{url}\"\nregistry_key = \"{public}\""
-                    ),
+                    &format!("role = \"gate\"\nbroker = \"{url}\"\nregistry_key = \"{public}\""),
                 )?,
             )?;
-            std::fs::copy(&secret, gate.config.device_key_path()).with_context(|| {
-                format!("cannot give {name} the site's device secret")
-            })?;
+            std::fs::copy(&secret, gate.config.device_key_path())
+                .with_context(|| format!("cannot give {name} the site's device secret"))?;
             gate.start()?;
             writeln!(out, "gate {name}: running (pid {})", pid(&gate))?;
             gates.push(gate);
@@ -333,7 +333,10 @@ impl Site {
             ..Outcome::default()
         };
         let mut latencies = Vec::new();
-        writeln!(out, "\n— 1. 登记 enrol at the registry, open at every gate —")?;
+        writeln!(
+            out,
+            "\n— 1. 登记 enrol at the registry, open at every gate —"
+        )?;
         let step = self.enrol(out, &mut latencies);
         outcome.card_opens_everywhere = report(out, step)?;
         writeln!(
@@ -353,13 +356,22 @@ impl Site {
         writeln!(out, "\n— 4. 伪造 a change signed with another key —")?;
         let step = self.forged(out);
         outcome.forged_refused = report(out, step)?;
-        writeln!(out, "\n— 5. 访客 a one-use visitor PIN at gate-1, then at gate-2 —")?;
+        writeln!(
+            out,
+            "\n— 5. 访客 a one-use visitor PIN at gate-1, then at gate-2 —"
+        )?;
         let step = self.visitor_pin(out);
         outcome.visitor_pin_once = report(out, step)?;
-        writeln!(out, "\n— 6. 汇总 every gate's events in the registry's log —")?;
+        writeln!(
+            out,
+            "\n— 6. 汇总 every gate's events in the registry's log —"
+        )?;
         let step = self.events_at_registry(out);
         outcome.events_at_registry = report(out, step)?;
-        writeln!(out, "\n— 7. 离线 the registry stops; the gates keep deciding —")?;
+        writeln!(
+            out,
+            "\n— 7. 离线 the registry stops; the gates keep deciding —"
+        )?;
         let step = self.offline(out);
         outcome.offline_decisions = report(out, step)?;
         Ok(outcome)
@@ -486,7 +498,8 @@ impl Site {
             .collect::<Result<_>>()?;
         let stranger = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let topic = crate::site::wire::Topics::new(SITE).log();
-        self.watch.publish(&topic, forged_entry(&stranger, head + 1)?)?;
+        self.watch
+            .publish(&topic, forged_entry(&stranger, head + 1)?)?;
         writeln!(
             out,
             "published entry {} on {topic}, signed with a key no gate pins (it would add a person 伪造)",
@@ -572,10 +585,15 @@ impl Site {
         let head = self.head()?;
         wait_for("every gate's applied entry at the registry", || {
             let seen = crate::store::site_gates::gates(self.register.conn())?;
-            Ok((seen.len() == self.gates.len() && seen.iter().all(|g| g.applied_seq == head))
-                .then_some(()))
+            Ok(
+                (seen.len() == self.gates.len() && seen.iter().all(|g| g.applied_seq == head))
+                    .then_some(()),
+            )
         })?;
-        for line in crate::site::describe_gates(head, &crate::store::site_gates::gates(self.register.conn())?) {
+        for line in crate::site::describe_gates(
+            head,
+            &crate::store::site_gates::gates(self.register.conn())?,
+        ) {
             writeln!(out, "  {line}")?;
         }
         writeln!(
@@ -766,10 +784,26 @@ fn write_summary(out: Out<'_>, o: &Outcome, dir: &Path) -> Result<()> {
         None => writeln!(out, "propagation: NOT MEASURED")?,
     }
     writeln!(out, "a gate away caught up: {}", word(o.caught_up))?;
-    writeln!(out, "forged change refused by every gate: {}", word(o.forged_refused))?;
-    writeln!(out, "one-use visitor PIN used once on the site: {}", word(o.visitor_pin_once))?;
-    writeln!(out, "every gate's events in the registry's log: {}", word(o.events_at_registry))?;
-    writeln!(out, "gates decided with the registry down: {}", word(o.offline_decisions))?;
+    writeln!(
+        out,
+        "forged change refused by every gate: {}",
+        word(o.forged_refused)
+    )?;
+    writeln!(
+        out,
+        "one-use visitor PIN used once on the site: {}",
+        word(o.visitor_pin_once)
+    )?;
+    writeln!(
+        out,
+        "every gate's events in the registry's log: {}",
+        word(o.events_at_registry)
+    )?;
+    writeln!(
+        out,
+        "gates decided with the registry down: {}",
+        word(o.offline_decisions)
+    )?;
     writeln!(
         out,
         "logs and databases: {} (registry in {REGISTRY}/, gates in gate-N/)",

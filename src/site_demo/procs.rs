@@ -91,7 +91,10 @@ impl Process {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("{} did not stop within {STOP_WITHIN:?} of SIGTERM; killed", self.name);
+                bail!(
+                    "{} did not stop within {STOP_WITHIN:?} of SIGTERM; killed",
+                    self.name
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -140,8 +143,9 @@ pub fn start_mosquitto(dir: &Path, port: u16) -> Result<Process> {
         .unwrap_or_else(|| PathBuf::from("mosquitto"));
     let mut cmd = Command::new(program);
     cmd.arg("-c").arg(&conf);
-    let mut broker = Process::spawn("mosquitto", cmd, &dir.join("mosquitto.log"))
-        .context("the site demo needs mosquitto (apt install mosquitto), or pass --broker mqtt://HOST:PORT")?;
+    let mut broker = Process::spawn("mosquitto", cmd, &dir.join("mosquitto.log")).context(
+        "the site demo needs mosquitto (apt install mosquitto), or pass --broker mqtt://HOST:PORT",
+    )?;
     let deadline = Instant::now() + START_WITHIN;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         broker.check_running()?;

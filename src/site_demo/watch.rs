@@ -44,7 +44,8 @@ impl SiteWatch {
                     }
                     match event {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            let _ = subscriber.try_subscribe(topics.applied_all(), QoS::AtLeastOnce);
+                            let _ =
+                                subscriber.try_subscribe(topics.applied_all(), QoS::AtLeastOnce);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let topic = String::from_utf8_lossy(&p.topic).into_owned();

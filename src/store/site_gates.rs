@@ -182,10 +182,7 @@ mod tests {
         assert_eq!((written.len(), acked), (2, 2));
         assert_eq!(written[0].gate.as_deref(), Some("north/east"));
         assert_eq!(written[0].id, batch.events[0].id);
-        assert_eq!(
-            written[1].detail.as_ref().unwrap()["site_gateway"],
-            "north"
-        );
+        assert_eq!(written[1].detail.as_ref().unwrap()["site_gateway"], "north");
         // Sent again (a lost acknowledgement): nothing new is stored.
         let (again, acked) = store_gate_events(registry.conn(), "north", &batch).unwrap();
         assert_eq!((again.len(), acked), (0, 2));
@@ -194,7 +191,13 @@ mod tests {
         let (checked, breaks) = events::verify_chain(registry.conn()).unwrap();
         assert_eq!((checked, breaks.len()), (2, 0));
 
-        note_applied(registry.conn(), "north", 7, Some("2026-12-03T00:00:00.000Z")).unwrap();
+        note_applied(
+            registry.conn(),
+            "north",
+            7,
+            Some("2026-12-03T00:00:00.000Z"),
+        )
+        .unwrap();
         let seen = gates(registry.conn()).unwrap();
         assert_eq!(seen.len(), 1);
         assert_eq!((seen[0].applied_seq, seen[0].events_seq), (7, 2));

@@ -53,7 +53,12 @@ fn gate_config(dir: &Path, broker: &str, registry_key: &str) -> PathBuf {
     named_gate_config(dir, "north", broker, registry_key)
 }
 
-pub(crate) fn named_gate_config(dir: &Path, gateway: &str, broker: &str, registry_key: &str) -> PathBuf {
+pub(crate) fn named_gate_config(
+    dir: &Path,
+    gateway: &str,
+    broker: &str,
+    registry_key: &str,
+) -> PathBuf {
     site_config(
         dir,
         gateway,

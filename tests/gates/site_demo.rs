@@ -108,9 +108,11 @@ fn the_site_demo_shows_every_behaviour_and_leaves_no_process_behind() {
             "{gate} diverges from the registry"
         );
         let forged: i64 = conn
-            .query_row("SELECT count(*) FROM person WHERE name = '伪造'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM person WHERE name = '伪造'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(forged, 0, "{gate} applied the forged change");
     }
@@ -167,7 +169,11 @@ fn every_gates_events_reach_the_registrys_log_once_and_its_status_lists_each_gat
     });
     assert_eq!(granted(reg.path(), "north/east"), granted(a.path(), "east"));
     assert_eq!(granted(reg.path(), "south/east"), granted(b.path(), "east"));
-    let log = stdout(&cli(&reg_config, reg.path(), &["log", "--result", "granted"]));
+    let log = stdout(&cli(
+        &reg_config,
+        reg.path(),
+        &["log", "--result", "granted"],
+    ));
     assert!(
         log.contains("north/east") && log.contains("south/east"),
         "{log}"
@@ -186,9 +192,9 @@ fn every_gates_events_reach_the_registrys_log_once_and_its_status_lists_each_gat
     let head = site_log::head(&db(reg.path())).unwrap();
     wait_until("gate status to list both gates up to date", || {
         let status = stdout(&cli(&reg_config, reg.path(), &["gate", "status"]));
-        ["north", "south"].iter().all(|g| {
-            status.contains(&format!("gate {g}: register at entry {head} (lag 0)"))
-        })
+        ["north", "south"]
+            .iter()
+            .all(|g| status.contains(&format!("gate {g}: register at entry {head} (lag 0)")))
     });
 
     // A swipe while the registry is away reaches it once it is back, once.
