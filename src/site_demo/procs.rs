@@ -24,8 +24,12 @@ pub struct Process {
 impl Process {
     /// Starts `cmd` with its output in `log`, bound to the demo's life.
     fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Process> {
-        let file = std::fs::File::create(log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
+        // Appended: a restarted gate's log keeps its earlier run.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
         cmd.stdin(Stdio::null())
             .stdout(
                 file.try_clone()
