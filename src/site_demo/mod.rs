@@ -262,6 +262,11 @@ impl Site {
             .parse()
             .map_err(anyhow::Error::msg)
             .context("--broker")?;
+        if mosquitto.is_none() {
+            // Fail now rather than in every step's wait.
+            std::net::TcpStream::connect((broker.host.as_str(), broker.port))
+                .with_context(|| format!("cannot reach the site broker {url}"))?;
+        }
         writeln!(
             out,
             "site broker: {url}{}",

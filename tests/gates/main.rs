@@ -13,6 +13,9 @@ mod daemon_support;
 mod gate_support;
 #[path = "../lpr/lpr_support.rs"]
 pub mod lpr_support;
+// The console's HTTP client, for the registry's device page of the site.
+#[path = "../console/console_support.rs"]
+pub mod console_support;
 
 mod cli;
 mod daemon_run;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use gatehouse::store::site_log;
 
 use crate::common::{gatehouse, Mosquitto, Scratch};
+use crate::console_support::Http;
 use crate::daemon_support::{cli, stdout, Running};
 use crate::site::{db, enrol, named_gate_config, start_registry, swipe, wait_synced};
 
@@ -196,6 +197,23 @@ fn every_gates_events_reach_the_registrys_log_once_and_its_status_lists_each_gat
             .iter()
             .all(|g| status.contains(&format!("gate {g}: register at entry {head} (lag 0)")))
     });
+
+    // The registry's device page lists both gates with their lag.
+    let text = registry.log_text();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/setup?token="))
+        .unwrap_or_else(|| panic!("no setup link in the registry's log:\n{text}"));
+    let base = &link[..link.find("/setup").unwrap()];
+    let mut http = Http::new(base);
+    assert_eq!(http.setup(link).status, 303);
+    let page = http.get("/status");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"site-gates\""), "{}", page.body);
+    for gate in ["north", "south"] {
+        let row = format!("<td>{gate}</td><td>{head}</td><td><span class=\"pill good\">0</span>");
+        assert!(page.body.contains(&row), "no {row:?} in {}", page.body);
+    }
 
     // A swipe while the registry is away reaches it once it is back, once.
     registry.stop();
