@@ -83,8 +83,8 @@ const GATE: &str = "east";
 const CARD: &str = "10:4242";
 /// Longest wait for anything the scenario expects to happen.
 const WAIT: Duration = Duration::from_secs(60);
-/// Changes timed one by one for the propagation figure.
-const TIMED_CHANGES: usize = 20;
+/// Changes timed one by one for the propagation figure (enough for a p99 that is not the maximum).
+const TIMED_CHANGES: usize = 100;
 /// Changes made while a gate is away.
 const AWAY_CHANGES: usize = 100;
 
