@@ -4,8 +4,9 @@
 //! register entry, for `gate status` and the lag.
 //!
 //! A gate's event is kept with the gate's event id (so a resent one is stored
-//! once), its gate named `<gateway>/<gate>`, and the gateway and the event's
-//! seq there in its detail. It gets no outbox row: each gate sends its own
+//! once), its gate named `<gateway>/<gate>`, and the gateway, the event's
+//! seq there and its snapshot's name (the picture stays on the gate) in its
+//! detail. It gets no outbox row: each gate sends its own
 //! events to the station.
 
 use anyhow::{Context, Result};
@@ -79,6 +80,10 @@ pub fn store_gate_events(
             };
             detail.insert("site_gateway".into(), gateway.into());
             detail.insert("site_gateway_seq".into(), e.seq.into());
+            // The picture stays on the gate: the name is kept, no file is here.
+            if let Some(snapshot) = copy.snapshot.take() {
+                detail.insert("site_gateway_snapshot".into(), snapshot.into());
+            }
             copy.detail = Some(serde_json::Value::Object(detail));
             written.push(events::chain_in(tx, copy)?);
         }
