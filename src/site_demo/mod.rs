@@ -817,3 +817,41 @@ fn write_summary(out: Out<'_>, o: &Outcome, dir: &Path) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string(o)?)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_in_whole_milliseconds() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 0.5), 50);
+        assert_eq!(percentile(&samples, 0.99), 99);
+        assert_eq!(percentile(&samples, 1.0), 100);
+        assert_eq!(percentile(&samples[..1], 0.99), 1);
+        assert_eq!(percentile(&[], 0.99), 0);
+    }
+
+    #[test]
+    fn each_gateway_runs_the_demo_config_with_its_role_no_camera_and_free_ports() {
+        let key = crate::signing::public_key_text(
+            &ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key(),
+        );
+        let text = gateway_config(
+            "gate-2",
+            &format!(
+                "role = \"gate\"\nbroker = \"mqtt://127.0.0.1:1883\"\nregistry_key = \"{key}\""
+            ),
+        )
+        .unwrap();
+        let config = Config::parse(&text, "gate-2.toml").unwrap();
+        assert_eq!(config.site.role, crate::config::SiteRole::Gate);
+        assert_eq!(config.site.gateway_id, "gate-2");
+        assert!(config.cameras.is_empty());
+        assert_eq!(
+            config.console.listen,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+        assert!(config.gates.iter().any(|g| g.id.as_str() == GATE));
+    }
+}
