@@ -25,7 +25,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
     /// Run a whole site instead: a registry and N gate daemons as separate processes (N ≥ 2)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=32))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=32),
+          conflicts_with_all = ["faces", "video", "models", "stay"])]
     pub gateways: Option<u16>,
     /// Longest time the camera part runs, in seconds
     #[arg(long, default_value_t = 20)]
