@@ -75,6 +75,9 @@ impl Outcome {
     }
 }
 
+/// The site's id on the demo's own broker; on a `--broker` of the user's,
+/// one of its own per run, so retained topics of an earlier run (its head,
+/// gates' acknowledgements) do not meet this one.
 const SITE: &str = "qingbo";
 const REGISTRY: &str = "office";
 const ACTOR: &str = "demo";
@@ -237,6 +240,7 @@ impl Gateway {
 }
 
 struct Site {
+    site: String,
     /// The demo's own broker, when it started one.
     mosquitto: Option<Process>,
     registry: Gateway,
@@ -277,10 +281,16 @@ impl Site {
             }
         )?;
 
+        let site = match mosquitto {
+            Some(_) => SITE.to_string(),
+            None => format!("{SITE}-demo-{:08x}", rand::random::<u32>()),
+        };
+        writeln!(out, "site: {site}")?;
         let mut registry = Gateway::new(
             dir,
             REGISTRY,
             &gateway_config(
+                &site,
                 REGISTRY,
                 &format!("role = \"registry\"\nbroker = \"{url}\""),
             )?,
@@ -305,6 +315,7 @@ impl Site {
                 dir,
                 &name,
                 &gateway_config(
+                    &site,
                     &name,
                     &format!("role = \"gate\"\nbroker = \"{url}\"\nregistry_key = \"{public}\""),
                 )?,
@@ -315,8 +326,9 @@ impl Site {
             writeln!(out, "gate {name}: running (pid {})", pid(&gate))?;
             gates.push(gate);
         }
-        let watch = SiteWatch::start(&broker, SITE)?;
+        let watch = SiteWatch::start(&broker, &site)?;
         Ok(Site {
+            site,
             mosquitto,
             registry,
             gates,
@@ -502,9 +514,9 @@ impl Site {
             .map(|g| Ok((g.rejections()?.len(), g.applied()?, g.register_hash()?)))
             .collect::<Result<_>>()?;
         let stranger = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-        let topic = crate::site::wire::Topics::new(SITE).log();
+        let topic = crate::site::wire::Topics::new(&self.site).log();
         self.watch
-            .publish(&topic, forged_entry(&stranger, head + 1)?)?;
+            .publish(&topic, forged_entry(&stranger, &self.site, head + 1)?)?;
         writeln!(
             out,
             "published entry {} on {topic}, signed with a key no gate pins (it would add a person 伪造)",
@@ -543,7 +555,7 @@ impl Site {
                 valid_until: Utc::now() + chrono::Duration::hours(4),
                 uses: Some(1),
             },
-            SITE,
+            &self.site,
         )?;
         let pin = issued.pin.as_str().to_string();
         writeln!(out, "registry: visitor 韩梅梅, one-use PIN {pin}")?;
@@ -713,19 +725,24 @@ fn percentile(samples: &[Duration], q: f64) -> u64 {
 /// The demo's built-in config for one gateway of the site: no camera, every
 /// listener on a free port (the gateways run side by side), `site_keys`
 /// appended to `[site]`.
-fn gateway_config(gateway: &str, site_keys: &str) -> Result<String> {
+fn gateway_config(site: &str, gateway: &str, site_keys: &str) -> Result<String> {
     let mut out = String::new();
     let mut in_camera = false;
+    // Only `[site]`'s `id` is the site's; gates have ids of their own.
+    let mut in_site = false;
     for line in crate::config::DEMO_CONFIG.lines() {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
             in_camera = trimmed == "[[cameras]]";
+            in_site = trimmed == "[site]";
         }
         if in_camera {
             continue;
         }
         if trimmed.starts_with("listen = ") {
             out.push_str("listen = \"127.0.0.1:0\"\n");
+        } else if trimmed.starts_with("id = ") && in_site {
+            out.push_str(&format!("id = \"{site}\"\n"));
         } else if trimmed.starts_with("gateway_id = ") {
             out.push_str(&format!("gateway_id = \"{gateway}\"\n"));
         } else {
@@ -744,7 +761,7 @@ fn gateway_config(gateway: &str, site_keys: &str) -> Result<String> {
 }
 
 /// A well-formed entry the registry never sent: signed with `key`.
-fn forged_entry(key: &ed25519_dalek::SigningKey, seq: i64) -> Result<Vec<u8>> {
+fn forged_entry(key: &ed25519_dalek::SigningKey, site: &str, seq: i64) -> Result<Vec<u8>> {
     let at = crate::store::now_rfc3339();
     let row = serde_json::json!({
         "id": 900_000, "name": "伪造", "id_kind": "resident_id", "id_hash": null, "id_masked": null,
@@ -758,7 +775,7 @@ fn forged_entry(key: &ed25519_dalek::SigningKey, seq: i64) -> Result<Vec<u8>> {
     };
     let entry = site_log::Entry {
         v: site_log::VERSION,
-        site: SITE.into(),
+        site: site.into(),
         seq,
         at,
         changes: vec![site_log::Change::Upsert {
@@ -838,6 +855,7 @@ mod tests {
             &ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key(),
         );
         let text = gateway_config(
+            "lotus",
             "gate-2",
             &format!(
                 "role = \"gate\"\nbroker = \"mqtt://127.0.0.1:1883\"\nregistry_key = \"{key}\""
@@ -847,6 +865,7 @@ mod tests {
         let config = Config::parse(&text, "gate-2.toml").unwrap();
         assert_eq!(config.site.role, crate::config::SiteRole::Gate);
         assert_eq!(config.site.gateway_id, "gate-2");
+        assert_eq!(config.site.id, "lotus");
         assert!(config.cameras.is_empty());
         assert_eq!(
             config.console.listen,
