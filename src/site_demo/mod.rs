@@ -13,25 +13,22 @@
 //! of that state with a generous deadline. Register changes at the registry
 //! go through the same `store` functions as the CLI.
 
+mod gateway;
 mod procs;
 mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::control::{self, Request};
-use crate::daemon::simulate::SimOutcome;
-use crate::daemon::DecisionView;
 use crate::domain::{CardNumber, GateId, ResidentId, ResidentRole};
-use crate::event::EventReason;
 use crate::store::events::{self, AccessResult, EventFilter, EventKind};
 use crate::store::people::{self, NewPerson};
-use crate::store::{cards, readers, site_log, visitors, Store};
+use crate::store::{cards, site_log, visitors, Store};
+use gateway::{gateway_config, pid, Gateway};
 use procs::Process;
 use watch::SiteWatch;
 
@@ -119,124 +116,6 @@ pub fn run(options: &SiteDemoOptions, out: Out<'_>) -> Result<Outcome> {
     let outcome = outcome?;
     write_summary(out, &outcome, &dir)?;
     Ok(outcome)
-}
-
-/// One gateway of the demo: its config, data directory and process.
-struct Gateway {
-    name: String,
-    config_path: PathBuf,
-    config: Config,
-    process: Option<Process>,
-}
-
-impl Gateway {
-    fn new(dir: &Path, name: &str, config_text: &str) -> Result<Gateway> {
-        let data = dir.join(name);
-        std::fs::create_dir_all(&data)
-            .with_context(|| format!("cannot create {}", data.display()))?;
-        let config_path = data.join("gatehouse.toml");
-        let mut config = Config::parse(config_text, &config_path.display().to_string())?;
-        config.set_data_dir(data);
-        std::fs::write(&config_path, config_text)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
-        Ok(Gateway {
-            name: name.to_string(),
-            config_path,
-            config,
-            process: None,
-        })
-    }
-
-    fn data(&self) -> &Path {
-        self.config.data_dir()
-    }
-
-    fn start(&mut self) -> Result<()> {
-        let p = procs::start_gateway(&self.name, &self.config_path, self.data())?;
-        self.process = Some(p);
-        Ok(())
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        match self.process.take() {
-            Some(mut p) => p.stop(),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs `f` on a read-only connection to this gateway's database.
-    fn read<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R>) -> Result<R> {
-        let conn = readers::open_read_only(&self.config.database_path())?;
-        f(&conn).with_context(|| format!("reading {}'s database", self.name))
-    }
-
-    fn applied(&self) -> Result<i64> {
-        self.read(site_log::applied_seq)
-    }
-
-    fn register_hash(&self) -> Result<String> {
-        self.read(site_log::register_hash)
-    }
-
-    fn request(&self, req: &Request) -> Result<serde_json::Value> {
-        control::request(&control::socket_path(self.data()), req)
-            .with_context(|| format!("asking {}", self.name))
-    }
-
-    /// Makes the daemon decide on what its database holds now.
-    fn reload(&self) -> Result<()> {
-        self.request(&Request::Reload).map(|_| ())
-    }
-
-    fn decision(&self, req: &Request) -> Result<DecisionView> {
-        let outcome: SimOutcome = serde_json::from_value(self.request(req)?)
-            .with_context(|| format!("{}'s answer", self.name))?;
-        outcome
-            .decision
-            .ok_or_else(|| anyhow!("{} made no decision", self.name))
-    }
-
-    fn swipe(&self, card: &CardNumber) -> Result<DecisionView> {
-        self.decision(&Request::SimulateWiegand {
-            gate: gate_id()?,
-            card: Some(card.clone()),
-            bits: None,
-            format: None,
-        })
-    }
-
-    fn pin(&self, pin: &str) -> Result<DecisionView> {
-        self.decision(&Request::SimulatePin {
-            gate: gate_id()?,
-            pin: pin.to_string(),
-            eight_bit: false,
-        })
-    }
-
-    /// This gateway's `site_log_rejected` alarms: the `why` of each.
-    fn rejections(&self) -> Result<Vec<String>> {
-        self.read(|conn| {
-            let alarms = events::query(
-                conn,
-                &EventFilter {
-                    kind: Some(EventKind::Alarm),
-                    ..EventFilter::default()
-                },
-            )?;
-            Ok(alarms
-                .into_iter()
-                .filter(|e| e.parsed_reason() == Ok(Some(EventReason::SiteLogRejected)))
-                .map(|e| {
-                    e.detail
-                        .as_ref()
-                        .and_then(|d| d.get("why"))
-                        .and_then(|w| w.as_str())
-                        .unwrap_or("-")
-                        .to_string()
-                })
-                .collect())
-        })
-    }
 }
 
 struct Site {
@@ -656,14 +535,6 @@ impl Site {
     }
 }
 
-fn pid(gateway: &Gateway) -> String {
-    gateway
-        .process
-        .as_ref()
-        .and_then(Process::pid)
-        .map_or_else(|| "-".into(), |p| p.to_string())
-}
-
 fn gate_id() -> Result<GateId> {
     GATE.parse().map_err(anyhow::Error::msg)
 }
@@ -720,44 +591,6 @@ fn percentile(samples: &[Duration], q: f64) -> u64 {
     }
     let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
     u64::try_from(sorted[rank - 1].as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The demo's built-in config for one gateway of the site: no camera, every
-/// listener on a free port (the gateways run side by side), `site_keys`
-/// appended to `[site]`.
-fn gateway_config(site: &str, gateway: &str, site_keys: &str) -> Result<String> {
-    let mut out = String::new();
-    let mut in_camera = false;
-    // Only `[site]`'s `id` is the site's; gates have ids of their own.
-    let mut in_site = false;
-    for line in crate::config::DEMO_CONFIG.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_camera = trimmed == "[[cameras]]";
-            in_site = trimmed == "[site]";
-        }
-        if in_camera {
-            continue;
-        }
-        if trimmed.starts_with("listen = ") {
-            out.push_str("listen = \"127.0.0.1:0\"\n");
-        } else if trimmed.starts_with("id = ") && in_site {
-            out.push_str(&format!("id = \"{site}\"\n"));
-        } else if trimmed.starts_with("gateway_id = ") {
-            out.push_str(&format!("gateway_id = \"{gateway}\"\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-            if trimmed.starts_with("utc_offset_minutes") {
-                out.push_str(site_keys);
-                out.push('\n');
-            }
-        }
-    }
-    if !out.contains(site_keys) {
-        bail!("the demo config has no [site] utc_offset_minutes to put the site's keys after");
-    }
-    Ok(out)
 }
 
 /// A well-formed entry the registry never sent: signed with `key`.
@@ -838,6 +671,7 @@ fn write_summary(out: Out<'_>, o: &Outcome, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn percentiles_are_nearest_rank_in_whole_milliseconds() {
