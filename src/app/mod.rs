@@ -12,6 +12,7 @@
 pub mod demo;
 mod plates;
 pub mod services;
+pub mod site_demo;
 mod site_host;
 mod uplink_actions;
 

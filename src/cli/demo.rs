@@ -21,9 +21,13 @@ pub struct DemoArgs {
     /// Folder to copy the face models from [default: ../shared/models if present, else download]
     #[arg(long, value_name = "DIR")]
     pub models: Option<PathBuf>,
-    /// Publish the events to this MQTT broker (mqtt://host:1883)
+    /// Publish the events to this MQTT broker (mqtt://host:1883); with --gateways, the site's broker
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
+    /// Run a whole site instead: a registry and N gate daemons as separate processes (N ≥ 2)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=32),
+          conflicts_with_all = ["faces", "video", "models", "stay"])]
+    pub gateways: Option<u16>,
     /// Longest time the camera part runs, in seconds
     #[arg(long, default_value_t = 20)]
     pub camera_seconds: u64,
@@ -36,6 +40,9 @@ pub struct DemoArgs {
 }
 
 pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    if let Some(gateways) = args.gateways {
+        return site(cli, args, gateways.into());
+    }
     let options = DemoOptions {
         data_dir: cli.data_dir.clone(),
         faces: args.faces.clone().or_else(demo::default_faces_dir),
@@ -54,4 +61,20 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let mut stdout = std::io::stdout();
     runtime.block_on(demo::run(options, &mut stdout))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gatehouse demo --gateways N` (see `crate::app::site_demo`): exit 1 unless
+/// every behaviour held.
+fn site(cli: &Cli, args: &DemoArgs, gateways: usize) -> Result<ExitCode> {
+    let options = crate::app::site_demo::SiteDemoOptions {
+        data_dir: cli.data_dir.clone(),
+        gateways,
+        broker: args.broker.clone(),
+    };
+    let outcome = crate::app::site_demo::run(&options, &mut std::io::stdout())?;
+    Ok(if outcome.all_held() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

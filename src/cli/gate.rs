@@ -57,10 +57,26 @@ pub fn run(cli: &Cli, cmd: &GateCommand) -> Result<ExitCode> {
                     Ok(site) => println!("site: {}", crate::site::describe(&site)),
                     Err(e) => println!("site: {e:#}"),
                 }
+                if config.site.role == crate::config::SiteRole::Registry {
+                    for line in site_gates(&config)? {
+                        println!("  {line}");
+                    }
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The registry's gates, each with its applied entry and lag.
+fn site_gates(config: &crate::config::Config) -> Result<Vec<String>> {
+    let conn = crate::store::readers::open_read_only(&config.database_path())?;
+    let head = crate::store::site_log::head(&conn)?;
+    let gates = crate::store::site_gates::gates(&conn)?;
+    if gates.is_empty() {
+        return Ok(vec!["no gate has reported yet".into()]);
+    }
+    Ok(crate::site::describe_gates(head, &gates))
 }
 
 fn word<T: serde::Serialize>(v: &T) -> String {

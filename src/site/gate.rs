@@ -2,7 +2,10 @@
 //! or answering its catch-up request), checks each one (`wire::open`),
 //! applies the next one in one transaction, and reports its applied seq,
 //! retained. Anything refused raises a `site_log_rejected` alarm and changes
-//! nothing; a gap asks the registry for what is missing.
+//! nothing; a gap asks the registry for what is missing. It also sends the
+//! gate's stored events to the registry, in order, from where the registry's
+//! retained acknowledgement says it stopped (at least once; the registry
+//! stores each once).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use super::Host;
 use super::Settings;
 use crate::event::EventReason;
 use crate::store::events::{self, EventKind};
+use crate::store::site_gates::{self, EventsAck, GateEvents};
 use crate::store::site_log;
 
 /// The alarm's reason.
@@ -28,6 +32,14 @@ pub const REJECTED: &str = EventReason::SiteLogRejected.as_str();
 /// At most one alarm per kind of refusal in this long; the next one counts
 /// those held back, so a flood of forged messages cannot flood the outbox.
 const ALARM_EVERY: Duration = Duration::from_secs(10);
+
+/// Most events in one message to the registry.
+const EVENTS_BATCH: u32 = 200;
+/// Most events sent and not yet acknowledged.
+const EVENTS_WINDOW: i64 = 2000;
+/// Events sent and not acknowledged in this long go again (the registry was
+/// away while the broker was up, and nobody stored them).
+const EVENTS_RESEND: Duration = Duration::from_secs(5);
 
 struct Gate {
     host: Arc<dyn Host>,
@@ -42,6 +54,13 @@ struct Gate {
     applied: Arc<Notify>,
     /// Per kind of refusal: when its last alarm was raised, and how many were held back since.
     alarms: HashMap<&'static str, (Instant, u64)>,
+    /// The last of this gate's events sent to the registry; `None` until the
+    /// connection's retained head has arrived (after the retained acknowledgement).
+    events_sent: Option<i64>,
+    /// The last of this gate's events the registry acknowledged.
+    events_acked: i64,
+    /// When the acknowledgements last caught up or moved on.
+    events_progress: Instant,
 }
 
 pub async fn run(
@@ -63,6 +82,9 @@ pub async fn run(
         asked_at: applied,
         applied: applied_notify,
         alarms: HashMap::new(),
+        events_sent: None,
+        events_acked: 0,
+        events_progress: Instant::now(),
     };
     let mut tick = tokio::time::interval(gate.settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,6 +93,9 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
                 if let Err(e) = gate.report_uses() {
+                    tracing::warn!("site gate: {e:#}");
+                }
+                if let Err(e) = gate.send_events() {
                     tracing::warn!("site gate: {e:#}");
                 }
             }
@@ -85,6 +110,8 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(broker = %gate.settings.broker.host, "site gate: broker connection: {e}; deciding on the last good register");
+                    // Unacknowledged events go again after the reconnect.
+                    gate.events_sent = None;
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(gate.settings.timing.reconnect) => {}
@@ -104,9 +131,13 @@ impl Gate {
 
     fn connected(&mut self) {
         let gateway = self.settings.gateway.clone();
+        // The retained acknowledgement before the retained head: when the
+        // head arrives, where to resume sending events is known.
+        self.events_sent = None;
         for topic in [
             self.topics.log(),
             self.topics.catchup(&gateway),
+            self.topics.events_ack(&gateway),
             self.topics.head(),
         ] {
             if let Err(e) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
@@ -119,7 +150,22 @@ impl Gate {
     }
 
     fn received(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        if topic == self.topics.events_ack(&self.settings.gateway) {
+            let ack: EventsAck =
+                serde_json::from_slice(payload).context("the registry's acknowledgement")?;
+            if ack.seq > self.events_acked {
+                self.events_progress = Instant::now();
+            }
+            self.events_acked = ack.seq;
+            if let Some(sent) = self.events_sent.as_mut() {
+                *sent = (*sent).max(ack.seq);
+            }
+            return Ok(());
+        }
         if topic == self.topics.head() {
+            if self.events_sent.is_none() {
+                self.events_sent = Some(self.events_acked);
+            }
             let mark: Mark = serde_json::from_slice(payload).context("the registry's head")?;
             if mark.seq > self.applied()? && !self.is_catching_up() {
                 self.ask();
@@ -228,6 +274,45 @@ impl Gate {
                 .context("cannot queue a visitor use for the registry")?;
         }
         site_log::clear_uses(self.host.writer().lock().conn(), upto)
+    }
+
+    /// Sends the events stored here since the last sent, for the registry's
+    /// log (the station receives them from the gate's own uplink as before).
+    fn send_events(&mut self) -> Result<()> {
+        let Some(mut sent) = self.events_sent else {
+            return Ok(());
+        };
+        if sent <= self.events_acked {
+            self.events_progress = Instant::now();
+        } else if self.events_progress.elapsed() >= EVENTS_RESEND {
+            tracing::debug!(
+                from = self.events_acked,
+                "site gate: events not acknowledged; sending them again"
+            );
+            sent = self.events_acked;
+            self.events_progress = Instant::now();
+        }
+        self.events_sent = Some(sent);
+        if sent - self.events_acked >= EVENTS_WINDOW {
+            return Ok(());
+        }
+        let events =
+            site_gates::events_after(self.host.writer().lock().conn(), sent, EVENTS_BATCH)?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        let payload = serde_json::to_vec(&GateEvents { events })
+            .context("cannot encode the events for the registry")?;
+        self.client
+            .try_publish(
+                self.topics.events(&self.settings.gateway),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .context("cannot queue events for the registry")?;
+        self.events_sent = Some(last);
+        Ok(())
     }
 
     /// Tells the daemon and the site how far the register is now.

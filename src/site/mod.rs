@@ -25,6 +25,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, SiteRole};
 use crate::store::events::{EventKind, EventRecord, NewEvent};
+use crate::store::site_gates::GateSeen;
 use crate::store::Writer;
 use crate::uplink::Broker;
 
@@ -118,8 +119,9 @@ impl Settings {
 
 /// What the site link needs of the daemon it runs in: the process's one
 /// writer, and the daemon's clock and subscribers for the events it raises
-/// (so a `site_log_rejected` alarm is stamped like any event and reaches the
-/// console's live page and the uplink at once).
+/// or receives (a `site_log_rejected` alarm is stamped like any event; the
+/// registry stores its gates' events on the writer and announces them, so the
+/// console's live page shows the whole site).
 pub trait Host: Send + Sync + 'static {
     /// The process's one writer.
     fn writer(&self) -> Writer;
@@ -143,7 +145,7 @@ pub async fn run(
     match settings.role {
         SiteRole::Registry => {
             let key = keys::load_or_create(&config.site_signing_key_path())?;
-            registry::run(host.writer(), settings, key, shutdown).await
+            registry::run(host, settings, key, shutdown).await
         }
         SiteRole::Gate => gate::run(host, settings, shutdown, applied).await,
         SiteRole::Standalone => Ok(()),
@@ -166,4 +168,24 @@ pub fn describe(status: &crate::store::site_log::Status) -> String {
         ),
         _ => "standalone (own register)".to_string(),
     }
+}
+
+/// One line per gate the registry has heard of, for `gate status`: the entry
+/// it applied, how far behind the registry's `head` that is, when the
+/// registry heard it, and how many of its events are stored here.
+pub fn describe_gates(head: i64, gates: &[GateSeen]) -> Vec<String> {
+    gates
+        .iter()
+        .map(|g| {
+            format!(
+                "gate {}: register at entry {} (lag {}), applied {}, heard {}; its events stored through #{}",
+                g.gateway,
+                g.applied_seq,
+                (head - g.applied_seq).max(0),
+                g.applied_at.as_deref().unwrap_or("never"),
+                g.heard_at.as_deref().unwrap_or("never"),
+                g.events_seq
+            )
+        })
+        .collect()
 }

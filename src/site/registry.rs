@@ -1,7 +1,14 @@
 //! The registry's side: seals and signs new entries, publishes them in order
 //! on the log topic with the retained head, and answers gates' catch-up
 //! requests with the tail after their seq (a signed snapshot first when the
-//! log was compacted past it), then an end marker.
+//! log was compacted past it), then an end marker. It also keeps the site's
+//! view: each gate's events, stored on the daemon's writer (acknowledged,
+//! retained, so a gate resumes where the registry stopped), and each gate's
+//! applied entry (`store::site_gates`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
@@ -11,19 +18,28 @@ use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::watch;
 
 use super::wire::{self, Mark, Request, Topics};
-use super::Settings;
-use crate::store::{site_log, Writer};
+use super::{Host, Settings};
+use crate::store::site_gates::{self, EventsAck, GateEvents};
+use crate::store::site_log;
 
 /// Room in the client's queue for a catch-up batch and its snapshot.
 const QUEUE: usize = 4096;
 
+/// Gates' applied reports are written at most this often (they come once per
+/// entry per gate; the status needs only the latest).
+const NOTE_APPLIED_EVERY: Duration = Duration::from_secs(1);
+
 pub async fn run(
-    writer: Writer,
+    host: Arc<dyn Host>,
     settings: Settings,
     key: SigningKey,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    let writer = host.writer();
     let topics = Topics::new(&settings.site);
+    // Gates' applied reports not written yet, and when they last were.
+    let mut reports: HashMap<String, Mark> = HashMap::new();
+    let mut noted = Instant::now();
     let (client, mut eventloop) = AsyncClient::new(settings.mqtt_options(), QUEUE);
     // Entries made while the registry was down reach the gates through the
     // head: each asks for what it lacks.
@@ -44,19 +60,32 @@ pub async fn run(
                 if let Err(e) = publish_new(writer.lock().conn(), &key, &client, &topics, &mut published, settings.catchup_batch) {
                     tracing::warn!("site registry: {e:#}");
                 }
+                if noted.elapsed() >= NOTE_APPLIED_EVERY && !reports.is_empty() {
+                    noted = Instant::now();
+                    if let Err(e) = note_applied(host.as_ref(), std::mem::take(&mut reports)) {
+                        tracing::warn!("site registry: {e:#}");
+                    }
+                }
             }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     let _ = client.try_subscribe(topics.request(), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics.uses_all(), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics.events_all(), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics.applied_all(), QoS::AtLeastOnce);
                     publish_head(&client, &topics, published);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let topic = String::from_utf8_lossy(&p.topic);
-                    let result = if topic == topics.request() {
-                        answer(writer.lock().conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
-                    } else {
-                        visitor_use(writer.lock().conn(), &topics, &topic, &p.payload)
+                    let result = match topics.gate_topic(&topic) {
+                        _ if topic == topics.request() => {
+                            answer(writer.lock().conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
+                        }
+                        Some((gate, super::wire::EVENTS)) => {
+                            gate_events(host.as_ref(), &client, &topics, gate, &p.payload)
+                        }
+                        Some((gate, "applied")) => applied_report(&mut reports, gate, &p.payload),
+                        _ => visitor_use(writer.lock().conn(), &topics, &topic, &p.payload),
                     };
                     if let Err(e) = result {
                         tracing::warn!("site registry: {e:#}");
@@ -124,6 +153,62 @@ fn publish_head(client: &AsyncClient, topics: &Topics, head: i64) {
     if let Err(e) = client.try_publish(topics.head(), QoS::AtLeastOnce, true, payload) {
         tracing::warn!("site registry: cannot queue the head: {e}");
     }
+}
+
+/// A gate's batch of events: stored on the daemon's writer (each once),
+/// announced to the live page, and acknowledged (retained) to the gate.
+fn gate_events(
+    host: &dyn Host,
+    client: &AsyncClient,
+    topics: &Topics,
+    gate: &str,
+    payload: &[u8],
+) -> Result<()> {
+    crate::domain::validate_slug(gate)
+        .map_err(anyhow::Error::msg)
+        .context("gate events: gate")?;
+    let batch: GateEvents = serde_json::from_slice(payload)
+        .with_context(|| format!("gate {gate}'s events are not a batch of events"))?;
+    let writer = host.writer();
+    let (written, acked) = {
+        let store = writer.lock();
+        site_gates::store_gate_events(store.conn(), gate, &batch)?
+    };
+    for record in &written {
+        host.event_stored(record);
+    }
+    let ack = serde_json::to_vec(&EventsAck { seq: acked }).unwrap_or_default();
+    client
+        .try_publish(topics.events_ack(gate), QoS::AtLeastOnce, true, ack)
+        .with_context(|| format!("cannot queue the acknowledgement of gate {gate}'s events"))?;
+    tracing::debug!(
+        gate,
+        stored = written.len(),
+        acked,
+        "site registry: a gate's events"
+    );
+    Ok(())
+}
+
+/// A gate's retained applied seq: kept until the next note.
+fn applied_report(reports: &mut HashMap<String, Mark>, gate: &str, payload: &[u8]) -> Result<()> {
+    crate::domain::validate_slug(gate)
+        .map_err(anyhow::Error::msg)
+        .context("applied report: gate")?;
+    let mark: Mark = serde_json::from_slice(payload)
+        .with_context(|| format!("gate {gate}'s applied report is not a mark"))?;
+    reports.insert(gate.to_string(), mark);
+    Ok(())
+}
+
+/// Writes the gates' latest applied reports, on the daemon's writer.
+fn note_applied(host: &dyn Host, reports: HashMap<String, Mark>) -> Result<()> {
+    let writer = host.writer();
+    let store = writer.lock();
+    for (gate, mark) in reports {
+        site_gates::note_applied(store.conn(), &gate, mark.seq, mark.at.as_deref())?;
+    }
+    Ok(())
 }
 
 /// A gate spent a visitor-pass use: lower the pass here, which makes the

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::store::site_log::{self, Entry, Snapshot};
 
+/// The last level of a gate's events topic.
+pub const EVENTS: &str = "event";
+
 /// The topics of one site.
 #[derive(Clone, Debug)]
 pub struct Topics {
@@ -69,6 +72,30 @@ impl Topics {
     /// Every gate's applied seq (the registry's view of the site).
     pub fn applied_all(&self) -> String {
         format!("{}/gate/+/applied", self.root)
+    }
+
+    /// A gate's stored events, in batches, for the registry's log (QoS 1).
+    pub fn events(&self, gate: &str) -> String {
+        format!("{}/gate/{gate}/{EVENTS}", self.root)
+    }
+
+    pub fn events_all(&self) -> String {
+        format!("{}/gate/+/{EVENTS}", self.root)
+    }
+
+    /// The registry's acknowledgement of a gate's events, retained: where
+    /// the gate resumes after a reconnect.
+    pub fn events_ack(&self, gate: &str) -> String {
+        format!("{}/gate/{gate}/event_ack", self.root)
+    }
+
+    /// The gate a per-gate topic names, and what the topic carries
+    /// (`applied`, `uses`, `event`, …).
+    pub fn gate_topic<'a>(&self, topic: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = topic
+            .strip_prefix(self.root.as_str())?
+            .strip_prefix("/gate/")?;
+        rest.split_once('/')
     }
 }
 
@@ -313,6 +340,18 @@ mod tests {
             open(b"{}", "lotus", &pinned),
             Err(Rejection::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn names_the_gate_and_the_kind_of_a_per_gate_topic() {
+        let t = Topics::new("lotus");
+        assert_eq!(t.gate_topic(&t.events("north")), Some(("north", EVENTS)));
+        assert_eq!(
+            t.gate_topic(&t.applied("south")),
+            Some(("south", "applied"))
+        );
+        assert_eq!(t.gate_topic("gatehouse-site/peony/gate/north/event"), None);
+        assert_eq!(t.gate_topic(&t.log()), None);
     }
 
     #[test]

@@ -310,20 +310,8 @@ pub fn append_batch(
 /// so an event and the register change it records (a visitor pass's use)
 /// land together, and several events can share one commit.
 pub fn append_in(tx: &Connection, event: &NewEvent) -> Result<EventRecord> {
-    let last: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT seq, hash FROM event ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .context("cannot read the last event")?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS.to_vec()),
-    };
-    let mut record = EventRecord {
-        seq,
+    let record = EventRecord {
+        seq: 0,
         id: uuid::Uuid::now_v7().to_string(),
         at: event.at.to_rfc3339_opts(SecondsFormat::Millis, true),
         clock_synced: event.clock_synced,
@@ -340,8 +328,35 @@ pub fn append_in(tx: &Connection, event: &NewEvent) -> Result<EventRecord> {
         score: event.score.map(f64::from),
         snapshot: event.snapshot.clone(),
         detail: event.detail.clone(),
-        prev_hash,
+        prev_hash: Vec::new(),
         hash: Vec::new(),
+    };
+    let record = chain_in(tx, record)?;
+    let bytes = canonical_json(&record).len() as i64;
+    tx.execute(
+        "INSERT INTO outbox (seq, bytes) VALUES (?1, ?2)",
+        params![record.seq, bytes],
+    )
+    .context("cannot queue event in the outbox")?;
+    Ok(record)
+}
+
+/// Writes `record` as the next link of the chain (its `seq`, `prev_hash`
+/// and `hash` are set here), without an outbox row: [`append_in`] for this
+/// gateway's events, and the registry's copies of its site's gates' events
+/// (`site_gates`), which each gate sends to the station itself.
+pub fn chain_in(tx: &Connection, mut record: EventRecord) -> Result<EventRecord> {
+    let last: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT seq, hash FROM event ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .context("cannot read the last event")?;
+    (record.seq, record.prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_vec()),
     };
     record.hash = record.compute_hash().to_vec();
     let detail = record.detail.as_ref().map(|d| d.to_string());
@@ -369,12 +384,6 @@ pub fn append_in(tx: &Connection, event: &NewEvent) -> Result<EventRecord> {
         ],
     )
     .context("cannot write event")?;
-    let bytes = canonical_json(&record).len() as i64;
-    tx.execute(
-        "INSERT INTO outbox (seq, bytes) VALUES (?1, ?2)",
-        params![record.seq, bytes],
-    )
-    .context("cannot queue event in the outbox")?;
     Ok(record)
 }
 

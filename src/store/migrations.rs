@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "013_household_code",
         include_str!("migrations/013_household_code.sql"),
     ),
+    (
+        "014_site_gates",
+        include_str!("migrations/014_site_gates.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {

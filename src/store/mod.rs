@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod people;
 pub mod readers;
 pub mod retention;
+pub mod site_gates;
 pub mod site_log;
 pub mod snapshot;
 pub mod station_queries;

@@ -241,7 +241,7 @@ fn at_a_household_gate_star_separates_an_address_and_two_stars_clear() {
             out = feed(
                 r,
                 &format::encode_key(*k, false),
-                Timing::TYPICAL,
+                PulseTiming::TYPICAL,
                 0.0,
                 0,
                 Duration::from_millis(at),

@@ -13,11 +13,15 @@ mod daemon_support;
 mod gate_support;
 #[path = "../lpr/lpr_support.rs"]
 pub mod lpr_support;
+// The console's HTTP client, for the registry's device page of the site.
+#[path = "../console/console_support.rs"]
+pub mod console_support;
 
 mod cli;
 mod daemon_run;
 mod face_models;
 mod in_process;
 mod site;
+mod site_demo;
 mod station_python;
 mod trust_access;

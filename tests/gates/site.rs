@@ -36,7 +36,7 @@ fn site_config(dir: &Path, gateway: &str, site_keys: &str) -> PathBuf {
 }
 
 /// A registry running on `broker`; returns it and its pinned public key.
-fn start_registry(dir: &Path, broker: &str) -> (PathBuf, Running, String) {
+pub(crate) fn start_registry(dir: &Path, broker: &str) -> (PathBuf, Running, String) {
     let config = site_config(
         dir,
         "office",
@@ -53,7 +53,12 @@ fn gate_config(dir: &Path, broker: &str, registry_key: &str) -> PathBuf {
     named_gate_config(dir, "north", broker, registry_key)
 }
 
-fn named_gate_config(dir: &Path, gateway: &str, broker: &str, registry_key: &str) -> PathBuf {
+pub(crate) fn named_gate_config(
+    dir: &Path,
+    gateway: &str,
+    broker: &str,
+    registry_key: &str,
+) -> PathBuf {
     site_config(
         dir,
         gateway,
@@ -61,7 +66,7 @@ fn named_gate_config(dir: &Path, gateway: &str, broker: &str, registry_key: &str
     )
 }
 
-fn db(data: &Path) -> rusqlite::Connection {
+pub(crate) fn db(data: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(data.join("gatehouse.db")).unwrap()
 }
 
@@ -91,7 +96,7 @@ fn wait_caught_up(registry_data: &Path, gate_data: &Path) -> i64 {
 
 /// Waits until the gate has applied everything and its daemon decides on it
 /// (its log reports a reload of the register version the database has now).
-fn wait_synced(registry_data: &Path, gate_data: &Path, gate: &Running) -> i64 {
+pub(crate) fn wait_synced(registry_data: &Path, gate_data: &Path, gate: &Running) -> i64 {
     let seq = wait_caught_up(registry_data, gate_data);
     let version = gatehouse::store::snapshot::register_version(&db(gate_data)).unwrap();
     let deadline = Instant::now() + WAIT;
@@ -124,7 +129,7 @@ fn same_register(registry_data: &Path, gate_data: &Path) {
 }
 
 /// Adds a resident with a card at `config` and returns the resident id.
-fn enrol(config: &Path, data: &Path, name: &str, card: &str) -> String {
+pub(crate) fn enrol(config: &Path, data: &Path, name: &str, card: &str) -> String {
     let id = stdout(&cli(
         config,
         data,
@@ -136,7 +141,7 @@ fn enrol(config: &Path, data: &Path, name: &str, card: &str) -> String {
     id
 }
 
-fn swipe(config: &Path, data: &Path, card: &str) -> String {
+pub(crate) fn swipe(config: &Path, data: &Path, card: &str) -> String {
     stdout(&cli(
         config,
         data,

@@ -10,6 +10,7 @@ pub mod households;
 pub mod import;
 pub mod login;
 pub mod residents;
+pub mod site;
 pub mod status;
 pub mod strangers;
 pub mod visitors;

@@ -91,6 +91,7 @@ pub async fn show(ctx: Ctx) -> Page {
         .await?
         .map_err(|e| ctx.internal(&e))?;
     let register = ctx.app.handle.register();
+    let site = super::site::section(&ctx).await?;
     let offset = ctx.app.config.site.utc_offset_minutes;
     let position = |p: Position| match p {
         Position::Open => l.t("开", "open"),
@@ -139,6 +140,7 @@ pub async fn show(ctx: Ctx) -> Page {
                 }
             }
         }
+        (site)
         h2 { (l.t("摄像头", "Cameras")) }
         @if ctx.app.config.cameras.is_empty() { p.muted { (l.t("未配置。", "None configured.")) } }
         @else {
