@@ -219,6 +219,10 @@ impl Register {
         use super::Credential;
         let hit = match credential {
             // A card shown with a face at a card + face gate is still that card.
+            // No listed card (the common case): no key to format on the swipe's path.
+            Credential::Card(_) | Credential::CardAndFace { .. } if self.watch_cards.is_empty() => {
+                return None
+            }
             Credential::Card(card) | Credential::CardAndFace { card, .. } => {
                 self.watch_cards.get(&card.key())
             }
