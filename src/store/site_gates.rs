@@ -1,4 +1,4 @@
-//! The registry's view of its site's gates (issue 17, migration 013): each
+//! The registry's view of its site's gates (issue 17, migration 014): each
 //! gate's events, stored in the registry's own event log so `gatehouse log`
 //! and the console there show the whole site, and each gate's applied
 //! register entry, for `gate status` and the lag.
