@@ -69,6 +69,12 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                 return Err(e);
             }
         };
+        // READY first, then the watchdog: its first ping fires at once, and
+        // systemd (and the test) must hear READY=1 before any WATCHDOG=1.
+        notifier.notify(&format!(
+            "READY=1\nSTATUS=running {} gate(s)",
+            config.gates.len()
+        ));
         let pings = watchdog::spawn(&mut daemon, notifier.clone());
         tracing::info!(
             gates = config.gates.len(),
@@ -82,10 +88,6 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             watchdog = ?pings,
             "gatehouse running"
         );
-        notifier.notify(&format!(
-            "READY=1\nSTATUS=running {} gate(s)",
-            config.gates.len()
-        ));
         let result = serve_signals(signals, cli, args, &daemon.handle(), &notifier, config).await;
         notifier.notify("STOPPING=1\nSTATUS=stopping: locking gates, flushing events");
         tracing::info!("stopping: locking gates and flushing events");
