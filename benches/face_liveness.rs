@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use gatehouse::config::Config;
-use gatehouse::face::liveness::Liveness;
+use gatehouse::face::liveness::{Liveness, LivenessModel};
 use gatehouse::face::{photo, FaceEngine};
 use gatehouse::models::{self, Manifest};
 
@@ -78,32 +78,58 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(liveness.score(&frame, &four).unwrap()))
     });
 
-    let runs = 200;
-    let per_face = |f: &mut dyn FnMut(), faces: usize| {
+    // The same two models as published (no `onnx::rewrite`), for the A/B.
+    let manifest = Manifest::builtin();
+    let mut published: Vec<LivenessModel> = config
+        .models
+        .liveness
+        .iter()
+        .map(|name| {
+            let mut spec = manifest.get(name).unwrap().clone();
+            spec.rewrites.clear();
+            let path = models::installed_path(&spec, &config.models_dir()).unwrap();
+            LivenessModel::load(&spec, &path, 1).unwrap()
+        })
+        .collect();
+    c.bench_function("liveness/both_models_one_face_published_graphs", |b| {
+        b.iter(|| {
+            for m in published.iter_mut() {
+                black_box(m.score(&frame, &[face]).unwrap());
+            }
+        })
+    });
+
+    // CPU time per face, rewritten and published graphs alternately in
+    // rounds, so both see the same machine.
+    let (rounds, runs) = (10, 40);
+    let (mut one, mut batched, mut before) = (0.0, 0.0, 0.0);
+    for _ in 0..rounds {
         let started = thread_cpu_ms();
         for _ in 0..runs {
-            f();
-        }
-        (thread_cpu_ms() - started) / (runs * faces) as f64
-    };
-    let one = per_face(
-        &mut || {
             black_box(liveness.score_one(&frame, &face).unwrap());
-        },
-        1,
-    );
-    let batched = per_face(
-        &mut || {
+        }
+        one += thread_cpu_ms() - started;
+        let started = thread_cpu_ms();
+        for _ in 0..runs {
+            for m in published.iter_mut() {
+                black_box(m.score(&frame, &[face]).unwrap());
+            }
+        }
+        before += thread_cpu_ms() - started;
+        let started = thread_cpu_ms();
+        for _ in 0..runs {
             black_box(liveness.score(&frame, &four).unwrap());
-        },
-        4,
-    );
+        }
+        batched += (thread_cpu_ms() - started) / 4.0;
+    }
+    let per = |total: f64| (total / (rounds * runs) as f64 * 1000.0).round() / 1000.0;
     println!(
         "{}",
         serde_json::json!({
-            "cpu_ms_per_face_both_models": (one * 1000.0).round() / 1000.0,
-            "cpu_ms_per_face_both_models_batch_of_4": (batched * 1000.0).round() / 1000.0,
-            "runs": runs,
+            "cpu_ms_per_face_both_models": per(one),
+            "cpu_ms_per_face_both_models_batch_of_4": per(batched),
+            "cpu_ms_per_face_both_models_published_graphs": per(before),
+            "runs": rounds * runs,
         })
     );
     drop(engine);

@@ -29,6 +29,7 @@ use super::cv;
 use super::detect::{BBox, Normalize};
 use crate::config::Config;
 use crate::models::{self, Manifest, ModelRole, ModelSpec};
+use crate::onnx::rewrite::{Changes, Target};
 
 /// The fused p(real) a face must reach to count as live, unless `[face]
 /// liveness_threshold` says otherwise. The attacks' scores move with the
@@ -90,6 +91,41 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
+/// How far (in logits) a rewritten model may stray from the published one on
+/// the test crops; the rewrites only reorder float arithmetic (about 1e-6).
+const REWRITE_TOLERANCE: f32 = 1e-3;
+
+/// Test crops for comparing a rewritten model with the published one: a
+/// gradient, a flat grey and a pseudo-random pattern, so no channel of the
+/// network stays idle.
+fn probe_crops(width: usize, height: usize) -> Vec<f32> {
+    let per = 3 * width * height;
+    let mut out = Vec::with_capacity(3 * per);
+    out.extend((0..per).map(|i| ((i * 255) / per) as f32));
+    out.extend(std::iter::repeat_n(128.0, per));
+    let mut state = 0x9e37_79b9_u32;
+    out.extend((0..per).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 256) as f32
+    }));
+    out
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
+}
+
 /// One liveness model with its session and the manifest's crop and preprocessing.
 pub struct LivenessModel {
     session: Session,
@@ -102,10 +138,22 @@ pub struct LivenessModel {
     real_class: usize,
     normalize: Normalize,
     tensor: Vec<f32>,
+    rewritten: Changes,
 }
 
 impl LivenessModel {
     pub fn load(spec: &ModelSpec, path: &Path, threads: usize) -> Result<LivenessModel> {
+        Self::load_for(spec, path, threads, Target::this_machine())
+    }
+
+    /// As [`LivenessModel::load`], with the graph rewritten for `target`
+    /// (tests check the other architecture's form on this machine).
+    pub fn load_for(
+        spec: &ModelSpec,
+        path: &Path,
+        threads: usize,
+        target: Target,
+    ) -> Result<LivenessModel> {
         let (Some(width), Some(height), Some(crop_scale), Some(real_class)) = (
             spec.input_width,
             spec.input_height,
@@ -123,7 +171,7 @@ impl LivenessModel {
                 bail!("model {} has no output {out:?}", path.display());
             }
         }
-        Ok(LivenessModel {
+        let mut model = LivenessModel {
             session,
             name: spec.name.clone(),
             input_name: spec.input_name.clone(),
@@ -134,11 +182,36 @@ impl LivenessModel {
             real_class,
             normalize: Normalize::from_spec(spec),
             tensor: Vec::new(),
-        })
+            rewritten: Changes::default(),
+        };
+        if !spec.rewrites.is_empty() {
+            match model.speed_up(spec, path, threads, target) {
+                Ok(changes) => {
+                    model.rewritten = changes;
+                    tracing::debug!(
+                    model = %spec.name,
+                    prelus = changes.prelus,
+                    padded_chains = changes.padded_chains,
+                    "liveness model rewritten for ONNX Runtime's fast kernels"
+                    )
+                }
+                Err(e) => tracing::warn!(
+                    model = %spec.name,
+                    "liveness model kept as published: {e:#}"
+                ),
+            }
+        }
+        Ok(model)
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What `onnx::rewrite` changed in the graph this model runs (nothing when
+    /// the manifest asks for no rewrite or the rewritten graph was refused).
+    pub fn rewritten(&self) -> Changes {
+        self.rewritten
     }
 
     /// The model's input for one face: its crop, resized without keeping the
@@ -188,7 +261,8 @@ impl LivenessModel {
         result
     }
 
-    fn run(&mut self, tensor: &[f32], n: usize) -> Result<Vec<f32>> {
+    /// The model's raw output for `n` crops, checked for its shape.
+    fn logits(&mut self, tensor: &[f32], n: usize) -> Result<Vec<f32>> {
         let input = TensorRef::from_array_view(([n, 3, self.height, self.width], tensor))
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("cannot build liveness input")?;
@@ -220,6 +294,49 @@ impl LivenessModel {
                 self.real_class
             );
         }
+        Ok(data.to_vec())
+    }
+
+    /// Swaps in the graph rewritten for ONNX Runtime's fast kernels
+    /// (`onnx::rewrite`, as the manifest entry asks), but only after it gave
+    /// the published model's logits on test crops; otherwise keeps the
+    /// published one and says why. Returns what was rewritten.
+    fn speed_up(
+        &mut self,
+        spec: &ModelSpec,
+        path: &Path,
+        threads: usize,
+        target: Target,
+    ) -> Result<Changes> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (rewritten, changes) = crate::onnx::rewrite::apply_for(&bytes, &spec.rewrites, target)
+            .with_context(|| format!("cannot rewrite {}", path.display()))?;
+        if changes == Changes::default() {
+            return Ok(changes);
+        }
+        let probes = probe_crops(self.width, self.height);
+        let n = probes.len() / (3 * self.width * self.height);
+        let published = self.logits(&probes, n)?;
+        let label = format!("{} (rewritten)", path.display());
+        let fast = crate::onnx::session_from_bytes(&rewritten, &label, threads)?;
+        let original = std::mem::replace(&mut self.session, fast);
+        let agree = match self.logits(&probes, n) {
+            Ok(after) => max_difference(&published, &after) <= REWRITE_TOLERANCE,
+            Err(_) => false,
+        };
+        if !agree {
+            self.session = original;
+            bail!(
+                "the rewritten {} does not give the published model's output",
+                self.name
+            );
+        }
+        Ok(changes)
+    }
+
+    fn run(&mut self, tensor: &[f32], n: usize) -> Result<Vec<f32>> {
+        let data = self.logits(tensor, n)?;
         let classes = data.len() / n;
         data.chunks_exact(classes)
             .map(|row| {

@@ -38,6 +38,22 @@ pub enum ChannelOrder {
     Bgr,
 }
 
+/// An output-preserving graph rewrite a model's entry asks for
+/// (`rewrites = [...]`), applied by `onnx::rewrite` when the model is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphRewrite {
+    /// `PRelu` as operators ONNX Runtime runs fast: on x86-64, where it
+    /// works in the blocked (NCHWc) layout, `x + (1 − s)·Relu(−x)` with the
+    /// per-channel products as 1×1 depthwise convolutions (which stay in that
+    /// layout); elsewhere `Max(x, s·x)` (slopes at most 1).
+    FastPrelu,
+    /// Zero channels that round pruned conv chains up to the SIMD block. Only
+    /// where ONNX Runtime uses blocked convolutions (x86-64); elsewhere the
+    /// padding would cost without saving.
+    PadChannels,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
@@ -87,6 +103,10 @@ pub struct ModelSpec {
     /// was never available to the team); `gatehouse doctor` says so.
     #[serde(default)]
     pub unverified: Option<String>,
+    /// Rewrites that let ONNX Runtime run this model faster without changing
+    /// its output (`onnx::rewrite`).
+    #[serde(default)]
+    pub rewrites: Vec<GraphRewrite>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

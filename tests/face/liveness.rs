@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 use face_support::{path_str, start_daemon_with_cameras, stderr, FaceEnv};
 use gatehouse::domain::ResidentId;
+use gatehouse::face::detect::BBox;
 use gatehouse::face::enrol::{self, Matcher, Photo};
-use gatehouse::face::liveness::Liveness;
+use gatehouse::face::liveness::{Liveness, LivenessModel};
 use gatehouse::face::photo;
 use gatehouse::face::pipeline::{FaceEvent, FrameProcessor};
+use gatehouse::models::{Manifest, ModelRole};
+use gatehouse::onnx::rewrite::Target;
 use gatehouse::store::events::{AccessResult, EventKind, EventRecord};
 use opencv::core::{Mat, Rect, Scalar, Size, Vector, CV_8UC3};
 use opencv::prelude::*;
@@ -303,6 +306,83 @@ async fn the_daemon_refuses_a_printed_photo_raises_the_alarm_and_opens_for_the_p
         "the person was taken for a photo: {seen:#?}"
     );
     daemon.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// The manifest asks ONNX Runtime to run the MiniFASNets rewritten (PReLU as
+/// Max, pruned widths padded): the rewritten graphs must score every frame as
+/// the published ones do, live and attack alike.
+#[test]
+fn liveness_models_rewritten_for_speed_score_nuaa_frames_like_the_published_ones() {
+    gatehouse::onnx::init(Some(&common::ort_dylib())).expect("onnx runtime");
+    let manifest = Manifest::builtin();
+    let specs: Vec<_> = manifest
+        .models
+        .iter()
+        .filter(|m| m.role == ModelRole::Liveness)
+        .collect();
+    assert_eq!(specs.len(), 2);
+    let mut frames_: Vec<PathBuf> = frames("live").into_iter().step_by(5).collect();
+    frames_.extend(frames("spoof").into_iter().step_by(5));
+    let blocked = Target {
+        blocked_layout: true,
+    };
+    let plain = Target {
+        blocked_layout: false,
+    };
+    for (spec, target) in specs.iter().flat_map(|s| [(s, blocked), (s, plain)]) {
+        assert!(
+            !spec.rewrites.is_empty(),
+            "{} asks for no rewrite",
+            spec.name
+        );
+        let path = common::models_mirror().join(&spec.file);
+        let mut fast = LivenessModel::load_for(spec, &path, 1, target).expect("rewritten model");
+        let changes = fast.rewritten();
+        assert!(
+            changes.prelus >= 30,
+            "{} {target:?}: {changes:?}",
+            spec.name
+        );
+        // Padding only pays where ONNX Runtime has blocked convolutions.
+        if target.blocked_layout {
+            assert!(changes.padded_chains >= 10, "{}: {changes:?}", spec.name);
+        } else {
+            assert_eq!(changes.padded_chains, 0, "{}: {changes:?}", spec.name);
+        }
+        let mut published_spec = (*spec).clone();
+        published_spec.rewrites.clear();
+        let mut published =
+            LivenessModel::load(&published_spec, &path, 1).expect("published model");
+        assert_eq!(published.rewritten(), Default::default());
+        let mut spread = (f32::MAX, f32::MIN);
+        for frame_path in &frames_ {
+            let frame = load(frame_path);
+            // The middle of the frame, where NUAA's faces are; the crop recipe
+            // does the rest, as it would for the detector's box.
+            let (w, h) = (frame.cols() as f32, frame.rows() as f32);
+            let face = BBox {
+                x: w * 0.3,
+                y: h * 0.25,
+                w: w * 0.4,
+                h: h * 0.5,
+            };
+            let a = fast.score(&frame, &[face]).expect("fast score")[0];
+            let b = published.score(&frame, &[face]).expect("published score")[0];
+            assert!(
+                (a - b).abs() < 1e-4,
+                "{} {target:?} on {}: rewritten {a} against published {b}",
+                spec.name,
+                frame_path.display()
+            );
+            spread = (spread.0.min(b), spread.1.max(b));
+        }
+        // The frames span live and attack scores, so the comparison covers both.
+        assert!(
+            spread.0 < 0.1 && spread.1 > 0.9,
+            "{}: {spread:?}",
+            spec.name
+        );
+    }
 }
 
 #[test]

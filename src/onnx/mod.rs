@@ -9,6 +9,9 @@ use std::sync::{Mutex, OnceLock};
 
 use anyhow::{bail, Context, Result};
 
+pub mod proto;
+pub mod rewrite;
+
 /// The ONNX Runtime release ort 2.0.0-rc.15 with `api-31` expects.
 pub const ORT_VERSION: &str = "1.31.1";
 
@@ -79,23 +82,39 @@ pub fn init(configured: Option<&Path>) -> Result<PathBuf> {
 
 /// Opens a model file as an ONNX Runtime session with `threads` intra-op threads.
 pub fn session(model: &Path, threads: usize) -> Result<ort::session::Session> {
-    let environment = ENVIRONMENT
-        .get()
-        .context("ONNX Runtime is not loaded; call onnx::init first")?;
     let context = || format!("cannot load model {}", model.display());
-    let mut builder = ort::session::Session::builder(environment)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    builder(threads)
         .with_context(context)?
-        .with_intra_threads(threads)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(context)?
-        .with_inter_threads(1)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(context)?;
-    builder
         .commit_from_file(model)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(context)
+}
+
+/// A session for a model held in memory (a rewritten one, `rewrite::apply`);
+/// `name` says where it came from in errors.
+pub fn session_from_bytes(
+    model: &[u8],
+    name: &str,
+    threads: usize,
+) -> Result<ort::session::Session> {
+    let context = || format!("cannot load model {name}");
+    builder(threads)
+        .with_context(context)?
+        .commit_from_memory(model)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(context)
+}
+
+fn builder(threads: usize) -> Result<ort::session::builder::SessionBuilder> {
+    let environment = ENVIRONMENT
+        .get()
+        .context("ONNX Runtime is not loaded; call onnx::init first")?;
+    ort::session::Session::builder(environment)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_intra_threads(threads)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_inter_threads(1)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[cfg(test)]
