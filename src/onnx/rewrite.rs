@@ -504,7 +504,7 @@ impl Graph {
             return Ok(None);
         };
         let width = weight.dims[0] as usize;
-        if weight.dims.len() != 4 || width < 2 || width % block == 0 {
+        if weight.dims.len() != 4 || width < 2 || width.is_multiple_of(block) {
             return Ok(None);
         }
         let used_once = |name: &str| uses.get(name).copied() == Some(1);
@@ -534,14 +534,13 @@ impl Graph {
                 return Ok(None);
             };
             chain.push(next);
-            if n.is("PRelu") && weight.values.len() == width {
-                tensor = n.outputs[0].clone();
-            } else if n.is("Conv")
+            let per_channel_slope = n.is("PRelu") && weight.values.len() == width;
+            let depthwise = n.is("Conv")
                 && n.group()? == width as i64
                 && weight.dims.len() == 4
                 && weight.dims[0] as usize == width
-                && weight.dims[1] == 1
-            {
+                && weight.dims[1] == 1;
+            if per_channel_slope || depthwise {
                 tensor = n.outputs[0].clone();
             } else if n.is("Conv")
                 && n.group()? == 1
