@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::output::{render_table, Format};
 use super::{Cli, Exit};
-use crate::domain::{GateId, ResidentId};
+use crate::domain::ResidentId;
 use crate::store::events::{self, AccessResult, EventFilter, EventKind, EventRecord};
 use crate::store::Store;
 
@@ -36,8 +36,10 @@ pub struct QueryArgs {
     /// Only events before this (same forms as --since)
     #[arg(long)]
     pub until: Option<String>,
+    /// A gate of this gateway (`east`), or at a site's registry a gate of
+    /// another gateway (`gate-1/east`) or that gateway's own events (`gate-1`)
     #[arg(long)]
-    pub gate: Option<GateId>,
+    pub gate: Option<GateRef>,
     /// Resident id (`R42`)
     #[arg(long)]
     pub resident: Option<ResidentId>,
@@ -51,6 +53,27 @@ pub struct QueryArgs {
     /// Output format (`json`: one event object per line)
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// `--gate`: a gate id, or `<gateway>/<gate>` as the registry of a site
+/// names the gates of its other gateways (`store::site_gates::site_gate_name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateRef(String);
+
+impl std::str::FromStr for GateRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if parts.len() > 2 {
+            return Err(format!(
+                "{s:?}: expected a gate (east) or a gateway and its gate (gate-1/east)"
+            ));
+        }
+        for part in &parts {
+            crate::domain::validate_slug(part)?;
+        }
+        Ok(GateRef(s.to_string()))
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -102,7 +125,7 @@ pub fn run(cli: &Cli, args: &LogArgs) -> Result<ExitCode> {
             .as_deref()
             .map(|s| parse_when(s, now, offset))
             .transpose()?,
-        gate: q.gate.as_ref().map(|g| g.to_string()),
+        gate: q.gate.as_ref().map(|g| g.0.clone()),
         subject_id: q.resident.map(|r| r.0),
         result: q.result.map(|r| match r {
             ResultArg::Granted => AccessResult::Granted,
@@ -230,6 +253,15 @@ pub fn parse_when(s: &str, now: DateTime<Utc>, offset: FixedOffset) -> Result<Da
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gate_filter_takes_a_gate_or_a_gateway_and_its_gate() {
+        assert_eq!("east".parse::<GateRef>().unwrap().0, "east");
+        assert_eq!("gate-1/east".parse::<GateRef>().unwrap().0, "gate-1/east");
+        assert!("gate-1/east/x".parse::<GateRef>().is_err());
+        assert!("gate-1/".parse::<GateRef>().is_err());
+        assert!("east'; --".parse::<GateRef>().is_err());
+    }
 
     #[test]
     fn since_accepts_durations_dates_and_instants() {

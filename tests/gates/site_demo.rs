@@ -179,6 +179,16 @@ fn every_gates_events_reach_the_registrys_log_once_and_its_status_lists_each_gat
         log.contains("north/east") && log.contains("south/east"),
         "{log}"
     );
+    // One gateway's gate, by the name the registry gives it.
+    let north = stdout(&cli(
+        &reg_config,
+        reg.path(),
+        &["log", "--gate", "north/east"],
+    ));
+    assert!(
+        north.contains("north/east") && !north.contains("south/east"),
+        "{north}"
+    );
     // Not queued for the station again: each gate sends its own.
     let queued: i64 = db(reg.path())
         .query_row(
