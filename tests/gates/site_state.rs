@@ -255,6 +255,18 @@ fn anti_passback_holds_across_gateways() {
     wait_folded(&north, 1);
     let s = card_at(&north_config, a.path(), "east", "10:777");
     assert!(s.contains("east: GRANTED card"), "{s}");
+
+    // The south gateway is killed and restarts: its own events say he left
+    // there; it asks the registry what happened elsewhere meanwhile.
+    south.signal(libc::SIGKILL);
+    drop(south);
+    let south = Running::start(&south_config, b.path());
+    wait_folded(&south, 1);
+    let s = card_at(&south_config, b.path(), "east", "10:777");
+    assert!(
+        s.contains("east: DENIED card") && s.contains("anti_passback"),
+        "{s}"
+    );
 }
 
 #[test]
