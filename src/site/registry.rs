@@ -50,6 +50,8 @@ pub async fn run(
         sign_pending(store.conn(), &key)?;
         site_log::head(store.conn())?
     };
+    // This gateway's own events already stored are in the catch-up answers.
+    let mut own_seq = site_gates::last_event_seq(writer.lock().conn())?;
     let mut tick = tokio::time::interval(settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let public = crate::uplink::command::public_key_text(&key.verifying_key());
@@ -59,6 +61,9 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
                 if let Err(e) = publish_new(writer.lock().conn(), &key, &client, &topics, &mut published, settings.catchup_batch) {
+                    tracing::warn!("site registry: {e:#}");
+                }
+                if let Err(e) = share_own(writer.lock().conn(), &client, &topics, &settings, &key, &mut own_seq) {
                     tracing::warn!("site registry: {e:#}");
                 }
                 if noted.elapsed() >= NOTE_APPLIED_EVERY && !reports.is_empty() {
@@ -85,11 +90,14 @@ pub async fn run(
                             answer(writer.lock().conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
                         }
                         Some((gate, super::wire::EVENTS)) => {
-                            gate_events(host.as_ref(), &client, &topics, gate, &p.payload)
-                                .and_then(|items| share(host.as_ref(), &client, &topics, &settings.site, &key, &items, &topics.shared()))
+                            gate_events(host.as_ref(), &client, &topics, gate, &p.payload).and_then(|items| {
+                                // This daemon's gates count the site's passages and failures too.
+                                host.site_shared(&items);
+                                share(&client, &settings.site, &key, &items, &topics.shared())
+                            })
                         }
                         _ if topic == topics.shared_request() => {
-                            shared_answer(host.as_ref(), &client, &topics, &settings.site, &key, &p.payload)
+                            shared_answer(host.as_ref(), &client, &topics, &settings, &key, &p.payload)
                         }
                         Some((gate, "applied")) => applied_report(&mut reports, gate, &p.payload),
                         Some((gate, super::wire::USE_REPORT)) => {
@@ -206,20 +214,14 @@ fn gate_events(
     Ok(shared::items_of(gate, &new))
 }
 
-/// Sends `items` to the gates on `topic`, signed, and folds them into this
-/// daemon's own access state (its gates count the site's passages and failures too).
+/// Sends `items` to the gates on `topic`, signed with the registry's key.
 fn share(
-    host: &dyn Host,
     client: &AsyncClient,
-    topics: &Topics,
     site: &str,
     key: &SigningKey,
     items: &[SiteItem],
     topic: &str,
 ) -> Result<()> {
-    if items.is_empty() && topic == topics.shared() {
-        return Ok(());
-    }
     let state = SharedState {
         v: shared::VERSION,
         site: site.to_string(),
@@ -235,22 +237,47 @@ fn share(
             shared::message(&body, &wire::sign(key, &body)),
         )
         .context("cannot queue the site's shared state")?;
-    if topic == topics.shared() {
-        host.site_shared(items);
+    Ok(())
+}
+
+/// Shares the passages and failures of this gateway's own gates (the
+/// registry may be a gateway of the site too), from its events after `seen`.
+fn share_own(
+    conn: &rusqlite::Connection,
+    client: &AsyncClient,
+    topics: &Topics,
+    settings: &Settings,
+    key: &SigningKey,
+    seen: &mut i64,
+) -> Result<()> {
+    let events = site_gates::events_after(conn, *seen, 500)?;
+    let Some(last) = events.last().map(|e| e.seq) else {
+        return Ok(());
+    };
+    let own: Vec<_> = events
+        .into_iter()
+        .filter(|e| !shared::from_a_gate(e))
+        .collect();
+    let items = shared::items_of(&settings.gateway, &own);
+    if !items.is_empty() {
+        share(client, &settings.site, key, &items, &topics.shared())?;
     }
+    *seen = last;
     Ok(())
 }
 
 /// A gate asks for the last day of the shared state (on connect): each
-/// person's last passage and the failures, from the gates' events stored here.
+/// person's last passage and the failures, from the events stored here (the
+/// gates' and this gateway's own).
 fn shared_answer(
     host: &dyn Host,
     client: &AsyncClient,
     topics: &Topics,
-    site: &str,
+    settings: &Settings,
     key: &SigningKey,
     payload: &[u8],
 ) -> Result<()> {
+    let (site, own) = (settings.site.as_str(), settings.gateway.as_str());
     let request: SharedRequest =
         serde_json::from_slice(payload).context("a shared-state request that is not JSON")?;
     crate::domain::validate_slug(&request.gate)
@@ -262,17 +289,9 @@ fn shared_answer(
         let store = writer.lock();
         crate::store::events::since(store.conn(), since)?
     };
-    let items = shared::recent(&records);
+    let items = shared::recent(&records, own);
     tracing::debug!(gate = %request.gate, items = items.len(), "site registry: answered a shared-state request");
-    share(
-        host,
-        client,
-        topics,
-        site,
-        key,
-        &items,
-        &topics.shared_for(&request.gate),
-    )
+    share(client, site, key, &items, &topics.shared_for(&request.gate))
 }
 
 /// A gate's retained applied seq: kept until the next note.

@@ -3,7 +3,8 @@
 //! and wrong PINs (lockouts and PIN budgets across gateways). Gates do not
 //! send anything new for it: their events already reach the registry, which
 //! reads what each new one means for the access state (as a daemon does at
-//! start-up, `daemon::past_event`) and sends it to every gate on `shared`,
+//! start-up, `daemon::past_event`) — and so for its own gates' events, when
+//! the registry is a gateway too — and sends it to every gate on `shared`,
 //! signed with its key like the log; a gate asks for the last day of it on
 //! connect (`shared_request`, answered on `gate/<gw>/shared`), so a restart
 //! or an outage does not forget what happened elsewhere meanwhile.
@@ -109,18 +110,27 @@ pub fn items_of(gateway: &str, events: &[EventRecord]) -> Vec<SiteItem> {
         .collect()
 }
 
-/// Registry: the last day of the site's shared state from the gates' events
-/// stored here (`store::site_gates` names their gate `<gateway>/<gate>`):
-/// each person's last passage, and the latest failures.
-pub fn recent(records: &[EventRecord]) -> Vec<SiteItem> {
+/// The gateway that sent an event the registry stored for it, if one did.
+fn gateway_of(e: &EventRecord) -> Option<&str> {
+    e.detail
+        .as_ref()
+        .and_then(|d| d.get("site_gateway"))
+        .and_then(Value::as_str)
+}
+
+/// Registry: whether a stored event is a gate's (not this gateway's own).
+pub fn from_a_gate(e: &EventRecord) -> bool {
+    gateway_of(e).is_some()
+}
+
+/// Registry: the last day of the site's shared state from the events stored
+/// here, the gates' (`store::site_gates` names their gate `<gateway>/<gate>`)
+/// and its `own` gateway's: each person's last passage, and the latest failures.
+pub fn recent(records: &[EventRecord], own: &str) -> Vec<SiteItem> {
     let mut items = Vec::new();
     for e in records {
-        let Some(gateway) = e
-            .detail
-            .as_ref()
-            .and_then(|d| d.get("site_gateway"))
-            .and_then(Value::as_str)
-        else {
+        let Some(gateway) = gateway_of(e) else {
+            items.extend(items_of(own, std::slice::from_ref(e)));
             continue;
         };
         let mut plain = e.clone();
