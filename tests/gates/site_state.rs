@@ -267,6 +267,19 @@ fn anti_passback_holds_across_gateways() {
         s.contains("east: DENIED card") && s.contains("anti_passback"),
         "{s}"
     );
+
+    // The registry is a gateway too: out at the north gateway, in through
+    // the registry's gate, and the north gateway refuses him entering.
+    let s = card_at(&north_config, a.path(), "east-out", "10:777");
+    assert!(s.contains("east-out: GRANTED card"), "{s}");
+    let s = card_at(&reg_config, reg.path(), "east", "10:777");
+    assert!(s.contains("east: GRANTED card"), "{s}");
+    wait_folded(&north, 2);
+    let s = card_at(&north_config, a.path(), "east", "10:777");
+    assert!(
+        s.contains("east: DENIED card") && s.contains("anti_passback"),
+        "{s}"
+    );
 }
 
 #[test]
