@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use household::{valid_code as valid_household_code, HouseholdId, HouseholdKey, MemberFace};
 pub use register::{Bound, GroupId, PassEntry, PersonEntry, Register, WatchHit, Window};
-pub use state::{AccessState, PastEvent, PastKind};
+pub use state::{AccessState, PastEvent, PastKind, SiteEvent, SiteKind};
 pub use two_factor::{FaceCheck, Required as TwoFactorRequired, TwoFactorRule};
 
 use crate::config::{self, Direction, FaceMode};

@@ -2,7 +2,11 @@
 //! credentials and lockouts per reader, wrong PINs per keypad over a day
 //! (the PIN budget) and when each keypad last raised the guessing alarm, the
 //! last direction of each person through paired gates (anti-passback), and
-//! visitor-pass uses not yet reflected in the register snapshot.
+//! visitor-pass uses not yet reflected in the register snapshot. At a site
+//! (issue 17) it also holds what the registry redistributed from the other
+//! gateways: each person's last passage there, and the failed guesses and
+//! wrong PINs there, which count toward every reader's lockout and every
+//! keypad's PIN budget here ([`AccessState::fold_site`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -29,6 +33,49 @@ pub struct AccessState {
     visitor_uses: HashMap<i64, u32>,
     /// Uses granted but not yet written to the database.
     visitor_pending: HashMap<i64, u32>,
+    /// Each person's last passage at the site's other gateways.
+    site_direction: HashMap<ResidentId, (Direction, Duration)>,
+    /// Failed guesses (wrong PINs included) at the site's other gateways, oldest first.
+    site_guesses: VecDeque<Duration>,
+    /// Wrong PINs at the site's other gateways, oldest first.
+    site_wrong_pins: VecDeque<Duration>,
+    /// Per reader: the site's failures up to this time were spent by its lockout.
+    site_spent: HashMap<GateId, Duration>,
+}
+
+/// What happened at another gateway of the site, as its registry
+/// redistributed it (see [`AccessState::fold_site`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SiteEvent {
+    /// How long before now it happened (by the gateways' trusted wall clocks).
+    pub age: Duration,
+    pub kind: SiteKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SiteKind {
+    /// A resident was let through a gate of that direction.
+    Passed {
+        person: ResidentId,
+        direction: Direction,
+    },
+    /// An unknown card, a card with someone else's face, a photo held up…
+    FailedGuess,
+    /// An unknown PIN (or household number): a failed guess that also spends PIN budgets.
+    WrongPin,
+}
+
+/// The site's failures are remembered this long (the PIN budget's day), and
+/// at most this many of each.
+const SITE_MEMORY: Duration = PIN_BUDGET_WINDOW;
+const SITE_KEPT: usize = 10_000;
+
+fn insert_sorted(q: &mut VecDeque<Duration>, at: Duration) {
+    let i = q.partition_point(|t| *t <= at);
+    q.insert(i, at);
+    while q.len() > SITE_KEPT {
+        q.pop_front();
+    }
 }
 
 /// A stored event as the access state sees it (see [`AccessState::restore`]).
@@ -80,51 +127,79 @@ impl AccessState {
             .filter(|until| now < *until)
     }
 
-    /// Unknown credentials at this reader within `window` before `now`.
+    /// Unknown credentials at this reader within `window` before `now`, and
+    /// the site's other gateways' failed guesses since its last lockout.
     pub fn recent_unknown(&self, gate: &GateId, now: Duration, window: Duration) -> usize {
-        self.unknown.get(gate).map_or(0, |q| {
-            q.iter()
-                .filter(|t| now.saturating_sub(**t) < window)
-                .count()
-        })
+        let within = |t: &&Duration| now.saturating_sub(**t) < window;
+        let local = self
+            .unknown
+            .get(gate)
+            .map_or(0, |q| q.iter().filter(within).count());
+        let spent = self.site_spent.get(gate).copied();
+        let site = self
+            .site_guesses
+            .iter()
+            .filter(within)
+            .filter(|t| spent.is_none_or(|s| **t > s))
+            .count();
+        local + site
     }
 
-    /// The direction `person` last passed `gate`'s pair, unless that is
-    /// older than the policy's reset.
+    /// The direction `person` last passed `gate`'s pair — or, with
+    /// anti-passback on, any gate of the site's other gateways, whichever was
+    /// later — unless that is older than the policy's reset.
     pub fn last_direction(
         &self,
         gate: &GateContext,
         person: ResidentId,
         now: Duration,
     ) -> Option<Direction> {
-        let (direction, at) = *self.last_direction.get(&(pair_key(gate), person))?;
+        let local = self.last_direction.get(&(pair_key(gate), person)).copied();
+        let site = gate
+            .policy
+            .anti_passback
+            .then(|| self.site_direction.get(&person).copied())
+            .flatten();
+        let (direction, at) = match (local, site) {
+            (Some(l), Some(s)) if s.1 > l.1 => s,
+            (Some(l), _) => l,
+            (None, s) => s?,
+        };
         match gate.policy.anti_passback_reset {
             Some(reset) if now.saturating_sub(at) >= reset => None,
             _ => Some(direction),
         }
     }
 
-    /// Wrong PINs at this keypad within `window` before `now`.
-    pub fn wrong_pins(&self, gate: &GateId, now: Duration, window: Duration) -> usize {
-        self.wrong_pins.get(gate).map_or(0, |q| {
-            q.iter()
-                .filter(|t| now.saturating_sub(**t) < window)
-                .count()
-        })
+    /// Wrong PINs at this keypad, and at the site's other gateways, within
+    /// `window` before `now`, oldest first.
+    fn live_wrong_pins(&self, gate: &GateId, now: Duration, window: Duration) -> Vec<Duration> {
+        let mut live: Vec<Duration> = self
+            .wrong_pins
+            .get(gate)
+            .into_iter()
+            .flatten()
+            .chain(self.site_wrong_pins.iter())
+            .filter(|t| now.saturating_sub(**t) < window)
+            .copied()
+            .collect();
+        live.sort();
+        live
     }
 
-    /// The oldest wrong PIN at this keypad within `window` before `now`.
+    /// Wrong PINs at this keypad (and the site's other gateways) within `window` before `now`.
+    pub fn wrong_pins(&self, gate: &GateId, now: Duration, window: Duration) -> usize {
+        self.live_wrong_pins(gate, now, window).len()
+    }
+
+    /// The oldest wrong PIN at this keypad (or the site's other gateways) within `window` before `now`.
     pub fn oldest_wrong_pin(
         &self,
         gate: &GateId,
         now: Duration,
         window: Duration,
     ) -> Option<Duration> {
-        self.wrong_pins
-            .get(gate)?
-            .iter()
-            .find(|t| now.saturating_sub(**t) < window)
-            .copied()
+        self.live_wrong_pins(gate, now, window).first().copied()
     }
 
     /// Whether the keypad has spent its day's budget of wrong PINs.
@@ -141,13 +216,8 @@ impl AccessState {
         }
         let budget = gate.policy.pin_budget? as usize;
         // Resumes when all but budget - 1 of the wrong PINs have aged out.
-        let q = self.wrong_pins.get(&gate.gate)?;
-        let live: Vec<Duration> = q
-            .iter()
-            .filter(|t| now.saturating_sub(**t) < PIN_BUDGET_WINDOW)
-            .copied()
-            .collect();
-        live.get(live.len() - budget)
+        let live = self.live_wrong_pins(&gate.gate, now, PIN_BUDGET_WINDOW);
+        live.get(live.len().checked_sub(budget)?)
             .map(|t| *t + PIN_BUDGET_WINDOW)
     }
 
@@ -208,6 +278,7 @@ impl AccessState {
             self.locked_until
                 .insert(gate.gate.clone(), now.mono + gate.policy.lockout_for);
             self.unknown.remove(&gate.gate);
+            self.site_spent.insert(gate.gate.clone(), now.mono);
         }
         if !decision.is_granted() {
             return;
@@ -280,7 +351,46 @@ impl AccessState {
                         self.locked_until.insert(gate.gate.clone(), until);
                     }
                     self.unknown.remove(&gate.gate);
+                    self.site_spent.insert(gate.gate.clone(), at);
                 }
+            }
+        }
+    }
+
+    /// Folds in what happened at the site's other gateways (the registry
+    /// redistributes their passages and failed guesses): a person's later
+    /// passage there counts for anti-passback at every paired gate here that
+    /// has it on; failed guesses there count toward each reader's lockout
+    /// (those before its last lockout excepted) and wrong PINs toward each
+    /// keypad's PIN budget. Events may come twice or out of order: a passage
+    /// counts only when later than the one known; a repeated failure is the
+    /// caller's to drop (the registry sends each once).
+    pub fn fold_site(&mut self, events: &[SiteEvent], now: Duration) {
+        for e in events {
+            let Some(at) = now.checked_sub(e.age) else {
+                continue;
+            };
+            match e.kind {
+                SiteKind::Passed { person, direction } => {
+                    let known_later =
+                        matches!(self.site_direction.get(&person), Some((_, t)) if *t >= at);
+                    if !known_later {
+                        self.site_direction.insert(person, (direction, at));
+                    }
+                }
+                SiteKind::FailedGuess => insert_sorted(&mut self.site_guesses, at),
+                SiteKind::WrongPin => {
+                    insert_sorted(&mut self.site_guesses, at);
+                    insert_sorted(&mut self.site_wrong_pins, at);
+                }
+            }
+        }
+        for q in [&mut self.site_guesses, &mut self.site_wrong_pins] {
+            while q
+                .front()
+                .is_some_and(|t| now.saturating_sub(*t) >= SITE_MEMORY)
+            {
+                q.pop_front();
             }
         }
     }

@@ -593,6 +593,138 @@ fn anti_passback_refuses_a_second_entry_without_an_exit() {
     assert_eq!(step(&mut s, &inn), Outcome::Granted);
 }
 
+fn paired(id: &str, peer: &str, direction: Direction, anti_passback: bool) -> GateContext {
+    GateContext {
+        gate: id.parse().unwrap(),
+        direction,
+        paired_with: Some(peer.parse().unwrap()),
+        policy: AccessPolicy {
+            anti_passback,
+            ..AccessPolicy::default()
+        },
+        two_factor: TwoFactorRule::default(),
+    }
+}
+
+fn site(age_s: u64, kind: SiteKind) -> SiteEvent {
+    SiteEvent {
+        age: Duration::from_secs(age_s),
+        kind,
+    }
+}
+
+fn passed(person: i64, direction: Direction) -> SiteKind {
+    SiteKind::Passed {
+        person: ResidentId(person),
+        direction,
+    }
+}
+
+#[test]
+fn an_entry_at_another_gateway_refuses_entry_here_until_an_exit_anywhere() {
+    let r = register();
+    let mut s = AccessState::new();
+    let inn = paired("east", "east-out", Direction::In, true);
+    let out = paired("east-out", "east", Direction::Out, true);
+    let t = now("2025-03-12 10:00");
+    let c = card(1);
+    // Zhang entered at another gateway a minute ago.
+    s.fold_site(&[site(60, passed(1, Direction::In))], t.mono);
+    assert_eq!(
+        decide(&r, &s, &c, &inn, &t).reason(),
+        Some(DenyReason::AntiPassback)
+    );
+    // Leaving here after entering there is fine, and then entering again.
+    let d = decide(&r, &s, &c, &out, &t);
+    assert!(d.is_granted());
+    s.apply(&d, &c, &out, &t);
+    assert!(decide(&r, &s, &c, &inn, &t).is_granted());
+    // He exited somewhere else later than his entry here: entry is fine again.
+    let d = decide(&r, &s, &c, &inn, &t);
+    s.apply(&d, &c, &inn, &t);
+    let later = Now {
+        mono: t.mono + Duration::from_secs(120),
+        ..t
+    };
+    s.fold_site(&[site(30, passed(1, Direction::Out))], later.mono);
+    assert!(decide(&r, &s, &c, &inn, &later).is_granted());
+    // An older passage arriving late changes nothing.
+    s.fold_site(&[site(100, passed(1, Direction::In))], later.mono);
+    assert!(decide(&r, &s, &c, &inn, &later).is_granted());
+}
+
+#[test]
+fn passages_elsewhere_do_not_refuse_without_anti_passback_or_after_its_reset() {
+    let r = register();
+    let mut s = AccessState::new();
+    let off = paired("east", "east-out", Direction::In, false);
+    let on = paired("east", "east-out", Direction::In, true);
+    let t = now("2025-03-12 10:00");
+    s.fold_site(&[site(60, passed(1, Direction::In))], t.mono);
+    assert!(decide(&r, &s, &card(1), &off, &t).is_granted());
+    // The default reset is 4 h.
+    let later = Now {
+        mono: t.mono + Duration::from_secs(4 * 3600),
+        ..t
+    };
+    assert!(decide(&r, &s, &card(1), &on, &later).is_granted());
+}
+
+#[test]
+fn failed_guesses_at_other_gateways_count_toward_the_lockout_here() {
+    let r = register();
+    let mut s = AccessState::new();
+    let g = gate("east");
+    let t = now("2025-03-12 10:00");
+    let attempts = g.policy.lockout_attempts as u64;
+    // All but one of the allowed guesses were spent at another gateway.
+    let there: Vec<SiteEvent> = (1..attempts)
+        .map(|i| site(i, SiteKind::FailedGuess))
+        .collect();
+    s.fold_site(&there, t.mono);
+    let d = decide(&r, &s, &card(99), &g, &t);
+    assert!(
+        matches!(d.alarm, Some(AccessAlarm::ReaderLockout { .. })),
+        "{d:?}"
+    );
+    s.apply(&d, &card(99), &g, &t);
+    assert_eq!(
+        decide(&r, &s, &card(1), &g, &t).reason(),
+        Some(DenyReason::ReaderLockedOut)
+    );
+    // After the lockout, the guesses it spent do not count again.
+    let after = Now {
+        mono: t.mono + g.policy.lockout_for,
+        ..t
+    };
+    let d = decide(&r, &s, &card(99), &g, &after);
+    assert_eq!(d.reason(), Some(DenyReason::UnknownCredential));
+    assert_eq!(d.alarm, None);
+}
+
+#[test]
+fn wrong_pins_at_other_gateways_spend_the_pin_budget_here() {
+    let r = register();
+    let mut s = AccessState::new();
+    let g = gate("east");
+    let t = now("2025-03-12 10:00");
+    let budget = u64::from(g.policy.pin_budget.unwrap());
+    // An hour apart each, so no reader lockout: only the day's budget.
+    let there: Vec<SiteEvent> = (1..=budget)
+        .map(|i| site(i * 3600, SiteKind::WrongPin))
+        .collect();
+    s.fold_site(&there, t.mono + Duration::from_secs(budget * 3600));
+    let t = Now {
+        mono: t.mono + Duration::from_secs(budget * 3600),
+        ..t
+    };
+    assert_eq!(
+        decide(&r, &s, &Credential::Pin(pin("111111")), &g, &t).reason(),
+        Some(DenyReason::PinEntrySuspended)
+    );
+    assert!(s.pin_entry_resumes(&g, t.mono).is_some());
+}
+
 #[test]
 fn visitor_of_an_inactive_host_is_refused() {
     let mut r = register();

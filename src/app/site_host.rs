@@ -2,6 +2,7 @@
 //! its subscribers for the events the link raises.
 
 use crate::daemon::GateHandle;
+use crate::site::shared::SiteItem;
 use crate::site::Host;
 use crate::store::events::{EventKind, EventRecord, NewEvent};
 use crate::store::Writer;
@@ -17,5 +18,12 @@ impl Host for GateHandle {
 
     fn event_stored(&self, record: &EventRecord) {
         self.core().announce(record.clone());
+    }
+
+    fn site_shared(&self, items: &[SiteItem]) {
+        let core = self.core();
+        let now = core.clock.now();
+        let events = crate::site::shared::to_access(items, now.wall);
+        core.decider().state.fold_site(&events, now.mono);
     }
 }

@@ -368,7 +368,7 @@ impl Core {
 
 /// What a stored event means for the access state, if anything; an error
 /// for a reason this build does not know.
-fn past_event(
+pub(crate) fn past_event(
     e: &EventRecord,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<access::PastEvent>, crate::event::UnknownReason> {

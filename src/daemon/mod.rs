@@ -31,6 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+pub(crate) use self::core::past_event;
 pub use self::core::Core;
 pub use gate::{CapturedCard, Presentation, Presented};
 pub use view::{DecisionView, GateNotice, GateStatus};

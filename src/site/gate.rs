@@ -18,6 +18,7 @@ use rumqttc::v5::{AsyncClient, Event};
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
+use super::shared;
 use super::wire::{self, Incoming, Mark, Order, Rejection, Request, Topics};
 use super::Host;
 use super::Settings;
@@ -40,6 +41,10 @@ const EVENTS_WINDOW: i64 = 2000;
 /// Events sent and not acknowledged in this long go again (the registry was
 /// away while the broker was up, and nobody stored them).
 const EVENTS_RESEND: Duration = Duration::from_secs(5);
+/// Visitor uses reported and not acknowledged in this long go again.
+const USES_RESEND: Duration = Duration::from_secs(2);
+/// Use reports remembered for their acknowledgement.
+const USES_KEPT: usize = 16;
 
 struct Gate {
     host: Arc<dyn Host>,
@@ -61,6 +66,13 @@ struct Gate {
     events_acked: i64,
     /// When the acknowledgements last caught up or moved on.
     events_progress: Instant,
+    /// Connected to the broker (subscriptions made).
+    connected: bool,
+    /// Use reports sent by this process and not acknowledged: the last
+    /// `site_uses` row each holds, and when it was sent.
+    uses_sent: HashMap<String, (i64, Instant)>,
+    /// The other gateways' passages and failures folded so far.
+    shared_seen: shared::Seen,
 }
 
 pub async fn run(
@@ -85,6 +97,9 @@ pub async fn run(
         events_sent: None,
         events_acked: 0,
         events_progress: Instant::now(),
+        connected: false,
+        uses_sent: HashMap::new(),
+        shared_seen: shared::Seen::default(),
     };
     let mut tick = tokio::time::interval(gate.settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -112,6 +127,7 @@ pub async fn run(
                     tracing::warn!(broker = %gate.settings.broker.host, "site gate: broker connection: {e}; deciding on the last good register");
                     // Unacknowledged events go again after the reconnect.
                     gate.events_sent = None;
+                    gate.connected = false;
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(gate.settings.timing.reconnect) => {}
@@ -138,18 +154,30 @@ impl Gate {
             self.topics.log(),
             self.topics.catchup(&gateway),
             self.topics.events_ack(&gateway),
+            self.topics.use_ack(&gateway),
+            self.topics.shared(),
+            self.topics.shared_for(&gateway),
             self.topics.head(),
         ] {
             if let Err(e) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
                 tracing::warn!("site gate: cannot subscribe: {e}");
             }
         }
-        // Subscriptions are processed before this request, so the answer finds them.
+        self.connected = true;
+        // Subscriptions are processed before these requests, so the answers find them.
         self.ask();
+        self.ask_shared();
         self.report();
     }
 
     fn received(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        if topic == self.topics.use_ack(&self.settings.gateway) {
+            return self.uses_acknowledged(payload);
+        }
+        if topic == self.topics.shared() || topic == self.topics.shared_for(&self.settings.gateway)
+        {
+            return self.shared_received(payload);
+        }
         if topic == self.topics.events_ack(&self.settings.gateway) {
             let ack: EventsAck =
                 serde_json::from_slice(payload).context("the registry's acknowledgement")?;
@@ -257,23 +285,111 @@ impl Gate {
         }
     }
 
+    /// Asks the registry for the last day of the other gateways' passages
+    /// and failures (after a restart or an outage).
+    fn ask_shared(&self) {
+        let request = shared::SharedRequest {
+            gate: self.settings.gateway.clone(),
+        };
+        let payload = serde_json::to_vec(&request).unwrap_or_default();
+        if let Err(e) = self.client.try_publish(
+            self.topics.shared_request(),
+            QoS::AtLeastOnce,
+            false,
+            payload,
+        ) {
+            tracing::warn!("site gate: cannot ask for the site's shared state: {e}");
+        }
+    }
+
+    /// The registry's redistribution of the other gateways' passages and
+    /// failed guesses: checked like a log entry (a forged or foreign one
+    /// raises the alarm and changes nothing), then folded into the access
+    /// state, each item once.
+    fn shared_received(&mut self, payload: &[u8]) -> Result<()> {
+        let state = match shared::open(payload, &self.settings.site, self.pinned()?) {
+            Ok(state) => state,
+            Err(rejection) => return self.reject(&rejection, None),
+        };
+        let fresh = self.shared_seen.fresh(&self.settings.gateway, state.items);
+        if !fresh.is_empty() {
+            tracing::info!(
+                items = fresh.len(),
+                "site gate: folded the other gateways' passages and failures"
+            );
+            self.host.site_shared(&fresh);
+        }
+        Ok(())
+    }
+
     /// Reports the visitor-pass uses spent here to the registry, which
     /// redistributes them. Window: until the registry's entry reaches the
     /// other gates (well under a second online; while the broker or the
-    /// registry is down, a pass can be used once at each gate).
-    fn report_uses(&self) -> Result<()> {
+    /// registry is down, a pass can be used once at each gate). A use is
+    /// forgotten here only when the registry acknowledged a report holding it
+    /// (`use_ack`); until then each report carries every unacknowledged use,
+    /// sent again after [`USES_RESEND`] (the registry's lower count wins, so
+    /// a repeat changes nothing).
+    fn report_uses(&mut self) -> Result<()> {
+        if !self.connected {
+            return Ok(());
+        }
         let (upto, uses) = site_log::unreported_uses(self.host.writer().lock().conn())?;
         if uses.is_empty() {
             return Ok(());
         }
-        let topic = self.topics.uses(&self.settings.gateway);
-        for report in &uses {
-            let payload = serde_json::to_vec(report).unwrap_or_default();
-            self.client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
-                .context("cannot queue a visitor use for the registry")?;
+        let fresh = self
+            .uses_sent
+            .iter()
+            .any(|(_, (sent_upto, at))| *sent_upto >= upto && at.elapsed() < USES_RESEND);
+        if fresh {
+            return Ok(());
         }
-        site_log::clear_uses(self.host.writer().lock().conn(), upto)
+        let report = site_log::UseReport {
+            batch: uuid::Uuid::now_v7().simple().to_string(),
+            upto,
+            uses,
+        };
+        let payload = serde_json::to_vec(&report)
+            .context("cannot encode the visitor uses for the registry")?;
+        self.client
+            .try_publish(
+                self.topics.use_report(&self.settings.gateway),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .context("cannot queue the visitor uses for the registry")?;
+        // Older reports stay answerable (an acknowledgement may cross a resend).
+        if self.uses_sent.len() >= USES_KEPT {
+            if let Some(oldest) = self
+                .uses_sent
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(b, _)| b.clone())
+            {
+                self.uses_sent.remove(&oldest);
+            }
+        }
+        self.uses_sent.insert(report.batch, (upto, Instant::now()));
+        Ok(())
+    }
+
+    /// The registry merged a report: its uses are forgotten here. An
+    /// acknowledgement of a report this process did not send (a retained one
+    /// from before a restart) is ignored, so it never clears a use the
+    /// registry has not seen.
+    fn uses_acknowledged(&mut self, payload: &[u8]) -> Result<()> {
+        let ack: site_log::UseAck =
+            serde_json::from_slice(payload).context("the registry's use acknowledgement")?;
+        let Some((upto, _)) = self.uses_sent.get(&ack.batch).copied() else {
+            return Ok(());
+        };
+        site_log::clear_uses(self.host.writer().lock().conn(), upto)?;
+        // Rows through `upto` are gone (their ids may be reused once the table
+        // is empty): no report covering only them may clear anything again.
+        self.uses_sent.retain(|_, (u, _)| *u > upto);
+        Ok(())
     }
 
     /// Sends the events stored here since the last sent, for the registry's

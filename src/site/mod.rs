@@ -13,6 +13,7 @@
 pub mod gate;
 pub mod keys;
 pub mod registry;
+pub mod shared;
 pub mod wire;
 
 use std::sync::Arc;
@@ -129,6 +130,9 @@ pub trait Host: Send + Sync + 'static {
     fn event(&self, kind: EventKind) -> NewEvent;
     /// Hands a stored event to the daemon's subscribers.
     fn event_stored(&self, record: &EventRecord);
+    /// Folds what happened at the site's other gateways (passages, failed
+    /// guesses) into the daemon's access state (`shared`).
+    fn site_shared(&self, items: &[shared::SiteItem]);
 }
 
 /// Runs this gateway's part of the site until `shutdown` turns true: the

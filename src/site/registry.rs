@@ -17,6 +17,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::watch;
 
+use super::shared::{self, SharedRequest, SharedState, SiteItem};
 use super::wire::{self, Mark, Request, Topics};
 use super::{Host, Settings};
 use crate::store::site_gates::{self, EventsAck, GateEvents};
@@ -49,6 +50,8 @@ pub async fn run(
         sign_pending(store.conn(), &key)?;
         site_log::head(store.conn())?
     };
+    // This gateway's own events already stored are in the catch-up answers.
+    let mut own_seq = site_gates::last_event_seq(writer.lock().conn())?;
     let mut tick = tokio::time::interval(settings.timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let public = crate::uplink::command::public_key_text(&key.verifying_key());
@@ -58,6 +61,9 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
                 if let Err(e) = publish_new(writer.lock().conn(), &key, &client, &topics, &mut published, settings.catchup_batch) {
+                    tracing::warn!("site registry: {e:#}");
+                }
+                if let Err(e) = share_own(writer.lock().conn(), &client, &topics, &settings, &key, &mut own_seq) {
                     tracing::warn!("site registry: {e:#}");
                 }
                 if noted.elapsed() >= NOTE_APPLIED_EVERY && !reports.is_empty() {
@@ -71,6 +77,8 @@ pub async fn run(
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     let _ = client.try_subscribe(topics.request(), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics.uses_all(), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics.use_report_all(), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics.shared_request(), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics.events_all(), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics.applied_all(), QoS::AtLeastOnce);
                     publish_head(&client, &topics, published);
@@ -82,9 +90,19 @@ pub async fn run(
                             answer(writer.lock().conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
                         }
                         Some((gate, super::wire::EVENTS)) => {
-                            gate_events(host.as_ref(), &client, &topics, gate, &p.payload)
+                            gate_events(host.as_ref(), &client, &topics, gate, &p.payload).and_then(|items| {
+                                // This daemon's gates count the site's passages and failures too.
+                                host.site_shared(&items);
+                                share(&client, &settings.site, &key, &items, &topics.shared())
+                            })
+                        }
+                        _ if topic == topics.shared_request() => {
+                            shared_answer(host.as_ref(), &client, &topics, &settings, &key, &p.payload)
                         }
                         Some((gate, "applied")) => applied_report(&mut reports, gate, &p.payload),
+                        Some((gate, super::wire::USE_REPORT)) => {
+                            use_report(writer.lock().conn(), &client, &topics, gate, &p.payload)
+                        }
                         _ => visitor_use(writer.lock().conn(), &topics, &topic, &p.payload),
                     };
                     if let Err(e) = result {
@@ -157,13 +175,14 @@ fn publish_head(client: &AsyncClient, topics: &Topics, head: i64) {
 
 /// A gate's batch of events: stored on the daemon's writer (each once),
 /// announced to the live page, and acknowledged (retained) to the gate.
+/// Returns what the newly stored ones mean for the other gates' access state.
 fn gate_events(
     host: &dyn Host,
     client: &AsyncClient,
     topics: &Topics,
     gate: &str,
     payload: &[u8],
-) -> Result<()> {
+) -> Result<Vec<SiteItem>> {
     crate::domain::validate_slug(gate)
         .map_err(anyhow::Error::msg)
         .context("gate events: gate")?;
@@ -187,7 +206,92 @@ fn gate_events(
         acked,
         "site registry: a gate's events"
     );
+    let new: Vec<_> = batch
+        .events
+        .into_iter()
+        .filter(|e| written.iter().any(|w| w.id == e.id))
+        .collect();
+    Ok(shared::items_of(gate, &new))
+}
+
+/// Sends `items` to the gates on `topic`, signed with the registry's key.
+fn share(
+    client: &AsyncClient,
+    site: &str,
+    key: &SigningKey,
+    items: &[SiteItem],
+    topic: &str,
+) -> Result<()> {
+    let state = SharedState {
+        v: shared::VERSION,
+        site: site.to_string(),
+        at: crate::store::now_rfc3339(),
+        items: items.to_vec(),
+    };
+    let body = shared::body(&state);
+    client
+        .try_publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            shared::message(&body, &wire::sign(key, &body)),
+        )
+        .context("cannot queue the site's shared state")?;
     Ok(())
+}
+
+/// Shares the passages and failures of this gateway's own gates (the
+/// registry may be a gateway of the site too), from its events after `seen`.
+fn share_own(
+    conn: &rusqlite::Connection,
+    client: &AsyncClient,
+    topics: &Topics,
+    settings: &Settings,
+    key: &SigningKey,
+    seen: &mut i64,
+) -> Result<()> {
+    let events = site_gates::events_after(conn, *seen, 500)?;
+    let Some(last) = events.last().map(|e| e.seq) else {
+        return Ok(());
+    };
+    let own: Vec<_> = events
+        .into_iter()
+        .filter(|e| !shared::from_a_gate(e))
+        .collect();
+    let items = shared::items_of(&settings.gateway, &own);
+    if !items.is_empty() {
+        share(client, &settings.site, key, &items, &topics.shared())?;
+    }
+    *seen = last;
+    Ok(())
+}
+
+/// A gate asks for the last day of the shared state (on connect): each
+/// person's last passage and the failures, from the events stored here (the
+/// gates' and this gateway's own).
+fn shared_answer(
+    host: &dyn Host,
+    client: &AsyncClient,
+    topics: &Topics,
+    settings: &Settings,
+    key: &SigningKey,
+    payload: &[u8],
+) -> Result<()> {
+    let (site, own) = (settings.site.as_str(), settings.gateway.as_str());
+    let request: SharedRequest =
+        serde_json::from_slice(payload).context("a shared-state request that is not JSON")?;
+    crate::domain::validate_slug(&request.gate)
+        .map_err(anyhow::Error::msg)
+        .context("shared-state request: gate")?;
+    let since = chrono::Utc::now() - shared::CATCHUP;
+    let records = {
+        let writer = host.writer();
+        let store = writer.lock();
+        crate::store::events::since(store.conn(), since)?
+    };
+    let items = shared::recent(&records, own);
+    tracing::debug!(gate = %request.gate, items = items.len(), "site registry: answered a shared-state request");
+    share(client, site, key, &items, &topics.shared_for(&request.gate))
 }
 
 /// A gate's retained applied seq: kept until the next note.
@@ -208,6 +312,37 @@ fn note_applied(host: &dyn Host, reports: HashMap<String, Mark>) -> Result<()> {
     for (gate, mark) in reports {
         site_gates::note_applied(store.conn(), &gate, mark.seq, mark.at.as_deref())?;
     }
+    Ok(())
+}
+
+/// A gate's report of the visitor uses it spent: each lowers its pass here
+/// (making the entry that tells every other gate), then the report is
+/// acknowledged, retained, so the gate forgets those uses only once they are
+/// committed here.
+fn use_report(
+    conn: &rusqlite::Connection,
+    client: &AsyncClient,
+    topics: &Topics,
+    gate: &str,
+    payload: &[u8],
+) -> Result<()> {
+    crate::domain::validate_slug(gate)
+        .map_err(anyhow::Error::msg)
+        .context("visitor use report: gate")?;
+    let report: site_log::UseReport = serde_json::from_slice(payload)
+        .with_context(|| format!("gate {gate}'s visitor use report is not a report"))?;
+    let lowered = site_log::merge_uses(conn, gate, &report)?;
+    if lowered > 0 {
+        tracing::info!(gate, lowered, "site registry: a gate spent visitor uses");
+    }
+    let ack = site_log::UseAck {
+        batch: report.batch,
+        upto: report.upto,
+    };
+    let ack = serde_json::to_vec(&ack).context("cannot encode a use acknowledgement")?;
+    client
+        .try_publish(topics.use_ack(gate), QoS::AtLeastOnce, true, ack)
+        .with_context(|| format!("cannot queue the acknowledgement of gate {gate}'s uses"))?;
     Ok(())
 }
 

@@ -13,6 +13,9 @@ use crate::store::site_log::{self, Entry, Snapshot};
 /// The last level of a gate's events topic.
 pub const EVENTS: &str = "event";
 
+/// The last level of a gate's visitor-use reports topic.
+pub const USE_REPORT: &str = "use_report";
+
 /// The topics of one site.
 #[derive(Clone, Debug)]
 pub struct Topics {
@@ -87,6 +90,36 @@ impl Topics {
     /// the gate resumes after a reconnect.
     pub fn events_ack(&self, gate: &str) -> String {
         format!("{}/gate/{gate}/event_ack", self.root)
+    }
+
+    /// A gate's visitor-use reports (every use not yet acknowledged), QoS 1.
+    pub fn use_report(&self, gate: &str) -> String {
+        format!("{}/gate/{gate}/{USE_REPORT}", self.root)
+    }
+
+    pub fn use_report_all(&self) -> String {
+        format!("{}/gate/+/{USE_REPORT}", self.root)
+    }
+
+    /// The registry's acknowledgement of a gate's use report, retained.
+    pub fn use_ack(&self, gate: &str) -> String {
+        format!("{}/gate/{gate}/use_ack", self.root)
+    }
+
+    /// The registry's redistribution of gates' passages and failed guesses
+    /// (signed, QoS 1; `shared::SharedState`).
+    pub fn shared(&self) -> String {
+        format!("{}/shared", self.root)
+    }
+
+    /// Gates asking for the last day of the shared state.
+    pub fn shared_request(&self) -> String {
+        format!("{}/shared_request", self.root)
+    }
+
+    /// The registry's answer to one gate's shared-state request.
+    pub fn shared_for(&self, gate: &str) -> String {
+        format!("{}/gate/{gate}/shared", self.root)
     }
 
     /// The gate a per-gate topic names, and what the topic carries

@@ -141,6 +141,12 @@ pub fn gates(conn: &Connection) -> Result<Vec<GateSeen>> {
     .context("cannot read the site's gates")
 }
 
+/// The newest event's seq here (0: none).
+pub fn last_event_seq(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM event", [], |r| r.get(0))
+        .context("cannot read the newest event's seq")
+}
+
 /// Gate: its events after `after`, oldest first, at most `limit`.
 pub fn events_after(conn: &Connection, after: i64, limit: u32) -> Result<Vec<EventRecord>> {
     events::query(

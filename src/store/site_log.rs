@@ -592,6 +592,36 @@ pub fn unreported_uses(conn: &Connection) -> Result<(i64, Vec<VisitorUse>)> {
     Ok((upto, rows.into_iter().map(|(_, u)| u).collect()))
 }
 
+/// Gate → registry: every use spent here and not yet acknowledged, up to row
+/// `upto` of `site_uses`. Each report carries them all, so a lost one is
+/// covered by the next; `batch` names it for the acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UseReport {
+    pub batch: String,
+    pub upto: i64,
+    pub uses: Vec<VisitorUse>,
+}
+
+/// Registry → gate, retained: the report `batch` is merged (committed), so
+/// the gate forgets its rows through `upto`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UseAck {
+    pub batch: String,
+    pub upto: i64,
+}
+
+/// Registry: merges every use of a gate's report ([`merge_use`] each, so a
+/// repeated report changes nothing); how many lowered a pass.
+pub fn merge_uses(conn: &Connection, gate: &str, report: &UseReport) -> Result<usize> {
+    let mut lowered = 0;
+    for u in &report.uses {
+        if merge_use(conn, gate, *u)? {
+            lowered += 1;
+        }
+    }
+    Ok(lowered)
+}
+
 /// Gate: forgets the uses reported, up to row `upto`.
 pub fn clear_uses(conn: &Connection, upto: i64) -> Result<()> {
     conn.execute("DELETE FROM site_uses WHERE id <= ?1", [upto])
