@@ -13,6 +13,7 @@ pub mod lpr_support;
 
 mod browser;
 mod capture;
+mod enrol_liveness;
 mod households;
 mod http;
 mod http_limits;
