@@ -310,6 +310,10 @@ impl LivenessModel {
     ) -> Result<Changes> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        // The bytes rewritten are the ones the manifest pins, read once.
+        if !models::sha256_bytes(&bytes).eq_ignore_ascii_case(&spec.sha256) {
+            bail!("{} no longer matches its sha256", path.display());
+        }
         let (rewritten, changes) = crate::onnx::rewrite::apply_for(&bytes, &spec.rewrites, target)
             .with_context(|| format!("cannot rewrite {}", path.display()))?;
         if changes == Changes::default() {
