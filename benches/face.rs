@@ -79,6 +79,14 @@ fn benches(c: &mut Criterion) {
             black_box(engine.embedder.embed(&crop).unwrap())
         })
     });
+    // The second, per-face pass of `[face] refine_landmarks` (goal: ≤ 3 ms per face).
+    c.bench_function("refine_landmarks/720p_one_face", |b| {
+        b.iter(|| {
+            let mut faces = vec![detection];
+            engine.detector.refine(&frame, &mut faces, 320).unwrap();
+            black_box(faces)
+        })
+    });
     c.bench_function("detect320_align_embed/720p_one_face", |b| {
         b.iter(|| {
             let d = engine.detector.detect(&frame).unwrap()[0];

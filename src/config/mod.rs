@@ -434,6 +434,11 @@ pub struct Face {
     pub detect_width: u32,
     #[serde(default = "default_detect_score")]
     pub detect_score: f32,
+    /// Find each face's landmarks again on a crop around it (a second,
+    /// small detector pass per face), for an alignment as good as detection at
+    /// the camera's full resolution (BENCHMARKS.md, "Landmarks").
+    #[serde(default)]
+    pub refine_landmarks: bool,
     /// Cosine similarity a match must reach; default from the model manifest.
     pub match_threshold: Option<f32>,
     /// The 1:N threshold: a cosine similarity (as `match_threshold`), or
@@ -544,6 +549,7 @@ impl Default for Face {
         Face {
             detect_width: default_detect_width(),
             detect_score: default_detect_score(),
+            refine_landmarks: false,
             match_threshold: None,
             threshold: None,
             margin: default_margin(),

@@ -102,6 +102,8 @@ pub struct DetectorSettings {
     pub score_threshold: f32,
     pub nms_iou: f32,
     pub multiple: u32,
+    /// `[face] refine_landmarks`: a second pass per face ([`Detector::refine`]).
+    pub refine_landmarks: bool,
 }
 
 impl DetectorSettings {
@@ -111,6 +113,7 @@ impl DetectorSettings {
             score_threshold: face.detect_score,
             nms_iou: spec.nms_iou.unwrap_or(0.3),
             multiple: spec.input_multiple.unwrap_or(32).max(1),
+            refine_landmarks: face.refine_landmarks,
         }
     }
 }
@@ -298,6 +301,19 @@ impl Normalize {
     }
 }
 
+/// The second, per-face pass of [`Detector::refine`] looks at a crop of this
+/// many times the face box, detected at [`REFINE_WIDTH`], so the face is about
+/// 150 pixels wide there. Chosen on gate-like frames (BENCHMARKS.md,
+/// "Landmarks"): the face's size in the second pass is what counts (80 px
+/// helped little, 150 px most of the way, 240 px a little more at twice the
+/// cost).
+pub const REFINE_CROP: f32 = 1.5;
+pub const REFINE_WIDTH: u32 = 224;
+
+/// The second pass's face must overlap the first's this much to be taken
+/// for the same face.
+const REFINE_MIN_IOU: f32 = 0.5;
+
 /// The YuNet detector with its ONNX Runtime session.
 pub struct Detector {
     session: Session,
@@ -347,9 +363,83 @@ impl Detector {
         self.fixed_input
     }
 
-    /// Faces in a BGR frame at the configured width, best first.
+    /// Faces in a BGR frame at the configured width, best first, with their
+    /// landmarks refined when the settings ask for it ([`Detector::refine`]).
     pub fn detect(&mut self, frame: &Mat) -> Result<Vec<Detection>> {
-        self.detect_at(frame, self.settings.width)
+        let mut faces = self.detect_at(frame, self.settings.width)?;
+        if self.settings.refine_landmarks {
+            self.refine(frame, &mut faces, self.settings.width)?;
+        }
+        Ok(faces)
+    }
+
+    /// Finds each face's landmarks again on a crop of [`REFINE_CROP`] × the
+    /// face, detected at [`REFINE_WIDTH`] (the face about 150 pixels wide
+    /// there): at a camera's detection width a face across the street is a
+    /// few dozen pixels and its landmarks, hence the alignment the embedder
+    /// sees, are coarse. `first_width` is the width the faces were detected
+    /// at; faces already that large there are left alone. Boxes and scores
+    /// are kept; a face the second pass does not find keeps its landmarks.
+    /// Only for detectors that take any input size: a fixed-input model would
+    /// pay a whole detection per face.
+    pub fn refine(&mut self, frame: &Mat, faces: &mut [Detection], first_width: u32) -> Result<()> {
+        if self.fixed_input.is_some() || faces.is_empty() {
+            return Ok(());
+        }
+        let (fw, fh) = (frame.cols() as f32, frame.rows() as f32);
+        let first_scale = letterbox(
+            frame.cols().max(1) as u32,
+            frame.rows().max(1) as u32,
+            first_width,
+            self.settings.multiple,
+        )
+        .scale;
+        for face in faces.iter_mut() {
+            let b = face.bbox;
+            // Already as large in the first pass as the second would make it.
+            if b.w.max(b.h) * first_scale >= REFINE_WIDTH as f32 / REFINE_CROP {
+                continue;
+            }
+            let side = REFINE_CROP * b.w.max(b.h);
+            let (cx, cy) = (b.x + b.w / 2.0, b.y + b.h / 2.0);
+            let x0 = (cx - side / 2.0).max(0.0).floor();
+            let y0 = (cy - side / 2.0).max(0.0).floor();
+            let x1 = (cx + side / 2.0).min(fw).ceil();
+            let y1 = (cy + side / 2.0).min(fh).ceil();
+            if x1 - x0 < 16.0 || y1 - y0 < 16.0 {
+                continue;
+            }
+            let roi = cv(
+                Mat::roi(
+                    frame,
+                    opencv::core::Rect::new(
+                        x0 as i32,
+                        y0 as i32,
+                        (x1 - x0) as i32,
+                        (y1 - y0) as i32,
+                    ),
+                ),
+                "landmark refinement crop",
+            )?;
+            let roi = cv(roi.try_clone(), "copy landmark refinement crop")?;
+            let again = self.detect_at(&roi, REFINE_WIDTH)?;
+            let local = BBox {
+                x: b.x - x0,
+                y: b.y - y0,
+                ..b
+            };
+            let best = again
+                .iter()
+                .map(|d| (d.bbox.iou(&local), d))
+                .filter(|(iou, _)| *iou >= REFINE_MIN_IOU)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((_, found)) = best {
+                for (mine, theirs) in face.landmarks.iter_mut().zip(found.landmarks.iter()) {
+                    *mine = [theirs[0] + x0, theirs[1] + y0];
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Faces in a BGR frame with the letterbox at `width`, best first.

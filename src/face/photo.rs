@@ -142,10 +142,17 @@ pub fn detect_width(frame_w: i32, configured: u32) -> u32 {
 /// All faces in a photo, best first.
 pub fn detect(engine: &mut FaceEngine, frame: &Mat) -> Result<Vec<Detection>, PhotoError> {
     let width = detect_width(frame.cols(), engine.detector.settings.width);
-    engine
+    let mut faces = engine
         .detector
         .detect_at(frame, width)
-        .map_err(|e| PhotoError::Failed(format!("{e:#}")))
+        .map_err(|e| PhotoError::Failed(format!("{e:#}")))?;
+    if engine.detector.settings.refine_landmarks {
+        engine
+            .detector
+            .refine(frame, &mut faces, width)
+            .map_err(|e| PhotoError::Failed(format!("{e:#}")))?;
+    }
+    Ok(faces)
 }
 
 /// The one face of an enrolment photo, aligned, checked and embedded.

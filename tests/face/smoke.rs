@@ -474,3 +474,81 @@ fn face_eval_fails_loudly_when_the_detector_cannot_run() {
         stdout(&out)
     );
 }
+
+/// A 1080p frame whose face is a few metres away: a portrait photo shrunk
+/// to a third and placed in a grey frame (the face about 140 px wide there,
+/// about 25 px at the camera's detection width of 320).
+fn small_face_in_a_camera_frame() -> opencv::core::Mat {
+    use opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
+    use opencv::prelude::*;
+    let photo = photo::load(&faces("identities/obama/obama_1.jpg")).unwrap();
+    let mut small = Mat::default();
+    opencv::imgproc::resize(
+        &photo,
+        &mut small,
+        Size::new(photo.cols() / 3, photo.rows() / 3),
+        0.0,
+        0.0,
+        opencv::imgproc::INTER_AREA,
+    )
+    .unwrap();
+    let mut frame =
+        Mat::new_rows_cols_with_default(1080, 1920, CV_8UC3, Scalar::all(110.0)).unwrap();
+    let mut place =
+        Mat::roi_mut(&mut frame, Rect::new(700, 350, small.cols(), small.rows())).unwrap();
+    small.copy_to(&mut place).unwrap();
+    frame
+}
+
+/// Mean distance between two sets of landmarks, in eye distances.
+fn landmark_error(a: &face::detect::Detection, b: &face::detect::Detection) -> f32 {
+    let sum: f32 = a
+        .landmarks
+        .iter()
+        .zip(b.landmarks.iter())
+        .map(|(p, q)| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt())
+        .sum();
+    sum / 5.0 / b.eye_distance()
+}
+
+#[test]
+fn refined_landmarks_of_a_face_seen_at_camera_width_come_close_to_full_resolution_ones() {
+    let env = FaceEnv::new("smoke-refine");
+    let mut engine = engine(&env);
+    let frame = small_face_in_a_camera_frame();
+    let native = engine.detector.detect_at(&frame, 1920).unwrap()[0];
+    let coarse = engine.detector.detect_at(&frame, 320).unwrap()[0];
+    let mut refined = vec![coarse];
+    engine.detector.refine(&frame, &mut refined, 320).unwrap();
+    let refined = refined[0];
+    assert_eq!(refined.bbox, coarse.bbox, "the box is kept");
+    let (before, after) = (
+        landmark_error(&coarse, &native),
+        landmark_error(&refined, &native),
+    );
+    assert!(
+        after < 0.6 * before,
+        "refined {after:.3} against {before:.3} eye distances from the full-resolution landmarks"
+    );
+    // A face already as large as the second pass would make it is left alone.
+    let portrait = photo::load(&faces("identities/obama/obama_1.jpg")).unwrap();
+    let close = engine.detector.detect_at(&portrait, 928).unwrap();
+    let mut again = close.clone();
+    engine.detector.refine(&portrait, &mut again, 928).unwrap();
+    assert_eq!(again, close);
+    // The setting turns it on for the camera path.
+    engine.detector.settings.refine_landmarks = true;
+    let camera = engine.detector.detect(&frame).unwrap()[0];
+    assert_eq!(camera.landmarks, refined.landmarks);
+}
+
+#[test]
+fn the_fixed_input_detector_keeps_its_landmarks_rather_than_pay_a_second_detection() {
+    let env = product_default_env("smoke-refine-2023mar");
+    let mut engine = engine(&env);
+    let frame = photo::load(&faces("resolution/obama-1080p.jpg")).unwrap();
+    let found = engine.detector.detect_at(&frame, 640).unwrap();
+    let mut again = found.clone();
+    engine.detector.refine(&frame, &mut again, 640).unwrap();
+    assert_eq!(again, found);
+}
