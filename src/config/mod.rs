@@ -86,10 +86,20 @@ pub struct Site {
     /// (its own register), `registry` or `gate`.
     #[serde(default)]
     pub role: SiteRole,
-    /// The site's MQTT broker that carries the register (`mqtt://host:port`);
-    /// needed for `registry` and `gate`.
+    /// The site's MQTT broker that carries the register (`mqtt://host:port`,
+    /// or `mqtts://host:port` with `ca_file`); needed for `registry` and `gate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// For an `mqtts://` site broker: the CA that signed its certificate, the
+    /// only one trusted (PEM; required with `mqtts://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// This gateway's client certificate and key (PEM), when the site broker
+    /// asks for one; set both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
     /// On a gate: the registry's Ed25519 public key (base64), pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_key: Option<String>,
@@ -1069,6 +1079,9 @@ impl Config {
             self.console.tls_cert.as_mut(),
             self.console.tls_key.as_mut(),
             self.site.signing_key.as_mut(),
+            self.site.ca_file.as_mut(),
+            self.site.client_cert.as_mut(),
+            self.site.client_key.as_mut(),
         ]
         .into_iter()
         .flatten()

@@ -62,6 +62,9 @@ impl Site {
                     ("site.broker", self.broker.is_some()),
                     ("site.registry_key", self.registry_key.is_some()),
                     ("site.signing_key", self.signing_key.is_some()),
+                    ("site.ca_file", self.ca_file.is_some()),
+                    ("site.client_cert", self.client_cert.is_some()),
+                    ("site.client_key", self.client_key.is_some()),
                 ] {
                     if set {
                         return Err((
@@ -111,6 +114,41 @@ impl Site {
                     ));
                 }
             }
+        }
+        self.validate_tls()
+    }
+
+    /// TLS to the site broker: an `mqtts://` broker is trusted only through
+    /// the pinned `ca_file` (the register carries face embeddings); the TLS
+    /// files mean nothing to a plain `mqtt://` one.
+    fn validate_tls(&self) -> Result<(), (String, String)> {
+        let tls = self
+            .broker
+            .as_deref()
+            .is_some_and(|b| b.starts_with("mqtts://"));
+        if tls && self.ca_file.is_none() {
+            return Err((
+                "site.ca_file".into(),
+                "an mqtts:// site broker is trusted only through a pinned CA: set the PEM file of the CA that signed its certificate"
+                    .into(),
+            ));
+        }
+        if !tls {
+            for (key, set) in [
+                ("site.ca_file", self.ca_file.is_some()),
+                ("site.client_cert", self.client_cert.is_some()),
+                ("site.client_key", self.client_key.is_some()),
+            ] {
+                if set {
+                    return Err((key.into(), "only used with an mqtts:// site.broker".into()));
+                }
+            }
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err((
+                "site.client_cert".into(),
+                "client_cert and client_key must be set together".into(),
+            ));
         }
         Ok(())
     }
@@ -191,6 +229,42 @@ mod tests {
         .unwrap_err();
         assert!(
             err.starts_with("site.toml: site.broker: expected mqtt://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_mqtts_site_broker_needs_a_pinned_ca_and_tls_files_need_mqtts() {
+        let registry = |rest: &str| parse(&format!("role = \"registry\"\n{rest}"));
+        let err = registry("broker = \"mqtts://10.0.0.2:8883\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.ca_file: an mqtts:// site broker"),
+            "{err}"
+        );
+        let ok = registry(
+            "broker = \"mqtts://10.0.0.2:8883\"\nca_file = \"/etc/gatehouse/site-ca.pem\"",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.site.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/gatehouse/site-ca.pem"))
+        );
+        let err = registry("broker = \"mqtt://10.0.0.2:1883\"\nca_file = \"ca.pem\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.ca_file: only used with an mqtts://"),
+            "{err}"
+        );
+        let err = registry(
+            "broker = \"mqtts://10.0.0.2:8883\"\nca_file = \"ca.pem\"\nclient_cert = \"gw.pem\"",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.client_cert: client_cert and client_key"),
+            "{err}"
+        );
+        let err = parse("ca_file = \"ca.pem\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.ca_file: only used with role"),
             "{err}"
         );
     }

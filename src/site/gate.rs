@@ -109,7 +109,7 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(broker = %gate.settings.broker.host, "site gate: broker connection: {e}; deciding on the last good register");
+                    tracing::warn!("site gate: site broker {}: {e}; deciding on the last good register", gate.settings.broker);
                     // Unacknowledged events go again after the reconnect.
                     gate.events_sent = None;
                     tokio::select! {

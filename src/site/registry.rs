@@ -93,7 +93,7 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(broker = %settings.broker.host, "site registry: broker connection: {e}");
+                    tracing::warn!("site registry: site broker {}: {e}", settings.broker);
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(settings.timing.reconnect) => {}

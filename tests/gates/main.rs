@@ -23,5 +23,6 @@ mod face_models;
 mod in_process;
 mod site;
 mod site_demo;
+mod site_tls;
 mod station_python;
 mod trust_access;

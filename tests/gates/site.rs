@@ -19,7 +19,7 @@ const SITE: &str = "qingbo";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A demo config whose `[site]` takes `role` and its keys.
-fn site_config(dir: &Path, gateway: &str, site_keys: &str) -> PathBuf {
+pub(crate) fn site_config(dir: &Path, gateway: &str, site_keys: &str) -> PathBuf {
     let path = demo_copy(dir, "");
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text
@@ -37,10 +37,19 @@ fn site_config(dir: &Path, gateway: &str, site_keys: &str) -> PathBuf {
 
 /// A registry running on `broker`; returns it and its pinned public key.
 pub(crate) fn start_registry(dir: &Path, broker: &str) -> (PathBuf, Running, String) {
+    start_registry_with(dir, broker, "")
+}
+
+/// A registry with more `[site]` keys (`extra`: TOML lines).
+pub(crate) fn start_registry_with(
+    dir: &Path,
+    broker: &str,
+    extra: &str,
+) -> (PathBuf, Running, String) {
     let config = site_config(
         dir,
         "office",
-        &format!("role = \"registry\"\nbroker = \"{broker}\""),
+        &format!("role = \"registry\"\nbroker = \"{broker}\"\n{extra}"),
     );
     let registry = Running::start(&config, dir);
     registry.wait_log("site registry publishing", WAIT);
@@ -79,7 +88,7 @@ fn applied(gate_data: &Path) -> i64 {
 }
 
 /// Waits until the gate has applied everything the registry logged.
-fn wait_caught_up(registry_data: &Path, gate_data: &Path) -> i64 {
+pub(crate) fn wait_caught_up(registry_data: &Path, gate_data: &Path) -> i64 {
     let deadline = Instant::now() + WAIT;
     loop {
         let (h, a) = (head(registry_data), applied(gate_data));
@@ -120,7 +129,7 @@ pub(crate) fn wait_synced(registry_data: &Path, gate_data: &Path, gate: &Running
     }
 }
 
-fn same_register(registry_data: &Path, gate_data: &Path) {
+pub(crate) fn same_register(registry_data: &Path, gate_data: &Path) {
     assert_eq!(
         site_log::register_hash(&db(gate_data)).unwrap(),
         site_log::register_hash(&db(registry_data)).unwrap(),
