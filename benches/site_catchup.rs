@@ -237,9 +237,15 @@ fn settings(role: SiteRole, gateway: &str, url: &str, key: Option<&SigningKey>) 
         broker: url.parse().unwrap(),
         tls: None,
         registry_key: key.map(SigningKey::verifying_key),
+        gate_keys: [("north".to_string(), gate_key().verifying_key())].into(),
         timing: SiteTiming::default(),
         catchup_batch: 1000,
     }
+}
+
+/// The gate's key for its reports, pinned at the registry.
+fn gate_key() -> SigningKey {
+    SigningKey::from_bytes(&[8; 32])
 }
 
 /// End to end over mosquitto, `RUNS` times (a fresh gate each time).
@@ -269,6 +275,7 @@ fn end_to_end(registry_dir: &Path, registry: Store, key: &SigningKey, tag: &str)
         let gate_task = rt.spawn(site::gate::run(
             Arc::new(BenchHost(Writer::new(gate))),
             settings(SiteRole::Gate, "north", &broker.url(), Some(key)),
+            gate_key(),
             gate_stop_rx,
             Arc::new(tokio::sync::Notify::new()),
         ));

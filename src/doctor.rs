@@ -122,7 +122,14 @@ fn check_site_broker(config: &Config) -> Option<Check> {
     };
     let mut check = reachable(label, url);
     if check.status == CheckStatus::Pass {
-        if let Some(warning) = crate::site::plain_on_the_lan(&settings.broker) {
+        if settings.role == crate::config::SiteRole::Registry && settings.gate_keys.is_empty() {
+            check = Check::new(
+                label,
+                CheckStatus::Warn,
+                "no gate's key pinned in site.gate_keys: every gate's events, applied reports and \
+                 visitor uses are refused; add each gate's `gatehouse config site-key`",
+            );
+        } else if let Some(warning) = crate::site::plain_on_the_lan(&settings.broker) {
             check = Check::new(label, CheckStatus::Warn, warning);
         } else if settings.tls.is_some() {
             check.detail = format!("{}; TLS with the pinned site.ca_file", check.detail);

@@ -103,10 +103,16 @@ pub struct Site {
     /// On a gate: the registry's Ed25519 public key (base64), pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_key: Option<String>,
-    /// On the registry: its signing key file (created on first run, 0600).
+    /// This gateway's site signing key file (created on first run, 0600): the
+    /// registry signs the register with it, a gate its reports to the registry.
     /// Default: `site.key` beside the device secret, outside `data_dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<PathBuf>,
+    /// On the registry: each gate's Ed25519 public key (gateway id → base64),
+    /// pinned; a gate's events, applied reports and visitor uses are accepted
+    /// only signed with its key (`gatehouse config site-key` on the gate prints it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gate_keys: std::collections::BTreeMap<String, String>,
 }
 
 fn default_utc_offset() -> i32 {

@@ -41,7 +41,7 @@ impl SiteRole {
     }
 }
 
-/// The name of the registry's signing key file.
+/// The name of a gateway's site signing key file (the registry's, or a gate's).
 pub const SIGNING_KEY_FILE: &str = "site.key";
 
 impl Site {
@@ -65,6 +65,7 @@ impl Site {
                     ("site.ca_file", self.ca_file.is_some()),
                     ("site.client_cert", self.client_cert.is_some()),
                     ("site.client_key", self.client_key.is_some()),
+                    ("site.gate_keys", !self.gate_keys.is_empty()),
                 ] {
                     if set {
                         return Err((
@@ -89,6 +90,12 @@ impl Site {
                             .into(),
                     ));
                 }
+                for (gateway, key) in &self.gate_keys {
+                    let at = format!("site.gate_keys.{gateway}");
+                    crate::domain::validate_slug(gateway)
+                        .map_err(|problem| (at.clone(), problem))?;
+                    crate::signing::parse_public_key(key).map_err(|problem| (at, problem))?;
+                }
             }
             SiteRole::Gate => {
                 if self.broker.is_none() {
@@ -107,10 +114,10 @@ impl Site {
                 };
                 crate::signing::parse_public_key(key)
                     .map_err(|problem| ("site.registry_key".to_string(), problem))?;
-                if self.signing_key.is_some() {
+                if !self.gate_keys.is_empty() {
                     return Err((
-                        "site.signing_key".into(),
-                        "only the registry signs the register; a gate pins registry_key".into(),
+                        "site.gate_keys".into(),
+                        "the registry pins the gates' keys; a gate pins registry_key".into(),
                     ));
                 }
             }
@@ -155,7 +162,8 @@ impl Site {
 }
 
 impl Config {
-    /// Where the registry keeps its signing key: `[site] signing_key`, else
+    /// Where this gateway keeps its site signing key (the registry's for the
+    /// register, a gate's for its reports): `[site] signing_key`, else
     /// `site.key` beside the device secret (outside the data directory).
     pub fn site_signing_key_path(&self) -> PathBuf {
         match &self.site.signing_key {
@@ -265,6 +273,42 @@ mod tests {
         let err = parse("ca_file = \"ca.pem\"").unwrap_err();
         assert!(
             err.starts_with("site.toml: site.ca_file: only used with role"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_registry_pins_each_gates_key_by_its_gateway_id() {
+        let registry = parse(&format!(
+            "role = \"registry\"\nbroker = \"mqtt://10.0.0.2:1883\"\ngate_keys = {{ north = \"{}\" }}",
+            key()
+        ))
+        .unwrap();
+        assert_eq!(registry.site.gate_keys.get("north"), Some(&key()));
+        let err = parse(
+            "role = \"registry\"\nbroker = \"mqtt://10.0.0.2:1883\"\ngate_keys = { north = \"bm90\" }",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.gate_keys.north: expected 32 bytes"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "role = \"registry\"\nbroker = \"mqtt://10.0.0.2:1883\"\ngate_keys = {{ \"no way\" = \"{}\" }}",
+            key()
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.gate_keys.no way:"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "role = \"gate\"\nbroker = \"mqtt://10.0.0.2:1883\"\nregistry_key = \"{k}\"\ngate_keys = {{ north = \"{k}\" }}",
+            k = key()
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.gate_keys: the registry pins"),
             "{err}"
         );
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ed25519_dalek::SigningKey;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
@@ -44,6 +45,8 @@ const EVENTS_RESEND: Duration = Duration::from_secs(5);
 struct Gate {
     host: Arc<dyn Host>,
     settings: Settings,
+    /// This gate's key: its reports to the registry are signed with it.
+    key: SigningKey,
     topics: Topics,
     client: AsyncClient,
     /// A catch-up was asked for and its end has not arrived (until this instant).
@@ -66,6 +69,7 @@ struct Gate {
 pub async fn run(
     host: Arc<dyn Host>,
     settings: Settings,
+    key: SigningKey,
     mut shutdown: watch::Receiver<bool>,
     applied_notify: Arc<Notify>,
 ) -> Result<()> {
@@ -76,6 +80,7 @@ pub async fn run(
     let mut gate = Gate {
         host,
         settings,
+        key,
         topics,
         client,
         catching_up: None,
@@ -268,7 +273,7 @@ impl Gate {
         }
         let topic = self.topics.uses(&self.settings.gateway);
         for report in &uses {
-            let payload = serde_json::to_vec(report).unwrap_or_default();
+            let payload = self.signed("uses", report)?;
             self.client
                 .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
                 .context("cannot queue a visitor use for the registry")?;
@@ -301,8 +306,7 @@ impl Gate {
         let Some(last) = events.last().map(|e| e.seq) else {
             return Ok(());
         };
-        let payload = serde_json::to_vec(&GateEvents { events })
-            .context("cannot encode the events for the registry")?;
+        let payload = self.signed(wire::EVENTS, &GateEvents { events })?;
         self.client
             .try_publish(
                 self.topics.events(&self.settings.gateway),
@@ -313,6 +317,19 @@ impl Gate {
             .context("cannot queue events for the registry")?;
         self.events_sent = Some(last);
         Ok(())
+    }
+
+    /// A report of `kind` (its topic's last level) for the registry, signed
+    /// with this gate's key (`wire::report_message`).
+    fn signed<T: serde::Serialize>(&self, kind: &str, body: &T) -> Result<Vec<u8>> {
+        wire::report_message(
+            &self.key,
+            &self.settings.site,
+            &self.settings.gateway,
+            kind,
+            body,
+        )
+        .with_context(|| format!("cannot encode a {kind} report for the registry"))
     }
 
     /// Tells the daemon and the site how far the register is now.
@@ -334,7 +351,13 @@ impl Gate {
             seq: status.seq,
             at: status.applied_at,
         };
-        let payload = serde_json::to_vec(&mark).unwrap_or_default();
+        let payload = match self.signed("applied", &mark) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("site gate: {e:#}");
+                return;
+            }
+        };
         let topic = self.topics.applied(&self.settings.gateway);
         if let Err(e) = self
             .client

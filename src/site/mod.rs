@@ -15,6 +15,7 @@ pub mod keys;
 pub mod registry;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,9 @@ pub struct Settings {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The gate's pinned registry key.
     pub registry_key: Option<VerifyingKey>,
+    /// The registry's pinned key of each gate (`[site] gate_keys`): a gate's
+    /// reports are accepted only signed with it.
+    pub gate_keys: HashMap<String, VerifyingKey>,
     pub timing: SiteTiming,
     /// Most entries in one catch-up answer (the gate asks again for more).
     pub catchup_batch: usize,
@@ -111,6 +115,15 @@ impl Settings {
             .transpose()
             .map_err(anyhow::Error::msg)
             .context("site.registry_key")?;
+        let gate_keys = site
+            .gate_keys
+            .iter()
+            .map(|(gate, key)| {
+                crate::signing::parse_public_key(key)
+                    .map(|key| (gate.clone(), key))
+                    .map_err(|problem| anyhow::anyhow!("site.gate_keys.{gate}: {problem}"))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
         Ok(Some(Settings {
             role: site.role,
             site: site.id.clone(),
@@ -118,6 +131,7 @@ impl Settings {
             broker,
             tls,
             registry_key,
+            gate_keys,
             timing: SiteTiming::default(),
             catchup_batch: 1000,
         }))
@@ -199,7 +213,11 @@ pub async fn run(
             let key = keys::load_or_create(&config.site_signing_key_path())?;
             registry::run(host, settings, key, shutdown).await
         }
-        SiteRole::Gate => gate::run(host, settings, shutdown, applied).await,
+        SiteRole::Gate => {
+            // The gate signs its reports with its own key, pinned at the registry.
+            let key = keys::load_or_create(&config.site_signing_key_path())?;
+            gate::run(host, settings, key, shutdown, applied).await
+        }
         SiteRole::Standalone => Ok(()),
     }
 }

@@ -42,9 +42,13 @@ fn a_face_template_enrolled_at_the_registry_reaches_a_gate_over_mqtts() {
     make_pki(pki.path());
     let broker = TlsBroker::start(pki.path(), None);
     let reg = Scratch::new("site-registry-tls");
-    let (reg_config, _registry, key) =
-        start_registry_with(reg.path(), &broker.url(), &tls_keys(pki.path(), "ca.pem"));
     let gate = Scratch::new("site-gate-tls");
+    let (reg_config, _registry, key) = start_registry_with(
+        reg.path(),
+        &broker.url(),
+        &[("north", gate.path())],
+        &tls_keys(pki.path(), "ca.pem"),
+    );
     let gate_config = gate_config(
         gate.path(),
         &broker.url(),
@@ -115,10 +119,14 @@ fn a_gate_pinning_another_ca_is_refused_and_names_the_site_broker() {
     make_pki(pki.path());
     let broker = TlsBroker::start(pki.path(), None);
     let reg = Scratch::new("site-registry-rogue");
-    let (reg_config, _registry, key) =
-        start_registry_with(reg.path(), &broker.url(), &tls_keys(pki.path(), "ca.pem"));
-    crate::site::enrol(&reg_config, reg.path(), "王五", "10:777");
     let gate = Scratch::new("site-gate-rogue");
+    let (reg_config, _registry, key) = start_registry_with(
+        reg.path(),
+        &broker.url(),
+        &[("north", gate.path())],
+        &tls_keys(pki.path(), "ca.pem"),
+    );
+    crate::site::enrol(&reg_config, reg.path(), "王五", "10:777");
     let gate_config = gate_config(
         gate.path(),
         &broker.url(),
