@@ -13,8 +13,8 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, MqttOptions};
 
 use crate::common::{Mosquitto, Scratch};
-use crate::daemon_support::Running;
-use crate::site::{db, enrol, named_gate_config, start_registry, swipe, wait_synced};
+use crate::daemon_support::{cli, stdout, Running};
+use crate::site::{db, enrol, gate_key, named_gate_config, start_registry, swipe, wait_synced};
 
 const SITE: &str = "qingbo";
 const WAIT: Duration = Duration::from_secs(30);
@@ -88,6 +88,9 @@ fn a_forged_event_report_is_refused_at_the_registry_and_a_signed_one_is_stored()
     let (reg_config, _registry, key) =
         start_registry(reg.path(), &broker.url(), &[("north", gate.path())]);
     let gate_config = named_gate_config(gate.path(), "north", &broker.url(), &key);
+    // `config site-key` prints the gate's public key, the one the registry pins.
+    let printed = stdout(&cli(&gate_config, gate.path(), &["config", "site-key"]));
+    assert_eq!(printed.trim(), gate_key(gate.path()));
     let north = Running::start(&gate_config, gate.path());
     enrol(&reg_config, reg.path(), "王五", "10:777");
     wait_synced(reg.path(), gate.path(), &north);
