@@ -72,6 +72,7 @@ pub fn run(config: &Config, camera_timeout: Duration) -> Vec<Check> {
     checks.extend(check_liveness(config));
     checks.push(check_broker(config));
     checks.extend(check_site(config));
+    checks.extend(check_site_broker(config));
     checks.extend(check_frigate(config));
     checks.push(check_clock());
     checks
@@ -105,6 +106,35 @@ fn check_site(config: &Config) -> Option<Check> {
         Ok(s) => Check::new(label, CheckStatus::Pass, crate::site::describe(&s)),
         Err(e) => Check::new(label, CheckStatus::Warn, format!("{e:#}")),
     };
+    Some(check)
+}
+
+/// The site's broker of a registry or gate: its TLS files load, it answers,
+/// and a warning when it is plain MQTT off this machine (the register, face
+/// embeddings included, would cross the LAN unencrypted).
+fn check_site_broker(config: &Config) -> Option<Check> {
+    let url = config.site.broker.as_ref()?;
+    let label = "site broker";
+    let settings = match crate::site::Settings::from_config(config) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => return Some(Check::new(label, CheckStatus::Fail, format!("{e:#}"))),
+    };
+    let mut check = reachable(label, url);
+    if check.status == CheckStatus::Pass {
+        if settings.role == crate::config::SiteRole::Registry && settings.gate_keys.is_empty() {
+            check = Check::new(
+                label,
+                CheckStatus::Warn,
+                "no gate's key pinned in site.gate_keys: every gate's events, applied reports and \
+                 visitor uses are refused; add each gate's `gatehouse config site-key`",
+            );
+        } else if let Some(warning) = crate::site::plain_on_the_lan(&settings.broker) {
+            check = Check::new(label, CheckStatus::Warn, warning);
+        } else if settings.tls.is_some() {
+            check.detail = format!("{}; TLS with the pinned site.ca_file", check.detail);
+        }
+    }
     Some(check)
 }
 

@@ -1,4 +1,4 @@
-//! `gatehouse config check [FILE]`.
+//! `gatehouse config check [FILE]`, `gatehouse config site-key`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +15,10 @@ pub enum ConfigCommand {
         /// File to check [default: --config, or the default path]
         file: Option<PathBuf>,
     },
+    /// Print this gateway's site public key, creating its key on first use: a
+    /// registry's goes into every gate's `[site] registry_key`, a gate's into
+    /// the registry's `[site] gate_keys`
+    SiteKey,
 }
 
 pub fn run(cli: &Cli, cmd: &ConfigCommand) -> anyhow::Result<ExitCode> {
@@ -33,6 +37,18 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> anyhow::Result<ExitCode> {
                 config.gates.len(),
                 config.cameras.len()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::SiteKey => {
+            let config = cli.load_config()?;
+            if config.site.role == crate::config::SiteRole::Standalone {
+                anyhow::bail!(
+                    "site.role: a standalone gateway has no site key (set role = \"registry\" or \"gate\")"
+                );
+            }
+            let path = config.site_signing_key_path();
+            let key = crate::site::keys::load_or_create(&path)?;
+            println!("{}", crate::signing::public_key_text(&key.verifying_key()));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -86,17 +86,33 @@ pub struct Site {
     /// (its own register), `registry` or `gate`.
     #[serde(default)]
     pub role: SiteRole,
-    /// The site's MQTT broker that carries the register (`mqtt://host:port`);
-    /// needed for `registry` and `gate`.
+    /// The site's MQTT broker that carries the register (`mqtt://host:port`,
+    /// or `mqtts://host:port` with `ca_file`); needed for `registry` and `gate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// For an `mqtts://` site broker: the CA that signed its certificate, the
+    /// only one trusted (PEM; required with `mqtts://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// This gateway's client certificate and key (PEM), when the site broker
+    /// asks for one; set both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
     /// On a gate: the registry's Ed25519 public key (base64), pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_key: Option<String>,
-    /// On the registry: its signing key file (created on first run, 0600).
+    /// This gateway's site signing key file (created on first run, 0600): the
+    /// registry signs the register with it, a gate its reports to the registry.
     /// Default: `site.key` beside the device secret, outside `data_dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<PathBuf>,
+    /// On the registry: each gate's Ed25519 public key (gateway id → base64),
+    /// pinned; a gate's events, applied reports and visitor uses are accepted
+    /// only signed with its key (`gatehouse config site-key` on the gate prints it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gate_keys: std::collections::BTreeMap<String, String>,
 }
 
 fn default_utc_offset() -> i32 {
@@ -1075,6 +1091,9 @@ impl Config {
             self.console.tls_cert.as_mut(),
             self.console.tls_key.as_mut(),
             self.site.signing_key.as_mut(),
+            self.site.ca_file.as_mut(),
+            self.site.client_cert.as_mut(),
+            self.site.client_key.as_mut(),
         ]
         .into_iter()
         .flatten()

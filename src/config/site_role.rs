@@ -41,7 +41,7 @@ impl SiteRole {
     }
 }
 
-/// The name of the registry's signing key file.
+/// The name of a gateway's site signing key file (the registry's, or a gate's).
 pub const SIGNING_KEY_FILE: &str = "site.key";
 
 impl Site {
@@ -62,6 +62,10 @@ impl Site {
                     ("site.broker", self.broker.is_some()),
                     ("site.registry_key", self.registry_key.is_some()),
                     ("site.signing_key", self.signing_key.is_some()),
+                    ("site.ca_file", self.ca_file.is_some()),
+                    ("site.client_cert", self.client_cert.is_some()),
+                    ("site.client_key", self.client_key.is_some()),
+                    ("site.gate_keys", !self.gate_keys.is_empty()),
                 ] {
                     if set {
                         return Err((
@@ -86,6 +90,12 @@ impl Site {
                             .into(),
                     ));
                 }
+                for (gateway, key) in &self.gate_keys {
+                    let at = format!("site.gate_keys.{gateway}");
+                    crate::domain::validate_slug(gateway)
+                        .map_err(|problem| (at.clone(), problem))?;
+                    crate::signing::parse_public_key(key).map_err(|problem| (at, problem))?;
+                }
             }
             SiteRole::Gate => {
                 if self.broker.is_none() {
@@ -104,20 +114,56 @@ impl Site {
                 };
                 crate::signing::parse_public_key(key)
                     .map_err(|problem| ("site.registry_key".to_string(), problem))?;
-                if self.signing_key.is_some() {
+                if !self.gate_keys.is_empty() {
                     return Err((
-                        "site.signing_key".into(),
-                        "only the registry signs the register; a gate pins registry_key".into(),
+                        "site.gate_keys".into(),
+                        "the registry pins the gates' keys; a gate pins registry_key".into(),
                     ));
                 }
             }
+        }
+        self.validate_tls()
+    }
+
+    /// TLS to the site broker: an `mqtts://` broker is trusted only through
+    /// the pinned `ca_file` (the register carries face embeddings); the TLS
+    /// files mean nothing to a plain `mqtt://` one.
+    fn validate_tls(&self) -> Result<(), (String, String)> {
+        let tls = self
+            .broker
+            .as_deref()
+            .is_some_and(|b| b.starts_with("mqtts://"));
+        if tls && self.ca_file.is_none() {
+            return Err((
+                "site.ca_file".into(),
+                "an mqtts:// site broker is trusted only through a pinned CA: set the PEM file of the CA that signed its certificate"
+                    .into(),
+            ));
+        }
+        if !tls {
+            for (key, set) in [
+                ("site.ca_file", self.ca_file.is_some()),
+                ("site.client_cert", self.client_cert.is_some()),
+                ("site.client_key", self.client_key.is_some()),
+            ] {
+                if set {
+                    return Err((key.into(), "only used with an mqtts:// site.broker".into()));
+                }
+            }
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err((
+                "site.client_cert".into(),
+                "client_cert and client_key must be set together".into(),
+            ));
         }
         Ok(())
     }
 }
 
 impl Config {
-    /// Where the registry keeps its signing key: `[site] signing_key`, else
+    /// Where this gateway keeps its site signing key (the registry's for the
+    /// register, a gate's for its reports): `[site] signing_key`, else
     /// `site.key` beside the device secret (outside the data directory).
     pub fn site_signing_key_path(&self) -> PathBuf {
         match &self.site.signing_key {
@@ -191,6 +237,78 @@ mod tests {
         .unwrap_err();
         assert!(
             err.starts_with("site.toml: site.broker: expected mqtt://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_mqtts_site_broker_needs_a_pinned_ca_and_tls_files_need_mqtts() {
+        let registry = |rest: &str| parse(&format!("role = \"registry\"\n{rest}"));
+        let err = registry("broker = \"mqtts://10.0.0.2:8883\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.ca_file: an mqtts:// site broker"),
+            "{err}"
+        );
+        let ok = registry(
+            "broker = \"mqtts://10.0.0.2:8883\"\nca_file = \"/etc/gatehouse/site-ca.pem\"",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.site.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/gatehouse/site-ca.pem"))
+        );
+        let err = registry("broker = \"mqtt://10.0.0.2:1883\"\nca_file = \"ca.pem\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.ca_file: only used with an mqtts://"),
+            "{err}"
+        );
+        let err = registry(
+            "broker = \"mqtts://10.0.0.2:8883\"\nca_file = \"ca.pem\"\nclient_cert = \"gw.pem\"",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.client_cert: client_cert and client_key"),
+            "{err}"
+        );
+        let err = parse("ca_file = \"ca.pem\"").unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.ca_file: only used with role"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_registry_pins_each_gates_key_by_its_gateway_id() {
+        let registry = parse(&format!(
+            "role = \"registry\"\nbroker = \"mqtt://10.0.0.2:1883\"\ngate_keys = {{ north = \"{}\" }}",
+            key()
+        ))
+        .unwrap();
+        assert_eq!(registry.site.gate_keys.get("north"), Some(&key()));
+        let err = parse(
+            "role = \"registry\"\nbroker = \"mqtt://10.0.0.2:1883\"\ngate_keys = { north = \"bm90\" }",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.gate_keys.north: expected 32 bytes"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "role = \"registry\"\nbroker = \"mqtt://10.0.0.2:1883\"\ngate_keys = {{ \"no way\" = \"{}\" }}",
+            key()
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.gate_keys.no way:"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "role = \"gate\"\nbroker = \"mqtt://10.0.0.2:1883\"\nregistry_key = \"{k}\"\ngate_keys = {{ north = \"{k}\" }}",
+            k = key()
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("site.toml: site.gate_keys: the registry pins"),
             "{err}"
         );
     }

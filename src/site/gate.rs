@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ed25519_dalek::SigningKey;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
@@ -49,6 +50,8 @@ const USES_KEPT: usize = 16;
 struct Gate {
     host: Arc<dyn Host>,
     settings: Settings,
+    /// This gate's key: its reports to the registry are signed with it.
+    key: SigningKey,
     topics: Topics,
     client: AsyncClient,
     /// A catch-up was asked for and its end has not arrived (until this instant).
@@ -78,6 +81,7 @@ struct Gate {
 pub async fn run(
     host: Arc<dyn Host>,
     settings: Settings,
+    key: SigningKey,
     mut shutdown: watch::Receiver<bool>,
     applied_notify: Arc<Notify>,
 ) -> Result<()> {
@@ -88,6 +92,7 @@ pub async fn run(
     let mut gate = Gate {
         host,
         settings,
+        key,
         topics,
         client,
         catching_up: None,
@@ -124,7 +129,7 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(broker = %gate.settings.broker.host, "site gate: broker connection: {e}; deciding on the last good register");
+                    tracing::warn!("site gate: site broker {}: {e}; deciding on the last good register", gate.settings.broker);
                     // Unacknowledged events go again after the reconnect.
                     gate.events_sent = None;
                     gate.connected = false;
@@ -350,8 +355,7 @@ impl Gate {
             upto,
             uses,
         };
-        let payload = serde_json::to_vec(&report)
-            .context("cannot encode the visitor uses for the registry")?;
+        let payload = self.signed(wire::USE_REPORT, &report)?;
         self.client
             .try_publish(
                 self.topics.use_report(&self.settings.gateway),
@@ -417,8 +421,7 @@ impl Gate {
         let Some(last) = events.last().map(|e| e.seq) else {
             return Ok(());
         };
-        let payload = serde_json::to_vec(&GateEvents { events })
-            .context("cannot encode the events for the registry")?;
+        let payload = self.signed(wire::EVENTS, &GateEvents { events })?;
         self.client
             .try_publish(
                 self.topics.events(&self.settings.gateway),
@@ -429,6 +432,19 @@ impl Gate {
             .context("cannot queue events for the registry")?;
         self.events_sent = Some(last);
         Ok(())
+    }
+
+    /// A report of `kind` (its topic's last level) for the registry, signed
+    /// with this gate's key (`wire::report_message`).
+    fn signed<T: serde::Serialize>(&self, kind: &str, body: &T) -> Result<Vec<u8>> {
+        wire::report_message(
+            &self.key,
+            &self.settings.site,
+            &self.settings.gateway,
+            kind,
+            body,
+        )
+        .with_context(|| format!("cannot encode a {kind} report for the registry"))
     }
 
     /// Tells the daemon and the site how far the register is now.
@@ -450,7 +466,13 @@ impl Gate {
             seq: status.seq,
             at: status.applied_at,
         };
-        let payload = serde_json::to_vec(&mark).unwrap_or_default();
+        let payload = match self.signed("applied", &mark) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("site gate: {e:#}");
+                return;
+            }
+        };
         let topic = self.topics.applied(&self.settings.gateway);
         if let Err(e) = self
             .client

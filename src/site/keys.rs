@@ -1,7 +1,9 @@
-//! The registry's Ed25519 signing key: a file holding the base64 of its
+//! A gateway's site signing key (Ed25519): a file holding the base64 of its
 //! 32-byte seed, mode 0600, outside the data directory like the device
-//! secret, created on the registry's first run. Its public half goes into
-//! every gate's `[site] registry_key`.
+//! secret, created on the first run. The registry's signs the register (its
+//! public half goes into every gate's `[site] registry_key`); a gate's signs
+//! its reports (its public half goes into the registry's `[site] gate_keys`).
+//! `gatehouse config site-key` prints the public half.
 
 use std::fs;
 use std::path::Path;

@@ -16,12 +16,14 @@ pub mod registry;
 pub mod shared;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::v5::MqttOptions;
+use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, SiteRole};
@@ -61,8 +63,14 @@ pub struct Settings {
     pub site: String,
     pub gateway: String,
     pub broker: Broker,
+    /// For an `mqtts://` broker: trust only `site.ca_file`, and present the
+    /// client certificate when one is set.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The gate's pinned registry key.
     pub registry_key: Option<VerifyingKey>,
+    /// The registry's pinned key of each gate (`[site] gate_keys`): a gate's
+    /// reports are accepted only signed with it.
+    pub gate_keys: HashMap<String, VerifyingKey>,
     pub timing: SiteTiming,
     /// Most entries in one catch-up answer (the gate asks again for more).
     pub catchup_batch: usize,
@@ -82,9 +90,25 @@ impl Settings {
             .parse()
             .map_err(anyhow::Error::msg)
             .context("site.broker")?;
-        if broker.tls {
-            bail!("site.broker: mqtts:// is not supported for the site's register yet; use mqtt:// on the site's LAN");
-        }
+        let tls = if broker.tls {
+            let ca = site.ca_file.as_deref().context(
+                "site.ca_file: an mqtts:// site broker needs the CA that signed its certificate",
+            )?;
+            let client = match (&site.client_cert, &site.client_key) {
+                (Some(cert), Some(key)) => Some((
+                    ("site.client_cert", cert.as_path()),
+                    ("site.client_key", key.as_path()),
+                )),
+                (None, None) => None,
+                _ => bail!("site.client_cert and site.client_key must be set together"),
+            };
+            Some(crate::uplink::tls::from_files(
+                ("site.ca_file", ca),
+                client,
+            )?)
+        } else {
+            None
+        };
         let registry_key = site
             .registry_key
             .as_deref()
@@ -92,12 +116,23 @@ impl Settings {
             .transpose()
             .map_err(anyhow::Error::msg)
             .context("site.registry_key")?;
+        let gate_keys = site
+            .gate_keys
+            .iter()
+            .map(|(gate, key)| {
+                crate::signing::parse_public_key(key)
+                    .map(|key| (gate.clone(), key))
+                    .map_err(|problem| anyhow::anyhow!("site.gate_keys.{gate}: {problem}"))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
         Ok(Some(Settings {
             role: site.role,
             site: site.id.clone(),
             gateway: site.gateway_id.clone(),
             broker,
+            tls,
             registry_key,
+            gate_keys,
             timing: SiteTiming::default(),
             catchup_batch: 1000,
         }))
@@ -114,8 +149,36 @@ impl Settings {
         o.set_keep_alive(Duration::from_secs(5));
         o.set_clean_start(true);
         o.set_max_packet_size(Some(MAX_PACKET));
+        if let Some(tls) = &self.tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
         o
     }
+}
+
+/// The warning for a plain `mqtt://` site broker off this machine (`doctor`
+/// and the daemon's start say it): the register, face embeddings included,
+/// would cross the LAN unencrypted. Not refused: the issue asks for TLS
+/// "when the broker offers it", and many sites' brokers do not yet.
+pub fn plain_on_the_lan(broker: &Broker) -> Option<String> {
+    (!broker.tls && !broker_is_local(broker)).then(|| {
+        format!(
+            "site broker {broker} is plain MQTT off this machine: the register, face embeddings included, \
+             crosses the LAN unencrypted; use mqtts:// with site.ca_file"
+        )
+    })
+}
+
+/// Whether the broker is this machine (its loopback), where plain MQTT
+/// never leaves the box. A name other than `localhost` counts as remote.
+pub fn broker_is_local(broker: &Broker) -> bool {
+    broker.host.eq_ignore_ascii_case("localhost")
+        || broker
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What the site link needs of the daemon it runs in: the process's one
@@ -146,12 +209,19 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     applied: Arc<Notify>,
 ) -> Result<()> {
+    if let Some(warning) = plain_on_the_lan(&settings.broker) {
+        tracing::warn!("{warning}");
+    }
     match settings.role {
         SiteRole::Registry => {
             let key = keys::load_or_create(&config.site_signing_key_path())?;
             registry::run(host, settings, key, shutdown).await
         }
-        SiteRole::Gate => gate::run(host, settings, shutdown, applied).await,
+        SiteRole::Gate => {
+            // The gate signs its reports with its own key, pinned at the registry.
+            let key = keys::load_or_create(&config.site_signing_key_path())?;
+            gate::run(host, settings, key, shutdown, applied).await
+        }
         SiteRole::Standalone => Ok(()),
     }
 }
@@ -192,4 +262,44 @@ pub fn describe_gates(head: i64, gates: &[GateSeen]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(url: &str) -> Broker {
+        url.parse().unwrap()
+    }
+
+    #[test]
+    fn warns_of_plain_mqtt_only_off_this_machine() {
+        for local in [
+            "mqtt://127.0.0.1:1883",
+            "mqtt://localhost",
+            "mqtt://[::1]:1883",
+        ] {
+            assert_eq!(plain_on_the_lan(&broker(local)), None, "{local}");
+        }
+        let warning = plain_on_the_lan(&broker("mqtt://192.168.10.2:1883")).unwrap();
+        assert!(
+            warning.contains("mqtt://192.168.10.2:1883") && warning.contains("unencrypted"),
+            "{warning}"
+        );
+        assert!(plain_on_the_lan(&broker("mqtt://site-broker.lan")).is_some());
+        assert_eq!(plain_on_the_lan(&broker("mqtts://192.168.10.2:8883")), None);
+    }
+
+    #[test]
+    fn an_unreadable_site_ca_file_is_named_before_anything_connects() {
+        let mut config = Config::demo();
+        config.site.role = SiteRole::Registry;
+        config.site.broker = Some("mqtts://192.168.10.2:8883".into());
+        config.site.ca_file = Some("/nonexistent/site-ca.pem".into());
+        let err = Settings::from_config(&config).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("site.ca_file: cannot read /nonexistent/site-ca.pem"),
+            "{err:#}"
+        );
+    }
 }

@@ -4,7 +4,10 @@
 //! log was compacted past it), then an end marker. It also keeps the site's
 //! view: each gate's events, stored on the daemon's writer (acknowledged,
 //! retained, so a gate resumes where the registry stopped), and each gate's
-//! applied entry (`store::site_gates`).
+//! applied entry (`store::site_gates`). Every report of a gate must be signed
+//! with the key the registry pins for it (`[site] gate_keys`); an unsigned,
+//! forged or unknown gate's report raises a `site_log_rejected` alarm and
+//! nothing of it is used.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +20,13 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::watch;
 
+use serde_json::{json, Value};
+
 use super::shared::{self, SharedRequest, SharedState, SiteItem};
-use super::wire::{self, Mark, Request, Topics};
+use super::wire::{self, Mark, Rejection, Request, Topics};
 use super::{Host, Settings};
+use crate::event::EventReason;
+use crate::store::events::{self, EventKind};
 use crate::store::site_gates::{self, EventsAck, GateEvents};
 use crate::store::site_log;
 
@@ -41,6 +48,7 @@ pub async fn run(
     // Gates' applied reports not written yet, and when they last were.
     let mut reports: HashMap<String, Mark> = HashMap::new();
     let mut noted = Instant::now();
+    let mut refused = Refused::default();
     let (client, mut eventloop) = AsyncClient::new(settings.mqtt_options(), QUEUE);
     // Entries made while the registry was down reach the gates through the
     // head: each asks for what it lacks.
@@ -85,25 +93,38 @@ pub async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let topic = String::from_utf8_lossy(&p.topic);
-                    let result = match topics.gate_topic(&topic) {
-                        _ if topic == topics.request() => {
+                    let report = match topics.gate_topic(&topic) {
+                        _ if topic == topics.request() => None,
+                        Some((gate, kind)) => match gate_report(&settings, gate, kind, &p.payload) {
+                            Ok(body) => Some((gate, kind, body)),
+                            Err(rejection) => {
+                                refused.raise(host.as_ref(), &settings.site, gate, kind, &rejection);
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
+                    let result = match report {
+                        None if topic == topics.request() => {
                             answer(writer.lock().conn(), &key, &client, &topics, &p.payload, settings.catchup_batch)
                         }
-                        Some((gate, super::wire::EVENTS)) => {
-                            gate_events(host.as_ref(), &client, &topics, gate, &p.payload).and_then(|items| {
+                        None if topic == topics.shared_request() => {
+                            shared_answer(host.as_ref(), &client, &topics, &settings, &key, &p.payload)
+                        }
+                        None => Err(anyhow::anyhow!("a message on an unexpected topic {topic}")),
+                        Some((gate, super::wire::EVENTS, body)) => {
+                            gate_events(host.as_ref(), &client, &topics, gate, body).and_then(|items| {
                                 // This daemon's gates count the site's passages and failures too.
                                 host.site_shared(&items);
                                 share(&client, &settings.site, &key, &items, &topics.shared())
                             })
                         }
-                        _ if topic == topics.shared_request() => {
-                            shared_answer(host.as_ref(), &client, &topics, &settings, &key, &p.payload)
+                        Some((gate, "applied", body)) => applied_report(&mut reports, gate, body),
+                        Some((gate, super::wire::USE_REPORT, body)) => {
+                            use_report(writer.lock().conn(), &client, &topics, gate, body)
                         }
-                        Some((gate, "applied")) => applied_report(&mut reports, gate, &p.payload),
-                        Some((gate, super::wire::USE_REPORT)) => {
-                            use_report(writer.lock().conn(), &client, &topics, gate, &p.payload)
-                        }
-                        _ => visitor_use(writer.lock().conn(), &topics, &topic, &p.payload),
+                        Some((gate, "uses", body)) => visitor_use(writer.lock().conn(), gate, body),
+                        Some((gate, kind, _)) => Err(anyhow::anyhow!("gate {gate}: a report of an unknown kind {kind:?}")),
                     };
                     if let Err(e) = result {
                         tracing::warn!("site registry: {e:#}");
@@ -111,7 +132,7 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(broker = %settings.broker.host, "site registry: broker connection: {e}");
+                    tracing::warn!("site registry: site broker {}: {e}", settings.broker);
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(settings.timing.reconnect) => {}
@@ -122,6 +143,78 @@ pub async fn run(
     }
     let _ = client.try_disconnect();
     Ok(())
+}
+
+/// A gate's report, checked before anything of it is used: the gate named by
+/// the topic is a well-formed id with a pinned key, the report is signed with
+/// that key for this site, gate and kind (`wire::open_report`). Its body.
+fn gate_report(
+    settings: &Settings,
+    gate: &str,
+    kind: &str,
+    payload: &[u8],
+) -> Result<Value, Rejection> {
+    crate::domain::validate_slug(gate).map_err(Rejection::Malformed)?;
+    wire::open_report(
+        payload,
+        &settings.site,
+        gate,
+        kind,
+        settings.gate_keys.get(gate),
+    )
+}
+
+/// At most one alarm per gate and kind of refusal in this long; the next one
+/// counts those held back, so a flood of forged reports cannot flood the log.
+const ALARM_EVERY: Duration = Duration::from_secs(10);
+
+/// The registry's refusals of gates' reports, for their alarms.
+#[derive(Default)]
+struct Refused {
+    /// Per (gate, why): when its last alarm was raised, and how many were held back since.
+    alarms: HashMap<(String, &'static str), (Instant, u64)>,
+}
+
+impl Refused {
+    /// Logs the refusal and records it as a `site_log_rejected` alarm (at
+    /// most one per gate and reason every `ALARM_EVERY`); nothing of the
+    /// report was used.
+    fn raise(&mut self, host: &dyn Host, site: &str, gate: &str, kind: &str, why: &Rejection) {
+        tracing::warn!(
+            gate,
+            report = kind,
+            "site registry: refused a gate's report: {why}"
+        );
+        let now = Instant::now();
+        let slot = (gate.to_string(), why.code());
+        let held_back = match self.alarms.get_mut(&slot) {
+            Some((last, held)) if now.duration_since(*last) < ALARM_EVERY => {
+                *held += 1;
+                return;
+            }
+            Some((_, held)) => std::mem::take(held),
+            None => 0,
+        };
+        self.alarms.insert(slot, (now, 0));
+        let mut event = host.event(EventKind::Alarm);
+        event.reason = Some(EventReason::SiteLogRejected);
+        event.detail = Some(json!({
+            "why": why.code(),
+            "problem": why.to_string(),
+            "site": site,
+            "from_gate": gate,
+            "report": kind,
+            "held_back": held_back,
+        }));
+        let writer = host.writer();
+        let stored = events::append(writer.lock().conn(), &event);
+        match stored {
+            Ok(record) => host.event_stored(&record),
+            Err(e) => {
+                tracing::warn!("site registry: cannot record the site_log_rejected alarm: {e:#}")
+            }
+        }
+    }
 }
 
 /// Signs the entries sealed since the last look (by any process).
@@ -181,12 +274,9 @@ fn gate_events(
     client: &AsyncClient,
     topics: &Topics,
     gate: &str,
-    payload: &[u8],
+    body: Value,
 ) -> Result<Vec<SiteItem>> {
-    crate::domain::validate_slug(gate)
-        .map_err(anyhow::Error::msg)
-        .context("gate events: gate")?;
-    let batch: GateEvents = serde_json::from_slice(payload)
+    let batch: GateEvents = serde_json::from_value(body)
         .with_context(|| format!("gate {gate}'s events are not a batch of events"))?;
     let writer = host.writer();
     let (written, acked) = {
@@ -295,11 +385,8 @@ fn shared_answer(
 }
 
 /// A gate's retained applied seq: kept until the next note.
-fn applied_report(reports: &mut HashMap<String, Mark>, gate: &str, payload: &[u8]) -> Result<()> {
-    crate::domain::validate_slug(gate)
-        .map_err(anyhow::Error::msg)
-        .context("applied report: gate")?;
-    let mark: Mark = serde_json::from_slice(payload)
+fn applied_report(reports: &mut HashMap<String, Mark>, gate: &str, body: Value) -> Result<()> {
+    let mark: Mark = serde_json::from_value(body)
         .with_context(|| format!("gate {gate}'s applied report is not a mark"))?;
     reports.insert(gate.to_string(), mark);
     Ok(())
@@ -324,12 +411,9 @@ fn use_report(
     client: &AsyncClient,
     topics: &Topics,
     gate: &str,
-    payload: &[u8],
+    body: Value,
 ) -> Result<()> {
-    crate::domain::validate_slug(gate)
-        .map_err(anyhow::Error::msg)
-        .context("visitor use report: gate")?;
-    let report: site_log::UseReport = serde_json::from_slice(payload)
+    let report: site_log::UseReport = serde_json::from_value(body)
         .with_context(|| format!("gate {gate}'s visitor use report is not a report"))?;
     let lowered = site_log::merge_uses(conn, gate, &report)?;
     if lowered > 0 {
@@ -348,20 +432,9 @@ fn use_report(
 
 /// A gate spent a visitor-pass use: lower the pass here, which makes the
 /// entry that tells every other gate.
-fn visitor_use(
-    conn: &rusqlite::Connection,
-    topics: &Topics,
-    topic: &str,
-    payload: &[u8],
-) -> Result<()> {
-    let gate = topics
-        .gate_of(topic)
-        .with_context(|| format!("a message on an unexpected topic {topic}"))?;
-    crate::domain::validate_slug(gate)
-        .map_err(anyhow::Error::msg)
-        .context("visitor use: gate")?;
-    let report: site_log::VisitorUse =
-        serde_json::from_slice(payload).context("a visitor use report that is not JSON")?;
+fn visitor_use(conn: &rusqlite::Connection, gate: &str, body: Value) -> Result<()> {
+    let report: site_log::VisitorUse = serde_json::from_value(body)
+        .with_context(|| format!("gate {gate}'s visitor use report is not a use"))?;
     if site_log::merge_use(conn, gate, report)? {
         tracing::info!(
             gate,

@@ -210,6 +210,14 @@ pub enum Rejection {
         expected: i64,
         got: i64,
     },
+    /// A gate's report from a gate whose key the registry does not pin.
+    UnknownGate {
+        gate: String,
+    },
+    /// A gate's report signed for another gate's or another kind's topic.
+    Misplaced {
+        signed: String,
+    },
 }
 
 impl Rejection {
@@ -221,6 +229,8 @@ impl Rejection {
             Rejection::BadSignature => "bad_signature",
             Rejection::WrongSite { .. } => "wrong_site",
             Rejection::Gap { .. } => "gap",
+            Rejection::UnknownGate { .. } => "unknown_gate",
+            Rejection::Misplaced { .. } => "misplaced",
         }
     }
 }
@@ -231,11 +241,17 @@ impl std::fmt::Display for Rejection {
             Rejection::Malformed(why) => write!(f, "not a site log message: {why}"),
             Rejection::Unsigned => write!(f, "not signed"),
             Rejection::BadSignature => {
-                write!(f, "signature does not verify with the pinned registry key")
+                write!(f, "signature does not verify with the pinned key")
             }
             Rejection::WrongSite { site } => write!(f, "entry of another site ({site:?})"),
             Rejection::Gap { expected, got } => {
                 write!(f, "entry {got} arrived while {expected} is the next")
+            }
+            Rejection::UnknownGate { gate } => {
+                write!(f, "no key pinned for gate {gate:?} in site.gate_keys")
+            }
+            Rejection::Misplaced { signed } => {
+                write!(f, "a report signed for {signed} on another topic")
             }
         }
     }
@@ -314,6 +330,89 @@ pub fn canonical_body(entry: &Entry) -> String {
     site_log::canonical(entry).unwrap_or_default()
 }
 
+// ---- Gates' reports: each gate signs what it sends the registry ----------
+//
+// A report (a batch of events, the applied seq, a visitor use, …) travels as
+// `{"report":{"site":…,"gate":…,"kind":…,"body":…},"sig":…}`, signed with the
+// gate's own key over the canonical form of `report`. The registry checks the
+// signature with the key it pins for the gate the topic names, and that the
+// site, gate and kind signed are the topic's, so a report cannot be moved to
+// another gate's or another kind's topic. A replayed report is harmless: events
+// are stored once by their id, uses and applied seqs only ever move one way.
+
+/// The wire form of a gate's report of `kind` (the topic's last level).
+pub fn report_message<T: Serialize>(
+    key: &SigningKey,
+    site: &str,
+    gate: &str,
+    kind: &str,
+    body: &T,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let report = serde_json::json!({
+        "site": site,
+        "gate": gate,
+        "kind": kind,
+        "body": serde_json::to_value(body)?,
+    });
+    let canonical = crate::signing::canonical::to_string(&report);
+    let sig = sign(key, &canonical);
+    // Our own canonical JSON: splicing it keeps the signed bytes exact.
+    Ok(format!("{{\"report\":{canonical},\"sig\":\"{sig}\"}}").into_bytes())
+}
+
+#[derive(Deserialize)]
+struct SignedReport {
+    report: Option<Value>,
+    sig: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReportHead {
+    site: String,
+    gate: String,
+    kind: String,
+    body: Value,
+}
+
+/// Checks a gate's report that arrived on `gate`'s topic of `kind`: signed by
+/// `key` (the gate's pinned key; `None` when none is pinned), over this site,
+/// gate and kind. Returns its body.
+pub fn open_report(
+    payload: &[u8],
+    site: &str,
+    gate: &str,
+    kind: &str,
+    key: Option<&VerifyingKey>,
+) -> Result<Value, Rejection> {
+    let signed: SignedReport =
+        serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    // Plain JSON, as gates sent before reports were signed, is unsigned.
+    let sig = signed.sig.ok_or(Rejection::Unsigned)?;
+    let report = signed
+        .report
+        .ok_or_else(|| Rejection::Malformed("expected a signed report".into()))?;
+    let key = key.ok_or_else(|| Rejection::UnknownGate {
+        gate: gate.to_string(),
+    })?;
+    let sig: [u8; 64] = B64
+        .decode(sig.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Rejection::BadSignature)?;
+    let canonical = crate::signing::canonical::to_string(&report);
+    key.verify(canonical.as_bytes(), &Signature::from_bytes(&sig))
+        .map_err(|_| Rejection::BadSignature)?;
+    let head: ReportHead =
+        serde_json::from_value(report).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    check_site(&head.site, site)?;
+    if head.gate != gate || head.kind != kind {
+        return Err(Rejection::Misplaced {
+            signed: format!("{}/{}", head.gate, head.kind),
+        });
+    }
+    Ok(head.body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +472,75 @@ mod tests {
             open(b"{}", "lotus", &pinned),
             Err(Rejection::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_gates_report_opens_only_with_its_key_on_its_own_topic() {
+        let north = key(3);
+        let mark = Mark { seq: 7, at: None };
+        let msg = report_message(&north, "lotus", "north", "applied", &mark).unwrap();
+        let pinned = north.verifying_key();
+        let body = open_report(&msg, "lotus", "north", "applied", Some(&pinned)).unwrap();
+        assert_eq!(serde_json::from_value::<Mark>(body).unwrap(), mark);
+        // Forged: another key; unknown: no key pinned for the gate.
+        let forged = report_message(&key(4), "lotus", "north", "applied", &mark).unwrap();
+        assert_eq!(
+            open_report(&forged, "lotus", "north", "applied", Some(&pinned)),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            open_report(&msg, "lotus", "north", "applied", None),
+            Err(Rejection::UnknownGate {
+                gate: "north".into()
+            })
+        );
+        // Moved to another gate's or kind's topic, or another site's.
+        assert_eq!(
+            open_report(&msg, "lotus", "south", "applied", Some(&pinned)),
+            Err(Rejection::Misplaced {
+                signed: "north/applied".into()
+            })
+        );
+        assert!(matches!(
+            open_report(&msg, "lotus", "north", "uses", Some(&pinned)),
+            Err(Rejection::Misplaced { .. })
+        ));
+        assert!(matches!(
+            open_report(&msg, "peony", "north", "applied", Some(&pinned)),
+            Err(Rejection::WrongSite { .. })
+        ));
+        // Unsigned (today's plain JSON, or a report without its signature), and tampered.
+        assert_eq!(
+            open_report(b"{\"seq\":7}", "lotus", "north", "applied", Some(&pinned)),
+            Err(Rejection::Unsigned)
+        );
+        assert!(matches!(
+            open_report(b"not json", "lotus", "north", "applied", Some(&pinned)),
+            Err(Rejection::Malformed(_))
+        ));
+        let text = String::from_utf8(msg).unwrap();
+        let unsigned = text.split(",\"sig\"").next().unwrap().to_string() + "}";
+        assert_eq!(
+            open_report(
+                unsigned.as_bytes(),
+                "lotus",
+                "north",
+                "applied",
+                Some(&pinned)
+            ),
+            Err(Rejection::Unsigned)
+        );
+        let tampered = text.replace("\"seq\":7", "\"seq\":9");
+        assert_eq!(
+            open_report(
+                tampered.as_bytes(),
+                "lotus",
+                "north",
+                "applied",
+                Some(&pinned)
+            ),
+            Err(Rejection::BadSignature)
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use rumqttc::{TlsConfiguration, Transport};
 
 use super::command::parse_public_key;
 use super::payload::StatusPayload;
+use super::tls::read_pem;
 use super::topics::Topics;
 use crate::config::Config;
 
@@ -275,21 +276,6 @@ impl UplinkSettings {
         }
         o
     }
-}
-
-/// Reads a PEM file and checks it holds the expected block, so a wrong path
-/// or file is reported at start, naming the key, not at every reconnect.
-fn read_pem(path: &Path, key: &str, block: &str) -> Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    if !text.contains("-----BEGIN ") || !text.contains(&format!("{block}-----")) {
-        bail!(
-            "{key}: {} is not a PEM file with a {block} block",
-            path.display()
-        );
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Shared test fixtures: the `../shared` folder, scratch data directories, a
 //! real mosquitto broker on a free loopback port, and the gatehouse binary.
 
+pub mod tls;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

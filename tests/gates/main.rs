@@ -23,6 +23,8 @@ mod face_models;
 mod in_process;
 mod site;
 mod site_demo;
+mod site_reports;
 mod site_state;
+mod site_tls;
 mod station_python;
 mod trust_access;

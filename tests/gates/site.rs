@@ -19,7 +19,7 @@ const SITE: &str = "qingbo";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A demo config whose `[site]` takes `role` and its keys.
-fn site_config(dir: &Path, gateway: &str, site_keys: &str) -> PathBuf {
+pub(crate) fn site_config(dir: &Path, gateway: &str, site_keys: &str) -> PathBuf {
     let path = demo_copy(dir, "");
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text
@@ -35,12 +35,40 @@ fn site_config(dir: &Path, gateway: &str, site_keys: &str) -> PathBuf {
     path
 }
 
-/// A registry running on `broker`; returns it and its pinned public key.
-pub(crate) fn start_registry(dir: &Path, broker: &str) -> (PathBuf, Running, String) {
+/// The gates a registry pins: each gate's name and data directory.
+pub(crate) type Gates<'a> = &'a [(&'a str, &'a Path)];
+
+/// A gate's site key (`site.key` in its data directory, made now as its first
+/// run would), for the registry to pin.
+pub(crate) fn gate_key(gate_data: &Path) -> String {
+    let key = keys::load_or_create(&gate_data.join("site.key")).unwrap();
+    gatehouse::signing::public_key_text(&key.verifying_key())
+}
+
+/// A registry running on `broker`, pinning `gates`' keys; returns it and its
+/// pinned public key.
+pub(crate) fn start_registry(dir: &Path, broker: &str, gates: Gates) -> (PathBuf, Running, String) {
+    start_registry_with(dir, broker, gates, "")
+}
+
+/// A registry with more `[site]` keys (`extra`: TOML lines).
+pub(crate) fn start_registry_with(
+    dir: &Path,
+    broker: &str,
+    gates: Gates,
+    extra: &str,
+) -> (PathBuf, Running, String) {
+    let pinned: Vec<String> = gates
+        .iter()
+        .map(|(name, data)| format!("\"{name}\" = \"{}\"", gate_key(data)))
+        .collect();
     let config = site_config(
         dir,
         "office",
-        &format!("role = \"registry\"\nbroker = \"{broker}\""),
+        &format!(
+            "role = \"registry\"\nbroker = \"{broker}\"\ngate_keys = {{ {} }}\n{extra}",
+            pinned.join(", ")
+        ),
     );
     let registry = Running::start(&config, dir);
     registry.wait_log("site registry publishing", WAIT);
@@ -79,7 +107,7 @@ fn applied(gate_data: &Path) -> i64 {
 }
 
 /// Waits until the gate has applied everything the registry logged.
-fn wait_caught_up(registry_data: &Path, gate_data: &Path) -> i64 {
+pub(crate) fn wait_caught_up(registry_data: &Path, gate_data: &Path) -> i64 {
     let deadline = Instant::now() + WAIT;
     loop {
         let (h, a) = (head(registry_data), applied(gate_data));
@@ -120,7 +148,7 @@ pub(crate) fn wait_synced(registry_data: &Path, gate_data: &Path, gate: &Running
     }
 }
 
-fn same_register(registry_data: &Path, gate_data: &Path) {
+pub(crate) fn same_register(registry_data: &Path, gate_data: &Path) {
     assert_eq!(
         site_log::register_hash(&db(gate_data)).unwrap(),
         site_log::register_hash(&db(registry_data)).unwrap(),
@@ -182,8 +210,9 @@ fn wait_rejections(gate_data: &Path, n: usize) -> Vec<String> {
 fn a_card_enrolled_at_the_registry_opens_at_the_gate_until_its_tenant_moves_out() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-registry");
-    let (reg_config, mut registry, key) = start_registry(reg.path(), &broker.url());
     let gate = Scratch::new("site-gate");
+    let (reg_config, mut registry, key) =
+        start_registry(reg.path(), &broker.url(), &[("north", gate.path())]);
     let gate_config = gate_config(gate.path(), &broker.url(), &key);
     let mut north = Running::start(&gate_config, gate.path());
 
@@ -301,8 +330,9 @@ fn publish(port: u16, topic: &str, payload: Vec<u8>) {
 fn forged_foreign_and_out_of_order_entries_are_refused_with_an_alarm_and_change_nothing() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-registry-f");
-    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
     let gate = Scratch::new("site-gate-f");
+    let (reg_config, _registry, key) =
+        start_registry(reg.path(), &broker.url(), &[("north", gate.path())]);
     let gate_config = gate_config(gate.path(), &broker.url(), &key);
     let north = Running::start(&gate_config, gate.path());
     enrol(&reg_config, reg.path(), "王五", "10:777");
@@ -340,9 +370,13 @@ fn forged_foreign_and_out_of_order_entries_are_refused_with_an_alarm_and_change_
 fn a_one_use_visitor_pin_used_at_one_gate_is_refused_at_another() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-registry-v");
-    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
-    // PINs are kept as hashes keyed by the device secret: the site's gateways share it.
     let (a, b) = (Scratch::new("site-gate-a"), Scratch::new("site-gate-b"));
+    let (reg_config, _registry, key) = start_registry(
+        reg.path(),
+        &broker.url(),
+        &[("north", a.path()), ("south", b.path())],
+    );
+    // PINs are kept as hashes keyed by the device secret: the site's gateways share it.
     let mut gates = Vec::new();
     for (dir, name) in [(&a, "north"), (&b, "south")] {
         std::fs::copy(reg.path().join("device.key"), dir.path().join("device.key")).unwrap();
@@ -423,8 +457,9 @@ fn sixty_changes_at_the_registry_each_reach_a_gate_and_their_latency_is_reported
     use gatehouse::store::people::{self, NewPerson};
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-registry-p");
-    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
     let gate = Scratch::new("site-gate-p");
+    let (reg_config, _registry, key) =
+        start_registry(reg.path(), &broker.url(), &[("north", gate.path())]);
     let gate_config = gate_config(gate.path(), &broker.url(), &key);
     let _north = Running::start(&gate_config, gate.path());
     let mut config = gatehouse::config::Config::load(&reg_config).unwrap();

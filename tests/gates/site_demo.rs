@@ -147,8 +147,12 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 fn every_gates_events_reach_the_registrys_log_once_and_its_status_lists_each_gate_with_its_lag() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-events-registry");
-    let (reg_config, mut registry, key) = start_registry(reg.path(), &broker.url());
     let (a, b) = (Scratch::new("site-events-a"), Scratch::new("site-events-b"));
+    let (reg_config, mut registry, key) = start_registry(
+        reg.path(),
+        &broker.url(),
+        &[("north", a.path()), ("south", b.path())],
+    );
     let mut gates = Vec::new();
     for (dir, name) in [(&a, "north"), (&b, "south")] {
         let config = named_gate_config(dir.path(), name, &broker.url(), &key);

@@ -114,8 +114,9 @@ fn restart_registry(config: &Path, data: &Path) -> Running {
 fn a_visitor_use_spent_while_the_registry_is_down_reaches_it_when_it_returns() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-uses-registry");
-    let (reg_config, mut registry, key) = start_registry(reg.path(), &broker.url());
     let a = Scratch::new("site-uses-gate");
+    let (reg_config, mut registry, key) =
+        start_registry(reg.path(), &broker.url(), &[("north", a.path())]);
     let (config, north) = start_gate(reg.path(), a.path(), "north", &broker.url(), &key, "");
     let pin = visitor_pin(&reg_config, reg.path(), "1");
     wait_synced(reg.path(), a.path(), &north);
@@ -144,8 +145,9 @@ fn a_visitor_use_spent_while_the_registry_is_down_reaches_it_when_it_returns() {
 fn a_gate_killed_right_after_a_visitor_pin_reports_the_use_once_after_restart() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-kill-registry");
-    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
     let a = Scratch::new("site-kill-gate");
+    let (reg_config, _registry, key) =
+        start_registry(reg.path(), &broker.url(), &[("north", a.path())]);
     let (config, north) = start_gate(reg.path(), a.path(), "north", &broker.url(), &key, "");
     // Two uses: a use counted twice would leave none.
     let pin = visitor_pin(&reg_config, reg.path(), "2");
@@ -226,8 +228,12 @@ fn two_gates(
 fn anti_passback_holds_across_gateways() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-apb-registry");
-    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
     let (a, b) = (Scratch::new("site-apb-a"), Scratch::new("site-apb-b"));
+    let (reg_config, _registry, key) = start_registry(
+        reg.path(),
+        &broker.url(),
+        &[("north", a.path()), ("south", b.path())],
+    );
     let [(north_config, north), (south_config, south)] = two_gates(
         reg.path(),
         a.path(),
@@ -286,8 +292,12 @@ fn anti_passback_holds_across_gateways() {
 fn guessing_at_one_gate_locks_out_the_other() {
     let broker = Mosquitto::start();
     let reg = Scratch::new("site-guess-registry");
-    let (reg_config, _registry, key) = start_registry(reg.path(), &broker.url());
     let (a, b) = (Scratch::new("site-guess-a"), Scratch::new("site-guess-b"));
+    let (reg_config, _registry, key) = start_registry(
+        reg.path(),
+        &broker.url(),
+        &[("north", a.path()), ("south", b.path())],
+    );
     // Three guesses within an hour lock a reader out for an hour.
     let [(north_config, north), (south_config, south)] = two_gates(
         reg.path(),

@@ -1,178 +1,19 @@
 //! TLS to the station's broker: a real mosquitto that requires a client
-//! certificate from the station's CA and a username/password. Certificates are
-//! made with the openssl CLI for each run.
+//! certificate from the station's CA and a username/password (the test PKI
+//! of `common::tls`).
 
 use crate::common;
+use crate::common::tls::{make_pki, TlsBroker};
 use crate::uplink_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gatehouse::station::{Connection, Endpoint};
 use gatehouse::store::outbox;
 use gatehouse::uplink::{topics, NoGates, Stopped};
 use uplink_support::*;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .output()
-        .expect("openssl CLI");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, all
-/// signed by the CA; plus an unrelated CA to prove verification happens.
-fn make_pki(dir: &Path) {
-    for (name, subject) in [
-        ("ca", "/CN=Test Police Station CA"),
-        ("rogue-ca", "/CN=Rogue CA"),
-    ] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-subj",
-                subject,
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
-    }
-    for (name, cn, ext) in [
-        (
-            "server",
-            "127.0.0.1",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-        ),
-        (
-            "gateway",
-            "lotus-gw1",
-            "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-        ),
-    ] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    }
-}
-
-struct TlsBroker {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_tls_broker(dir: &Path) -> TlsBroker {
-    let port = common::free_port();
-    let passwd = dir.join("passwd");
-    std::fs::write(&passwd, "").unwrap();
-    let out = Command::new("mosquitto_passwd")
-        .args(["-b"])
-        .arg(&passwd)
-        .args(["gw1", "s3cret-pass"])
-        .output()
-        .expect("mosquitto_passwd");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut conf = format!(
-        "listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
-         require_certificate true\nallow_anonymous false\npassword_file {d}/passwd\npersistence false\n",
-        d = dir.display()
-    );
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root.unwrap_or(false) {
-        conf.push_str("user root\n");
-    }
-    std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-    let bin = if Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
-    };
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(dir.join("mosquitto.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "TLS mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    TlsBroker { port, child }
-}
 
 fn uplink_section(pki: &Path, ca: &str) -> String {
     let d = pki.display();
@@ -187,8 +28,8 @@ fn uplink_section(pki: &Path, ca: &str) -> String {
 async fn publishes_over_tls_with_a_client_certificate_and_refuses_an_unknown_ca() {
     let pki = common::Scratch::new("pki");
     make_pki(pki.path());
-    let broker = start_tls_broker(pki.path());
-    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let broker = TlsBroker::start(pki.path(), Some(("gw1", "s3cret-pass")));
+    let url = broker.url();
 
     // The station listens over TLS too (its own client certificate, same CA).
     let read = |f: &str| std::fs::read(pki.path().join(f)).unwrap();

@@ -165,18 +165,53 @@ impl Site {
             None => format!("{SITE}-demo-{:08x}", rand::random::<u32>()),
         };
         writeln!(out, "site: {site}")?;
+        let registry_site = format!("role = \"registry\"\nbroker = \"{url}\"");
+        let registry = Gateway::new(
+            dir,
+            REGISTRY,
+            &gateway_config(&site, REGISTRY, &registry_site)?,
+        )?;
+        // Every gateway's site key, made before any starts: the gates pin the
+        // registry's, the registry pins each gate's (`[site] gate_keys`).
+        let key = crate::site::keys::load_or_create(&registry.config.site_signing_key_path())?;
+        let public = crate::signing::public_key_text(&key.verifying_key());
+        let mut gates = Vec::new();
+        let mut gate_keys = std::collections::HashMap::new();
+        for i in 1..=options.gateways {
+            let name = format!("gate-{i}");
+            let gate = Gateway::new(
+                dir,
+                &name,
+                &gateway_config(
+                    &site,
+                    &name,
+                    &format!("role = \"gate\"\nbroker = \"{url}\"\nregistry_key = \"{public}\""),
+                )?,
+            )?;
+            let gate_key = crate::site::keys::load_or_create(&gate.config.site_signing_key_path())?;
+            gate_keys.insert(name, gate_key.verifying_key());
+            gates.push(gate);
+        }
+        let pinned: Vec<String> = gates
+            .iter()
+            .filter_map(|g| {
+                let key = gate_keys.get(&g.name)?;
+                Some(format!(
+                    "\"{}\" = \"{}\"",
+                    g.name,
+                    crate::signing::public_key_text(key)
+                ))
+            })
+            .collect();
         let mut registry = Gateway::new(
             dir,
             REGISTRY,
             &gateway_config(
                 &site,
                 REGISTRY,
-                &format!("role = \"registry\"\nbroker = \"{url}\""),
+                &format!("{registry_site}\ngate_keys = {{ {} }}", pinned.join(", ")),
             )?,
         )?;
-        // The registry's key, made before it starts so the gates can pin it.
-        let key = crate::site::keys::load_or_create(&registry.config.site_signing_key_path())?;
-        let public = crate::signing::public_key_text(&key.verifying_key());
         // Opening the register creates the device secret; the gates share it
         // (visitor PINs are hashed with it, see README "A site with several gates").
         let register = Store::open_config(&registry.config)?;
@@ -187,25 +222,13 @@ impl Site {
             "registry {REGISTRY}: running (pid {}), key {public}",
             pid(&registry)
         )?;
-        let mut gates = Vec::new();
-        for i in 1..=options.gateways {
-            let name = format!("gate-{i}");
-            let mut gate = Gateway::new(
-                dir,
-                &name,
-                &gateway_config(
-                    &site,
-                    &name,
-                    &format!("role = \"gate\"\nbroker = \"{url}\"\nregistry_key = \"{public}\""),
-                )?,
-            )?;
+        for gate in &mut gates {
             std::fs::copy(&secret, gate.config.device_key_path())
-                .with_context(|| format!("cannot give {name} the site's device secret"))?;
+                .with_context(|| format!("cannot give {} the site's device secret", gate.name))?;
             gate.start()?;
-            writeln!(out, "gate {name}: running (pid {})", pid(&gate))?;
-            gates.push(gate);
+            writeln!(out, "gate {}: running (pid {})", gate.name, pid(gate))?;
         }
-        let watch = SiteWatch::start(&broker, &site)?;
+        let watch = SiteWatch::start(&broker, &site, gate_keys)?;
         Ok(Site {
             site,
             mosquitto,

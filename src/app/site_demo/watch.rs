@@ -12,7 +12,9 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, MqttOptions};
 
-use crate::site::wire::{Mark, Topics};
+use ed25519_dalek::VerifyingKey;
+
+use crate::site::wire::{self, Mark, Topics};
 use crate::uplink::Broker;
 
 /// Every gate's retained applied seq, as the broker last told it.
@@ -23,7 +25,13 @@ pub struct SiteWatch {
 }
 
 impl SiteWatch {
-    pub fn start(broker: &Broker, site: &str) -> Result<SiteWatch> {
+    /// Follows the gates' applied reports, each checked with its gate's key
+    /// as the registry checks it.
+    pub fn start(
+        broker: &Broker,
+        site: &str,
+        gate_keys: HashMap<String, VerifyingKey>,
+    ) -> Result<SiteWatch> {
         let mut options = MqttOptions::new(
             format!("gatehouse-site-demo-{}", std::process::id()),
             &broker.host,
@@ -34,6 +42,7 @@ impl SiteWatch {
         let applied = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let topics = Topics::new(site);
+        let site = site.to_string();
         let (seen, stopped, subscriber) = (applied.clone(), stop.clone(), client.clone());
         std::thread::Builder::new()
             .name("site-demo-watch".into())
@@ -49,9 +58,19 @@ impl SiteWatch {
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                            let gate = topics.gate_of(&topic).map(str::to_string);
-                            let mark = serde_json::from_slice::<Mark>(&p.payload).ok();
-                            if let (Some(gate), Some(mark)) = (gate, mark) {
+                            let Some(gate) = topics.gate_of(&topic).map(str::to_string) else {
+                                continue;
+                            };
+                            let mark = wire::open_report(
+                                &p.payload,
+                                &site,
+                                &gate,
+                                "applied",
+                                gate_keys.get(&gate),
+                            )
+                            .ok()
+                            .and_then(|body| serde_json::from_value::<Mark>(body).ok());
+                            if let Some(mark) = mark {
                                 if let Ok(mut map) = seen.lock() {
                                     map.insert(gate, mark.seq);
                                 }
