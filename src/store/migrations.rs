@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "014_site_gates",
         include_str!("migrations/014_site_gates.sql"),
     ),
+    (
+        "015_site_log_unsigned",
+        include_str!("migrations/015_site_log_unsigned.sql"),
+    ),
 ];
 
 pub fn count() -> i64 {

@@ -221,3 +221,34 @@ fn a_household_code_set_on_the_registry_reaches_the_gates_register() {
     assert_eq!(register.household_members(h), &[id]);
     assert_eq!(register.household_of(id), Some(h));
 }
+
+#[test]
+fn unsigned_entries_are_found_through_the_partial_index_not_a_scan_of_the_log() {
+    let dir = Scratch::new("unsigned");
+    let store = dir.store(SiteRole::Registry);
+    tenant_with_card(&store, "10:4242");
+    let plan: Vec<String> = store
+        .conn()
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT seq, body, sig FROM site_log \
+             WHERE sig IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .unwrap()
+        .query_map(params![0, i64::MAX], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        plan.iter().any(|step| step.contains("site_log_unsigned")),
+        "{plan:?}"
+    );
+    // And it finds what it should: both entries are unsigned until signed.
+    assert_eq!(unsigned(store.conn()).unwrap().len(), 2);
+    set_signature(store.conn(), 1, "sig").unwrap();
+    let left: Vec<i64> = unsigned(store.conn())
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, [2]);
+}
