@@ -18,14 +18,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::wire::Rejection;
+use super::wire::{self, Rejection};
 use crate::access::{PastKind, SiteEvent, SiteKind};
 use crate::config::Direction;
 use crate::domain::ResidentId;
@@ -215,14 +213,7 @@ pub fn open(payload: &[u8], site: &str, key: &VerifyingKey) -> Result<SharedStat
     let signed: SignedShared =
         serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
     let sig = signed.sig.ok_or(Rejection::Unsigned)?;
-    let sig: [u8; 64] = B64
-        .decode(sig.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(Rejection::BadSignature)?;
-    let canonical = crate::signing::canonical::to_string(&signed.shared);
-    key.verify(canonical.as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| Rejection::BadSignature)?;
+    wire::verify(key, &signed.shared, &sig)?;
     let state: SharedState =
         serde_json::from_value(signed.shared).map_err(|e| Rejection::Malformed(e.to_string()))?;
     if state.site != site {

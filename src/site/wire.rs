@@ -275,14 +275,7 @@ pub fn open(payload: &[u8], site: &str, key: &VerifyingKey) -> Result<Incoming, 
         }
     };
     let sig = signed.sig.ok_or(Rejection::Unsigned)?;
-    let sig: [u8; 64] = B64
-        .decode(sig.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(Rejection::BadSignature)?;
-    let canonical = crate::signing::canonical::to_string(&body);
-    key.verify(canonical.as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| Rejection::BadSignature)?;
+    verify(key, &body, &sig)?;
     let incoming = if is_entry {
         let entry: Entry =
             serde_json::from_value(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
@@ -377,6 +370,19 @@ struct ReportHead {
 /// Checks a gate's report that arrived on `gate`'s topic of `kind`: signed by
 /// `key` (the gate's pinned key; `None` when none is pinned), over this site,
 /// gate and kind. Returns its body.
+/// Checks `sig` (base64 Ed25519) over the RFC 8785 canonical form of `body`
+/// with `key`: the one signature check of every signed site message.
+pub fn verify(key: &VerifyingKey, body: &Value, sig: &str) -> Result<(), Rejection> {
+    let sig: [u8; 64] = B64
+        .decode(sig.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Rejection::BadSignature)?;
+    let canonical = crate::signing::canonical::to_string(body);
+    key.verify(canonical.as_bytes(), &Signature::from_bytes(&sig))
+        .map_err(|_| Rejection::BadSignature)
+}
+
 pub fn open_report(
     payload: &[u8],
     site: &str,
@@ -394,14 +400,7 @@ pub fn open_report(
     let key = key.ok_or_else(|| Rejection::UnknownGate {
         gate: gate.to_string(),
     })?;
-    let sig: [u8; 64] = B64
-        .decode(sig.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or(Rejection::BadSignature)?;
-    let canonical = crate::signing::canonical::to_string(&report);
-    key.verify(canonical.as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| Rejection::BadSignature)?;
+    verify(key, &report, &sig)?;
     let head: ReportHead =
         serde_json::from_value(report).map_err(|e| Rejection::Malformed(e.to_string()))?;
     check_site(&head.site, site)?;
