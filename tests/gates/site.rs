@@ -305,7 +305,8 @@ fn forged(key: &ed25519_dalek::SigningKey, site: &str, seq: i64) -> Vec<u8> {
     wire::entry_message(&body, &wire::sign(key, &body))
 }
 
-fn publish(port: u16, topic: &str, payload: Vec<u8>) {
+/// Publishes one message as an outsider on the site broker (QoS 1, until PUBACK).
+pub(crate) fn publish(port: u16, topic: &str, payload: Vec<u8>) {
     let mut o = MqttOptions::new(
         format!("forger-{}", rand::random::<u32>()),
         "127.0.0.1",

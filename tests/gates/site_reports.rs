@@ -9,36 +9,15 @@ use std::time::{Duration, Instant};
 
 use gatehouse::site::wire::{self, Topics};
 use gatehouse::store::site_gates::{self, GateEvents};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Event, MqttOptions};
 
 use crate::common::{Mosquitto, Scratch};
 use crate::daemon_support::{cli, stdout, Running};
-use crate::site::{db, enrol, gate_key, named_gate_config, start_registry, swipe, wait_synced};
+use crate::site::{
+    db, enrol, gate_key, named_gate_config, publish, start_registry, swipe, wait_synced,
+};
 
 const SITE: &str = "qingbo";
 const WAIT: Duration = Duration::from_secs(30);
-
-fn publish(port: u16, topic: &str, payload: Vec<u8>) {
-    let mut o = MqttOptions::new(
-        format!("forger-{}", rand::random::<u32>()),
-        "127.0.0.1",
-        port,
-    );
-    o.set_keep_alive(Duration::from_secs(5));
-    let (client, mut connection) = Client::new(o, 10);
-    client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
-        .unwrap();
-    for event in connection.iter() {
-        match event {
-            Ok(Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(_))) => break,
-            Ok(_) => {}
-            Err(e) => panic!("publishing to the test broker: {e}"),
-        }
-    }
-    let _ = client.disconnect();
-}
 
 /// The registry's alarms about gates' reports: (why, from_gate, report).
 fn refusals(registry_data: &Path) -> Vec<(String, String, String)> {
