@@ -466,7 +466,8 @@ pub struct Face {
     /// How far the best identity must beat the second best.
     #[serde(default = "default_margin")]
     pub margin: f32,
-    /// K of the last M frames of one tracked face must agree.
+    /// K of the last M frames of one tracked face must agree (for a 1:N match,
+    /// and for the 1:1 and 1:few checks of card + face and household + face).
     #[serde(default = "default_confirm_k")]
     pub confirm_frames: u32,
     #[serde(default = "default_confirm_m")]

@@ -34,7 +34,7 @@ use super::gallery::{GalleryHandle, IdentityScore};
 use super::liveness::Liveness;
 use super::policy::{self, FrameVerdict, GateState, MatchPolicy, Outcome, SharedGateMemory};
 use super::quality::{Rejection, RejectionCounters};
-use super::recent::{FaceWitness, SharedRecentFaces};
+use super::recent::{FaceTrack, FaceWitness, SharedRecentFaces};
 use super::track::Tracker;
 use super::watch::{self, WatchFaces, WatchMemory, WatchOutcome};
 use super::{cv, FaceEngine};
@@ -323,7 +323,11 @@ impl FrameProcessor {
                 if let (Some(recent), Ok(()), false) = (&self.recent, face.verdict, failed_liveness)
                 {
                     let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
-                    recent.record(now, embedding.clone());
+                    let track = FaceTrack {
+                        camera: Arc::from(self.camera.as_str()),
+                        id: track,
+                    };
+                    recent.record(now, track, embedding.clone());
                 }
                 if let (Some(list), Ok(())) = (&watchlist, face.verdict) {
                     let hit = watch::best_match(

@@ -104,6 +104,16 @@ impl KOfM {
         agreeing >= self.k
     }
 
+    /// Whether some M consecutive frames of `hits` (one face's frames, oldest
+    /// first) hold K hits: the rule applied over a whole wait, not only its end.
+    pub fn confirms_somewhere(&self, hits: &[bool]) -> bool {
+        if hits.len() <= self.m {
+            return self.confirms(hits.iter().filter(|h| **h).count());
+        }
+        hits.windows(self.m)
+            .any(|w| self.confirms(w.iter().filter(|h| **h).count()))
+    }
+
     /// How many frames of the window vote `for_this`.
     pub fn agreeing<T>(&self, frames: &[T], for_this: impl Fn(&T) -> bool) -> usize {
         self.window(frames).iter().filter(|f| for_this(f)).count()
@@ -442,6 +452,17 @@ mod tests {
             cooldown: Duration::from_secs(5),
             unknown_interval: Duration::from_secs(30),
         }
+    }
+
+    #[test]
+    fn k_of_m_confirms_in_any_window_of_m_consecutive_frames() {
+        let rule = KOfM::new(2, 3);
+        assert!(!rule.confirms_somewhere(&[]));
+        assert!(!rule.confirms_somewhere(&[true]));
+        assert!(rule.confirms_somewhere(&[true, false, true]));
+        // Hits further apart than M frames never share a window.
+        assert!(!rule.confirms_somewhere(&[true, false, false, true, false, false, true]));
+        assert!(rule.confirms_somewhere(&[false, false, false, true, true, false]));
     }
 
     fn s(resident: i64, score: f32) -> IdentityScore {

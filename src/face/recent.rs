@@ -1,7 +1,13 @@
-//! The faces a gate's cameras saw in the last seconds, for card + face: a
-//! card read at a two-factor gate is checked 1:1 ([`MatchPolicy::verify`])
-//! against the faces seen since shortly before it, and the gate may wait up
-//! to `face_wait_s` for its owner to look at the camera.
+//! The faces a gate's cameras saw in the last seconds, for card + face and
+//! household + face: a card read at a two-factor gate is checked 1:1
+//! ([`MatchPolicy::verify`]) against the faces seen since shortly before it,
+//! a household number 1:few against its members, and the gate may wait up to
+//! `face_wait_s` (`household_wait_s`) for the right face to look at the camera.
+//!
+//! A face confirms a check as it confirms a 1:N match: K of M consecutive
+//! frames of one tracked face must match (the policy's `confirm_frames` of
+//! `confirm_window`). One lucky frame of a stranger who lingers in front of
+//! the camera for the whole wait, hundreds of frames, must not be enough.
 //!
 //! Only embeddings of faces that passed the quality floor are kept, in
 //! memory, for [`KEEP`] at most: enough to pair a card with a face, too
@@ -28,28 +34,48 @@ pub const KEEP: Duration = Duration::from_secs(120);
 /// At most this many faces are kept per gate (a crowd does not grow memory).
 pub const CAPACITY: usize = 256;
 
+/// One tracked face: the camera that saw it and its track there (track ids
+/// are per camera, and a gate may have several).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FaceTrack {
+    pub camera: Arc<str>,
+    pub id: u64,
+}
+
+#[derive(Debug)]
+struct SeenFace {
+    at: Instant,
+    track: FaceTrack,
+    embedding: Embedding,
+}
+
 #[derive(Debug, Default)]
 pub struct RecentFaces {
-    seen: VecDeque<(Instant, Embedding)>,
+    seen: VecDeque<SeenFace>,
 }
 
 /// One gate's recent faces, shared by its cameras and its gate task.
 pub type SharedRecentFaces = Arc<Mutex<RecentFaces>>;
 
 impl RecentFaces {
-    /// Records a face seen at `at` and forgets faces older than [`KEEP`].
-    pub fn record(&mut self, at: Instant, embedding: Embedding) {
+    /// Records a frame of the face `track` seen at `at` and forgets faces
+    /// older than [`KEEP`].
+    pub fn record(&mut self, at: Instant, track: FaceTrack, embedding: Embedding) {
         while self
             .seen
             .front()
-            .is_some_and(|(t, _)| at.saturating_duration_since(*t) > KEEP)
+            .is_some_and(|f| at.saturating_duration_since(f.at) > KEEP)
         {
             self.seen.pop_front();
         }
         if self.seen.len() >= CAPACITY {
             self.seen.pop_front();
         }
-        self.seen.push_back((at, embedding));
+        self.seen.push_back(SeenFace {
+            at,
+            track,
+            embedding,
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -60,8 +86,26 @@ impl RecentFaces {
         self.seen.is_empty()
     }
 
-    /// The best 1:1 check of `owner` against the faces seen since `since`:
-    /// a match if any face matches, else the closest mismatch, else not seen.
+    /// The frames seen since `since`, grouped by tracked face (oldest first within each).
+    fn tracks_since(&self, since: Instant) -> Vec<Vec<&Embedding>> {
+        let mut order: Vec<&FaceTrack> = Vec::new();
+        let mut frames: HashMap<&FaceTrack, Vec<&Embedding>> = HashMap::new();
+        for f in self.seen.iter().filter(|f| f.at >= since) {
+            frames
+                .entry(&f.track)
+                .or_insert_with(|| {
+                    order.push(&f.track);
+                    Vec::new()
+                })
+                .push(&f.embedding);
+        }
+        order.into_iter().filter_map(|t| frames.remove(t)).collect()
+    }
+
+    /// The 1:1 check of `owner` against the faces seen since `since`: a
+    /// match if K of M consecutive frames of one face match (the best such
+    /// face's best score), else the closest mismatch (a single matching
+    /// frame included), else not seen.
     pub fn check_owner(
         &self,
         policy: &MatchPolicy,
@@ -69,11 +113,29 @@ impl RecentFaces {
         owner: ResidentId,
         since: Instant,
     ) -> FaceCheck {
+        if !gallery.has(owner) {
+            return FaceCheck::NotEnrolled;
+        }
+        let rule = policy.k_of_m();
         let mut best = FaceCheck::NotSeen;
-        for (_, embedding) in self.seen.iter().filter(|(t, _)| *t >= since) {
-            let check = policy.verify(gallery, owner, Some(embedding.as_slice()));
+        for frames in self.tracks_since(since) {
+            let scores: Vec<f32> = frames
+                .iter()
+                .filter_map(|e| gallery.score_for(owner, e.as_slice()))
+                .collect();
+            let Some(top) = scores.iter().copied().max_by(f32::total_cmp) else {
+                continue;
+            };
+            let hits: Vec<bool> = scores
+                .iter()
+                .map(|&s| s >= policy.verify_threshold)
+                .collect();
+            let check = if rule.confirms_somewhere(&hits) {
+                FaceCheck::Match { score: top }
+            } else {
+                FaceCheck::Mismatch { score: top }
+            };
             best = match (best, check) {
-                (_, FaceCheck::NotEnrolled) => return FaceCheck::NotEnrolled,
                 (FaceCheck::Match { score: a }, FaceCheck::Match { score: b }) => {
                     FaceCheck::Match { score: a.max(b) }
                 }
@@ -88,10 +150,11 @@ impl RecentFaces {
         best
     }
 
-    /// The best 1:few check of the faces seen since `since` against the
+    /// The 1:few check of the faces seen since `since` against the
     /// `members` of a household keyed at a household gate: each face is
     /// compared with each member's enrolled faces only (1:1 each, at the
-    /// verify threshold), and the best-scoring member that matches wins.
+    /// verify threshold); a member whose K of M consecutive frames of one
+    /// face match is confirmed, and the best-scoring confirmed member wins.
     pub fn check_members(
         &self,
         policy: &MatchPolicy,
@@ -107,16 +170,28 @@ impl RecentFaces {
         if enrolled.is_empty() {
             return MemberFace::NotEnrolled;
         }
+        let rule = policy.k_of_m();
         let mut best = MemberFace::NotSeen;
-        for (_, embedding) in self.seen.iter().filter(|(t, _)| *t >= since) {
+        for frames in self.tracks_since(since) {
             for member in &enrolled {
-                let face = match policy.verify(gallery, *member, Some(embedding.as_slice())) {
-                    FaceCheck::Match { score } => MemberFace::Member {
+                let scores: Vec<f32> = frames
+                    .iter()
+                    .filter_map(|e| gallery.score_for(*member, e.as_slice()))
+                    .collect();
+                let Some(top) = scores.iter().copied().max_by(f32::total_cmp) else {
+                    continue;
+                };
+                let hits: Vec<bool> = scores
+                    .iter()
+                    .map(|&s| s >= policy.verify_threshold)
+                    .collect();
+                let face = if rule.confirms_somewhere(&hits) {
+                    MemberFace::Member {
                         resident: *member,
-                        score,
-                    },
-                    FaceCheck::Mismatch { score } => MemberFace::NotMember { score },
-                    _ => continue,
+                        score: top,
+                    }
+                } else {
+                    MemberFace::NotMember { score: top }
                 };
                 best = match (best, face) {
                     (MemberFace::Member { score: a, .. }, MemberFace::Member { score: b, .. })
@@ -381,6 +456,20 @@ mod tests {
         Embedding::from_raw(v.to_vec()).unwrap()
     }
 
+    fn track(id: u64) -> FaceTrack {
+        FaceTrack {
+            camera: Arc::from("cam"),
+            id,
+        }
+    }
+
+    /// `n` frames of one tracked face, `step` apart from `t`.
+    fn frames(recent: &mut RecentFaces, t: Instant, id: u64, n: usize, v: &[f32]) {
+        for i in 0..n {
+            recent.record(t + Duration::from_millis(100 * i as u64), track(id), e(v));
+        }
+    }
+
     #[test]
     fn the_owners_face_among_recent_faces_matches_and_old_faces_do_not_count() {
         let g = Gallery::from_rows(
@@ -394,14 +483,15 @@ mod tests {
         .unwrap();
         let p = policy();
         let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
         let mut recent = RecentFaces::default();
         assert_eq!(
             recent.check_owner(&p, &g, ResidentId(1), t0),
             FaceCheck::NotSeen
         );
         // A stranger-ish face, then R1's face.
-        recent.record(t0, e(&[0.3, 0.954]));
-        recent.record(t0 + Duration::from_secs(1), e(&[0.99, 0.14]));
+        frames(&mut recent, t0, 1, 3, &[0.3, 0.954]);
+        frames(&mut recent, t1, 2, 3, &[0.99, 0.14]);
         assert!(matches!(
             recent.check_owner(&p, &g, ResidentId(1), t0),
             FaceCheck::Match { score } if score > 0.98
@@ -413,7 +503,7 @@ mod tests {
             FaceCheck::Match { .. }
         ));
         assert!(matches!(
-            recent.check_owner(&p, &g, ResidentId(2), t0 + Duration::from_secs(1)),
+            recent.check_owner(&p, &g, ResidentId(2), t1),
             FaceCheck::Mismatch { .. }
         ));
         assert_eq!(
@@ -421,8 +511,59 @@ mod tests {
             FaceCheck::NotEnrolled
         );
         // Faces older than KEEP are forgotten when new ones arrive.
-        recent.record(t0 + KEEP + Duration::from_secs(5), e(&[0.0, 1.0]));
+        recent.record(t0 + KEEP + Duration::from_secs(5), track(3), e(&[0.0, 1.0]));
         assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn one_lucky_frame_of_a_lingering_stranger_does_not_pass_a_card_check() {
+        // R1 enrolled; a stranger lingers for the whole wait: a hundred
+        // frames below the verify threshold (0.4) and, once, a frame above it.
+        let g = Gallery::from_rows("m", 2, vec![(ResidentId(1), vec![1.0, 0.0])]).unwrap();
+        let p = policy();
+        let t0 = Instant::now();
+        let mut recent = RecentFaces::default();
+        for i in 0..100u64 {
+            let v: &[f32] = if i == 50 {
+                &[0.45, 0.893]
+            } else {
+                &[0.2, 0.98]
+            };
+            recent.record(t0 + Duration::from_millis(100 * i), track(7), e(v));
+        }
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(1), t0),
+            FaceCheck::Mismatch { score } if score > 0.4
+        ));
+        // Two such frames of different faces are not K of one face either.
+        recent.record(t0 + Duration::from_secs(11), track(8), e(&[0.45, 0.893]));
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(1), t0),
+            FaceCheck::Mismatch { .. }
+        ));
+        // The same camera's track ids are not another camera's.
+        let other = FaceTrack {
+            camera: Arc::from("cam-2"),
+            id: 8,
+        };
+        recent.record(t0 + Duration::from_secs(12), other, e(&[0.45, 0.893]));
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(1), t0),
+            FaceCheck::Mismatch { .. }
+        ));
+        // The owner: 2 of 3 consecutive frames of one face, with a poor frame between.
+        let t2 = t0 + Duration::from_secs(20);
+        recent.record(t2, track(9), e(&[0.9, 0.436]));
+        recent.record(t2 + Duration::from_millis(100), track(9), e(&[0.2, 0.98]));
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(1), t2),
+            FaceCheck::Mismatch { .. }
+        ));
+        recent.record(t2 + Duration::from_millis(200), track(9), e(&[0.9, 0.436]));
+        assert!(matches!(
+            recent.check_owner(&p, &g, ResidentId(1), t2),
+            FaceCheck::Match { score } if score > 0.89
+        ));
     }
 
     #[test]
@@ -446,14 +587,21 @@ mod tests {
             MemberFace::NotSeen
         );
         // R3's face: no member's, whatever the rest of the register holds.
-        recent.record(t0, e(&[0.05, 0.998]));
+        frames(&mut recent, t0, 1, 3, &[0.05, 0.998]);
         assert!(matches!(
             recent.check_members(&p, &g, &household, t0),
             MemberFace::NotMember { score } if score < 0.7
         ));
-        // Then R2's (R1 matches it too, less well): the best-matching
+        // Then one frame of R2's: not yet confirmed.
+        let t1 = t0 + Duration::from_secs(1);
+        recent.record(t1, track(2), e(&[0.62, -0.78]));
+        assert!(matches!(
+            recent.check_members(&p, &g, &household, t0),
+            MemberFace::NotMember { score } if score > 0.99
+        ));
+        // A second frame (R1 matches it too, less well): the best-matching
         // member, not merely the first.
-        recent.record(t0 + Duration::from_secs(1), e(&[0.62, -0.78]));
+        recent.record(t1 + Duration::from_millis(100), track(2), e(&[0.62, -0.78]));
         assert!(matches!(
             recent.check_members(&p, &g, &household, t0),
             MemberFace::Member { resident: ResidentId(2), score } if score > 0.99
@@ -474,7 +622,11 @@ mod tests {
         let mut recent = RecentFaces::default();
         let t0 = Instant::now();
         for i in 0..(CAPACITY + 10) {
-            recent.record(t0 + Duration::from_millis(i as u64), e(&[1.0, 0.0]));
+            recent.record(
+                t0 + Duration::from_millis(i as u64),
+                track(1),
+                e(&[1.0, 0.0]),
+            );
         }
         assert_eq!(recent.len(), CAPACITY);
     }

@@ -393,6 +393,19 @@ fn card_and_face_opens_for_the_owners_face_only() {
         .lock()
         .unwrap()
         .check_owner(&policy, &gallery, kit, t1);
+    // One frame is not yet K of M frames of his face: not confirmed.
+    assert!(
+        matches!(check, FaceCheck::Mismatch { score } if score >= policy.verify_threshold),
+        "{check:?}"
+    );
+    // A second frame of the same face (same track) confirms it.
+    camera
+        .process(&frame, t1 + Duration::from_millis(200))
+        .unwrap();
+    let check = recent
+        .lock()
+        .unwrap()
+        .check_owner(&policy, &gallery, kit, t1);
     assert!(matches!(check, FaceCheck::Match { .. }), "{check:?}");
     assert!(decide(check).is_granted());
 }
