@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::gallery::Gallery;
+use super::gallery::{Gallery, IdentityScore};
 use super::policy::{GateState, MatchPolicy, Outcome};
 use super::quality::Rejection;
 use super::{photo, Embedding, FaceEngine, FrameVerdict, Ranked};
@@ -214,6 +214,11 @@ pub struct OpenSetOptions {
     pub curve: Vec<f32>,
     /// Choose each split's threshold from its enrolled residents only.
     pub self_calibrate: Option<SelfCalibrate>,
+    /// Household + face (1:few): residents are grouped into households of
+    /// this many members, and each probe is matched against one household
+    /// only (its own; a stranger's, a household drawn at random), at the
+    /// threshold without a margin, as a household gate checks the members.
+    pub household: Option<usize>,
 }
 
 /// `--self-calibrate`: per split, the threshold for `target_fpir` at that
@@ -270,6 +275,9 @@ pub struct OpenSetSummary {
     /// Splits whose threshold came from the residents' own faces (the rest: the prior).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub own_register_splits: Option<usize>,
+    /// `--household`: members per household; each probe searched that household only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub household: Option<usize>,
 }
 
 /// DIR, FPIR and misidentification at one threshold.
@@ -415,6 +423,9 @@ pub fn evaluate(
     if opts.enrol_per_person == 0 || opts.frames == 0 || opts.splits == 0 {
         bail!("--enrol-per-person, --frames and --splits must be at least 1");
     }
+    if opts.household == Some(0) {
+        bail!("--household must be at least 1 member");
+    }
     let mut by_identity: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
     for (i, s) in samples.iter().enumerate() {
         let Some(list) = by_identity.get_mut(s.identity) else {
@@ -450,6 +461,9 @@ pub fn evaluate(
     };
 
     let mut rng = SplitMix(opts.seed);
+    // Households are drawn from a stream of their own, so `--household`
+    // judges the very splits the 1:N evaluation with the same seed judges.
+    let mut household_rng = SplitMix(opts.seed ^ 0x686f_7573_6568_6f6c);
     let mut enrolled_fewer = HashMap::new();
     let mut tally = Tally::default();
     let mut curve = vec![Tally::default(); opts.curve.len()];
@@ -473,7 +487,11 @@ pub fn evaluate(
             Gallery::from_rows_combined(model, dim, rows.iter().cloned(), policy.combine)?;
         let mut policy = policy;
         if let Some(sc) = &opts.self_calibrate {
-            let n = gallery.identities();
+            // A household gate compares a face with the household's members only.
+            let n = match opts.household {
+                Some(members) => members.min(gallery.identities()),
+                None => gallery.identities(),
+            };
             let own =
                 super::calibrate::own_curve(&rows, &HashMap::new(), model, dim, policy.combine)
                     .ok();
@@ -499,7 +517,18 @@ pub fn evaluate(
         for (id, _) in &split.residents {
             residents_seen[(id.0 - 1) as usize] = true;
         }
+        let households = opts
+            .household
+            .map(|members| households_of(&mut household_rng, &split.residents, members));
         for (who, probes) in &split.probes {
+            // The members this face is compared with at a household gate.
+            let household: Option<&[ResidentId]> = households.as_ref().map(|h| {
+                let index = match who.and_then(|id| h.of.get(&id)) {
+                    Some(&i) => i,
+                    None => (household_rng.next() % h.members.len() as u64) as usize,
+                };
+                h.members[index].as_slice()
+            });
             // The gate's verdict per frame, and the search result the curve re-judges.
             let frames: Vec<Option<Judged>> = probes
                 .iter()
@@ -507,8 +536,15 @@ pub fn evaluate(
                     let sample = &samples[s];
                     let embedding = sample.embedding.as_ref()?;
                     let q = quality(sample);
-                    let (ranked, verdict) =
-                        policy.search_and_judge(&gallery, q, Some(embedding.as_slice()));
+                    let (ranked, verdict) = match household {
+                        Some(members) => {
+                            let ranked = q.ok().and_then(|()| {
+                                among_members(&gallery, members, embedding.as_slice())
+                            });
+                            (ranked, policy.judge(q, ranked.as_ref()))
+                        }
+                        None => policy.search_and_judge(&gallery, q, Some(embedding.as_slice())),
+                    };
                     Some((q, ranked, verdict))
                 })
                 .collect();
@@ -584,6 +620,7 @@ pub fn evaluate(
             predicted_fpir: calibrated.mean(&calibrated.predicted),
             predicted_fpir_upper: calibrated.mean(&calibrated.upper),
             own_register_splits: opts.self_calibrate.as_ref().map(|_| calibrated.own),
+            household: opts.household,
         },
         identified: tally.identified,
         misidentified: tally.misidentified,
@@ -627,6 +664,42 @@ impl Calibrated {
 /// One frame as the gate judged it: its quality verdict and search result
 /// (which the curve re-judges at other thresholds), and the verdict.
 type Judged = (Result<(), Rejection>, Option<Ranked>, FrameVerdict);
+
+/// One split's residents grouped into households of `members` (the last may be smaller).
+struct Households {
+    members: Vec<Vec<ResidentId>>,
+    of: HashMap<ResidentId, usize>,
+}
+
+fn households_of(
+    rng: &mut SplitMix,
+    residents: &[(ResidentId, Vec<usize>)],
+    members: usize,
+) -> Households {
+    let mut ids: Vec<ResidentId> = residents.iter().map(|(id, _)| *id).collect();
+    rng.shuffle(&mut ids);
+    let members: Vec<Vec<ResidentId>> = ids.chunks(members.max(1)).map(<[_]>::to_vec).collect();
+    let of = members
+        .iter()
+        .enumerate()
+        .flat_map(|(i, h)| h.iter().map(move |id| (*id, i)))
+        .collect();
+    Households { members, of }
+}
+
+/// The household gate's 1:few check of one face: the best-scoring member,
+/// with no second (the members are checked 1:1 each, without a margin).
+fn among_members(gallery: &Gallery, members: &[ResidentId], embedding: &[f32]) -> Option<Ranked> {
+    let best = members
+        .iter()
+        .filter_map(|&resident| {
+            gallery
+                .score_for(resident, embedding)
+                .map(|score| IdentityScore { resident, score })
+        })
+        .max_by(|a, b| a.score.total_cmp(&b.score))?;
+    Some(Ranked { best, second: None })
+}
 
 /// The frames of one probe through a fresh gate state, as one tracked face:
 /// the resident the gate would let in, if any. Frames without a face add nothing.

@@ -98,6 +98,20 @@ fn eval_1n_on_the_identities_meets_the_goals_and_ends_with_one_json_line() {
             && dir_line.contains(&format!("of {unknown} stranger probes")),
         "{dir_line}"
     );
+    // Household + face (1:few) on the same splits' photos: a resident's own
+    // face is the best of a household whenever it is the best of the whole
+    // register, and no margin is asked, so DIR can only rise.
+    let out = eval_1n(&env, &["--household", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = last_json(&out);
+    assert_eq!(h["household"], 2, "{h}");
+    assert!(stdout(&out).contains("households of 2"), "{}", stdout(&out));
+    assert!(
+        h["dir"].as_f64().unwrap() >= j["dir"].as_f64().unwrap(),
+        "{h} against {j}"
+    );
+    assert!(h["fpir"].as_f64().unwrap() <= 0.01, "{h}");
+    assert!(j.get("household").is_none(), "{j}");
     // The curve: a threshold of 0 admits strangers, 0.95 nobody.
     assert!(text.contains("<- policy"));
     let curve = env.dir.path().join("curve.csv");

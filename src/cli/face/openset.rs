@@ -68,6 +68,12 @@ pub struct EvalOneToN {
     /// Stranger false-accept rate the self-calibration aims at (0.01 = 1 %)
     #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "self_calibrate")]
     pub target_fpir: Option<f64>,
+    /// Household + face (1:few): group the residents into households of this
+    /// many members and match each probe against one household only (its own;
+    /// a stranger's, one drawn at random), at the verify threshold
+    /// (`--threshold` overrides it) without a margin, as a household gate does
+    #[arg(long, value_name = "MEMBERS", value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub household: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +172,10 @@ fn stats(v: &[f32]) -> String {
 pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
     let started = Instant::now();
     let mut loaded = load(config, &args.set)?;
+    if args.household.is_some() {
+        // A household gate checks each member 1:1 at the verify threshold.
+        loaded.policy.threshold = loaded.policy.verify_threshold;
+    }
     if let Some(t) = args.threshold {
         loaded.policy.threshold = t;
     }
@@ -195,6 +205,7 @@ pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
             }),
             _ => None,
         },
+        household: args.household.map(|m| m as usize),
     };
     let p = &loaded.photos;
     let report = openset::evaluate(
@@ -247,6 +258,11 @@ pub fn eval_1n(config: &Config, args: &EvalOneToN) -> Result<ExitCode> {
         "splits:     {} (seed {}): half the identities enrolled with up to {} photos each, the rest strangers; each probe is {} frame(s) of one person",
         s.splits, s.seed, s.enrol_per_person, s.frames
     );
+    if let Some(members) = s.household {
+        println!(
+            "household:  residents in households of {members}; each probe matched against one household only (its own, or a stranger's drawn at random), no margin"
+        );
+    }
     if !report.strangers_only.is_empty() {
         println!(
             "strangers only (fewer than two photos with a face, so no probe if enrolled): {}",

@@ -69,6 +69,7 @@ fn options(frames: usize) -> OpenSetOptions {
         quality_floor: true,
         curve: vec![0.0, 0.5, 0.9],
         self_calibrate: None,
+        household: None,
     }
 }
 
@@ -244,4 +245,32 @@ fn the_same_seed_gives_the_same_splits() {
     b.shuffle(&mut y);
     assert_eq!(x, y);
     assert_ne!(x, (0..20).collect::<Vec<u32>>());
+}
+
+#[test]
+fn household_mode_matches_each_probe_against_one_household_only() {
+    let (names, samples) = constructed();
+    let one_to_n = evaluate(&names, &samples, &policy(), "m", 8, &options(1)).unwrap();
+    // Households of one: C's probe (0.707 from A, 0 from C) no longer
+    // finds A, so nobody is misidentified; a stranger meets one resident.
+    let mut opts = options(1);
+    opts.household = Some(1);
+    let alone = evaluate(&names, &samples, &policy(), "m", 8, &opts).unwrap();
+    let s = &alone.summary;
+    assert_eq!(s.household, Some(1));
+    assert_eq!((s.known_probes, s.unknown_probes), (15, 15));
+    assert!(close(s.dir, 1.0 / 3.0) && close(s.misid, 0.0), "{s:?}");
+    // S2 is refused whatever the household; S1 passes only A's and C's, S3 only B's.
+    assert!(s.fpir < one_to_n.summary.fpir, "{s:?}");
+    assert!(s.fpir > 0.0, "{s:?}");
+    // One household of all three: the same comparisons as 1:N (no tie to be ambiguous here).
+    opts.household = Some(3);
+    let together = evaluate(&names, &samples, &policy(), "m", 8, &opts).unwrap();
+    assert!(
+        close(together.summary.fpir, 2.0 / 3.0) && close(together.summary.dir, 1.0 / 3.0),
+        "{:?}",
+        together.summary
+    );
+    opts.household = Some(0);
+    assert!(evaluate(&names, &samples, &policy(), "m", 8, &opts).is_err());
 }
